@@ -1,0 +1,104 @@
+//! `vaitio-conformance`: run the suite against a deployment and write the reports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vaitio_conformance::client::Target;
+use vaitio_conformance::{cases, run, Options};
+
+#[derive(Parser)]
+#[command(
+    name = "vaitio-conformance",
+    version,
+    about = "Vaitio's conformance suite, for auditors: run it against any deployment"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cases and write junit.xml, summary.json, report.html and testreport.json.
+    /// Exits 1 when a SHALL case fails, 2 when the suite could not run.
+    Run {
+        /// The deployment, e.g. https://127.0.0.1:8443
+        #[arg(long)]
+        base_url: String,
+        /// CA certificate (PEM) that the server's certificate chains to; the public web roots
+        /// when omitted.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Client certificate (PEM) for organisation endpoints.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// The client certificate's private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Bearer token sent with every request.
+        #[arg(long, env = "VAITIO_CONFORMANCE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Folder for the reports.
+        #[arg(long)]
+        report_dir: PathBuf,
+        /// The deployment's request size limit, in bytes.
+        #[arg(long, default_value_t = 2 * 1024 * 1024)]
+        max_body_bytes: usize,
+        /// Run only cases whose id starts with this (repeatable), e.g. --only ERR
+        #[arg(long)]
+        only: Vec<String>,
+    },
+    /// List the cases.
+    List,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::List => {
+            for case in cases::all() {
+                println!("{:<8} {:<6} {}  [{}]", case.id, case.level.as_str(), case.title, case.reference);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { base_url, ca, cert, key, token, report_dir, max_body_bytes, only } => {
+            let options = Options {
+                target: Target { base_url, ca, cert, key, token },
+                report_dir: Some(report_dir.clone()),
+                max_body_bytes,
+                only,
+            };
+            match run(&options) {
+                Ok(report) => {
+                    for result in &report.results {
+                        println!(
+                            "{:<5} {:<8} {:<6} {} — {}",
+                            result.outcome.label().to_uppercase(),
+                            result.id,
+                            result.level.as_str(),
+                            result.title,
+                            result.outcome.detail()
+                        );
+                    }
+                    println!("reports: {}", report_dir.display());
+                    println!(
+                        "conformance: {} passed, {} failed, {} skipped",
+                        report.count("pass"),
+                        report.count("fail"),
+                        report.count("skip")
+                    );
+                    if report.shall_failed() {
+                        eprintln!("vaitio-conformance: a SHALL case failed");
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(error) => {
+                    eprintln!("vaitio-conformance: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

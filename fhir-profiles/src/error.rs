@@ -1,0 +1,83 @@
+use std::fmt;
+
+/// FHIR `IssueType` codes the crate reports (a subset of http://hl7.org/fhir/issue-type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueCode {
+    Structure,
+    Invalid,
+    Required,
+    Value,
+    NotSupported,
+    BusinessRule,
+}
+
+impl IssueCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueCode::Structure => "structure",
+            IssueCode::Invalid => "invalid",
+            IssueCode::Required => "required",
+            IssueCode::Value => "value",
+            IssueCode::NotSupported => "not-supported",
+            IssueCode::BusinessRule => "business-rule",
+        }
+    }
+}
+
+/// One problem with a submitted resource: what kind, a message for the integrator, and the
+/// FHIRPath of the offending element where one can be named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    pub code: IssueCode,
+    pub diagnostics: String,
+    pub expression: Option<String>,
+}
+
+impl Issue {
+    pub fn new(code: IssueCode, diagnostics: impl Into<String>) -> Self {
+        Issue { code, diagnostics: diagnostics.into(), expression: None }
+    }
+
+    pub fn at(mut self, expression: impl Into<String>) -> Self {
+        self.expression = Some(expression.into());
+        self
+    }
+}
+
+/// Why a submitted resource was refused.
+///
+/// Messages name elements and rules, never values: they are returned to the submitter and may be
+/// logged, and a value could be a HETU or note text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProfileError {
+    /// Not JSON, or not UTF-8 (HTTP 400).
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// JSON, but not a FHIR resource of a type the model can read (HTTP 400).
+    #[error("{}", .0.first().map(|i| i.diagnostics.as_str()).unwrap_or("invalid resource"))]
+    Structure(Vec<Issue>),
+    /// A readable resource that breaks a rule of the national profiles (HTTP 422).
+    #[error("{}", .0.first().map(|i| i.diagnostics.as_str()).unwrap_or("the resource breaks a profile rule"))]
+    Rule(Vec<Issue>),
+}
+
+impl ProfileError {
+    pub fn issues(&self) -> Vec<Issue> {
+        match self {
+            ProfileError::MalformedJson(message) => {
+                vec![Issue::new(IssueCode::Structure, format!("the body is not valid JSON: {message}"))]
+            }
+            ProfileError::Structure(issues) | ProfileError::Rule(issues) => issues.clone(),
+        }
+    }
+
+    pub(crate) fn structure(issue: Issue) -> Self {
+        ProfileError::Structure(vec![issue])
+    }
+}
+
+impl fmt::Display for IssueCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

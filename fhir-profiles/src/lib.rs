@@ -1,0 +1,24 @@
+//! Vaitio's national document model: what a FHIR R4 resource submitted to the gateway must look
+//! like, the identifiers it carries, and the search index facts extracted from it.
+//!
+//! Pure: no I/O. The gateway hands bytes in and gets typed, checked facts back.
+//!
+//! fhir-model offers R4B rather than R4; for every resource type listed in [`ResourceType`] the
+//! R4B and R4 (4.0.1) structures are the same, so its types serve as the R4 parser. It drops
+//! elements it does not know, so [`parse_resource`] compares the parsed form with the input and
+//! refuses anything it would have dropped: the original bytes are the record of truth and must not
+//! hold content the model never checked.
+
+mod error;
+mod hetu;
+mod parse;
+mod resource_type;
+pub mod search;
+
+pub use error::{Issue, IssueCode, ProfileError};
+pub use hetu::{Hetu, HETU_SYSTEM};
+pub use parse::{is_valid_id, parse_resource, stored_patient_id, ParsedResource, PatientLink, SecurityCoding};
+pub use resource_type::ResourceType;
+
+/// The FHIR version the gateway speaks on the wire.
+pub const FHIR_VERSION: &str = "4.0.1";

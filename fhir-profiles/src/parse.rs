@@ -1,0 +1,422 @@
+use fhir_model::r4b::resources::Resource;
+use serde_json::{Map, Value};
+
+use crate::error::{Issue, IssueCode, ProfileError};
+use crate::hetu::{Hetu, HETU_SYSTEM};
+use crate::resource_type::ResourceType;
+
+/// A `meta.security` coding as submitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityCoding {
+    pub system: String,
+    pub code: String,
+}
+
+/// Whom a resource is about, as far as the resource itself can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatientLink {
+    /// The resource is the Patient.
+    Itself,
+    /// A reference to a stored Patient: `Patient/{id}`.
+    Stored(String),
+    /// A document Bundle whose Composition's subject is a Patient inside the Bundle, identified
+    /// by its HETU.
+    Embedded(Hetu),
+    /// A resource that belongs to no patient (Practitioner, Organization).
+    None,
+}
+
+/// A submitted resource that the model read without dropping anything.
+#[derive(Clone, Debug)]
+pub struct ParsedResource {
+    pub resource_type: ResourceType,
+    /// The submitted JSON: the record of truth, stored (encrypted) after the gateway sets `id`
+    /// and `meta`.
+    pub json: Map<String, Value>,
+    /// Security labels on the resource and, for a Bundle, on any of its entries: a document is as
+    /// sensitive as its most sensitive part.
+    pub security: Vec<SecurityCoding>,
+    /// Valid HETU identifiers of a Patient.
+    pub hetus: Vec<Hetu>,
+    pub patient: PatientLink,
+}
+
+impl ParsedResource {
+    pub fn id(&self) -> Option<&str> {
+        self.json.get("id").and_then(Value::as_str)
+    }
+}
+
+/// Reads `bytes` as a FHIR R4 resource of type `expected`.
+///
+/// Refuses (400) what is not JSON, not a resource of the expected type, or holds elements the
+/// R4 model does not know; refuses (422) what breaks a rule the gateway relies on: a HETU with a
+/// wrong check character, patient data that names no patient, a Bundle that is not a document.
+pub fn parse_resource(expected: ResourceType, bytes: &[u8]) -> Result<ParsedResource, ProfileError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| ProfileError::MalformedJson(json_error(&e)))?;
+    let Value::Object(json) = value else {
+        return Err(ProfileError::structure(Issue::new(
+            IssueCode::Structure,
+            "the body must be a JSON object holding one FHIR resource",
+        )));
+    };
+    let declared = match json.get("resourceType") {
+        Some(Value::String(name)) => name.as_str(),
+        _ => {
+            return Err(ProfileError::structure(
+                Issue::new(IssueCode::Required, "the resource has no resourceType").at("resourceType"),
+            ))
+        }
+    };
+    let actual: ResourceType = declared.parse().map_err(|()| {
+        ProfileError::structure(
+            Issue::new(IssueCode::NotSupported, format!("resource type '{}' is not served here", printable(declared)))
+                .at("resourceType"),
+        )
+    })?;
+    if actual != expected {
+        return Err(ProfileError::structure(
+            Issue::new(IssueCode::Invalid, format!("expected a {expected} resource but the body is a {actual}"))
+                .at("resourceType"),
+        ));
+    }
+    check_model(&json)?;
+    let mut rules = Vec::new();
+    if let Some(id) = json.get("id") {
+        if !id.as_str().is_some_and(is_valid_id) {
+            rules.push(
+                Issue::new(IssueCode::Value, "id must be 1-64 characters of A-Z a-z 0-9 - .")
+                    .at(format!("{actual}.id")),
+            );
+        }
+    }
+    let hetus = if actual == ResourceType::Patient { patient_hetus(&json, "Patient", &mut rules) } else { Vec::new() };
+    let patient = patient_link(actual, &json, &mut rules);
+    let security = security_labels(actual, &json);
+    if !rules.is_empty() {
+        return Err(ProfileError::Rule(rules));
+    }
+    Ok(ParsedResource { resource_type: actual, json, security, hetus, patient })
+}
+
+/// serde_json's messages carry line and column and never the offending text.
+fn json_error(error: &serde_json::Error) -> String {
+    match error.classify() {
+        serde_json::error::Category::Eof => "the JSON ends early".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+/// The model's view must hold everything the submitter sent: anything it dropped is an element
+/// that R4 does not have here, and is refused rather than silently lost.
+fn check_model(json: &Map<String, Value>) -> Result<(), ProfileError> {
+    let value = Value::Object(json.clone());
+    let model: Resource = serde_json::from_value(value).map_err(|e| {
+        ProfileError::structure(Issue::new(
+            IssueCode::Structure,
+            format!("the resource does not match FHIR R4: {}", model_error(&e)),
+        ))
+    })?;
+    let back = serde_json::to_value(&model).map_err(|e| {
+        ProfileError::structure(Issue::new(IssueCode::Structure, format!("the resource cannot be represented: {e}")))
+    })?;
+    let mut dropped = Vec::new();
+    let root = json.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
+    dropped_elements(&Value::Object(json.clone()), &back, root, &mut dropped);
+    if dropped.is_empty() {
+        Ok(())
+    } else {
+        Err(ProfileError::Structure(
+            dropped
+                .into_iter()
+                .map(|path| Issue::new(IssueCode::Structure, format!("unknown element '{path}'")).at(path))
+                .collect(),
+        ))
+    }
+}
+
+/// serde's messages for unknown enum values quote the value, which could be anything a client
+/// typed; keep the kind of problem and drop the quoted text.
+fn model_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.split_once('`') {
+        Some((head, _)) => format!("{}…", head.trim_end()),
+        None => message,
+    }
+}
+
+fn dropped_elements(input: &Value, model: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, model) {
+        (Value::Object(sent), Value::Object(kept)) => {
+            for (key, value) in sent {
+                let child = format!("{path}.{key}");
+                match kept.get(key) {
+                    Some(kept_value) => dropped_elements(value, kept_value, &child, out),
+                    None if value.is_null() => {}
+                    None => out.push(child),
+                }
+            }
+        }
+        (Value::Array(sent), Value::Array(kept)) => {
+            for (index, value) in sent.iter().enumerate() {
+                if let Some(kept_value) = kept.get(index) {
+                    dropped_elements(value, kept_value, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// FHIR's `id` datatype.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric()).take(64).collect()
+}
+
+fn patient_hetus(json: &Map<String, Value>, path: &str, rules: &mut Vec<Issue>) -> Vec<Hetu> {
+    let mut hetus = Vec::new();
+    let identifiers = json.get("identifier").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    for (index, identifier) in identifiers.iter().enumerate() {
+        if identifier.get("system").and_then(Value::as_str) != Some(HETU_SYSTEM) {
+            continue;
+        }
+        let at = format!("{path}.identifier[{index}].value");
+        match identifier.get("value").and_then(Value::as_str).map(Hetu::parse) {
+            Some(Ok(hetu)) => hetus.push(hetu),
+            Some(Err(error)) => rules.push(Issue::new(IssueCode::Value, error.to_string()).at(at)),
+            None => rules.push(Issue::new(IssueCode::Required, "a HETU identifier needs a value").at(at)),
+        }
+    }
+    hetus
+}
+
+/// The element of each patient-data type that names its patient.
+fn subject_element(resource_type: ResourceType) -> Option<&'static str> {
+    match resource_type {
+        ResourceType::Encounter | ResourceType::Condition | ResourceType::Observation | ResourceType::Composition => {
+            Some("subject")
+        }
+        ResourceType::Consent => Some("patient"),
+        ResourceType::AuditEvent => None,
+        _ => None,
+    }
+}
+
+fn patient_link(resource_type: ResourceType, json: &Map<String, Value>, rules: &mut Vec<Issue>) -> PatientLink {
+    match resource_type {
+        ResourceType::Patient => PatientLink::Itself,
+        ResourceType::Practitioner | ResourceType::Organization | ResourceType::AuditEvent => PatientLink::None,
+        ResourceType::Bundle => document_patient(json, rules),
+        _ => {
+            let element = subject_element(resource_type).unwrap_or("subject");
+            let at = format!("{resource_type}.{element}");
+            match json.get(element).and_then(|r| r.get("reference")).and_then(Value::as_str) {
+                Some(reference) => match stored_patient_id(reference) {
+                    Some(id) => PatientLink::Stored(id.to_owned()),
+                    None => {
+                        rules.push(
+                            Issue::new(IssueCode::Value, "the patient must be referenced as Patient/{id}")
+                                .at(format!("{at}.reference")),
+                        );
+                        PatientLink::None
+                    }
+                },
+                None => {
+                    rules.push(Issue::new(IssueCode::Required, "patient data must reference its Patient").at(at));
+                    PatientLink::None
+                }
+            }
+        }
+    }
+}
+
+/// `Patient/{id}`, relative, as the gateway stores references.
+pub fn stored_patient_id(reference: &str) -> Option<&str> {
+    reference.strip_prefix("Patient/").filter(|id| is_valid_id(id))
+}
+
+/// A document Bundle: `type = document` and a Composition first whose subject is a Patient,
+/// either stored or inside the Bundle with a HETU.
+fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> PatientLink {
+    if json.get("type").and_then(Value::as_str) != Some("document") {
+        rules.push(Issue::new(IssueCode::Value, "only Bundles of type 'document' are accepted").at("Bundle.type"));
+        return PatientLink::None;
+    }
+    let entries = json.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let Some(composition) = entries
+        .first()
+        .and_then(|e| e.get("resource"))
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Composition"))
+    else {
+        rules.push(
+            Issue::new(IssueCode::Invalid, "a document Bundle starts with its Composition")
+                .at("Bundle.entry[0].resource"),
+        );
+        return PatientLink::None;
+    };
+    let at = "Bundle.entry[0].resource.subject.reference";
+    let Some(reference) = composition.get("subject").and_then(|s| s.get("reference")).and_then(Value::as_str) else {
+        rules.push(
+            Issue::new(IssueCode::Required, "the Composition must name its patient")
+                .at("Bundle.entry[0].resource.subject"),
+        );
+        return PatientLink::None;
+    };
+    let embedded =
+        entries.iter().enumerate().find(|(_, e)| e.get("fullUrl").and_then(Value::as_str) == Some(reference));
+    match embedded {
+        Some((index, entry)) => {
+            let resource = entry.get("resource").and_then(Value::as_object);
+            match resource.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Patient")) {
+                Some(patient) => {
+                    let path = format!("Bundle.entry[{index}].resource");
+                    let mut hetus = patient_hetus(patient, &path, rules);
+                    if hetus.is_empty() {
+                        rules.push(
+                            Issue::new(
+                                IssueCode::Required,
+                                "the document's Patient must carry a HETU identifier (urn:oid:1.2.246.21)",
+                            )
+                            .at(format!("{path}.identifier")),
+                        );
+                        PatientLink::None
+                    } else {
+                        PatientLink::Embedded(hetus.swap_remove(0))
+                    }
+                }
+                None => {
+                    rules.push(Issue::new(IssueCode::Invalid, "the Composition's subject must be a Patient").at(at));
+                    PatientLink::None
+                }
+            }
+        }
+        None => match stored_patient_id(reference) {
+            Some(id) => PatientLink::Stored(id.to_owned()),
+            None => {
+                rules.push(
+                    Issue::new(
+                        IssueCode::Invalid,
+                        "the Composition's subject resolves neither inside the Bundle nor as Patient/{id}",
+                    )
+                    .at(at),
+                );
+                PatientLink::None
+            }
+        },
+    }
+}
+
+fn security_labels(resource_type: ResourceType, json: &Map<String, Value>) -> Vec<SecurityCoding> {
+    let mut labels = Vec::new();
+    collect_security(json, &mut labels);
+    if resource_type == ResourceType::Bundle {
+        for entry in json.get("entry").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(resource) = entry.get("resource").and_then(Value::as_object) {
+                collect_security(resource, &mut labels);
+            }
+        }
+    }
+    labels
+}
+
+fn collect_security(json: &Map<String, Value>, out: &mut Vec<SecurityCoding>) {
+    let codings = json.get("meta").and_then(|m| m.get("security")).and_then(Value::as_array);
+    for coding in codings.into_iter().flatten() {
+        if let (Some(system), Some(code)) =
+            (coding.get("system").and_then(Value::as_str), coding.get("code").and_then(Value::as_str))
+        {
+            let label = SecurityCoding { system: system.to_owned(), code: code.to_owned() };
+            if !out.contains(&label) {
+                out.push(label);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<ParsedResource, ProfileError> {
+        let rt = value["resourceType"].as_str().unwrap_or("Patient").parse().unwrap_or(ResourceType::Patient);
+        parse_resource(rt, value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn reads_a_patient_with_a_hetu() {
+        let parsed = parse(json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": HETU_SYSTEM, "value": "131052-308T"}],
+            "name": [{"family": "Virtanen", "given": ["Aino"]}],
+            "birthDate": "1952-10-13"
+        }))
+        .unwrap();
+        assert_eq!(parsed.resource_type, ResourceType::Patient);
+        assert_eq!(parsed.hetus.len(), 1);
+        assert_eq!(parsed.patient, PatientLink::Itself);
+    }
+
+    #[test]
+    fn refuses_unknown_elements_with_their_path() {
+        let error = parse(json!({"resourceType": "Patient", "name": [{"family": "X", "nickname": "Y"}]})).unwrap_err();
+        let ProfileError::Structure(issues) = error else { panic!("{error:?}") };
+        assert_eq!(issues[0].expression.as_deref(), Some("Patient.name[0].nickname"));
+    }
+
+    #[test]
+    fn refuses_a_wrong_check_character_without_echoing_it() {
+        let error =
+            parse(json!({"resourceType": "Patient", "identifier": [{"system": HETU_SYSTEM, "value": "131052-308U"}]}))
+                .unwrap_err();
+        let ProfileError::Rule(issues) = error else { panic!("{error:?}") };
+        assert_eq!(issues[0].expression.as_deref(), Some("Patient.identifier[0].value"));
+        assert!(!issues[0].diagnostics.contains("131052"));
+    }
+
+    #[test]
+    fn refuses_the_wrong_type_and_unknown_types() {
+        let body = json!({"resourceType": "Observation"}).to_string();
+        assert!(matches!(parse_resource(ResourceType::Patient, body.as_bytes()), Err(ProfileError::Structure(_))));
+        let body = json!({"resourceType": "Basic"}).to_string();
+        assert!(matches!(parse_resource(ResourceType::Patient, body.as_bytes()), Err(ProfileError::Structure(_))));
+        assert!(matches!(
+            parse_resource(ResourceType::Patient, b"{\"resourceType\": "),
+            Err(ProfileError::MalformedJson(_))
+        ));
+        assert!(matches!(parse_resource(ResourceType::Patient, b"[1]"), Err(ProfileError::Structure(_))));
+        assert!(matches!(parse_resource(ResourceType::Patient, &[0xff, 0xfe]), Err(ProfileError::MalformedJson(_))));
+    }
+
+    #[test]
+    fn patient_data_must_name_its_patient() {
+        let error =
+            parse(json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}})).unwrap_err();
+        assert!(matches!(error, ProfileError::Rule(_)), "{error:?}");
+        let ok = parse(json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}})).unwrap();
+        assert_eq!(ok.patient, PatientLink::Stored("p1".into()));
+    }
+
+    #[test]
+    fn a_document_bundle_names_its_embedded_patient_and_carries_every_label() {
+        let parsed = parse(json!({
+            "resourceType": "Bundle", "type": "document", "timestamp": "2026-03-02T14:00:00+02:00",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
+            "entry": [
+                {"fullUrl": "urn:uuid:c1", "resource": {"resourceType": "Composition", "status": "final",
+                    "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"}]},
+                    "type": {"text": "note"}, "subject": {"reference": "urn:uuid:p1"}, "date": "2026-03-02",
+                    "author": [{"reference": "urn:uuid:p1"}], "title": "Note"}},
+                {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient",
+                    "identifier": [{"system": HETU_SYSTEM, "value": "131052-308T"}]}}
+            ]
+        }))
+        .unwrap();
+        assert!(matches!(parsed.patient, PatientLink::Embedded(_)));
+        assert_eq!(parsed.security.len(), 1);
+    }
+}

@@ -1,0 +1,195 @@
+//! Start-up: the same path in `main` and in tests. `Application::build` checks keys, opens and
+//! migrates the database, binds the TLS listener; `run_until_stopped` serves.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::json;
+
+use crate::capability::capability_statement;
+use crate::config::{Config, Mode};
+use crate::crypto::{FileKek, Pseudonymizer, SecretKey};
+use crate::db::{self, DatabaseUrl};
+use crate::error::GatewayError;
+use crate::metrics::{self, Metrics};
+use crate::store::Store;
+use crate::{fhir, http};
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub pool: db::Pool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+pub struct Application {
+    server: actix_web::dev::Server,
+    port: u16,
+    /// True when this start generated the development PKI and keys.
+    pub first_run: bool,
+    pub config: Arc<Config>,
+}
+
+/// Development mode's first run: the PKI and the two keys, generated into the data folder.
+/// Returns whether anything was generated.
+fn prepare_development(config: &Config) -> Result<bool, StartError> {
+    let mut created = false;
+    let pki_dir = config.data_dir.join("pki");
+    if !config.tls_cert.exists() || !config.tls_key.exists() {
+        let pki = certs::DevPki::ensure(&pki_dir).map_err(|e| StartError(format!("development PKI: {e}")))?;
+        created |= pki.created;
+    }
+    for key in [&config.kek_file, &config.index_key_file] {
+        if !key.exists() {
+            SecretKey::generate_file(key).map_err(|e| StartError(e.to_string()))?;
+            created = true;
+        }
+    }
+    Ok(created)
+}
+
+/// Opens the pool and applies the pending migrations (`vaitio migrate` and every start).
+pub fn open_database(config: &Config) -> Result<(db::Pool, usize), StartError> {
+    let pool = db::pool(&config.database, config.db_pool_size)
+        .map_err(|e| StartError(format!("cannot open the database {}: {e}", config.database.redacted())))?;
+    let mut conn =
+        pool.get().map_err(|e| StartError(format!("cannot connect to {}: {e}", config.database.redacted())))?;
+    let applied = db::migrate(&mut conn).map_err(StartError)?;
+    Ok((pool, applied))
+}
+
+impl Application {
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let first_run = match config.mode {
+            Mode::Development => prepare_development(&config)?,
+            Mode::Production => false,
+        };
+        let kek = SecretKey::from_file(&config.kek_file).map_err(|e| StartError(e.to_string()))?;
+        let index_key = SecretKey::from_file(&config.index_key_file).map_err(|e| StartError(e.to_string()))?;
+        let (pool, applied) = open_database(&config)?;
+        if applied > 0 {
+            tracing::info!(applied, backend = config.database.backend_name(), "migrations applied");
+        }
+        let sqlite = matches!(config.database, DatabaseUrl::Sqlite(_));
+        let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), Pseudonymizer::new(index_key), sqlite);
+        let tls = certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum)
+            .map_err(|e| StartError(format!("TLS: {e}")))?;
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let port = listener.local_addr().map_err(|e| StartError(e.to_string()))?.port();
+        let config = Arc::new(config);
+        let state =
+            web::Data::new(AppState { config: config.clone(), store, metrics: Arc::new(Metrics::default()), pool });
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).wrap(middleware::from_fn(metrics::observe)).configure(routes)
+        })
+        .listen_rustls_0_23(listener, tls)
+        .map_err(|e| StartError(format!("cannot serve TLS: {e}")))?
+        .run();
+        Ok(Application { server, port, first_run, config })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The route table. Search's `_search` path is registered before `{id}` so it is not read as an id.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/metadata", web::get().to(metadata))
+        .route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(health))
+        .route("/metrics", web::get().to(prometheus))
+        .service(
+            web::resource("/{type}/_search")
+                .route(web::get().to(fhir::search))
+                .route(web::post().to(fhir::search))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/{id}/_history/{vid}")
+                .route(web::get().to(fhir::vread))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/{id}/_history")
+                .route(web::get().to(fhir::history))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/{id}")
+                .route(web::get().to(fhir::read))
+                .route(web::put().to(fhir::update))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}")
+                .route(web::get().to(fhir::search))
+                .route(web::post().to(fhir::create))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .default_service(web::to(unknown_endpoint));
+}
+
+async fn unknown_endpoint() -> Result<HttpResponse, GatewayError> {
+    Err(GatewayError::UnknownEndpoint)
+}
+
+async fn metadata(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    http::only_params(&params, &["mode"])?;
+    if params.iter().any(|(name, value)| name == "mode" && value != "full") {
+        return Err(GatewayError::BadRequest("only mode=full is supported".into()));
+    }
+    let base = http::base_url(&request, &state);
+    let body = capability_statement(Some(&base)).to_string().into_bytes();
+    Ok(http::fhir_json(StatusCode::OK, body, output))
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "pass"}))
+}
+
+/// Readiness: the database answers a query.
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    let database = web::block(move || store.ping()).await.map_err(GatewayError::from).and_then(|r| r);
+    let (status, database_status) = match database {
+        Ok(()) => (StatusCode::OK, "pass"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "fail"),
+    };
+    HttpResponse::build(status).json(json!({
+        "status": database_status,
+        "mode": match state.config.mode { Mode::Development => "development", Mode::Production => "production" },
+        "checks": {"database": {"status": database_status, "backend": state.config.database.backend_name()}}
+    }))
+}
+
+async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    let up = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+    let pool = state.pool.state();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
+        up,
+        pool.connections,
+        pool.idle_connections,
+    ))
+}

@@ -1,0 +1,312 @@
+//! Envelope encryption of clinical payloads, and the keyed HMACs that stand in for identifiers.
+//!
+//! Every resource body is sealed with AES-256-GCM under a data key of its patient (resources of no
+//! patient share one data key). Data keys are stored only wrapped by the key-encryption key, which
+//! lives outside the database (a key file today; a KMS plugs in behind [`KeyEncryptionKey`]). The
+//! authenticated data binds the resource type, id, version and key scope, so a ciphertext copied
+//! to another row does not open. Identifiers are indexed as HMAC-SHA256 tokens under a separate
+//! secret, so a stolen database alone yields neither text nor identity codes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use fhir_profiles::Hetu;
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::rand::rand_bytes;
+use openssl::sign::Signer;
+use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("key file {path}: {message}")]
+    KeyFile { path: String, message: String },
+    #[error("a sealed value did not open: wrong key, or the data was altered or moved")]
+    Open,
+    #[error("openssl: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+}
+
+/// 32 bytes of key material whose `Debug` prints nothing.
+#[derive(Clone)]
+pub struct SecretKey([u8; 32]);
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl SecretKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut key = [0u8; 32];
+        rand_bytes(&mut key)?;
+        Ok(SecretKey(key))
+    }
+
+    /// Reads a key file: 64 hexadecimal characters. Refuses a file that others can read, so a
+    /// misconfigured deployment fails at start rather than leaking later.
+    pub fn from_file(path: &Path) -> Result<Self, CryptoError> {
+        let error = |message: String| CryptoError::KeyFile { path: path.display().to_string(), message };
+        let text = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(error(format!("mode {:o} lets others read it; chmod 600 it", mode & 0o777)));
+            }
+        }
+        let bytes = hex::decode(text.trim()).map_err(|_| error("expected 64 hexadecimal characters".into()))?;
+        let key: [u8; 32] =
+            bytes.try_into().map_err(|_| error("expected a 32-byte key (64 hexadecimal characters)".into()))?;
+        Ok(SecretKey(key))
+    }
+
+    /// Writes a new random key file with mode 0600 (development mode's first run).
+    pub fn generate_file(path: &Path) -> Result<Self, CryptoError> {
+        let key = Self::generate()?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() })?;
+        }
+        certs::write_file(path, hex::encode(key.0).as_bytes(), true)
+            .map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(key)
+    }
+}
+
+fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand_bytes(&mut nonce)?;
+    let mut tag = [0u8; TAG_LEN];
+    let ciphertext = encrypt_aead(Cipher::aes_256_gcm(), key, Some(&nonce), aad, plaintext, &mut tag)?;
+    let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len() + TAG_LEN);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    sealed.extend_from_slice(&tag);
+    Ok(sealed)
+}
+
+fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Open);
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    decrypt_aead(Cipher::aes_256_gcm(), key, Some(nonce), aad, ciphertext, tag).map_err(|_| CryptoError::Open)
+}
+
+/// The key that wraps data keys. A trait so that a KMS or HSM can stand in for the key file.
+pub trait KeyEncryptionKey: Send + Sync {
+    /// Names the key, so that rotation can tell which key wrapped a data key.
+    fn id(&self) -> &str;
+    fn wrap(&self, scope: &str, data_key: &DataKey) -> Result<Vec<u8>, CryptoError>;
+    fn unwrap(&self, scope: &str, wrapped: &[u8]) -> Result<DataKey, CryptoError>;
+}
+
+/// A key-encryption key read from a key file.
+pub struct FileKek {
+    id: String,
+    key: SecretKey,
+}
+
+impl FileKek {
+    pub fn new(key: SecretKey) -> Self {
+        // The id is a digest of the key, so it reveals nothing and changes when the key does.
+        let digest = openssl::sha::sha256(&key.0);
+        FileKek { id: format!("file:{}", hex::encode(&digest[..8])), key }
+    }
+}
+
+fn wrap_aad(scope: &str) -> Vec<u8> {
+    format!("vaitio:data-key:v1:{scope}").into_bytes()
+}
+
+impl KeyEncryptionKey for FileKek {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn wrap(&self, scope: &str, data_key: &DataKey) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.key.0, &wrap_aad(scope), &data_key.0 .0)
+    }
+
+    fn unwrap(&self, scope: &str, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
+        let bytes = open(&self.key.0, &wrap_aad(scope), wrapped)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Open)?;
+        Ok(DataKey(SecretKey(key)))
+    }
+}
+
+/// A patient's data key, in memory only.
+#[derive(Clone, Debug)]
+pub struct DataKey(SecretKey);
+
+impl DataKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(DataKey(SecretKey::generate()?))
+    }
+}
+
+/// What a sealed resource body is bound to.
+pub struct BodyBinding<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub version: i64,
+    pub key_scope: &'a str,
+}
+
+impl BodyBinding<'_> {
+    fn aad(&self) -> Vec<u8> {
+        format!("vaitio:resource:v1:{}/{}/_history/{}:{}", self.resource_type, self.id, self.version, self.key_scope)
+            .into_bytes()
+    }
+}
+
+pub fn seal_body(key: &DataKey, binding: &BodyBinding<'_>, body: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    seal(&key.0 .0, &binding.aad(), body)
+}
+
+pub fn open_body(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    open(&key.0 .0, &binding.aad(), sealed)
+}
+
+/// A small cache of unwrapped data keys: unwrapping costs a database read and an AES operation,
+/// and one patient's resources are usually read together.
+#[derive(Default)]
+pub struct DataKeyCache {
+    keys: Mutex<HashMap<String, DataKey>>,
+}
+
+const DATA_KEY_CACHE_SIZE: usize = 4096;
+
+impl DataKeyCache {
+    pub fn get(&self, scope: &str) -> Option<DataKey> {
+        self.keys.lock().ok()?.get(scope).cloned()
+    }
+
+    pub fn put(&self, scope: &str, key: DataKey) {
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= DATA_KEY_CACHE_SIZE {
+                keys.clear();
+            }
+            keys.insert(scope.to_owned(), key);
+        }
+    }
+}
+
+/// Keyed HMAC-SHA256 under the index key: patient pseudonyms and identifier tokens. Each use has
+/// its own prefix so a token of one kind never equals a token of another.
+#[derive(Clone)]
+pub struct Pseudonymizer {
+    key: Arc<SecretKey>,
+}
+
+impl Pseudonymizer {
+    pub fn new(key: SecretKey) -> Self {
+        Pseudonymizer { key: Arc::new(key) }
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        // A MAC over a fixed key cannot fail short of an allocation failure.
+        let digest = (|| -> Result<Vec<u8>, openssl::error::ErrorStack> {
+            let key = PKey::hmac(&self.key.0)?;
+            let mut signer = Signer::new(MessageDigest::sha256(), &key)?;
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    signer.update(&[0x1f])?;
+                }
+                signer.update(part.as_bytes())?;
+            }
+            signer.sign_to_vec()
+        })()
+        .unwrap_or_else(|e| panic!("HMAC-SHA256 failed: {e}"));
+        hex::encode(digest)
+    }
+
+    /// The patient pseudonym of a HETU: the same person gets the same pseudonym in every row.
+    pub fn patient_from_hetu(&self, hetu: &Hetu) -> String {
+        self.mac(&["patient", "hetu", hetu.expose()])
+    }
+
+    /// The pseudonym of a Patient that carries no HETU (a temporary record).
+    pub fn patient_from_id(&self, id: &str) -> String {
+        self.mac(&["patient", "id", id])
+    }
+
+    /// An identifier token: `system` is `None` for identifiers without a system.
+    pub fn token(&self, param: &str, system: Option<&str>, value: &str) -> String {
+        match system {
+            Some(system) => self.mac(&["token", param, "system", system, value]),
+            None => self.mac(&["token", param, "nosystem", value]),
+        }
+    }
+
+    /// The token that matches an identifier value whatever its system.
+    pub fn token_any_system(&self, param: &str, value: &str) -> String {
+        self.mac(&["token", param, "any", value])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_body_opens_only_where_it_was_bound() {
+        let key = DataKey::generate().unwrap();
+        let at = BodyBinding { resource_type: "Composition", id: "a", version: 1, key_scope: "p" };
+        let sealed = seal_body(&key, &at, b"note text").unwrap();
+        assert!(!sealed.windows(9).any(|w| w == b"note text"));
+        assert_eq!(open_body(&key, &at, &sealed).unwrap(), b"note text");
+        let moved = BodyBinding { version: 2, ..at };
+        assert!(open_body(&key, &moved, &sealed).is_err());
+        let other = DataKey::generate().unwrap();
+        assert!(open_body(&other, &BodyBinding { version: 1, ..moved }, &sealed).is_err());
+    }
+
+    #[test]
+    fn data_keys_are_wrapped_per_scope() {
+        let kek = FileKek::new(SecretKey::generate().unwrap());
+        let data_key = DataKey::generate().unwrap();
+        let wrapped = kek.wrap("patient-1", &data_key).unwrap();
+        assert!(kek.unwrap("patient-1", &wrapped).is_ok());
+        assert!(kek.unwrap("patient-2", &wrapped).is_err());
+        let other = FileKek::new(SecretKey::generate().unwrap());
+        assert!(other.unwrap("patient-1", &wrapped).is_err());
+        assert_ne!(kek.id(), other.id());
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_keyed_and_separated() {
+        let hetu = Hetu::parse("131052-308T").unwrap();
+        let a = Pseudonymizer::new(SecretKey::generate().unwrap());
+        let b = Pseudonymizer::new(SecretKey::generate().unwrap());
+        assert_eq!(a.patient_from_hetu(&hetu), a.patient_from_hetu(&hetu));
+        assert_ne!(a.patient_from_hetu(&hetu), b.patient_from_hetu(&hetu));
+        assert_ne!(a.token("identifier", None, "x"), a.token_any_system("identifier", "x"));
+        assert!(!a.patient_from_hetu(&hetu).contains("131052"));
+    }
+
+    #[test]
+    fn key_files_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.hex");
+        let key = SecretKey::generate_file(&path).unwrap();
+        assert_eq!(SecretKey::from_file(&path).unwrap().0, key.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(SecretKey::from_file(&path).is_err());
+        }
+        assert!(format!("{key:?}").contains("redacted"));
+    }
+}

@@ -1,0 +1,56 @@
+// The schema of both backends (migrations/sqlite and migrations/postgres hold the same tables).
+
+diesel::table! {
+    data_keys (scope) {
+        scope -> Text,
+        kek_id -> Text,
+        wrapped_key -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    resource_versions (resource_type, id, version) {
+        resource_type -> Text,
+        id -> Text,
+        version -> BigInt,
+        patient -> Nullable<Text>,
+        key_scope -> Text,
+        security_labels -> Text,
+        last_updated -> BigInt,
+        method -> Text,
+        body -> Binary,
+    }
+}
+
+diesel::table! {
+    resource_heads (resource_type, id) {
+        resource_type -> Text,
+        id -> Text,
+        version -> BigInt,
+        patient -> Nullable<Text>,
+        security_labels -> Text,
+        last_updated -> BigInt,
+    }
+}
+
+diesel::table! {
+    search_tokens (resource_type, id, param, token) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        token -> Text,
+        patient -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_dates (resource_type, id, param, range_start, range_end) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        range_start -> BigInt,
+        range_end -> BigInt,
+        patient -> Nullable<Text>,
+    }
+}

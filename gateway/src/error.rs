@@ -1,0 +1,165 @@
+//! The gateway's one error type, mapped once to a FHIR OperationOutcome and an HTTP status.
+//!
+//! Messages returned to clients name elements, rules and ids, never clinical values; internal
+//! causes (database, crypto) are logged by kind and answered with a generic outcome.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use fhir_profiles::{Issue, IssueCode, ProfileError};
+use serde_json::{json, Value};
+
+use crate::crypto::CryptoError;
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request itself is wrong: a bad parameter, an id mismatch (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A submitted resource could not be read, or breaks a profile rule.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// Absent, or not for this caller: one answer for both, so nobody learns which.
+    #[error("{resource_type}/{id} is not known")]
+    NotFound { resource_type: String, id: String },
+    #[error("resource type '{0}' is not served here")]
+    UnknownResourceType(String),
+    #[error("no such endpoint")]
+    UnknownEndpoint,
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("the body must be sent as application/fhir+json (or application/json) in UTF-8")]
+    UnsupportedMediaType,
+    #[error("this server answers only in FHIR JSON (application/fhir+json)")]
+    NotAcceptable,
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("version conflict: the resource is at version {current}, not the one in If-Match")]
+    PreconditionFailed { current: i64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error("the database is unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for GatewayError {
+    fn from(error: diesel::result::Error) -> Self {
+        GatewayError::Internal(format!("database: {error}"))
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for GatewayError {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        GatewayError::Unavailable(format!("connection pool: {error}"))
+    }
+}
+
+impl From<CryptoError> for GatewayError {
+    fn from(error: CryptoError) -> Self {
+        GatewayError::Internal(format!("crypto: {error}"))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for GatewayError {
+    fn from(_: actix_web::error::BlockingError) -> Self {
+        GatewayError::Internal("the blocking pool is gone".into())
+    }
+}
+
+impl GatewayError {
+    fn issues(&self) -> Vec<Issue> {
+        let one = |code: IssueCode, text: String| vec![Issue::new(code, text)];
+        match self {
+            GatewayError::Profile(error) => error.issues(),
+            GatewayError::BadRequest(text) => one(IssueCode::Invalid, text.clone()),
+            GatewayError::UnknownResourceType(_) | GatewayError::MethodNotAllowed(_) => {
+                one(IssueCode::NotSupported, self.to_string())
+            }
+            GatewayError::Unprocessable(text) => one(IssueCode::BusinessRule, text.clone()),
+            other => one(IssueCode::Invalid, other.to_string()),
+        }
+    }
+
+    /// The FHIR issue-type code for errors that are not about a submitted resource.
+    fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NotFound { .. } | GatewayError::UnknownEndpoint => "not-found",
+            GatewayError::UnsupportedMediaType | GatewayError::NotAcceptable | GatewayError::UnknownResourceType(_) => {
+                "not-supported"
+            }
+            GatewayError::MethodNotAllowed(_) => "not-supported",
+            GatewayError::PayloadTooLarge { .. } => "too-costly",
+            GatewayError::PreconditionFailed { .. } | GatewayError::Conflict(_) => "conflict",
+            GatewayError::Unauthenticated => "login",
+            GatewayError::Unavailable(_) => "transient",
+            GatewayError::Internal(_) => "exception",
+            GatewayError::Unprocessable(_) => "business-rule",
+            GatewayError::BadRequest(_) | GatewayError::Profile(_) => "invalid",
+        }
+    }
+}
+
+/// An OperationOutcome with one `error` issue per entry.
+pub fn operation_outcome(issues: &[(String, String, Option<String>)]) -> Value {
+    let issues: Vec<Value> = issues
+        .iter()
+        .map(|(code, diagnostics, expression)| {
+            let mut issue = json!({"severity": "error", "code": code, "diagnostics": diagnostics});
+            if let Some(expression) = expression {
+                issue["expression"] = json!([expression]);
+            }
+            issue
+        })
+        .collect();
+    json!({"resourceType": "OperationOutcome", "issue": issues})
+}
+
+impl ResponseError for GatewayError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Profile(ProfileError::Rule(_)) | GatewayError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            GatewayError::Profile(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound { .. } | GatewayError::UnknownResourceType(_) | GatewayError::UnknownEndpoint => {
+                StatusCode::NOT_FOUND
+            }
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let GatewayError::Internal(cause) | GatewayError::Unavailable(cause) = self {
+            // The cause stays in the log; the client learns only that it failed.
+            tracing::error!(cause = %cause, "request failed");
+        }
+        let issues: Vec<(String, String, Option<String>)> = match self {
+            GatewayError::Profile(_) => {
+                self.issues().into_iter().map(|i| (i.code.as_str().to_owned(), i.diagnostics, i.expression)).collect()
+            }
+            _ => self.issues().into_iter().map(|i| (self.code().to_owned(), i.diagnostics, i.expression)).collect(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, FHIR_JSON));
+        if let GatewayError::Unauthenticated = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(operation_outcome(&issues).to_string())
+    }
+}

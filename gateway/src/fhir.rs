@@ -1,0 +1,610 @@
+//! The FHIR REST handlers: create, read, vread, update, history and search for the served types.
+//! Handlers are thin: they parse the request, call the store inside the blocking pool, and pass
+//! every row that leaves through `enforce` before it is opened.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use consent::{Principal, SecurityLabel};
+use fhir_profiles::search::{index_facts, search_params, DateQuery, ParamKind, TokenQuery};
+use fhir_profiles::{
+    is_valid_id, parse_resource, stored_patient_id, Hetu, ParsedResource, PatientLink, ResourceType, HETU_SYSTEM,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::enforce::{self, Released};
+use crate::error::GatewayError;
+use crate::http::{self, Output, Return};
+use crate::identity;
+use crate::store::{instant, now_millis, Criterion, Head, NewResource, Store, VersionRow};
+
+/// The resource type named in the path, or 404.
+fn resource_type(request: &HttpRequest) -> Result<ResourceType, GatewayError> {
+    let name = request.match_info().get("type").unwrap_or("");
+    name.parse().map_err(|()| GatewayError::UnknownResourceType(http::printable(name)))
+}
+
+fn not_found(resource_type: ResourceType, id: &str) -> GatewayError {
+    GatewayError::NotFound { resource_type: resource_type.as_str().to_owned(), id: http::printable(id) }
+}
+
+/// The id in the path. An id that cannot exist gets the same 404 as one that does not.
+fn path_id(request: &HttpRequest, resource_type: ResourceType) -> Result<String, GatewayError> {
+    let id = request.match_info().get("id").unwrap_or("");
+    if is_valid_id(id) {
+        Ok(id.to_owned())
+    } else {
+        Err(not_found(resource_type, id))
+    }
+}
+
+struct Context {
+    resource_type: ResourceType,
+    principal: Principal,
+    output: Output,
+    params: Vec<(String, String)>,
+}
+
+/// What every FHIR handler does first, in this order: the type exists, the caller is known, the
+/// response format is one we can produce.
+fn context(request: &HttpRequest, state: &AppState) -> Result<Context, GatewayError> {
+    let resource_type = resource_type(request)?;
+    let principal = identity::principal(request, state)?;
+    let params = http::query_pairs(request);
+    let output = http::negotiate(request, &params)?;
+    Ok(Context { resource_type, principal, output, params })
+}
+
+fn ensure_writable(resource_type: ResourceType) -> Result<(), GatewayError> {
+    if resource_type.is_writable() {
+        Ok(())
+    } else {
+        Err(GatewayError::MethodNotAllowed(format!("{resource_type} is read-only: only the gateway writes it")))
+    }
+}
+
+/// Everything the store needs of a parsed resource: its patient's pseudonym, its labels, its
+/// index facts. Runs in the blocking pool (a referenced Patient is looked up).
+fn prepare(store: &Store, parsed: ParsedResource, id_for_pseudonym: Option<&str>) -> Result<NewResource, GatewayError> {
+    let pseudonyms = store.pseudonyms();
+    let patient = match &parsed.patient {
+        PatientLink::Itself => Some(match (parsed.hetus.first(), id_for_pseudonym) {
+            (Some(hetu), _) => pseudonyms.patient_from_hetu(hetu),
+            (None, Some(id)) => pseudonyms.patient_from_id(id),
+            (None, None) => unreachable!("a Patient is always written with an id"),
+        }),
+        PatientLink::Stored(patient_id) => Some(store.patient_pseudonym(patient_id)?.ok_or_else(|| {
+            GatewayError::Unprocessable(format!(
+                "the referenced Patient/{} does not exist",
+                http::printable(patient_id)
+            ))
+        })?),
+        PatientLink::Embedded(hetu) => Some(pseudonyms.patient_from_hetu(hetu)),
+        PatientLink::None => None,
+    };
+    let mut labels: Vec<&str> = parsed
+        .security
+        .iter()
+        .filter_map(|coding| SecurityLabel::from_coding(&coding.system, &coding.code))
+        .map(SecurityLabel::code)
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    let facts = index_facts(parsed.resource_type, &parsed.json);
+    Ok(NewResource {
+        resource_type: parsed.resource_type,
+        security_labels: labels.join(" "),
+        json: parsed.json,
+        patient,
+        facts,
+    })
+}
+
+fn written(
+    request: &HttpRequest,
+    state: &AppState,
+    ctx: &Context,
+    status: StatusCode,
+    head: &Head,
+    body: Vec<u8>,
+) -> HttpResponse {
+    let base = http::base_url(request, state);
+    let location = format!("{base}/{}/{}/_history/{}", head.resource_type, head.id, head.version);
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::LOCATION, location.clone()))
+        .insert_header((header::ETAG, http::etag(head.version)))
+        .insert_header((header::LAST_MODIFIED, http_date(head.last_updated)));
+    // The caller wrote it, but what they get back still passes the enforcement point.
+    let visible = enforce::permits(&ctx.principal, head);
+    match http::prefer_return(request) {
+        Return::Representation if visible => {
+            let mut built = http::fhir_json(status, body, ctx.output);
+            for (name, value) in response.finish().headers() {
+                built.headers_mut().insert(name.clone(), value.clone());
+            }
+            built
+        }
+        Return::OperationOutcome => {
+            let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational",
+                "diagnostics": format!("stored as {}/{} version {}", head.resource_type, head.id, head.version)}]});
+            let mut built = http::fhir_json(status, outcome.to_string().into_bytes(), ctx.output);
+            for (name, value) in response.finish().headers() {
+                built.headers_mut().insert(name.clone(), value.clone());
+            }
+            built
+        }
+        _ => response.finish(),
+    }
+}
+
+fn http_date(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// `POST /{type}`
+pub async fn create(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, &state)?;
+    ensure_writable(ctx.resource_type)?;
+    http::only_params(&ctx.params, &[])?;
+    let bytes = http::fhir_body(&request, payload, &state).await?;
+    let resource_type = ctx.resource_type;
+    let store = state.store.clone();
+    let (head, body) = web::block(move || -> Result<_, GatewayError> {
+        let parsed = parse_resource(resource_type, &bytes)?;
+        // The server assigns ids on create; the pseudonym of a Patient without a HETU derives
+        // from that id, so the id is chosen before the pseudonym.
+        let id = uuid::Uuid::new_v4().to_string();
+        let resource = prepare(&store, parsed, Some(&id))?;
+        store.create(resource, &id)
+    })
+    .await??;
+    Ok(written(&request, &state, &ctx, StatusCode::CREATED, &head, body))
+}
+
+/// `PUT /{type}/{id}`
+pub async fn update(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, &state)?;
+    ensure_writable(ctx.resource_type)?;
+    let id = path_id(&request, ctx.resource_type)?;
+    http::only_params(&ctx.params, &[])?;
+    let expected = http::if_match(&request)?;
+    let bytes = http::fhir_body(&request, payload, &state).await?;
+    let (resource_type, principal, store) = (ctx.resource_type, ctx.principal.clone(), state.store.clone());
+    let (head, body) = web::block(move || -> Result<_, GatewayError> {
+        let parsed = parse_resource(resource_type, &bytes)?;
+        if parsed.id() != Some(id.as_str()) {
+            return Err(GatewayError::BadRequest("the resource's id must equal the id in the URL".into()));
+        }
+        // A resource the caller may not see is, to them, one that does not exist.
+        let current = store.head(resource_type, &id)?.and_then(|head| enforce::release_one(&principal, head));
+        if current.is_none() {
+            return Err(not_found(resource_type, &id));
+        }
+        let resource = prepare(&store, parsed, Some(&id))?;
+        store.update(resource, &id, expected)
+    })
+    .await??;
+    Ok(written(&request, &state, &ctx, StatusCode::OK, &head, body))
+}
+
+fn version_response(row: &VersionRow, body: Vec<u8>, output: Output) -> HttpResponse {
+    let mut response = http::fhir_json(StatusCode::OK, body, output);
+    let headers = response.headers_mut();
+    if let Ok(value) = header::HeaderValue::from_str(&http::etag(row.version)) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Ok(value) = header::HeaderValue::from_str(&http_date(row.last_updated)) {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+    response
+}
+
+/// `GET /{type}/{id}`
+pub async fn read(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, &state)?;
+    let id = path_id(&request, ctx.resource_type)?;
+    http::only_params(&ctx.params, &[])?;
+    one_version(ctx, id, None, state).await
+}
+
+/// `GET /{type}/{id}/_history/{vid}`
+pub async fn vread(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, &state)?;
+    let id = path_id(&request, ctx.resource_type)?;
+    http::only_params(&ctx.params, &[])?;
+    let version = request.match_info().get("vid").and_then(|v| v.parse::<i64>().ok()).filter(|v| *v > 0);
+    let Some(version) = version else { return Err(not_found(ctx.resource_type, &id)) };
+    one_version(ctx, id, Some(version), state).await
+}
+
+async fn one_version(
+    ctx: Context,
+    id: String,
+    version: Option<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let (resource_type, principal, store, asked) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone());
+    let found = web::block(move || -> Result<_, GatewayError> {
+        // An older version is judged together with the current one: a resource withheld now
+        // is withheld in every version.
+        let Some(head) = store.head(resource_type, &id)?.and_then(|head| enforce::release_one(&principal, head)) else {
+            return Ok(None);
+        };
+        let Some(row) =
+            store.version(resource_type, &id, version)?.and_then(|row| enforce::release_one(&principal, row))
+        else {
+            return Ok(None);
+        };
+        drop(head);
+        let body = store.open(&row)?;
+        Ok(Some((row, body)))
+    })
+    .await??;
+    match found {
+        Some((row, body)) => Ok(version_response(row.get(), body, ctx.output)),
+        None => Err(not_found(ctx.resource_type, &asked)),
+    }
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    resource: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct BundleOut<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    id: String,
+    meta: Value,
+    #[serde(rename = "type")]
+    bundle_type: &'static str,
+    total: usize,
+    link: Vec<Value>,
+    entry: Vec<Entry<'a>>,
+}
+
+fn bundle(
+    bundle_type: &'static str,
+    total: usize,
+    link: Vec<Value>,
+    entry: Vec<Entry<'_>>,
+) -> Result<Vec<u8>, GatewayError> {
+    let bundle = BundleOut {
+        resource_type: "Bundle",
+        id: uuid::Uuid::new_v4().to_string(),
+        meta: json!({"lastUpdated": instant(now_millis())}),
+        bundle_type,
+        total,
+        link,
+        entry,
+    };
+    serde_json::to_vec(&bundle).map_err(|e| GatewayError::Internal(format!("serialise bundle: {e}")))
+}
+
+fn raw(body: &[u8]) -> Result<Box<RawValue>, GatewayError> {
+    let text = std::str::from_utf8(body).map_err(|_| GatewayError::Internal("stored body is not UTF-8".into()))?;
+    RawValue::from_string(text.to_owned()).map_err(|e| GatewayError::Internal(format!("stored body: {e}")))
+}
+
+/// `_count` and `_offset`.
+struct Paging {
+    count: usize,
+    offset: usize,
+}
+
+fn paging(params: &[(String, String)], state: &AppState) -> Result<Paging, GatewayError> {
+    let mut paging = Paging { count: state.config.default_count, offset: 0 };
+    for (name, value) in params {
+        match name.as_str() {
+            "_count" => {
+                let count: usize =
+                    value.parse().map_err(|_| GatewayError::BadRequest("_count must be a whole number".into()))?;
+                paging.count = count.min(state.config.max_count);
+            }
+            "_offset" => {
+                paging.offset =
+                    value.parse().map_err(|_| GatewayError::BadRequest("_offset must be a whole number".into()))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(paging)
+}
+
+/// Self, previous and next links. The query is rebuilt from the parsed parameters (minus the
+/// paging ones), so a link never carries anything the server did not accept.
+fn page_links(base: &str, path: &str, params: &[(String, String)], paging: &Paging, total: usize) -> Vec<Value> {
+    let kept: Vec<&(String, String)> = params.iter().filter(|(n, _)| n != "_offset" && n != "_count").collect();
+    let link = |offset: usize| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &kept {
+            query.append_pair(name, value);
+        }
+        query.append_pair("_count", &paging.count.to_string());
+        query.append_pair("_offset", &offset.to_string());
+        format!("{base}/{path}?{}", query.finish())
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(paging.offset)})];
+    if paging.count > 0 && paging.offset + paging.count < total {
+        links.push(json!({"relation": "next", "url": link(paging.offset + paging.count)}));
+    }
+    if paging.offset > 0 {
+        links.push(json!({"relation": "previous", "url": link(paging.offset.saturating_sub(paging.count.max(1)))}));
+    }
+    links
+}
+
+/// `GET /{type}/{id}/_history`
+pub async fn history(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, &state)?;
+    let id = path_id(&request, ctx.resource_type)?;
+    http::only_params(&ctx.params, &["_count", "_offset"])?;
+    let paging = paging(&ctx.params, &state)?;
+    let base = http::base_url(&request, &state);
+    let (resource_type, principal, store, lookup) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone());
+    let rows = web::block(move || -> Result<_, GatewayError> {
+        if store.head(resource_type, &lookup)?.and_then(|head| enforce::release_one(&principal, head)).is_none() {
+            return Ok(None);
+        }
+        let released = enforce::release(&principal, store.history(resource_type, &lookup)?);
+        let total = released.len();
+        let page: Vec<Released<VersionRow>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        let mut opened = Vec::with_capacity(page.len());
+        for row in page {
+            let body = store.open(&row)?;
+            opened.push((row, body));
+        }
+        Ok(Some((total, opened, paging)))
+    })
+    .await??;
+    let Some((total, opened, paging)) = rows else { return Err(not_found(ctx.resource_type, &id)) };
+    let bodies: Vec<Box<RawValue>> = opened.iter().map(|(_, body)| raw(body)).collect::<Result<_, _>>()?;
+    let entries = opened
+        .iter()
+        .zip(&bodies)
+        .map(|((row, _), body)| {
+            let row = row.get();
+            let (method, url, status) = if row.method == "POST" {
+                ("POST", row.resource_type.clone(), "201 Created")
+            } else {
+                ("PUT", format!("{}/{}", row.resource_type, row.id), "200 OK")
+            };
+            Entry {
+                full_url: format!("{base}/{}/{}", row.resource_type, row.id),
+                resource: body,
+                search: None,
+                request: Some(json!({"method": method, "url": url})),
+                response: Some(json!({"status": status, "etag": http::etag(row.version), "lastModified": instant(row.last_updated)})),
+            }
+        })
+        .collect();
+    let links = page_links(&base, &format!("{}/{id}/_history", ctx.resource_type), &ctx.params, &paging, total);
+    Ok(http::fhir_json(StatusCode::OK, bundle("history", total, links, entries)?, ctx.output))
+}
+
+/// A search request, parsed but not yet resolved against the database.
+enum Filter {
+    Ids(Vec<String>),
+    Tokens { param: &'static str, values: Vec<TokenQuery> },
+    PatientIds(Vec<String>),
+    PatientIdentifiers(Vec<TokenQuery>),
+    Dates { param: &'static str, queries: Vec<DateQuery> },
+    LastUpdated(Vec<DateQuery>),
+}
+
+const CONTROL_PARAMS: [&str; 4] = ["_count", "_offset", "_format", "_pretty"];
+
+fn parse_filters(resource_type: ResourceType, params: &[(String, String)]) -> Result<Vec<Filter>, GatewayError> {
+    let supported = search_params(resource_type);
+    let mut filters = Vec::new();
+    for (raw_name, value) in params {
+        if CONTROL_PARAMS.contains(&raw_name.as_str()) {
+            continue;
+        }
+        let printable = http::printable(raw_name);
+        let (name, modifier) = match raw_name.split_once(':') {
+            Some((name, modifier)) => (name, Some(modifier)),
+            None => (raw_name.as_str(), None),
+        };
+        if name.contains('.') {
+            return Err(GatewayError::BadRequest(format!("chained search ('{printable}') is not supported")));
+        }
+        let Some(param) = supported.iter().find(|p| p.name == name) else {
+            return Err(GatewayError::BadRequest(format!(
+                "unknown or unsupported search parameter '{printable}' for {resource_type}; supported: {}",
+                supported.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let values: Vec<&str> = value.split(',').collect();
+        if values.iter().any(|v| v.is_empty()) {
+            return Err(GatewayError::BadRequest(format!("search parameter '{printable}' has an empty value")));
+        }
+        let bad_modifier = || GatewayError::BadRequest(format!("modifier in '{printable}' is not supported"));
+        let filter = match (param.name, param.kind, modifier) {
+            ("_id", _, None) => {
+                Filter::Ids(values.iter().filter(|v| is_valid_id(v)).map(|v| (*v).to_owned()).collect())
+            }
+            ("_lastUpdated", _, None) => Filter::LastUpdated(date_queries(&values, &printable)?),
+            (_, ParamKind::Date, None) => {
+                Filter::Dates { param: param.name, queries: date_queries(&values, &printable)? }
+            }
+            (_, ParamKind::Token, None) => {
+                Filter::Tokens { param: param.name, values: token_queries(&values, &printable)? }
+            }
+            (_, ParamKind::Reference, None) => Filter::PatientIds(
+                values
+                    .iter()
+                    .map(|v| {
+                        let id = stored_patient_id(v).unwrap_or(v);
+                        if is_valid_id(id) {
+                            Ok(id.to_owned())
+                        } else {
+                            Err(GatewayError::BadRequest(format!("'{printable}' takes Patient/{{id}} or {{id}}")))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (_, ParamKind::Reference, Some("identifier")) => {
+                Filter::PatientIdentifiers(token_queries(&values, &printable)?)
+            }
+            _ => return Err(bad_modifier()),
+        };
+        filters.push(filter);
+    }
+    Ok(filters)
+}
+
+fn date_queries(values: &[&str], name: &str) -> Result<Vec<DateQuery>, GatewayError> {
+    values
+        .iter()
+        .map(|v| {
+            DateQuery::parse(v).ok_or_else(|| {
+                GatewayError::BadRequest(format!(
+                    "'{name}' takes a FHIR date with an optional prefix (eq, ne, lt, le, gt, ge)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn token_queries(values: &[&str], name: &str) -> Result<Vec<TokenQuery>, GatewayError> {
+    values
+        .iter()
+        .map(|v| {
+            TokenQuery::parse(v)
+                .ok_or_else(|| GatewayError::BadRequest(format!("'{name}' takes system|value, |value or value")))
+        })
+        .collect()
+}
+
+fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<String> {
+    let pseudonyms = store.pseudonyms();
+    values
+        .iter()
+        .map(|value| match value {
+            TokenQuery::AnySystem(value) => pseudonyms.token_any_system(param, value),
+            TokenQuery::NoSystem(value) => pseudonyms.token(param, None, value),
+            TokenQuery::System { system, value } => pseudonyms.token(param, Some(system), value),
+        })
+        .collect()
+}
+
+/// Turns filters into store criteria; patient references become pseudonyms here.
+fn criteria(store: &Store, filters: Vec<Filter>) -> Result<Vec<Criterion>, GatewayError> {
+    let mut criteria = Vec::with_capacity(filters.len());
+    for filter in filters {
+        criteria.push(match filter {
+            Filter::Ids(ids) => Criterion::Ids(ids),
+            Filter::Tokens { param, values } => {
+                Criterion::Tokens { param: param.to_owned(), tokens: tokens(store, param, &values) }
+            }
+            Filter::Dates { param, queries } => Criterion::Dates { param: param.to_owned(), queries },
+            Filter::LastUpdated(queries) => Criterion::LastUpdated(queries),
+            Filter::PatientIds(ids) => {
+                let mut pseudonyms = Vec::new();
+                for id in ids {
+                    pseudonyms.extend(store.patient_pseudonym(&id)?);
+                }
+                Criterion::Patients(pseudonyms)
+            }
+            Filter::PatientIdentifiers(values) => {
+                let mut pseudonyms = Vec::new();
+                for value in &values {
+                    if let TokenQuery::System { system, value } = value {
+                        if system == HETU_SYSTEM {
+                            let hetu = Hetu::parse(value).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+                            pseudonyms.push(store.pseudonyms().patient_from_hetu(&hetu));
+                        }
+                    }
+                }
+                let patients = store.search(
+                    ResourceType::Patient,
+                    &[Criterion::Tokens { param: "identifier".into(), tokens: tokens(store, "identifier", &values) }],
+                )?;
+                pseudonyms.extend(patients.into_iter().filter_map(|head| head.patient));
+                pseudonyms.sort();
+                pseudonyms.dedup();
+                Criterion::Patients(pseudonyms)
+            }
+        });
+    }
+    Ok(criteria)
+}
+
+/// `GET /{type}`, `GET|POST /{type}/_search`
+pub async fn search(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let mut ctx = context(&request, &state)?;
+    if request.method() == actix_web::http::Method::POST {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !content_type.starts_with("application/x-www-form-urlencoded") {
+            return Err(GatewayError::UnsupportedMediaType);
+        }
+        let body = http::body(&request, payload, &state).await?;
+        ctx.params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+    let filters = parse_filters(ctx.resource_type, &ctx.params)?;
+    let paging = paging(&ctx.params, &state)?;
+    let base = http::base_url(&request, &state);
+    let (resource_type, principal, store) = (ctx.resource_type, ctx.principal.clone(), state.store.clone());
+    let (total, opened, paging) = web::block(move || -> Result<_, GatewayError> {
+        let criteria = criteria(&store, filters)?;
+        // Released before counting and paging: the total and the pages cover only what this
+        // caller may see.
+        let released = enforce::release(&principal, store.search(resource_type, &criteria)?);
+        let total = released.len();
+        let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        let rows = enforce::release(&principal, store.current_versions(&page)?);
+        let mut opened = Vec::with_capacity(rows.len());
+        for row in rows {
+            let body = store.open(&row)?;
+            opened.push((row, body));
+        }
+        Ok((total, opened, paging))
+    })
+    .await??;
+    let bodies: Vec<Box<RawValue>> = opened.iter().map(|(_, body)| raw(body)).collect::<Result<_, _>>()?;
+    let entries = opened
+        .iter()
+        .zip(&bodies)
+        .map(|((row, _), body)| Entry {
+            full_url: format!("{base}/{}/{}", row.get().resource_type, row.get().id),
+            resource: body,
+            search: Some(json!({"mode": "match"})),
+            request: None,
+            response: None,
+        })
+        .collect();
+    let links = page_links(&base, ctx.resource_type.as_str(), &ctx.params, &paging, total);
+    Ok(http::fhir_json(StatusCode::OK, bundle("searchset", total, links, entries)?, ctx.output))
+}
+
+/// Any other method on a FHIR path.
+pub async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    Err(GatewayError::MethodNotAllowed(format!("{} is not supported on this path", request.method())))
+}

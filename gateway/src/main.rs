@@ -1,0 +1,85 @@
+//! `vaitio`: the gateway server and the operator CLI.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vaitio::config::{Config, ConfigArgs, LogFormat, Mode};
+use vaitio::Application;
+
+#[derive(Parser)]
+#[command(name = "vaitio", version, about = "Vaitio: a Class A gateway for psychotherapy records (FHIR R4)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR API over HTTPS. With no configuration at all it runs in development mode:
+    /// SQLite, PKI and keys in ./vaitio-data (generated on first run), https://127.0.0.1:8443.
+    Serve(ConfigArgs),
+    /// Apply the database migrations of the configured backend, then exit.
+    Migrate(ConfigArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAITIO_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Migrate(args) => migrate(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("vaitio: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(args: &ConfigArgs) -> Result<(), String> {
+    let config = Config::resolve(args).map_err(|e| e.to_string())?;
+    init_logging(config.log_format);
+    let (_, applied) = vaitio::app::open_database(&config).map_err(|e| e.to_string())?;
+    println!("{applied} migration(s) applied to {}", config.database.redacted());
+    Ok(())
+}
+
+fn serve(args: &ConfigArgs) -> Result<(), String> {
+    let config = Config::resolve(args).map_err(|e| e.to_string())?;
+    init_logging(config.log_format);
+    actix_web::rt::System::new().block_on(serve_until_stopped(config))
+}
+
+async fn serve_until_stopped(config: Config) -> Result<(), String> {
+    let app = Application::build(config).map_err(|e| format!("refusing to start: {e}"))?;
+    let config = app.config.clone();
+    if config.mode == Mode::Development {
+        let port = app.port();
+        let ca = config.data_dir.join("pki").join("ca.pem");
+        eprintln!(
+            "\n\
+             ======================================================================\n  \
+             VAITIO IS RUNNING IN DEVELOPMENT MODE: NOT FOR REAL PATIENT DATA\n  \
+             - keys and a development PKI live in {dir}{generated}\n  \
+             - identity is not verified yet: every loopback client is trusted\n  \
+             - database: {db}\n\
+             ======================================================================\n",
+            dir = config.data_dir.display(),
+            generated = if app.first_run { " (generated now)" } else { "" },
+            db = config.database.redacted(),
+        );
+        println!("Try: curl --cacert {} https://127.0.0.1:{port}/metadata", ca.display());
+    }
+    tracing::info!(listen = %config.listen, port = app.port(), backend = config.database.backend_name(), "serving HTTPS");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}

@@ -1,0 +1,102 @@
+//! Prometheus metrics, and the one middleware that observes every request: it counts, times and
+//! logs each one by route pattern (never the path's values or the query string, which may hold a
+//! HETU).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+
+use crate::app::AppState;
+
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    duration_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+        }
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self, database_up: bool, pool_connections: u32, pool_idle: u32) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP vaitio_http_requests_total HTTP requests by method, route pattern and status.");
+        let _ = writeln!(out, "# TYPE vaitio_http_requests_total counter");
+        if let Ok(requests) = self.requests.lock() {
+            for ((method, route, status), count) in requests.iter() {
+                let _ = writeln!(
+                    out,
+                    "vaitio_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                    route.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP vaitio_http_request_duration_seconds Time to answer a request.");
+        let _ = writeln!(out, "# TYPE vaitio_http_request_duration_seconds histogram");
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(
+                out,
+                "vaitio_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "vaitio_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "vaitio_http_request_duration_seconds_sum {}",
+            self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "vaitio_http_request_duration_seconds_count {count}");
+        let _ = writeln!(out, "# HELP vaitio_database_up Whether the database answered the last readiness check.");
+        let _ = writeln!(out, "# TYPE vaitio_database_up gauge");
+        let _ = writeln!(out, "vaitio_database_up {}", u8::from(database_up));
+        let _ = writeln!(out, "# HELP vaitio_db_pool_connections Open database connections (idle included).");
+        let _ = writeln!(out, "# TYPE vaitio_db_pool_connections gauge");
+        let _ = writeln!(out, "vaitio_db_pool_connections {pool_connections}");
+        let _ = writeln!(out, "# TYPE vaitio_db_pool_idle_connections gauge");
+        let _ = writeln!(out, "vaitio_db_pool_idle_connections {pool_idle}");
+        out
+    }
+}
+
+/// Counts, times and logs every request.
+pub async fn observe(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(request).await?;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(state) = state {
+        state.metrics.observe(&method, &route, status, seconds);
+    }
+    tracing::info!(method = %method, route = %route, status, duration_ms = seconds * 1e3, "request");
+    Ok(response)
+}

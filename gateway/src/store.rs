@@ -1,0 +1,565 @@
+//! Versioned, encrypted resource storage and the search index, on either backend.
+//!
+//! Writes are one transaction each: the version row, the head, and the index rows together, or
+//! nothing. Bodies are sealed before they reach the database and opened only for rows that the
+//! enforcement point released.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use diesel::prelude::*;
+use fhir_profiles::search::{DateQuery, IndexFact};
+use fhir_profiles::ResourceType;
+use serde_json::{Map, Value};
+
+use crate::crypto::{open_body, seal_body, BodyBinding, DataKey, DataKeyCache, KeyEncryptionKey, Pseudonymizer};
+use crate::db::schema::{data_keys, resource_heads, resource_versions, search_dates, search_tokens};
+use crate::db::Pool;
+use crate::enforce::Released;
+use crate::error::GatewayError;
+
+/// The key scope of resources that belong to no patient.
+const SHARED_SCOPE: &str = "shared";
+/// Bound on ids in one `IN (...)` list: SQLite limits bound parameters per statement.
+const CHUNK: usize = 500;
+
+/// What the enforcement point reads of a stored row: never the body.
+pub trait Stored {
+    fn resource_type(&self) -> &str;
+    fn patient(&self) -> Option<&str>;
+    fn security_labels(&self) -> &str;
+}
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = resource_heads)]
+pub struct Head {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub patient: Option<String>,
+    pub security_labels: String,
+    pub last_updated: i64,
+}
+
+#[derive(Queryable, Selectable, Insertable, Clone)]
+#[diesel(table_name = resource_versions)]
+pub struct VersionRow {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub patient: Option<String>,
+    pub key_scope: String,
+    pub security_labels: String,
+    pub last_updated: i64,
+    pub method: String,
+    pub body: Vec<u8>,
+}
+
+impl Stored for Head {
+    fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+    fn patient(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+    fn security_labels(&self) -> &str {
+        &self.security_labels
+    }
+}
+
+impl Stored for VersionRow {
+    fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+    fn patient(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+    fn security_labels(&self) -> &str {
+        &self.security_labels
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = search_tokens)]
+struct TokenRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    param: &'a str,
+    token: String,
+    patient: Option<&'a str>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = search_dates)]
+struct DateRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    param: &'a str,
+    range_start: i64,
+    range_end: i64,
+    patient: Option<&'a str>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = data_keys)]
+struct NewDataKey<'a> {
+    scope: &'a str,
+    kek_id: &'a str,
+    wrapped_key: Vec<u8>,
+    created_at: i64,
+}
+
+/// A resource ready to be written: read and checked, its patient resolved.
+pub struct NewResource {
+    pub resource_type: ResourceType,
+    pub json: Map<String, Value>,
+    /// The patient pseudonym; `None` for Practitioner and Organization.
+    pub patient: Option<String>,
+    /// Space-separated security label codes the consent crate acts on.
+    pub security_labels: String,
+    pub facts: Vec<IndexFact>,
+}
+
+/// A search criterion; several are ANDed, the values inside one are ORed.
+pub enum Criterion {
+    Ids(Vec<String>),
+    Tokens { param: String, tokens: Vec<String> },
+    Patients(Vec<String>),
+    Dates { param: String, queries: Vec<DateQuery> },
+    LastUpdated(Vec<DateQuery>),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    kek: Box<dyn KeyEncryptionKey>,
+    pseudonyms: Pseudonymizer,
+    data_keys: DataKeyCache,
+    /// SQLite allows one writer; queueing writers here avoids its busy-retry loop. PostgreSQL
+    /// writers run concurrently.
+    write_lock: Option<Mutex<()>>,
+}
+
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// FHIR `instant` of epoch milliseconds.
+pub fn instant(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    pub fn new(pool: Pool, kek: Box<dyn KeyEncryptionKey>, pseudonyms: Pseudonymizer, sqlite: bool) -> Self {
+        Store {
+            inner: Arc::new(Inner {
+                pool,
+                kek,
+                pseudonyms,
+                data_keys: DataKeyCache::default(),
+                write_lock: sqlite.then(|| Mutex::new(())),
+            }),
+        }
+    }
+
+    pub fn pseudonyms(&self) -> &Pseudonymizer {
+        &self.inner.pseudonyms
+    }
+
+    fn conn(&self) -> Result<diesel::r2d2::PooledConnection<crate::db::Manager>, GatewayError> {
+        Ok(self.inner.pool.get()?)
+    }
+
+    fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        self.inner.write_lock.as_ref().map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Readiness: the database answers.
+    pub fn ping(&self) -> Result<(), GatewayError> {
+        use diesel::connection::SimpleConnection;
+        self.conn()?.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    /// The pseudonym of a stored Patient, `None` when there is no such Patient.
+    pub fn patient_pseudonym(&self, patient_id: &str) -> Result<Option<String>, GatewayError> {
+        Ok(self.head(ResourceType::Patient, patient_id)?.and_then(|head| head.patient))
+    }
+
+    pub fn head(&self, resource_type: ResourceType, id: &str) -> Result<Option<Head>, GatewayError> {
+        Ok(resource_heads::table
+            .filter(resource_heads::resource_type.eq(resource_type.as_str()))
+            .filter(resource_heads::id.eq(id))
+            .select(Head::as_select())
+            .first(&mut self.conn()?)
+            .optional()?)
+    }
+
+    /// One version, or the current one when `version` is `None`.
+    pub fn version(
+        &self,
+        resource_type: ResourceType,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<VersionRow>, GatewayError> {
+        let mut conn = self.conn()?;
+        let query = resource_versions::table
+            .filter(resource_versions::resource_type.eq(resource_type.as_str()))
+            .filter(resource_versions::id.eq(id))
+            .select(VersionRow::as_select());
+        let row = match version {
+            Some(version) => query.filter(resource_versions::version.eq(version)).first(&mut conn).optional()?,
+            None => query.order(resource_versions::version.desc()).first(&mut conn).optional()?,
+        };
+        Ok(row)
+    }
+
+    /// Every version, newest first.
+    pub fn history(&self, resource_type: ResourceType, id: &str) -> Result<Vec<VersionRow>, GatewayError> {
+        Ok(resource_versions::table
+            .filter(resource_versions::resource_type.eq(resource_type.as_str()))
+            .filter(resource_versions::id.eq(id))
+            .order(resource_versions::version.desc())
+            .select(VersionRow::as_select())
+            .load(&mut self.conn()?)?)
+    }
+
+    /// The current versions of released heads, in the heads' order.
+    pub fn current_versions(&self, heads: &[Released<Head>]) -> Result<Vec<VersionRow>, GatewayError> {
+        let mut conn = self.conn()?;
+        let mut rows = Vec::with_capacity(heads.len());
+        for head in heads {
+            let head = head.get();
+            let row = resource_versions::table
+                .filter(resource_versions::resource_type.eq(&head.resource_type))
+                .filter(resource_versions::id.eq(&head.id))
+                .filter(resource_versions::version.eq(head.version))
+                .select(VersionRow::as_select())
+                .first(&mut conn)?;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// Decrypts a released row.
+    pub fn open(&self, row: &Released<VersionRow>) -> Result<Vec<u8>, GatewayError> {
+        let row = row.get();
+        let key =
+            self.data_key(&row.key_scope)?.ok_or_else(|| GatewayError::Internal("a data key is missing".into()))?;
+        let binding = BodyBinding {
+            resource_type: &row.resource_type,
+            id: &row.id,
+            version: row.version,
+            key_scope: &row.key_scope,
+        };
+        Ok(open_body(&key, &binding, &row.body)?)
+    }
+
+    fn data_key(&self, scope: &str) -> Result<Option<DataKey>, GatewayError> {
+        if let Some(key) = self.inner.data_keys.get(scope) {
+            return Ok(Some(key));
+        }
+        let wrapped: Option<Vec<u8>> = data_keys::table
+            .filter(data_keys::scope.eq(scope))
+            .select(data_keys::wrapped_key)
+            .first(&mut self.conn()?)
+            .optional()?;
+        match wrapped {
+            Some(wrapped) => {
+                let key = self.inner.kek.unwrap(scope, &wrapped)?;
+                self.inner.data_keys.put(scope, key.clone());
+                Ok(Some(key))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The scope's data key, created on first use. A key row without data is harmless, so it is
+    /// written in its own statement; a concurrent writer that created it first wins.
+    fn ensure_data_key(&self, scope: &str) -> Result<DataKey, GatewayError> {
+        if let Some(key) = self.data_key(scope)? {
+            return Ok(key);
+        }
+        let key = DataKey::generate()?;
+        let row = NewDataKey {
+            scope,
+            kek_id: self.inner.kek.id(),
+            wrapped_key: self.inner.kek.wrap(scope, &key)?,
+            created_at: now_millis(),
+        };
+        let inserted = {
+            let _guard = self.write_guard();
+            diesel::insert_into(data_keys::table).values(&row).execute(&mut self.conn()?)
+        };
+        match inserted {
+            Ok(_) => {
+                self.inner.data_keys.put(scope, key.clone());
+                Ok(key)
+            }
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+                self.data_key(scope)?.ok_or_else(|| GatewayError::Internal("a data key vanished".into()))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Stores a new resource as version 1 of `id` (a fresh, server-chosen id).
+    pub fn create(&self, resource: NewResource, id: &str) -> Result<(Head, Vec<u8>), GatewayError> {
+        self.write(resource, id, None)
+    }
+
+    /// Stores a new version of `id`. `if_match` is the version the client last saw, if it said.
+    /// A Patient keeps the pseudonym it was created with: its HETU cannot change under it.
+    pub fn update(
+        &self,
+        resource: NewResource,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<(Head, Vec<u8>), GatewayError> {
+        self.write(resource, id, Some(if_match))
+    }
+
+    fn write(
+        &self,
+        mut resource: NewResource,
+        id: &str,
+        update: Option<Option<i64>>,
+    ) -> Result<(Head, Vec<u8>), GatewayError> {
+        let resource_type = resource.resource_type.as_str();
+        let scope = resource.patient.clone().unwrap_or_else(|| SHARED_SCOPE.to_owned());
+        let key = self.ensure_data_key(&scope)?;
+        let tokens = self.tokens(&resource.facts);
+        let _guard = self.write_guard();
+        let mut conn = self.conn()?;
+        conn.transaction::<_, GatewayError, _>(|conn| {
+            let version = match update {
+                None => 1,
+                Some(if_match) => {
+                    let head: Head = resource_heads::table
+                        .filter(resource_heads::resource_type.eq(resource_type))
+                        .filter(resource_heads::id.eq(id))
+                        .select(Head::as_select())
+                        .first(conn)
+                        .optional()?
+                        .ok_or_else(|| GatewayError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() })?;
+                    if if_match.is_some_and(|expected| expected != head.version) {
+                        return Err(GatewayError::PreconditionFailed { current: head.version });
+                    }
+                    if resource.resource_type == ResourceType::Patient && head.patient != resource.patient {
+                        return Err(GatewayError::Unprocessable(
+                            "a Patient's HETU cannot be changed by an update: the pseudonym every record of this patient is filed under derives from it".into(),
+                        ));
+                    }
+                    head.version + 1
+                }
+            };
+            let last_updated = now_millis();
+            stamp(&mut resource.json, resource_type, id, version, last_updated);
+            let body = serde_json::to_vec(&resource.json).map_err(|e| GatewayError::Internal(format!("serialise: {e}")))?;
+            let binding = BodyBinding { resource_type, id, version, key_scope: &scope };
+            let row = VersionRow {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                version,
+                patient: resource.patient.clone(),
+                key_scope: scope.clone(),
+                security_labels: resource.security_labels.clone(),
+                last_updated,
+                method: if update.is_some() { "PUT" } else { "POST" }.to_owned(),
+                body: seal_body(&key, &binding, &body)?,
+            };
+            diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
+            let head = Head {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                version,
+                patient: resource.patient.clone(),
+                security_labels: resource.security_labels.clone(),
+                last_updated,
+            };
+            if update.is_some() {
+                let target = resource_heads::table
+                    .filter(resource_heads::resource_type.eq(resource_type))
+                    .filter(resource_heads::id.eq(id));
+                diesel::update(target)
+                    .set((
+                        resource_heads::version.eq(version),
+                        resource_heads::patient.eq(&head.patient),
+                        resource_heads::security_labels.eq(&head.security_labels),
+                        resource_heads::last_updated.eq(last_updated),
+                    ))
+                    .execute(conn)?;
+                diesel::delete(search_tokens::table.filter(search_tokens::resource_type.eq(resource_type)).filter(search_tokens::id.eq(id)))
+                    .execute(conn)?;
+                diesel::delete(search_dates::table.filter(search_dates::resource_type.eq(resource_type)).filter(search_dates::id.eq(id)))
+                    .execute(conn)?;
+            } else {
+                diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
+            }
+            let patient = resource.patient.as_deref();
+            let token_rows: Vec<TokenRow<'_>> = tokens
+                .into_iter()
+                .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
+                .collect();
+            // One statement per row: diesel's batch insert is not available across both backends.
+            for row in &token_rows {
+                diesel::insert_into(search_tokens::table).values(row).execute(conn)?;
+            }
+            let mut seen = HashSet::new();
+            let date_rows: Vec<DateRow<'_>> = resource
+                .facts
+                .iter()
+                .filter_map(|fact| match fact {
+                    IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => {
+                        Some(DateRow { resource_type, id, param, range_start: *start, range_end: *end, patient })
+                    }
+                    _ => None,
+                })
+                .collect();
+            for row in &date_rows {
+                diesel::insert_into(search_dates::table).values(row).execute(conn)?;
+            }
+            Ok((head, body))
+        })
+    }
+
+    /// The HMAC tokens of a resource's identifier facts, without repeats. Each identifier is
+    /// findable by `system|value`, by `value` alone, and (without a system) by `|value`.
+    fn tokens(&self, facts: &[IndexFact]) -> Vec<(&'static str, String)> {
+        let pseudonyms = &self.inner.pseudonyms;
+        let mut tokens = Vec::new();
+        let mut seen = HashSet::new();
+        for fact in facts {
+            if let IndexFact::Token { param, system, value } = fact {
+                for token in
+                    [pseudonyms.token(param, system.as_deref(), value), pseudonyms.token_any_system(param, value)]
+                {
+                    if seen.insert(token.clone()) {
+                        tokens.push((*param, token));
+                    }
+                }
+            }
+        }
+        tokens
+    }
+
+    /// The heads matching every criterion, oldest change first. Nothing is decrypted here; the
+    /// caller releases, counts and pages.
+    pub fn search(&self, resource_type: ResourceType, criteria: &[Criterion]) -> Result<Vec<Head>, GatewayError> {
+        let rt = resource_type.as_str();
+        let mut conn = self.conn()?;
+        let mut candidates: Option<HashSet<String>> = None;
+        let narrow = |candidates: &mut Option<HashSet<String>>, found: HashSet<String>| {
+            *candidates = Some(match candidates.take() {
+                Some(current) => current.intersection(&found).cloned().collect(),
+                None => found,
+            });
+        };
+        for criterion in criteria {
+            let found: HashSet<String> = match criterion {
+                Criterion::Ids(ids) => ids.iter().cloned().collect(),
+                Criterion::Tokens { param, tokens } => {
+                    let mut found = HashSet::new();
+                    for chunk in tokens.chunks(CHUNK) {
+                        found.extend(
+                            search_tokens::table
+                                .filter(search_tokens::resource_type.eq(rt))
+                                .filter(search_tokens::param.eq(param))
+                                .filter(search_tokens::token.eq_any(chunk))
+                                .select(search_tokens::id)
+                                .load::<String>(&mut conn)?,
+                        );
+                    }
+                    found
+                }
+                Criterion::Patients(patients) => {
+                    let mut found = HashSet::new();
+                    for chunk in patients.chunks(CHUNK) {
+                        found.extend(
+                            resource_heads::table
+                                .filter(resource_heads::resource_type.eq(rt))
+                                .filter(resource_heads::patient.eq_any(chunk))
+                                .select(resource_heads::id)
+                                .load::<String>(&mut conn)?,
+                        );
+                    }
+                    found
+                }
+                Criterion::Dates { param, queries } => search_dates::table
+                    .filter(search_dates::resource_type.eq(rt))
+                    .filter(search_dates::param.eq(param))
+                    .select((search_dates::id, search_dates::range_start, search_dates::range_end))
+                    .load::<(String, i64, i64)>(&mut conn)?
+                    .into_iter()
+                    .filter(|(_, start, end)| queries.iter().any(|q| q.matches(*start, *end)))
+                    .map(|(id, _, _)| id)
+                    .collect(),
+                Criterion::LastUpdated(_) => continue,
+            };
+            narrow(&mut candidates, found);
+        }
+        let mut heads: Vec<Head> = match candidates {
+            None => resource_heads::table
+                .filter(resource_heads::resource_type.eq(rt))
+                .select(Head::as_select())
+                .load(&mut conn)?,
+            Some(ids) => {
+                let ids: Vec<String> = ids.into_iter().collect();
+                let mut heads = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(CHUNK) {
+                    heads.extend(
+                        resource_heads::table
+                            .filter(resource_heads::resource_type.eq(rt))
+                            .filter(resource_heads::id.eq_any(chunk))
+                            .select(Head::as_select())
+                            .load(&mut conn)?,
+                    );
+                }
+                heads
+            }
+        };
+        for criterion in criteria {
+            if let Criterion::LastUpdated(queries) = criterion {
+                heads.retain(|head| {
+                    let second = head.last_updated.div_euclid(1000);
+                    queries.iter().any(|q| q.matches(second, second))
+                });
+            }
+        }
+        heads.sort_by(|a, b| (a.last_updated, &a.id).cmp(&(b.last_updated, &b.id)));
+        Ok(heads)
+    }
+}
+
+fn conflict(error: diesel::result::Error) -> GatewayError {
+    match error {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+            GatewayError::Conflict("the resource was changed concurrently; read it again and retry".into())
+        }
+        other => other.into(),
+    }
+}
+
+/// Sets the server-assigned `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of
+/// `meta` (profiles, security labels) and putting `resourceType`, `id` and `meta` first.
+fn stamp(json: &mut Map<String, Value>, resource_type: &str, id: &str, version: i64, last_updated: i64) {
+    let mut meta = match json.remove("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.insert("versionId".into(), Value::String(version.to_string()));
+    meta.insert("lastUpdated".into(), Value::String(instant(last_updated)));
+    json.remove("resourceType");
+    json.remove("id");
+    let rest = std::mem::take(json);
+    json.insert("resourceType".into(), Value::String(resource_type.to_owned()));
+    json.insert("id".into(), Value::String(id.to_owned()));
+    json.insert("meta".into(), Value::Object(meta));
+    json.extend(rest);
+}
