@@ -32,8 +32,9 @@ pub fn negotiate(request: &HttpRequest, params: &[(String, String)]) -> Result<O
     for (name, value) in params {
         match name.as_str() {
             "_format" => {
-                let format = value.split(';').next().unwrap_or("").trim();
-                if !JSON_FORMATS.contains(&format) {
+                // An unencoded '+' in a query string arrives as a space: application/fhir json.
+                let format = value.split(';').next().unwrap_or("").trim().replace(' ', "+");
+                if !JSON_FORMATS.contains(&format.as_str()) {
                     return Err(GatewayError::NotAcceptable);
                 }
             }

@@ -1,1 +1,8 @@
-fn main() {}
+//! The gateway's integration tests: one binary, real TLS, real SQLite and PostgreSQL.
+
+mod support;
+
+mod cli;
+mod conformance;
+mod fhir_api;
+mod storage;

@@ -1,0 +1,163 @@
+//! The `vaitio` binary as an operator runs it: first run in an empty folder, restarts, refusals
+//! of unsafe configurations, migrations, and logs that hold no identity codes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::support::*;
+use vaitio_conformance::client::{Client, Target};
+
+const VARIABLES: [&str; 14] = [
+    "VAITIO_CONFIG", "VAITIO_MODE", "VAITIO_DATA_DIR", "VAITIO_LISTEN", "VAITIO_DATABASE_URL", "VAITIO_PUBLIC_BASE_URL",
+    "VAITIO_TLS_CERT", "VAITIO_TLS_KEY", "VAITIO_TLS_MIN_VERSION", "VAITIO_KEK_FILE", "VAITIO_INDEX_KEY_FILE",
+    "VAITIO_MAX_BODY_BYTES", "VAITIO_DB_POOL_SIZE", "VAITIO_PLAINTEXT_LISTEN",
+];
+
+fn vaitio(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vaitio"));
+    command.current_dir(dir);
+    for variable in VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+}
+
+/// Starts `vaitio serve` on a free port and returns the child and the example request it printed.
+fn serve(dir: &Path) -> (Child, String) {
+    let mut child = vaitio(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("Try: curl --cacert "), "unexpected first line: {line:?}");
+    (child, line)
+}
+
+fn stop(mut child: Child) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    log
+}
+
+fn client_for(dir: &Path, example: &str) -> Client {
+    let url = example.split_whitespace().last().unwrap();
+    let base_url = url.trim_end_matches("/metadata").replace("127.0.0.1", "localhost");
+    Client::new(Target { base_url, ca: Some(dir.join("vaitio-data/pki/ca.pem")), ..Target::default() }).unwrap()
+}
+
+#[test]
+fn first_run_in_an_empty_folder_serves_and_a_restart_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, example) = serve(dir.path());
+    let client = client_for(dir.path(), &example);
+    assert_eq!(client.get("/metadata").unwrap().status, 200);
+    let created = client.post_json("/Patient", &patient(HETU)).unwrap();
+    assert_eq!(created.status, 201);
+    let id = created.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let composition = client.post_json("/Composition", &note_composition(&id, NOTE)).unwrap();
+    assert_eq!(composition.status, 201);
+    assert_eq!(client.get(&format!("/Patient?identifier=urn:oid:1.2.246.21|{HETU}")).unwrap().json().unwrap()["total"], 1);
+    assert_eq!(client.post_json("/Patient", &patient("131052-308U")).unwrap().status, 422);
+    let log = stop(child);
+    assert!(log.contains("DEVELOPMENT MODE"), "{log}");
+    assert!(log.contains("(generated now)"));
+    for secret in [HETU, "131052", FAMILY, GIVEN, NOTE] {
+        assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["vaitio-data/keys/kek.hex", "vaitio-data/keys/index.hex", "vaitio-data/pki/ca-key.pem", "vaitio-data/pki/server/key.pem"] {
+            let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{key}");
+        }
+    }
+
+    let (child, example) = serve(dir.path());
+    let client = client_for(dir.path(), &example);
+    let read = client.get(&format!("/Patient/{id}")).unwrap();
+    assert_eq!(read.status, 200, "the data did not survive a restart");
+    assert!(read.text().contains(FAMILY));
+    let log = stop(child);
+    assert!(!log.contains("(generated now)"), "keys were generated again on restart");
+}
+
+fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)], reason: &str) {
+    let mut command = vaitio(dir);
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if waited > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("{args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(reason), "{args:?}: expected {reason:?} in {stderr:?}");
+}
+
+#[test]
+fn unsafe_configurations_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    refused(dir.path(), &["serve", "--listen", "0.0.0.0:0"], &[], "loopback only");
+    refused(dir.path(), &["serve", "--listen", "127.0.0.1:0"], &[("VAITIO_PLAINTEXT_LISTEN", "127.0.0.1:8080")], "no plaintext listener");
+    refused(dir.path(), &["serve", "--mode", "production", "--listen", "127.0.0.1:0"], &[], "never generates");
+    refused(dir.path(), &["serve", "--listen", "127.0.0.1:0", "--database-url", "postgress://localhost/vaitio"], &[], "unknown database scheme");
+    refused(dir.path(), &["serve", "--listen", "http://127.0.0.1:8080"], &[], "HTTPS is implied");
+    std::fs::write(dir.path().join("vaitio.toml"), "[tls]\nenabled = false\n").unwrap();
+    refused(dir.path(), &["serve", "--config", "vaitio.toml", "--listen", "127.0.0.1:0"], &[], "no plaintext listener");
+    std::fs::write(dir.path().join("typo.toml"), "databse_url = \"x\"\n").unwrap();
+    refused(dir.path(), &["serve", "--config", "typo.toml"], &[], "unknown field");
+    // Production with every file present but a key file others can read.
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let pki = certs::DevPki::ensure(&dir.path().join("pki")).unwrap();
+    std::fs::write(keys.join("kek.hex"), "00".repeat(32)).unwrap();
+    std::fs::write(keys.join("index.hex"), "11".repeat(32)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(keys.join("kek.hex"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(keys.join("index.hex"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (cert, key) = (pki.server_cert(), pki.server_key());
+        let args = [
+            "serve", "--mode", "production", "--listen", "127.0.0.1:0",
+            "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(),
+            "--kek-file", "keys/kek.hex", "--index-key-file", "keys/index.hex",
+        ];
+        refused(dir.path(), &args, &[], "lets others read it");
+    }
+}
+
+#[test]
+fn migrate_applies_once_and_help_documents_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = vaitio(dir.path()).args(["migrate"]).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("1 migration(s) applied"));
+    let again = vaitio(dir.path()).args(["migrate"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
+    let help = vaitio(dir.path()).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for documented in ["VAITIO_DATABASE_URL", "VAITIO_DATA_DIR", "VAITIO_LISTEN", "VAITIO_KEK_FILE", "VAITIO_TLS_MIN_VERSION", "--config"] {
+        assert!(help.contains(documented), "serve --help does not document {documented}");
+    }
+}

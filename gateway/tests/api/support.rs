@@ -1,0 +1,202 @@
+//! Shared test helpers: a gateway started in-process on a free port, on SQLite or on a fresh
+//! PostgreSQL database, and a client that trusts its development CA.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+
+use diesel::{Connection, RunQueryDsl};
+use serde_json::{json, Value};
+use vaitio::config::Config;
+use vaitio::Application;
+use vaitio_conformance::client::{Answer, Client, Target};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The administrative URL of the throwaway PostgreSQL cluster the test script started.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("VAITIO_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// Under CI a missing PostgreSQL is a failure; on a developer's machine the PostgreSQL half of
+/// each test is skipped with a note (run ./scripts/test to get one).
+pub fn postgres_or_skip() -> Option<String> {
+    match postgres_admin_url() {
+        Some(url) => Some(url),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but VAITIO_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+        }
+        None => {
+            eprintln!("VAITIO_TEST_POSTGRES_URL not set: skipping the PostgreSQL half (./scripts/test starts a cluster)");
+            None
+        }
+    }
+}
+
+/// A fresh database on the test cluster; returns its URL and name.
+pub fn fresh_postgres_database(admin_url: &str) -> (String, String) {
+    let name = format!("vaitio_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = diesel::pg::PgConnection::establish(admin_url).expect("connect to the test cluster");
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create a test database");
+    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(admin_url);
+    (format!("{base}/{name}"), name)
+}
+
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub base_url: String,
+    pub client: Client,
+    pub config: Config,
+    pub backend: Backend,
+    /// The PostgreSQL database name, for pg_dump.
+    pub database: Option<String>,
+    server: Option<actix_web::dev::ServerHandle>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a development-mode gateway; `None` only for PostgreSQL outside CI without a cluster.
+    pub fn spawn(backend: Backend) -> Option<TestGateway> {
+        Self::spawn_with(backend, |_| {})
+    }
+
+    pub fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestGateway> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::development(dir.path(), "127.0.0.1:0".parse().unwrap());
+        config.db_pool_size = 4;
+        let mut database = None;
+        if backend == Backend::Postgres {
+            let (url, name) = fresh_postgres_database(&postgres_or_skip()?);
+            config.database = vaitio::db::DatabaseUrl::parse(&url).unwrap();
+            database = Some(name);
+        }
+        adjust(&mut config);
+        let (sender, receiver) = mpsc::channel();
+        let server_config = config.clone();
+        let thread = thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                match Application::build(server_config) {
+                    Ok(app) => {
+                        let _ = sender.send(Ok((app.port(), app.handle())));
+                        let _ = app.run_until_stopped().await;
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error.to_string()));
+                    }
+                }
+            });
+        });
+        let (port, server) = receiver.recv().expect("the gateway thread answers").expect("the gateway starts");
+        let base_url = format!("https://localhost:{port}");
+        let ca: PathBuf = dir.path().join("pki").join("ca.pem");
+        let client = Client::new(Target { base_url: base_url.clone(), ca: Some(ca.clone()), ..Target::default() }).unwrap();
+        Some(TestGateway { dir, base_url, client, config, backend, database, server: Some(server), thread: Some(thread) })
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.client.get(path).unwrap()
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Answer {
+        self.client.post_json(path, body).unwrap()
+    }
+
+    pub fn put(&self, path: &str, body: &Value, if_match: Option<&str>) -> Answer {
+        self.client.put_json(path, body, if_match).unwrap()
+    }
+
+    /// Creates a resource and returns its id, failing the test on anything but 201.
+    pub fn create(&self, body: &Value) -> String {
+        let resource_type = body["resourceType"].as_str().unwrap();
+        let answer = self.post(&format!("/{resource_type}"), body);
+        assert_eq!(answer.status, 201, "create {resource_type}: {}", answer.text());
+        answer.json().unwrap()["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // The server runs on its own thread's runtime; the stop command only needs a
+            // runtime to be sent from.
+            actix_web::rt::System::new().block_on(server.stop(false));
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs a test body once on SQLite and once on PostgreSQL.
+macro_rules! on_both_backends {
+    ($(fn $name:ident($gateway:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[test]
+                fn sqlite() {
+                    let $gateway = $crate::support::TestGateway::spawn($crate::support::Backend::Sqlite).unwrap();
+                    $body
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some($gateway) = $crate::support::TestGateway::spawn($crate::support::Backend::Postgres) {
+                        $body
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;
+
+pub const HETU: &str = "131052-308T";
+pub const FAMILY: &str = "Virtanenxq";
+pub const GIVEN: &str = "Ainoxq";
+pub const NOTE: &str = "Patient described recurring nightmares about the lake house";
+
+pub fn patient(hetu: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"use": "official", "system": "urn:oid:1.2.246.21", "value": hetu}],
+        "name": [{"family": FAMILY, "given": [GIVEN]}],
+        "gender": "female",
+        "birthDate": "1952-10-13"
+    })
+}
+
+pub fn encounter(patient_id: &str, start: &str) -> Value {
+    json!({
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.246.10.12345678.10.1.77.1"}],
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "period": {"start": start, "end": start}
+    })
+}
+
+pub fn note_composition(patient_id: &str, note: &str) -> Value {
+    json!({
+        "resourceType": "Composition",
+        "meta": {"security": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"},
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+        ]},
+        "status": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4", "display": "Consult note"}]},
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "date": "2026-03-02T14:00:00+02:00",
+        "author": [{"display": "Therapist"}],
+        "title": "Psychotherapy session note",
+        "section": [{"title": "Note", "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{note}</div>")}}]
+    })
+}
