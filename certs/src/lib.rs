@@ -24,6 +24,13 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+mod identity;
+mod registry;
+mod verifier;
+
+pub use identity::{base64url, thumbprint_sha256, OrganisationOid, PeerIdentity};
+pub use registry::{list, IssuedRecord, Validity, CRL_FILE};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
     #[error("openssl: {0}")]
@@ -34,9 +41,13 @@ pub enum CertsError {
     Pem { path: PathBuf, message: String },
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("TLS client verification: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("{0}")]
+    Invalid(String),
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CertsError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CertsError + '_ {
     move |source| CertsError::Io { path: path.to_owned(), source }
 }
 
@@ -50,8 +61,8 @@ pub enum TlsMinimum {
 
 /// A certificate authority whose key is on disk: the development CA, or an operator's own.
 pub struct CertificateAuthority {
-    cert: X509,
-    key: PKey<Private>,
+    pub(crate) cert: X509,
+    pub(crate) key: PKey<Private>,
 }
 
 /// A freshly issued certificate and its key, as PEM.
@@ -60,12 +71,32 @@ pub struct Issued {
     pub key_pem: Vec<u8>,
 }
 
-const CA_CERT: &str = "ca.pem";
-const CA_KEY: &str = "ca-key.pem";
+pub(crate) const CA_CERT: &str = "ca.pem";
+pub(crate) const CA_KEY: &str = "ca-key.pem";
 
-fn new_key() -> Result<PKey<Private>, CertsError> {
+pub(crate) fn new_key() -> Result<PKey<Private>, CertsError> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
+}
+
+/// A new ECDSA P-256 private key as PKCS#8 PEM (token-signing keys).
+pub fn generate_p256_pem() -> Result<Vec<u8>, CertsError> {
+    Ok(new_key()?.private_key_to_pem_pkcs8()?)
+}
+
+/// The public half of a P-256 private key (PKCS#8 PEM) as JWK coordinates: base64url `x`, `y`.
+pub fn p256_public_coordinates(private_pem: &[u8]) -> Result<(String, String), CertsError> {
+    let key = EcKey::private_key_from_pem(private_pem)?;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let mut context = openssl::bn::BigNumContext::new()?;
+    let (mut x, mut y) = (BigNum::new()?, BigNum::new()?);
+    key.public_key().affine_coordinates(&group, &mut x, &mut y, &mut context)?;
+    Ok((base64url(&x.to_vec_padded(32)?), base64url(&y.to_vec_padded(32)?)))
+}
+
+/// The public half of a private key as SubjectPublicKeyInfo PEM.
+pub fn public_key_pem(private_pem: &[u8]) -> Result<Vec<u8>, CertsError> {
+    Ok(PKey::private_key_from_pem(private_pem)?.public_key_to_pem()?)
 }
 
 fn serial() -> Result<Asn1Integer, CertsError> {
@@ -117,10 +148,69 @@ impl CertificateAuthority {
 
     /// Issues a TLS server certificate for the given names and addresses, valid for one year.
     pub fn issue_server(&self, dns_names: &[String], ips: &[IpAddr]) -> Result<Issued, CertsError> {
+        self.issue_server_with(dns_names, ips, Validity::default())
+    }
+
+    pub fn issue_server_with(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+    ) -> Result<Issued, CertsError> {
+        if dns_names.is_empty() && ips.is_empty() {
+            return Err(CertsError::Invalid(
+                "a server certificate needs at least one --dns name or --ip address".into(),
+            ));
+        }
+        let common_name = dns_names.first().cloned().unwrap_or_else(|| ips[0].to_string());
+        self.issue(
+            &common_name,
+            None,
+            validity,
+            |san| {
+                for dns in dns_names {
+                    san.dns(dns);
+                }
+                for ip in ips {
+                    san.ip(&ip.to_string());
+                }
+            },
+            ExtendedKeyUsage::new().server_auth().build()?,
+        )
+    }
+
+    /// Issues an organisation's client certificate: the OID in a `urn:oid:` SAN URI and in the
+    /// subject's organizationIdentifier, so the gateway can read the organisation back.
+    pub fn issue_org(&self, oid: &OrganisationOid, name: &str, validity: Validity) -> Result<Issued, CertsError> {
+        if name.trim().is_empty() {
+            return Err(CertsError::Invalid("an organisation certificate needs --name".into()));
+        }
+        self.issue(
+            name,
+            Some(oid),
+            validity,
+            |san| {
+                san.uri(&format!("urn:oid:{oid}"));
+            },
+            ExtendedKeyUsage::new().client_auth().build()?,
+        )
+    }
+
+    fn issue(
+        &self,
+        common_name: &str,
+        organisation: Option<&OrganisationOid>,
+        validity: Validity,
+        names: impl FnOnce(&mut SubjectAlternativeName),
+        usage: openssl::x509::X509Extension,
+    ) -> Result<Issued, CertsError> {
         let key = new_key()?;
         let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "Vaitio")?;
-        name.append_entry_by_nid(Nid::COMMONNAME, dns_names.first().map(String::as_str).unwrap_or("vaitio"))?;
+        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organisation.map(|_| common_name).unwrap_or("Vaitio"))?;
+        if let Some(oid) = organisation {
+            name.append_entry_by_text("organizationIdentifier", oid.as_str())?;
+        }
+        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
         let name = name.build();
         let mut builder = X509Builder::new()?;
         builder.set_version(2)?;
@@ -128,18 +218,13 @@ impl CertificateAuthority {
         builder.set_subject_name(&name)?;
         builder.set_issuer_name(self.cert.subject_name())?;
         builder.set_pubkey(&key)?;
-        builder.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
-        builder.set_not_after(Asn1Time::days_from_now(365)?.as_ref())?;
+        builder.set_not_before(Asn1Time::from_unix(validity.not_before())?.as_ref())?;
+        builder.set_not_after(Asn1Time::from_unix(validity.not_after())?.as_ref())?;
         builder.append_extension(BasicConstraints::new().critical().build()?)?;
         builder.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-        builder.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+        builder.append_extension(usage)?;
         let mut san = SubjectAlternativeName::new();
-        for dns in dns_names {
-            san.dns(dns);
-        }
-        for ip in ips {
-            san.ip(&ip.to_string());
-        }
+        names(&mut san);
         let san = san.build(&builder.x509v3_context(Some(&self.cert), None))?;
         builder.append_extension(san)?;
         let aki = AuthorityKeyIdentifier::new().keyid(false).build(&builder.x509v3_context(Some(&self.cert), None))?;
@@ -211,7 +296,7 @@ impl DevPki {
     }
 }
 
-fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertsError> {
+pub(crate) fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| CertsError::Pem { path: path.to_owned(), message: e.to_string() })?;
@@ -221,10 +306,24 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertsErro
     Ok(certs)
 }
 
+/// Who may present a client certificate: organisations whose certificates chain to `ca`, minus
+/// those revoked in the CRL file `crl` (re-read whenever it changes).
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    pub ca: PathBuf,
+    pub crl: Option<PathBuf>,
+}
+
 /// The rustls configuration of the gateway's listener: the server certificate chain and key from
 /// PEM files, TLS 1.3 only unless `minimum` allows 1.2, the `ring` provider, HTTP/2 and
-/// HTTP/1.1 offered by ALPN.
-pub fn server_config(cert: &Path, key: &Path, minimum: TlsMinimum) -> Result<rustls::ServerConfig, CertsError> {
+/// HTTP/1.1 offered by ALPN, and, with `client_auth`, optional client certificates verified
+/// against the organisations' CA and CRL.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    minimum: TlsMinimum,
+    client_auth: Option<&ClientAuth>,
+) -> Result<rustls::ServerConfig, CertsError> {
     let chain = read_pem_certs(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| CertsError::Pem { path: key.to_owned(), message: e.to_string() })?;
@@ -232,10 +331,16 @@ pub fn server_config(cert: &Path, key: &Path, minimum: TlsMinimum) -> Result<rus
         TlsMinimum::Tls13 => &[&rustls::version::TLS13],
         TlsMinimum::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
+    let builder = match client_auth {
+        Some(auth) => {
+            let verifier = verifier::ReloadingVerifier::new(client_roots(&auth.ca)?, auth.crl.clone(), provider)?;
+            builder.with_client_cert_verifier(Arc::new(verifier))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -271,7 +376,7 @@ mod tests {
                 assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "{key:?}");
             }
         }
-        let config = server_config(&first.server_cert(), &first.server_key(), TlsMinimum::Tls13).unwrap();
+        let config = server_config(&first.server_cert(), &first.server_key(), TlsMinimum::Tls13, None).unwrap();
         assert_eq!(config.alpn_protocols.len(), 2);
         assert_eq!(client_roots(&first.ca_cert()).unwrap().len(), 1);
     }
@@ -291,5 +396,45 @@ mod tests {
             .collect();
         assert!(names.contains(&"localhost".to_owned()), "{names:?}");
         assert_eq!(names.len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn organisation_certificates_carry_their_oid_and_can_be_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::init(dir.path(), "Test CA").unwrap();
+        let oid = OrganisationOid::parse("1.2.246.10.12345678.10.1").unwrap();
+        let issued = ca.issue_org(&oid, "Example Therapy Clinic", Validity::default()).unwrap();
+        let serial = ca.record(dir.path(), &issued).unwrap();
+        let der = X509::from_pem(&issued.cert_pem).unwrap().to_der().unwrap();
+        let identity = PeerIdentity::from_der(&der).unwrap();
+        assert_eq!(identity.organisation, Some(oid));
+        assert_eq!(identity.serial, serial);
+        assert_eq!(identity.thumbprint.len(), 43);
+        let records = list(dir.path()).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(!records[0].revoked);
+        let crl_path = ca.revoke(dir.path(), &serial).unwrap();
+        let crl = openssl::x509::X509Crl::from_pem(&fs::read(crl_path).unwrap()).unwrap();
+        assert_eq!(crl.get_revoked().map(|r| r.len()), Some(1));
+        assert!(list(dir.path()).unwrap()[0].revoked);
+        assert!(ca.revoke(dir.path(), "DEADBEEF").is_err());
+        let server = ca.issue_server(&["localhost".into()], &[]).unwrap();
+        let server_identity =
+            PeerIdentity::from_der(&X509::from_pem(&server.cert_pem).unwrap().to_der().unwrap()).unwrap();
+        assert_eq!(server_identity.organisation, None);
+        let auth = ClientAuth { ca: dir.path().join("ca.pem"), crl: Some(dir.path().join(CRL_FILE)) };
+        server.write_to(&dir.path().join("server"), &ca).unwrap();
+        server_config(
+            &dir.path().join("server/cert.pem"),
+            &dir.path().join("server/key.pem"),
+            TlsMinimum::Tls13,
+            Some(&auth),
+        )
+        .unwrap();
     }
 }

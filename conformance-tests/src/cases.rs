@@ -51,6 +51,7 @@ pub struct Context {
     pub client: Client,
     /// The body size the deployment is configured to refuse above.
     pub max_body_bytes: usize,
+    pub identity: crate::identity::IdentityOptions,
 }
 
 pub struct Case {
@@ -64,6 +65,12 @@ pub struct Case {
 
 /// All cases, in the order they run.
 pub fn all() -> Vec<Case> {
+    let mut cases = base();
+    cases.extend(crate::identity::cases());
+    cases
+}
+
+fn base() -> Vec<Case> {
     vec![
         Case {
             id: "CAP-01",
@@ -290,6 +297,9 @@ fn plaintext_refused(ctx: &Context) -> Result<Outcome, String> {
 }
 
 fn tls12_refused(ctx: &Context) -> Result<Outcome, String> {
+    if ctx.identity.allows_tls12 {
+        return Ok(Outcome::Skip("the deployment is configured to accept TLS 1.2 (--allows-tls12)".into()));
+    }
     verdict(match handshake(ctx.client.target(), &[&rustls::version::TLS12]) {
         Ok(version) => Err(format!("the handshake succeeded with {version:?}")),
         Err(error) => Ok(format!("refused: {error}")),

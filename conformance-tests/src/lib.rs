@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod client;
+pub mod identity;
 pub mod report;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use report::{CaseResult, RunReport};
 
 pub struct Options {
     pub target: Target,
+    pub identity: identity::IdentityOptions,
     pub report_dir: Option<PathBuf>,
     pub max_body_bytes: usize,
     /// Run only the cases whose id starts with one of these; all when empty.
@@ -27,7 +29,7 @@ fn now() -> String {
 /// Runs the suite and writes the reports (when a folder is given).
 pub fn run(options: &Options) -> Result<RunReport, String> {
     let client = Client::new(options.target.clone())?;
-    let context = Context { client, max_body_bytes: options.max_body_bytes };
+    let context = Context { client, max_body_bytes: options.max_body_bytes, identity: options.identity.clone() };
     let started = now();
     let mut results = Vec::new();
     for case in cases::all() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vaitio_conformance::client::Target;
+use vaitio_conformance::identity::IdentityOptions;
 use vaitio_conformance::{cases, run, Options};
 
 #[derive(Parser)]
@@ -48,6 +49,28 @@ enum Command {
         /// Run only cases whose id starts with this (repeatable), e.g. --only ERR
         #[arg(long)]
         only: Vec<String>,
+        /// Private key (PEM) of the test issuer that minted --token, to sign refused variants
+        /// of it (expired, wrong audience, other certificate, …).
+        #[arg(long, value_name = "FILE")]
+        issuer_key: Option<PathBuf>,
+        /// An expired certificate from the deployment's CA, and its key.
+        #[arg(long, requires = "expired_key")]
+        expired_cert: Option<PathBuf>,
+        #[arg(long, requires = "expired_cert")]
+        expired_key: Option<PathBuf>,
+        /// A certificate from the deployment's CA that is not valid yet, and its key.
+        #[arg(long, requires = "not_yet_valid_key")]
+        not_yet_valid_cert: Option<PathBuf>,
+        #[arg(long, requires = "not_yet_valid_cert")]
+        not_yet_valid_key: Option<PathBuf>,
+        /// A revoked certificate from the deployment's CA, and its key.
+        #[arg(long, requires = "revoked_key")]
+        revoked_cert: Option<PathBuf>,
+        #[arg(long, requires = "revoked_cert")]
+        revoked_key: Option<PathBuf>,
+        /// The deployment accepts TLS 1.2 by configuration (TLS-03 is then skipped).
+        #[arg(long)]
+        allows_tls12: bool,
     },
     /// List the cases.
     List,
@@ -61,9 +84,35 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { base_url, ca, cert, key, token, report_dir, max_body_bytes, only } => {
+        Command::Run {
+            base_url,
+            ca,
+            cert,
+            key,
+            token,
+            report_dir,
+            max_body_bytes,
+            only,
+            issuer_key,
+            expired_cert,
+            expired_key,
+            not_yet_valid_cert,
+            not_yet_valid_key,
+            revoked_cert,
+            revoked_key,
+            allows_tls12,
+        } => {
+            let pair = |cert: Option<PathBuf>, key: Option<PathBuf>| cert.zip(key);
+            let identity = IdentityOptions {
+                issuer_key,
+                expired: pair(expired_cert, expired_key),
+                not_yet_valid: pair(not_yet_valid_cert, not_yet_valid_key),
+                revoked: pair(revoked_cert, revoked_key),
+                allows_tls12,
+            };
             let options = Options {
                 target: Target { base_url, ca, cert, key, token },
+                identity,
                 report_dir: Some(report_dir.clone()),
                 max_body_bytes,
                 only,

@@ -13,6 +13,7 @@ use crate::config::{Config, Mode};
 use crate::crypto::{FileKek, Pseudonymizer, SecretKey};
 use crate::db::{self, DatabaseUrl};
 use crate::error::GatewayError;
+use crate::identity::{Identity, IssuerKind, PeerCertificate};
 use crate::metrics::{self, Metrics};
 use crate::store::Store;
 use crate::{fhir, http};
@@ -20,6 +21,7 @@ use crate::{fhir, http};
 /// What every handler shares.
 pub struct AppState {
     pub config: Arc<Config>,
+    pub identity: Identity,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub pool: db::Pool,
@@ -55,6 +57,34 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
     Ok(created)
 }
 
+/// The trusted token issuers of this configuration.
+fn build_identity(config: &Config, pseudonyms: Pseudonymizer) -> Result<Identity, StartError> {
+    let mut identity = Identity::new(&config.token_audience, pseudonyms);
+    if let Some((issuer, jwks)) = &config.professional_issuer {
+        identity.trust_jwks_file(issuer, IssuerKind::Professional, jwks).map_err(StartError)?;
+    }
+    if let Some((issuer, jwks)) = &config.citizen_issuer {
+        identity.trust_jwks_file(issuer, IssuerKind::Citizen, jwks).map_err(StartError)?;
+    }
+    if let Some(key) = &config.development_issuer_key {
+        identity.trust_development_issuer(key).map_err(StartError)?;
+    }
+    Ok(identity)
+}
+
+/// Reads the verified client certificate of a new connection once, for every request on it.
+fn read_client_certificate(connection: &dyn std::any::Any, extensions: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(tls) = connection.downcast_ref::<Tls>() {
+        let (_, session) = tls.get_ref();
+        let peer = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| certs::PeerIdentity::from_der(cert).ok());
+        extensions.insert(PeerCertificate(peer));
+    }
+}
+
 /// Opens the pool and applies the pending migrations (`vaitio migrate` and every start).
 pub fn open_database(config: &Config) -> Result<(db::Pool, usize), StartError> {
     let pool = db::pool(&config.database, config.db_pool_size)
@@ -78,18 +108,27 @@ impl Application {
             tracing::info!(applied, backend = config.database.backend_name(), "migrations applied");
         }
         let sqlite = matches!(config.database, DatabaseUrl::Sqlite(_));
-        let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), Pseudonymizer::new(index_key), sqlite);
-        let tls = certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum)
-            .map_err(|e| StartError(format!("TLS: {e}")))?;
+        let pseudonyms = Pseudonymizer::new(index_key);
+        let identity = build_identity(&config, pseudonyms.clone())?;
+        let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), pseudonyms, sqlite);
+        let tls =
+            certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum, Some(&config.client_auth))
+                .map_err(|e| StartError(format!("TLS: {e}")))?;
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
         let port = listener.local_addr().map_err(|e| StartError(e.to_string()))?.port();
         let config = Arc::new(config);
-        let state =
-            web::Data::new(AppState { config: config.clone(), store, metrics: Arc::new(Metrics::default()), pool });
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            identity,
+            store,
+            metrics: Arc::new(Metrics::default()),
+            pool,
+        });
         let server = HttpServer::new(move || {
             App::new().app_data(state.clone()).wrap(middleware::from_fn(metrics::observe)).configure(routes)
         })
+        .on_connect(read_client_certificate)
         .listen_rustls_0_23(listener, tls)
         .map_err(|e| StartError(format!("cannot serve TLS: {e}")))?
         .run();

@@ -59,6 +59,29 @@ pub struct ConfigArgs {
     /// Server private key (PEM) [development default: <data dir>/pki/server/key.pem].
     #[arg(long, env = "VAITIO_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that organisations' client certificates must chain to
+    /// [development default: <data dir>/pki/ca.pem].
+    #[arg(long, env = "VAITIO_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// CRL (PEM) of revoked client certificates, re-read when it changes
+    /// [development default: <data dir>/pki/crl.pem, when it exists].
+    #[arg(long, env = "VAITIO_TLS_CLIENT_CRL", value_name = "FILE")]
+    pub tls_client_crl: Option<PathBuf>,
+    /// The `aud` every token must carry [default: vaitio].
+    #[arg(long, env = "VAITIO_TOKEN_AUDIENCE", value_name = "AUD")]
+    pub token_audience: Option<String>,
+    /// `iss` of the professional identity provider (practitioners, auditors, administrators).
+    #[arg(long, env = "VAITIO_PROFESSIONAL_ISSUER", value_name = "ISS")]
+    pub professional_issuer: Option<String>,
+    /// JWKS file of the professional identity provider; required in production.
+    #[arg(long, env = "VAITIO_PROFESSIONAL_JWKS", value_name = "FILE")]
+    pub professional_jwks: Option<PathBuf>,
+    /// `iss` of the citizen identity provider (patients).
+    #[arg(long, env = "VAITIO_CITIZEN_ISSUER", value_name = "ISS")]
+    pub citizen_issuer: Option<String>,
+    /// JWKS file of the citizen identity provider.
+    #[arg(long, env = "VAITIO_CITIZEN_JWKS", value_name = "FILE")]
+    pub citizen_jwks: Option<PathBuf>,
     /// Lowest TLS version accepted: 1.3 (default) or 1.2.
     #[arg(long, env = "VAITIO_TLS_MIN_VERSION", value_name = "VERSION")]
     pub tls_min_version: Option<String>,
@@ -103,6 +126,18 @@ struct FileConfig {
     keys: FileKeys,
     #[serde(default)]
     search: FileSearch,
+    #[serde(default)]
+    identity: FileIdentity,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    audience: Option<String>,
+    professional_issuer: Option<String>,
+    professional_jwks: Option<PathBuf>,
+    citizen_issuer: Option<String>,
+    citizen_jwks: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -112,6 +147,8 @@ struct FileTls {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     min_version: Option<String>,
+    client_ca: Option<PathBuf>,
+    client_crl: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -139,6 +176,14 @@ pub struct Config {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub tls_minimum: TlsMinimum,
+    /// Organisations' CA bundle and CRL.
+    pub client_auth: certs::ClientAuth,
+    pub token_audience: String,
+    /// Trusted identity providers: `iss` and JWKS file.
+    pub professional_issuer: Option<(String, PathBuf)>,
+    pub citizen_issuer: Option<(String, PathBuf)>,
+    /// Development mode's token-signing key; `None` in production, which never trusts it.
+    pub development_issuer_key: Option<PathBuf>,
     pub kek_file: PathBuf,
     pub index_key_file: PathBuf,
     pub max_body_bytes: usize,
@@ -260,6 +305,59 @@ impl Config {
                 )
             }
         };
+        let issuer = |iss: Option<String>,
+                      jwks: Option<PathBuf>,
+                      name: &str|
+         -> Result<Option<(String, PathBuf)>, ConfigError> {
+            match (iss, jwks) {
+                (Some(iss), Some(jwks)) => {
+                    if !jwks.is_file() {
+                        return refuse(format!("the {name} JWKS file {} does not exist", jwks.display()));
+                    }
+                    Ok(Some((iss, jwks)))
+                }
+                (None, None) => Ok(None),
+                _ => refuse(format!("{name}_issuer and {name}_jwks go together")),
+            }
+        };
+        let professional_issuer = issuer(
+            args.professional_issuer.clone().or(file.identity.professional_issuer),
+            args.professional_jwks.clone().or(file.identity.professional_jwks),
+            "professional",
+        )?;
+        let citizen_issuer = issuer(
+            args.citizen_issuer.clone().or(file.identity.citizen_issuer),
+            args.citizen_jwks.clone().or(file.identity.citizen_jwks),
+            "citizen",
+        )?;
+        let token_audience =
+            args.token_audience.clone().or(file.identity.audience).unwrap_or_else(|| "vaitio".to_owned());
+        let client_ca = args.tls_client_ca.clone().or(file.tls.client_ca);
+        let client_crl = args.tls_client_crl.clone().or(file.tls.client_crl);
+        let (client_auth, development_issuer_key) = match mode {
+            Mode::Development => (
+                certs::ClientAuth {
+                    ca: client_ca.unwrap_or_else(|| data_dir.join("pki").join("ca.pem")),
+                    crl: Some(client_crl.unwrap_or_else(|| data_dir.join("pki").join(certs::CRL_FILE))),
+                },
+                Some(keys.join("dev-issuer.pem")),
+            ),
+            Mode::Production => {
+                let ca = client_ca.ok_or_else(|| {
+                    ConfigError("production mode needs tls.client_ca (VAITIO_TLS_CLIENT_CA): the CA that organisations' certificates chain to".into())
+                })?;
+                if !ca.is_file() {
+                    return refuse(format!("tls.client_ca {} does not exist", ca.display()));
+                }
+                if professional_issuer.is_none() {
+                    return refuse(
+                        "production mode needs a professional identity provider: identity.professional_issuer and identity.professional_jwks \
+                         (VAITIO_PROFESSIONAL_ISSUER, VAITIO_PROFESSIONAL_JWKS); it never trusts the development issuer",
+                    );
+                }
+                (certs::ClientAuth { ca, crl: client_crl }, None)
+            }
+        };
         let public_base_url =
             args.public_base_url.clone().or(file.public_base_url).map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_base_url {
@@ -276,6 +374,11 @@ impl Config {
             tls_cert,
             tls_key,
             tls_minimum,
+            client_auth,
+            token_audience,
+            professional_issuer,
+            citizen_issuer,
+            development_issuer_key,
             kek_file,
             index_key_file,
             max_body_bytes,

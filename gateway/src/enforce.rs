@@ -22,7 +22,14 @@ fn labels(codes: &str) -> Vec<SecurityLabel> {
 /// Whether `principal` may receive `row`.
 pub fn permits<T: Stored>(principal: &Principal, row: &T) -> bool {
     let labels = labels(row.security_labels());
-    let meta = ResourceMeta { resource_type: row.resource_type(), patient: row.patient(), security_labels: &labels };
+    let (author_organisation, author_practitioner) = row.author();
+    let meta = ResourceMeta {
+        resource_type: row.resource_type(),
+        patient: row.patient(),
+        security_labels: &labels,
+        author_organisation,
+        author_practitioner,
+    };
     decide(principal, &meta).is_permit()
 }
 

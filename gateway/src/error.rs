@@ -41,8 +41,13 @@ pub enum GatewayError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
-    #[error("authentication is required")]
-    Unauthenticated,
+    /// No verified identity: no or a bad token, no client certificate where one is needed (401).
+    #[error("authentication failed: {0}")]
+    Unauthenticated(String),
+    /// A verified identity that may not do this at all (403). Never used for data a caller may
+    /// not see: that is a 404, like absence.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("the database is unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -97,7 +102,8 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => "not-supported",
             GatewayError::PayloadTooLarge { .. } => "too-costly",
             GatewayError::PreconditionFailed { .. } | GatewayError::Conflict(_) => "conflict",
-            GatewayError::Unauthenticated => "login",
+            GatewayError::Unauthenticated(_) => "login",
+            GatewayError::Forbidden(_) => "forbidden",
             GatewayError::Unavailable(_) => "transient",
             GatewayError::Internal(_) => "exception",
             GatewayError::Unprocessable(_) => "business-rule",
@@ -138,7 +144,8 @@ impl ResponseError for GatewayError {
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
-            GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -157,8 +164,8 @@ impl ResponseError for GatewayError {
         };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, FHIR_JSON));
-        if let GatewayError::Unauthenticated = self {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        if let GatewayError::Unauthenticated(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
         }
         response.body(operation_outcome(&issues).to_string())
     }

@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::enforce::{self, Released};
 use crate::error::GatewayError;
 use crate::http::{self, Output, Return};
-use crate::identity;
+use crate::identity::Caller;
 use crate::store::{instant, now_millis, Criterion, Head, NewResource, Store, VersionRow};
 
 /// The resource type named in the path, or 404.
@@ -47,11 +47,11 @@ struct Context {
     params: Vec<(String, String)>,
 }
 
-/// What every FHIR handler does first, in this order: the type exists, the caller is known, the
-/// response format is one we can produce.
-fn context(request: &HttpRequest, state: &AppState) -> Result<Context, GatewayError> {
+/// What every FHIR handler does first: the caller is known (the `Caller` extractor ran before the
+/// handler), the type exists, the response format is one we can produce.
+fn context(request: &HttpRequest, caller: Caller) -> Result<Context, GatewayError> {
     let resource_type = resource_type(request)?;
-    let principal = identity::principal(request, state)?;
+    let principal = caller.0;
     let params = http::query_pairs(request);
     let output = http::negotiate(request, &params)?;
     Ok(Context { resource_type, principal, output, params })
@@ -65,9 +65,25 @@ fn ensure_writable(resource_type: ResourceType) -> Result<(), GatewayError> {
     }
 }
 
+/// Who may write records: healthcare professionals, recorded as the authors. Patients,
+/// auditors and administrators write none (patients' own Consents come with the consent API).
+fn author(principal: &Principal) -> Result<(String, String), GatewayError> {
+    match principal {
+        Principal::Professional(professional) => {
+            Ok((professional.organisation.clone(), professional.practitioner.clone()))
+        }
+        other => Err(GatewayError::Forbidden(format!("a {} does not write clinical records", other.kind()))),
+    }
+}
+
 /// Everything the store needs of a parsed resource: its patient's pseudonym, its labels, its
 /// index facts. Runs in the blocking pool (a referenced Patient is looked up).
-fn prepare(store: &Store, parsed: ParsedResource, id_for_pseudonym: Option<&str>) -> Result<NewResource, GatewayError> {
+fn prepare(
+    store: &Store,
+    parsed: ParsedResource,
+    id_for_pseudonym: Option<&str>,
+    author: (String, String),
+) -> Result<NewResource, GatewayError> {
     let pseudonyms = store.pseudonyms();
     let patient = match &parsed.patient {
         PatientLink::Itself => Some(match (parsed.hetus.first(), id_for_pseudonym) {
@@ -99,6 +115,8 @@ fn prepare(store: &Store, parsed: ParsedResource, id_for_pseudonym: Option<&str>
         json: parsed.json,
         patient,
         facts,
+        author_org: Some(author.0),
+        author_practitioner: Some(author.1),
     })
 }
 
@@ -147,11 +165,13 @@ fn http_date(millis: i64) -> String {
 /// `POST /{type}`
 pub async fn create(
     request: HttpRequest,
+    caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let ctx = context(&request, &state)?;
+    let ctx = context(&request, caller)?;
     ensure_writable(ctx.resource_type)?;
+    let writer = author(&ctx.principal)?;
     http::only_params(&ctx.params, &[])?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
     let resource_type = ctx.resource_type;
@@ -161,7 +181,7 @@ pub async fn create(
         // The server assigns ids on create; the pseudonym of a Patient without a HETU derives
         // from that id, so the id is chosen before the pseudonym.
         let id = uuid::Uuid::new_v4().to_string();
-        let resource = prepare(&store, parsed, Some(&id))?;
+        let resource = prepare(&store, parsed, Some(&id), writer)?;
         store.create(resource, &id)
     })
     .await??;
@@ -171,11 +191,13 @@ pub async fn create(
 /// `PUT /{type}/{id}`
 pub async fn update(
     request: HttpRequest,
+    caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let ctx = context(&request, &state)?;
+    let ctx = context(&request, caller)?;
     ensure_writable(ctx.resource_type)?;
+    let writer = author(&ctx.principal)?;
     let id = path_id(&request, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     let expected = http::if_match(&request)?;
@@ -191,7 +213,7 @@ pub async fn update(
         if current.is_none() {
             return Err(not_found(resource_type, &id));
         }
-        let resource = prepare(&store, parsed, Some(&id))?;
+        let resource = prepare(&store, parsed, Some(&id), writer)?;
         store.update(resource, &id, expected)
     })
     .await??;
@@ -211,16 +233,24 @@ fn version_response(row: &VersionRow, body: Vec<u8>, output: Output) -> HttpResp
 }
 
 /// `GET /{type}/{id}`
-pub async fn read(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
-    let ctx = context(&request, &state)?;
+pub async fn read(
+    request: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, caller)?;
     let id = path_id(&request, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     one_version(ctx, id, None, state).await
 }
 
 /// `GET /{type}/{id}/_history/{vid}`
-pub async fn vread(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
-    let ctx = context(&request, &state)?;
+pub async fn vread(
+    request: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, caller)?;
     let id = path_id(&request, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     let version = request.match_info().get("vid").and_then(|v| v.parse::<i64>().ok()).filter(|v| *v > 0);
@@ -356,8 +386,12 @@ fn page_links(base: &str, path: &str, params: &[(String, String)], paging: &Pagi
 }
 
 /// `GET /{type}/{id}/_history`
-pub async fn history(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
-    let ctx = context(&request, &state)?;
+pub async fn history(
+    request: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let ctx = context(&request, caller)?;
     let id = path_id(&request, ctx.resource_type)?;
     http::only_params(&ctx.params, &["_count", "_offset"])?;
     let paging = paging(&ctx.params, &state)?;
@@ -556,10 +590,11 @@ fn criteria(store: &Store, filters: Vec<Filter>) -> Result<Vec<Criterion>, Gatew
 /// `GET /{type}`, `GET|POST /{type}/_search`
 pub async fn search(
     request: HttpRequest,
+    caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let mut ctx = context(&request, &state)?;
+    let mut ctx = context(&request, caller)?;
     if request.method() == actix_web::http::Method::POST {
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !content_type.starts_with("application/x-www-form-urlencoded") {

@@ -1,19 +1,341 @@
-//! The one place a request's principal is made.
+//! The one place a request's principal is made: the verified client certificate of the
+//! connection, and the bearer token of the request.
 //!
-//! Until certificate and token verification are configured, the only principal there can be is
-//! the development one, and only in development mode: a production gateway answers 401 to every
-//! request for data rather than serve anybody it cannot name.
+//! Tokens come from trusted issuers, each with its keys from a JWKS file: a professional identity
+//! provider (practitioners, auditors, administrators) and a citizen identity provider (patients).
+//! Each key pins its algorithm (ES256 or RS256), so `alg: none` and HS256-with-the-public-key
+//! never verify. `iss`, `aud`, `exp` and `nbf` are checked with a small leeway, and `kid` must
+//! name a key of the token's issuer. A professional token must be bound to the client certificate
+//! of the same connection (RFC 8705 `cnf."x5t#S256"`), and its organisation must be the
+//! certificate's. A patient's HETU becomes the pseudonym at once and goes no further.
+//!
+//! In development mode only, a development issuer (a key generated in the data folder) is also
+//! trusted; `vaitio dev token` mints its tokens.
 
-use actix_web::HttpRequest;
-use consent::Principal;
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::path::Path;
+use std::sync::Mutex;
+
+use actix_web::{web, FromRequest, HttpRequest};
+use certs::{OrganisationOid, PeerIdentity};
+use consent::{Principal, Professional, Purpose, Role};
+use fhir_profiles::Hetu;
+use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::config::Mode;
+use crate::crypto::Pseudonymizer;
 use crate::error::GatewayError;
 
-pub fn principal(_request: &HttpRequest, state: &AppState) -> Result<Principal, GatewayError> {
-    match state.config.mode {
-        Mode::Development => Ok(Principal::Development),
-        Mode::Production => Err(GatewayError::Unauthenticated),
+pub const DEV_ISSUER: &str = "urn:vaitio:development-issuer";
+pub const DEV_KID: &str = "vaitio-development-1";
+const LEEWAY_SECONDS: u64 = 30;
+const CACHE_SIZE: usize = 65_536;
+
+/// The client certificate of the connection, read once when it is accepted.
+#[derive(Clone)]
+pub struct PeerCertificate(pub Option<PeerIdentity>);
+
+/// Which principals an issuer may assert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuerKind {
+    /// Practitioners, auditors and administrators.
+    Professional,
+    /// Patients.
+    Citizen,
+    /// Development mode's own issuer: both.
+    Development,
+}
+
+struct TrustedIssuer {
+    issuer: String,
+    kind: IssuerKind,
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+}
+
+impl TrustedIssuer {
+    fn from_jwks(issuer: &str, kind: IssuerKind, jwks: &str) -> Result<Self, String> {
+        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone().ok_or("every key needs a kid")?;
+            let algorithm = match jwk.common.key_algorithm {
+                Some(KeyAlgorithm::ES256) => Algorithm::ES256,
+                Some(KeyAlgorithm::RS256) => Algorithm::RS256,
+                _ => return Err(format!("key {kid}: alg must be ES256 or RS256, stated in the JWK")),
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+            keys.insert(kid, (key, algorithm));
+        }
+        if keys.is_empty() {
+            return Err("the JWKS holds no keys".into());
+        }
+        Ok(TrustedIssuer { issuer: issuer.to_owned(), kind, keys })
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default)]
+pub struct Confirmation {
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+/// The claims the gateway reads.
+#[derive(Deserialize, Serialize, Clone, Debug, Default)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+#[derive(Deserialize)]
+struct Issuer {
+    iss: String,
+}
+
+/// A token whose signature and registered claims have been verified.
+#[derive(Clone)]
+struct Verified {
+    claims: Claims,
+    kind: IssuerKind,
+}
+
+pub struct Identity {
+    audience: String,
+    issuers: Vec<TrustedIssuer>,
+    pseudonyms: Pseudonymizer,
+    /// Verified tokens by SHA-256: a signature check costs far more than the request it
+    /// guards. An entry is used only until the token's `exp`; the certificate binding and
+    /// every claim check are repeated on each request.
+    cache: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+fn unauthenticated(reason: impl Into<String>) -> GatewayError {
+    GatewayError::Unauthenticated(reason.into())
+}
+
+fn forbidden(reason: impl Into<String>) -> GatewayError {
+    GatewayError::Forbidden(reason.into())
+}
+
+impl Identity {
+    pub fn new(audience: &str, pseudonyms: Pseudonymizer) -> Self {
+        Identity { audience: audience.to_owned(), issuers: Vec::new(), pseudonyms, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// Trusts `issuer` with the keys in the JWKS file at `path`.
+    pub fn trust_jwks_file(&mut self, issuer: &str, kind: IssuerKind, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("JWKS file {}: {e}", path.display()))?;
+        let trusted =
+            TrustedIssuer::from_jwks(issuer, kind, &text).map_err(|e| format!("JWKS file {}: {e}", path.display()))?;
+        self.issuers.push(trusted);
+        Ok(())
+    }
+
+    /// Trusts the development issuer whose key is at `key_path`, generating the key when absent.
+    pub fn trust_development_issuer(&mut self, key_path: &Path) -> Result<(), String> {
+        let jwks = development_jwks(key_path)?;
+        self.issuers.push(TrustedIssuer::from_jwks(DEV_ISSUER, IssuerKind::Development, &jwks)?);
+        Ok(())
+    }
+
+    fn verify(&self, token: &str) -> Result<Verified, GatewayError> {
+        let digest = openssl::sha::sha256(token.as_bytes());
+        let now = chrono::Utc::now().timestamp();
+        if let Some(hit) = self.cache.lock().ok().and_then(|cache| cache.get(&digest).cloned()) {
+            if hit.claims.exp + LEEWAY_SECONDS as i64 >= now {
+                return Ok(hit);
+            }
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthenticated("the bearer token is not a well-formed JWT with a supported alg"))?;
+        let kid = header.kid.as_deref().ok_or_else(|| unauthenticated("the token header has no kid"))?;
+        let issuer: Issuer = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| unauthenticated("the token has no iss claim"))?;
+        let trusted = self
+            .issuers
+            .iter()
+            .find(|t| t.issuer == issuer.iss)
+            .ok_or_else(|| unauthenticated("the token's issuer is not trusted"))?;
+        let (key, algorithm) =
+            trusted.keys.get(kid).ok_or_else(|| unauthenticated("the token's kid names no key of its issuer"))?;
+        if header.alg != *algorithm {
+            return Err(unauthenticated("the token's alg is not the one pinned for its key"));
+        }
+        let mut validation = Validation::new(*algorithm);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&[&trusted.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            unauthenticated(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+                ErrorKind::InvalidAudience => "the token is not for this audience",
+                ErrorKind::InvalidIssuer => "the token's issuer is not trusted",
+                ErrorKind::InvalidSignature => "the token's signature does not verify",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, iss, aud, sub)",
+                _ => "the token does not verify",
+            })
+        })?;
+        let verified = Verified { claims: data.claims, kind: trusted.kind };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(digest, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    /// The principal of a request: its `Authorization` header and its connection's certificate.
+    pub fn principal(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<&PeerIdentity>,
+    ) -> Result<Principal, GatewayError> {
+        let authorization = authorization.ok_or_else(|| unauthenticated("a bearer token is required"))?;
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
+        let Verified { claims, kind } = self.verify(token)?;
+        let role = claims.role.as_deref().unwrap_or("");
+        let patient = role == "patient" || (kind == IssuerKind::Citizen && role.is_empty());
+        match (kind, patient) {
+            (IssuerKind::Citizen, false) => return Err(forbidden("a citizen identity provider asserts patients only")),
+            (IssuerKind::Professional, true) => {
+                return Err(forbidden("patients authenticate through the citizen identity provider"))
+            }
+            _ => {}
+        }
+        if patient {
+            let hetu = Hetu::parse(&claims.sub)
+                .map_err(|_| unauthenticated("a patient token's subject must be a valid HETU"))?;
+            return Ok(Principal::Patient { pseudonym: self.pseudonyms.patient_from_hetu(&hetu) });
+        }
+        // Every professional principal is bound to the organisation's certificate.
+        let peer = peer.ok_or_else(|| {
+            unauthenticated("a professional token needs the organisation's client certificate on the connection")
+        })?;
+        let bound = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref());
+        if bound != Some(peer.thumbprint.as_str()) {
+            return Err(unauthenticated(
+                "the token is not bound to this connection's client certificate (cnf.x5t#S256)",
+            ));
+        }
+        let certificate_org =
+            peer.organisation.as_ref().ok_or_else(|| forbidden("the client certificate names no organisation"))?;
+        let token_org = claims
+            .org
+            .as_deref()
+            .map(OrganisationOid::parse)
+            .transpose()
+            .map_err(|_| forbidden("the token's org is not an organisation OID"))?;
+        if token_org.as_ref() != Some(certificate_org) {
+            return Err(forbidden("the token's organisation is not the client certificate's"));
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(unauthenticated("the token has no subject"));
+        }
+        let organisation = certificate_org.to_string();
+        match role {
+            "auditor" => return Ok(Principal::Auditor { subject: claims.sub, organisation }),
+            "administrator" => return Ok(Principal::Administrator { subject: claims.sub, organisation }),
+            _ => {}
+        }
+        let role = Role::parse(role).ok_or_else(|| forbidden("the token's role is not one this gateway knows"))?;
+        let purpose = match claims.purpose.as_deref() {
+            None => Purpose::Treatment,
+            Some(code) => Purpose::parse(code).ok_or_else(|| forbidden("purpose must be TREAT, ETREAT or BTG"))?,
+        };
+        let reason = claims.reason.filter(|r| !r.trim().is_empty());
+        if purpose.needs_reason() && reason.is_none() {
+            return Err(forbidden("emergency access (ETREAT, BTG) needs a stated reason"));
+        }
+        Ok(Principal::Professional(Professional { practitioner: claims.sub, role, organisation, purpose, reason }))
+    }
+}
+
+/// The request's principal, as a handler argument: made before the handler runs, so a refused
+/// request never reaches one.
+pub struct Caller(pub Principal);
+
+impl FromRequest for Caller {
+    type Error = GatewayError;
+    type Future = Ready<Result<Caller, GatewayError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(principal(request).map(Caller))
+    }
+}
+
+pub fn principal(request: &HttpRequest) -> Result<Principal, GatewayError> {
+    let state = request.app_data::<web::Data<AppState>>().ok_or_else(|| GatewayError::Internal("no state".into()))?;
+    let authorization = request.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let peer = request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref());
+    state.identity.principal(authorization, peer)
+}
+
+/// The development issuer's public key as a JWKS document (the key is generated when absent).
+pub fn development_jwks(key_path: &Path) -> Result<String, String> {
+    let pem = development_key(key_path)?;
+    let (x, y) = certs::p256_public_coordinates(&pem).map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": DEV_KID, "alg": "ES256", "use": "sig"}]}).to_string())
+}
+
+fn development_key(key_path: &Path) -> Result<Vec<u8>, String> {
+    if !key_path.exists() {
+        if let Some(parent) = key_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        let pem = certs::generate_p256_pem().map_err(|e| e.to_string())?;
+        certs::write_file(key_path, &pem, true).map_err(|e| e.to_string())?;
+    }
+    std::fs::read(key_path).map_err(|e| format!("{}: {e}", key_path.display()))
+}
+
+/// Signs `claims` with the development issuer's key.
+pub fn mint_development_token(key_path: &Path, claims: &Claims) -> Result<String, String> {
+    let pem = development_key(key_path)?;
+    let key = EncodingKey::from_ec_pem(&pem).map_err(|e| e.to_string())?;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(DEV_KID.to_owned());
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| e.to_string())
+}
+
+/// Claims for a development token valid for `ttl_seconds`.
+pub fn development_claims(audience: &str, subject: &str, role: &str, ttl_seconds: i64) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        iss: DEV_ISSUER.to_owned(),
+        sub: subject.to_owned(),
+        aud: audience.to_owned(),
+        exp: now + ttl_seconds,
+        nbf: Some(now),
+        iat: Some(now),
+        role: Some(role.to_owned()),
+        ..Claims::default()
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod capability;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;

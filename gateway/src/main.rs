@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vaitio::cli::{CertsCommand, DevTokenArgs, PkiArgs};
 use vaitio::config::{Config, ConfigArgs, LogFormat, Mode};
 use vaitio::Application;
 
@@ -20,6 +21,25 @@ enum Command {
     Serve(ConfigArgs),
     /// Apply the database migrations of the configured backend, then exit.
     Migrate(ConfigArgs),
+    /// The PKI: a CA, server and organisation certificates, revocation.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+        #[command(flatten)]
+        pki: PkiArgs,
+    },
+    /// Development tools.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Mint a token with the development issuer's key (development mode only); prints it alone
+    /// on standard output.
+    Token(DevTokenArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -36,6 +56,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Migrate(args) => migrate(&args),
+        Command::Certs { command, pki } => vaitio::cli::certs(&command, &pki),
+        Command::Dev { command: DevCommand::Token(args) } => vaitio::cli::dev_token(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,7 +93,7 @@ async fn serve_until_stopped(config: Config) -> Result<(), String> {
              ======================================================================\n  \
              VAITIO IS RUNNING IN DEVELOPMENT MODE: NOT FOR REAL PATIENT DATA\n  \
              - keys and a development PKI live in {dir}{generated}\n  \
-             - identity is not verified yet: every loopback client is trusted\n  \
+             - a development token issuer is trusted (vaitio dev token): never in production\n  \
              - database: {db}\n\
              ======================================================================\n",
             dir = config.data_dir.display(),
@@ -79,6 +101,13 @@ async fn serve_until_stopped(config: Config) -> Result<(), String> {
             db = config.database.redacted(),
         );
         println!("Try: curl --cacert {} https://127.0.0.1:{port}/metadata", ca.display());
+        eprintln!(
+            "Requests for data need an organisation certificate and a token bound to it, for example:\n  \
+             vaitio certs issue-org --org-oid 1.2.246.10.12345678.10.1 --name 'Example Clinic' --out clinic\n  \
+             TOKEN=$(vaitio dev token --role psychotherapist --org 1.2.246.10.12345678.10.1 --sub 10012345678 --cert clinic/cert.pem)\n  \
+             curl --cacert {ca} --cert clinic/cert.pem --key clinic/key.pem -H \"Authorization: Bearer $TOKEN\" https://127.0.0.1:{port}/Patient\n",
+            ca = ca.display()
+        );
     }
     tracing::info!(listen = %config.listen, port = app.port(), backend = config.database.backend_name(), "serving HTTPS");
     app.run_until_stopped().await.map_err(|e| e.to_string())

@@ -28,6 +28,7 @@ pub trait Stored {
     fn resource_type(&self) -> &str;
     fn patient(&self) -> Option<&str>;
     fn security_labels(&self) -> &str;
+    fn author(&self) -> (Option<&str>, Option<&str>);
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct Head {
     pub version: i64,
     pub patient: Option<String>,
     pub security_labels: String,
+    pub author_org: Option<String>,
+    pub author_practitioner: Option<String>,
     pub last_updated: i64,
 }
 
@@ -50,6 +53,8 @@ pub struct VersionRow {
     pub patient: Option<String>,
     pub key_scope: String,
     pub security_labels: String,
+    pub author_org: Option<String>,
+    pub author_practitioner: Option<String>,
     pub last_updated: i64,
     pub method: String,
     pub body: Vec<u8>,
@@ -65,6 +70,9 @@ impl Stored for Head {
     fn security_labels(&self) -> &str {
         &self.security_labels
     }
+    fn author(&self) -> (Option<&str>, Option<&str>) {
+        (self.author_org.as_deref(), self.author_practitioner.as_deref())
+    }
 }
 
 impl Stored for VersionRow {
@@ -76,6 +84,9 @@ impl Stored for VersionRow {
     }
     fn security_labels(&self) -> &str {
         &self.security_labels
+    }
+    fn author(&self) -> (Option<&str>, Option<&str>) {
+        (self.author_org.as_deref(), self.author_practitioner.as_deref())
     }
 }
 
@@ -118,6 +129,9 @@ pub struct NewResource {
     /// Space-separated security label codes the consent crate acts on.
     pub security_labels: String,
     pub facts: Vec<IndexFact>,
+    /// Who writes it: organisation OID and practitioner, when a professional does.
+    pub author_org: Option<String>,
+    pub author_practitioner: Option<String>,
 }
 
 /// A search criterion; several are ANDed, the values inside one are ORed.
@@ -370,6 +384,8 @@ impl Store {
                 patient: resource.patient.clone(),
                 key_scope: scope.clone(),
                 security_labels: resource.security_labels.clone(),
+                author_org: resource.author_org.clone(),
+                author_practitioner: resource.author_practitioner.clone(),
                 last_updated,
                 method: if update.is_some() { "PUT" } else { "POST" }.to_owned(),
                 body: seal_body(&key, &binding, &body)?,
@@ -381,6 +397,8 @@ impl Store {
                 version,
                 patient: resource.patient.clone(),
                 security_labels: resource.security_labels.clone(),
+                author_org: resource.author_org.clone(),
+                author_practitioner: resource.author_practitioner.clone(),
                 last_updated,
             };
             if update.is_some() {
@@ -392,6 +410,8 @@ impl Store {
                         resource_heads::version.eq(version),
                         resource_heads::patient.eq(&head.patient),
                         resource_heads::security_labels.eq(&head.security_labels),
+                        resource_heads::author_org.eq(&head.author_org),
+                        resource_heads::author_practitioner.eq(&head.author_practitioner),
                         resource_heads::last_updated.eq(last_updated),
                     ))
                     .execute(conn)?;

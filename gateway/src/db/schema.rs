@@ -17,6 +17,8 @@ diesel::table! {
         patient -> Nullable<Text>,
         key_scope -> Text,
         security_labels -> Text,
+        author_org -> Nullable<Text>,
+        author_practitioner -> Nullable<Text>,
         last_updated -> BigInt,
         method -> Text,
         body -> Binary,
@@ -30,6 +32,8 @@ diesel::table! {
         version -> BigInt,
         patient -> Nullable<Text>,
         security_labels -> Text,
+        author_org -> Nullable<Text>,
+        author_practitioner -> Nullable<Text>,
         last_updated -> BigInt,
     }
 }

@@ -10,9 +10,20 @@ use super::support::*;
 use vaitio_conformance::client::{Client, Target};
 
 const VARIABLES: [&str; 14] = [
-    "VAITIO_CONFIG", "VAITIO_MODE", "VAITIO_DATA_DIR", "VAITIO_LISTEN", "VAITIO_DATABASE_URL", "VAITIO_PUBLIC_BASE_URL",
-    "VAITIO_TLS_CERT", "VAITIO_TLS_KEY", "VAITIO_TLS_MIN_VERSION", "VAITIO_KEK_FILE", "VAITIO_INDEX_KEY_FILE",
-    "VAITIO_MAX_BODY_BYTES", "VAITIO_DB_POOL_SIZE", "VAITIO_PLAINTEXT_LISTEN",
+    "VAITIO_CONFIG",
+    "VAITIO_MODE",
+    "VAITIO_DATA_DIR",
+    "VAITIO_LISTEN",
+    "VAITIO_DATABASE_URL",
+    "VAITIO_PUBLIC_BASE_URL",
+    "VAITIO_TLS_CERT",
+    "VAITIO_TLS_KEY",
+    "VAITIO_TLS_MIN_VERSION",
+    "VAITIO_KEK_FILE",
+    "VAITIO_INDEX_KEY_FILE",
+    "VAITIO_MAX_BODY_BYTES",
+    "VAITIO_DB_POOL_SIZE",
+    "VAITIO_PLAINTEXT_LISTEN",
 ];
 
 fn vaitio(dir: &Path) -> Command {
@@ -46,10 +57,43 @@ fn stop(mut child: Child) -> String {
     log
 }
 
+/// A psychotherapist's client, with a certificate and a token made by the CLI itself.
 fn client_for(dir: &Path, example: &str) -> Client {
     let url = example.split_whitespace().last().unwrap();
     let base_url = url.trim_end_matches("/metadata").replace("127.0.0.1", "localhost");
-    Client::new(Target { base_url, ca: Some(dir.join("vaitio-data/pki/ca.pem")), ..Target::default() }).unwrap()
+    if !dir.join("clinic/cert.pem").exists() {
+        let issued = vaitio(dir)
+            .args(["certs", "issue-org", "--org-oid", ORG, "--name", "Example Clinic", "--out", "clinic"])
+            .output()
+            .unwrap();
+        assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    }
+    let token = vaitio(dir)
+        .args([
+            "dev",
+            "token",
+            "--role",
+            "psychotherapist",
+            "--org",
+            ORG,
+            "--sub",
+            THERAPIST,
+            "--cert",
+            "clinic/cert.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1, "dev token prints the token alone");
+    Client::new(Target {
+        base_url,
+        ca: Some(dir.join("vaitio-data/pki/ca.pem")),
+        cert: Some(dir.join("clinic/cert.pem")),
+        key: Some(dir.join("clinic/key.pem")),
+        token: Some(token.trim().to_owned()),
+    })
+    .unwrap()
 }
 
 #[test]
@@ -63,7 +107,10 @@ fn first_run_in_an_empty_folder_serves_and_a_restart_keeps_the_data() {
     let id = created.json().unwrap()["id"].as_str().unwrap().to_owned();
     let composition = client.post_json("/Composition", &note_composition(&id, NOTE)).unwrap();
     assert_eq!(composition.status, 201);
-    assert_eq!(client.get(&format!("/Patient?identifier=urn:oid:1.2.246.21|{HETU}")).unwrap().json().unwrap()["total"], 1);
+    assert_eq!(
+        client.get(&format!("/Patient?identifier=urn:oid:1.2.246.21|{HETU}")).unwrap().json().unwrap()["total"],
+        1
+    );
     assert_eq!(client.post_json("/Patient", &patient("131052-308U")).unwrap().status, 422);
     let log = stop(child);
     assert!(log.contains("DEVELOPMENT MODE"), "{log}");
@@ -74,7 +121,12 @@ fn first_run_in_an_empty_folder_serves_and_a_restart_keeps_the_data() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for key in ["vaitio-data/keys/kek.hex", "vaitio-data/keys/index.hex", "vaitio-data/pki/ca-key.pem", "vaitio-data/pki/server/key.pem"] {
+        for key in [
+            "vaitio-data/keys/kek.hex",
+            "vaitio-data/keys/index.hex",
+            "vaitio-data/pki/ca-key.pem",
+            "vaitio-data/pki/server/key.pem",
+        ] {
             let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{key}");
         }
@@ -118,9 +170,19 @@ fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)], reason: &str) {
 fn unsafe_configurations_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     refused(dir.path(), &["serve", "--listen", "0.0.0.0:0"], &[], "loopback only");
-    refused(dir.path(), &["serve", "--listen", "127.0.0.1:0"], &[("VAITIO_PLAINTEXT_LISTEN", "127.0.0.1:8080")], "no plaintext listener");
+    refused(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("VAITIO_PLAINTEXT_LISTEN", "127.0.0.1:8080")],
+        "no plaintext listener",
+    );
     refused(dir.path(), &["serve", "--mode", "production", "--listen", "127.0.0.1:0"], &[], "never generates");
-    refused(dir.path(), &["serve", "--listen", "127.0.0.1:0", "--database-url", "postgress://localhost/vaitio"], &[], "unknown database scheme");
+    refused(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", "postgress://localhost/vaitio"],
+        &[],
+        "unknown database scheme",
+    );
     refused(dir.path(), &["serve", "--listen", "http://127.0.0.1:8080"], &[], "HTTPS is implied");
     std::fs::write(dir.path().join("vaitio.toml"), "[tls]\nenabled = false\n").unwrap();
     refused(dir.path(), &["serve", "--config", "vaitio.toml", "--listen", "127.0.0.1:0"], &[], "no plaintext listener");
@@ -138,12 +200,32 @@ fn unsafe_configurations_are_refused_with_the_reason() {
         std::fs::set_permissions(keys.join("kek.hex"), std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(keys.join("index.hex"), std::fs::Permissions::from_mode(0o600)).unwrap();
         let (cert, key) = (pki.server_cert(), pki.server_key());
-        let args = [
-            "serve", "--mode", "production", "--listen", "127.0.0.1:0",
-            "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(),
-            "--kek-file", "keys/kek.hex", "--index-key-file", "keys/index.hex",
+        let base = [
+            "serve",
+            "--mode",
+            "production",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--kek-file",
+            "keys/kek.hex",
+            "--index-key-file",
+            "keys/index.hex",
         ];
-        refused(dir.path(), &args, &[], "lets others read it");
+        refused(dir.path(), &base, &[], "needs tls.client_ca");
+        let with_ca = [&base[..], &["--tls-client-ca", "pki/ca.pem"]].concat();
+        refused(dir.path(), &with_ca, &[], "professional identity provider");
+        std::fs::write(
+            dir.path().join("jwks.json"),
+            vaitio::identity::development_jwks(&dir.path().join("idp.pem")).unwrap(),
+        )
+        .unwrap();
+        let complete =
+            [&with_ca[..], &["--professional-issuer", "https://idp.test", "--professional-jwks", "jwks.json"]].concat();
+        refused(dir.path(), &complete, &[], "lets others read it");
     }
 }
 
@@ -157,7 +239,14 @@ fn migrate_applies_once_and_help_documents_the_settings() {
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
     let help = vaitio(dir.path()).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for documented in ["VAITIO_DATABASE_URL", "VAITIO_DATA_DIR", "VAITIO_LISTEN", "VAITIO_KEK_FILE", "VAITIO_TLS_MIN_VERSION", "--config"] {
+    for documented in [
+        "VAITIO_DATABASE_URL",
+        "VAITIO_DATA_DIR",
+        "VAITIO_LISTEN",
+        "VAITIO_KEK_FILE",
+        "VAITIO_TLS_MIN_VERSION",
+        "--config",
+    ] {
         assert!(help.contains(documented), "serve --help does not document {documented}");
     }
 }

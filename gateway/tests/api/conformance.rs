@@ -1,6 +1,8 @@
 //! The auditors' suite, run against gateways started by the tests, on both backends.
 
 use super::support::on_both_backends;
+#[allow(unused_imports)]
+use super::support::*;
 use vaitio_conformance::{run, Options};
 
 on_both_backends! {
@@ -8,6 +10,7 @@ on_both_backends! {
         let reports = gateway.dir.path().join("reports");
         let options = Options {
             target: gateway.client.target().clone(),
+            identity: gateway.refused_identities(),
             report_dir: Some(reports.clone()),
             max_body_bytes: gateway.config.max_body_bytes,
             only: Vec::new(),

@@ -8,6 +8,7 @@ use std::thread;
 use diesel::{Connection, RunQueryDsl};
 use serde_json::{json, Value};
 use vaitio::config::Config;
+use vaitio::identity::Claims;
 use vaitio::Application;
 use vaitio_conformance::client::{Answer, Client, Target};
 
@@ -31,7 +32,9 @@ pub fn postgres_or_skip() -> Option<String> {
             panic!("CI=true but VAITIO_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
         }
         None => {
-            eprintln!("VAITIO_TEST_POSTGRES_URL not set: skipping the PostgreSQL half (./scripts/test starts a cluster)");
+            eprintln!(
+                "VAITIO_TEST_POSTGRES_URL not set: skipping the PostgreSQL half (./scripts/test starts a cluster)"
+            );
             None
         }
     }
@@ -93,9 +96,114 @@ impl TestGateway {
         });
         let (port, server) = receiver.recv().expect("the gateway thread answers").expect("the gateway starts");
         let base_url = format!("https://localhost:{port}");
-        let ca: PathBuf = dir.path().join("pki").join("ca.pem");
-        let client = Client::new(Target { base_url: base_url.clone(), ca: Some(ca.clone()), ..Target::default() }).unwrap();
-        Some(TestGateway { dir, base_url, client, config, backend, database, server: Some(server), thread: Some(thread) })
+        let mut gateway = TestGateway {
+            client: Client::new(Target {
+                base_url: base_url.clone(),
+                ca: Some(dir.path().join("pki/ca.pem")),
+                ..Target::default()
+            })
+            .unwrap(),
+            dir,
+            base_url,
+            config,
+            backend,
+            database,
+            server: Some(server),
+            thread: Some(thread),
+        };
+        if gateway.config.development_issuer_key.is_some() {
+            gateway.client = gateway.professional(ORG, THERAPIST, "psychotherapist");
+        }
+        Some(gateway)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("pki").join("ca.pem")
+    }
+
+    /// An organisation certificate from the gateway's development CA, issued once per folder.
+    pub fn org_certificate(&self, org: &str) -> (PathBuf, PathBuf) {
+        self.certificate(org, certs::Validity::default(), org)
+    }
+
+    /// A certificate with the given validity, kept under `label`.
+    pub fn certificate(&self, org: &str, validity: certs::Validity, label: &str) -> (PathBuf, PathBuf) {
+        let out = self.dir.path().join("orgs").join(label);
+        if !out.join("cert.pem").exists() {
+            let pki = self.dir.path().join("pki");
+            let ca = certs::CertificateAuthority::load(&pki).unwrap();
+            let issued =
+                ca.issue_org(&certs::OrganisationOid::parse(org).unwrap(), "Test Organisation", validity).unwrap();
+            ca.record(&pki, &issued).unwrap();
+            issued.write_to(&out, &ca).unwrap();
+        }
+        (out.join("cert.pem"), out.join("key.pem"))
+    }
+
+    /// Development-issuer claims for `role`, bound to `cert` when given.
+    pub fn claims(&self, role: &str, org: Option<&str>, sub: &str, cert: Option<&std::path::Path>) -> Claims {
+        let mut claims = vaitio::identity::development_claims(&self.config.token_audience, sub, role, 600);
+        claims.org = org.map(str::to_owned);
+        if let Some(cert) = cert {
+            let der = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap().to_der().unwrap();
+            claims.cnf = Some(vaitio::identity::Confirmation { x5t_s256: Some(certs::thumbprint_sha256(&der)) });
+        }
+        claims
+    }
+
+    pub fn token(&self, claims: &Claims) -> String {
+        vaitio::identity::mint_development_token(self.config.development_issuer_key.as_ref().unwrap(), claims).unwrap()
+    }
+
+    /// A client on a connection with `cert` (when given) sending `token` (when given).
+    pub fn client_with(&self, cert: Option<(PathBuf, PathBuf)>, token: Option<String>) -> Client {
+        let (cert, key) = match cert {
+            Some((cert, key)) => (Some(cert), Some(key)),
+            None => (None, None),
+        };
+        Client::new(Target { base_url: self.base_url.clone(), ca: Some(self.ca()), cert, key, token }).unwrap()
+    }
+
+    /// A professional of `org` with the organisation's certificate and a token bound to it.
+    pub fn professional(&self, org: &str, practitioner: &str, role: &str) -> Client {
+        let cert = self.org_certificate(org);
+        let token = self.token(&self.claims(role, Some(org), practitioner, Some(&cert.0)));
+        self.client_with(Some(cert), Some(token))
+    }
+
+    /// The certificates and key the conformance suite's identity cases need: the development
+    /// issuer's key, and an expired, a not-yet-valid and a revoked certificate of this CA.
+    pub fn refused_identities(&self) -> vaitio_conformance::identity::IdentityOptions {
+        let expired = self.certificate(ORG, certs::Validity { start_days: -30, days: 10 }, "expired");
+        let not_yet_valid = self.certificate(ORG, certs::Validity { start_days: 10, days: 30 }, "not-yet-valid");
+        let revoked = self.certificate(ORG, certs::Validity::default(), "revoked");
+        self.revoke(&revoked.0);
+        vaitio_conformance::identity::IdentityOptions {
+            issuer_key: self.config.development_issuer_key.clone(),
+            expired: Some(expired),
+            not_yet_valid: Some(not_yet_valid),
+            revoked: Some(revoked),
+            allows_tls12: false,
+        }
+    }
+
+    /// Revokes a certificate of the development CA; the gateway reads the new CRL at once.
+    pub fn revoke(&self, cert: &std::path::Path) {
+        let pki = self.dir.path().join("pki");
+        let serial = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap())
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_hex_str()
+            .unwrap()
+            .to_string();
+        certs::CertificateAuthority::load(&pki).unwrap().revoke(&pki, &serial).unwrap();
+    }
+
+    /// A patient with a citizen token and no client certificate.
+    pub fn patient(&self, hetu: &str) -> Client {
+        self.client_with(None, Some(self.token(&self.claims("patient", None, hetu, None))))
     }
 
     pub fn get(&self, path: &str) -> Answer {
@@ -158,6 +266,9 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
+pub const ORG: &str = "1.2.246.10.12345678.10.1";
+pub const OTHER_ORG: &str = "1.2.246.10.87654321.10.1";
+pub const THERAPIST: &str = "10012345678";
 pub const HETU: &str = "131052-308T";
 pub const FAMILY: &str = "Virtanenxq";
 pub const GIVEN: &str = "Ainoxq";

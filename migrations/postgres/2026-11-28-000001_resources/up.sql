@@ -15,6 +15,8 @@ CREATE TABLE resource_versions (
     patient TEXT,
     key_scope TEXT NOT NULL,
     security_labels TEXT NOT NULL,
+    author_org TEXT,                      -- organisation OID of the writer
+    author_practitioner TEXT,             -- Terhikki number of the writer
     last_updated BIGINT NOT NULL,         -- epoch milliseconds
     method TEXT NOT NULL,                 -- POST or PUT, for history entries
     body BYTEA NOT NULL,
@@ -29,6 +31,8 @@ CREATE TABLE resource_heads (
     version BIGINT NOT NULL,
     patient TEXT,
     security_labels TEXT NOT NULL,
+    author_org TEXT,
+    author_practitioner TEXT,
     last_updated BIGINT NOT NULL,
     PRIMARY KEY (resource_type, id)
 );

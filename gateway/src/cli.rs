@@ -1,0 +1,170 @@
+//! The operator's subcommands beside `serve` and `migrate`: `certs` (the PKI) and `dev token`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use certs::{CertificateAuthority, OrganisationOid, Validity};
+
+use crate::config::{Config, ConfigArgs, Mode};
+use crate::identity;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct PkiArgs {
+    /// The PKI folder [default: <data dir>/pki].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub pki: Option<PathBuf>,
+    /// Data folder whose pki/ is used when --pki is not given [default: ./vaitio-data].
+    #[arg(long, global = true, env = "VAITIO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl PkiArgs {
+    fn dir(&self) -> PathBuf {
+        self.pki
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone().unwrap_or_else(|| PathBuf::from("vaitio-data")).join("pki"))
+    }
+}
+
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum CertsCommand {
+    /// Create a certificate authority (ca.pem, ca-key.pem) in the PKI folder.
+    InitCa {
+        #[arg(long, default_value = "Vaitio CA")]
+        name: String,
+    },
+    /// Issue the gateway's TLS server certificate; writes cert.pem, key.pem, ca.pem to --out.
+    IssueServer {
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        #[arg(long = "ip", value_name = "ADDRESS")]
+        ips: Vec<IpAddr>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Issue an organisation's client certificate (the OID in a urn:oid: SAN and the subject);
+    /// writes cert.pem, key.pem, ca.pem to --out.
+    IssueOrg {
+        /// 1.2.246.10.<business id>.10.<n>
+        #[arg(long, value_name = "OID")]
+        org_oid: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Start of validity, in days from now (negative: in the past). For test certificates.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        start_days: i64,
+    },
+    /// Revoke a certificate by serial (as `list` shows it) and write the CRL (crl.pem), which a
+    /// running gateway picks up at the next handshake.
+    Revoke {
+        #[arg(long)]
+        serial: String,
+    },
+    /// List issued certificates.
+    List,
+}
+
+pub fn certs(command: &CertsCommand, args: &PkiArgs) -> Result<(), String> {
+    let pki = args.dir();
+    let err = |e: certs::CertsError| e.to_string();
+    match command {
+        CertsCommand::InitCa { name } => {
+            if pki.join("ca.pem").exists() {
+                return Err(format!("{} already holds a CA; refusing to replace it", pki.display()));
+            }
+            CertificateAuthority::init(&pki, name).map_err(err)?;
+            println!("CA created in {} (ca.pem; ca-key.pem is private, mode 0600)", pki.display());
+        }
+        CertsCommand::IssueServer { dns, ips, out, days } => {
+            let ca = CertificateAuthority::load(&pki).map_err(err)?;
+            let issued = ca.issue_server_with(dns, ips, Validity { start_days: 0, days: *days }).map_err(err)?;
+            let serial = ca.record(&pki, &issued).map_err(err)?;
+            issued.write_to(out, &ca).map_err(err)?;
+            println!("server certificate {serial} written to {}", out.display());
+        }
+        CertsCommand::IssueOrg { org_oid, name, out, days, start_days } => {
+            let oid = OrganisationOid::parse(org_oid).map_err(err)?;
+            let ca = CertificateAuthority::load(&pki).map_err(err)?;
+            let issued = ca.issue_org(&oid, name, Validity { start_days: *start_days, days: *days }).map_err(err)?;
+            let serial = ca.record(&pki, &issued).map_err(err)?;
+            issued.write_to(out, &ca).map_err(err)?;
+            println!("organisation certificate {serial} for {oid} written to {}", out.display());
+        }
+        CertsCommand::Revoke { serial } => {
+            let ca = CertificateAuthority::load(&pki).map_err(err)?;
+            let crl = ca.revoke(&pki, serial).map_err(err)?;
+            println!("revoked {serial}; CRL written to {}", crl.display());
+        }
+        CertsCommand::List => {
+            println!("{:<34} {:<8} {:<28} {:<26} {}", "SERIAL", "STATUS", "ORGANISATION", "NOT AFTER", "SUBJECT");
+            for record in certs::list(&pki).map_err(err)? {
+                println!(
+                    "{:<34} {:<8} {:<28} {:<26} {}",
+                    record.serial,
+                    if record.revoked { "revoked" } else { "valid" },
+                    record.organisation.as_deref().unwrap_or("-"),
+                    record.not_after,
+                    record.subject
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DevTokenArgs {
+    /// psychotherapist, psychologist, psychiatrist, physician, nurse, auditor, administrator, or
+    /// patient.
+    #[arg(long)]
+    pub role: String,
+    /// The organisation OID (professionals).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Terhikki number for professionals, HETU for patients, an employee id for staff.
+    #[arg(long)]
+    pub sub: String,
+    /// The client certificate (PEM) the token is bound to (cnf.x5t#S256).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// TREAT (default), ETREAT or BTG.
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// The stated reason for ETREAT or BTG.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+    pub ttl: i64,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Prints a development token, alone on standard output.
+pub fn dev_token(args: &DevTokenArgs) -> Result<(), String> {
+    let config = Config::resolve(&args.config).map_err(|e| e.to_string())?;
+    let key = match (config.mode, &config.development_issuer_key) {
+        (Mode::Development, Some(key)) => key.clone(),
+        _ => return Err("development tokens exist only in development mode: production never trusts them".into()),
+    };
+    let mut claims = identity::development_claims(&config.token_audience, &args.sub, &args.role, args.ttl);
+    claims.org = args.org.clone();
+    claims.purpose = args.purpose.clone();
+    claims.reason = args.reason.clone();
+    if let Some(cert) = &args.cert {
+        let der = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display())).and_then(|pem| {
+            openssl::x509::X509::from_pem(&pem).and_then(|c| c.to_der()).map_err(|e| format!("{}: {e}", cert.display()))
+        })?;
+        claims.cnf = Some(identity::Confirmation { x5t_s256: Some(certs::thumbprint_sha256(&der)) });
+    }
+    println!("{}", identity::mint_development_token(&key, &claims)?);
+    Ok(())
+}
