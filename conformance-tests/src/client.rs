@@ -102,17 +102,33 @@ pub fn tls_config(
 pub struct Client {
     agent: ureq::Agent,
     target: Target,
+    config: Arc<rustls::ClientConfig>,
 }
 
 impl Client {
     pub fn new(target: Target) -> Result<Client, String> {
-        let config = tls_config(&target, rustls::ALL_VERSIONS)?;
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(config))
-            .timeout(Duration::from_secs(60))
-            .redirects(0)
-            .build();
-        Ok(Client { agent, target })
+        let config = Arc::new(tls_config(&target, rustls::ALL_VERSIONS)?);
+        Ok(Client::with_config(target, config))
+    }
+
+    fn with_config(target: Target, config: Arc<rustls::ClientConfig>) -> Client {
+        let agent =
+            ureq::AgentBuilder::new().tls_config(config.clone()).timeout(Duration::from_secs(60)).redirects(0).build();
+        Client { agent, target, config }
+    }
+
+    /// The same client on a new connection (a full TLS handshake on the next request).
+    pub fn reconnect(&self) -> Client {
+        Client::with_config(self.target.clone(), self.config.clone())
+    }
+
+    /// The same connection settings with another bearer token.
+    pub fn with_token(&self, token: String) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            target: Target { token: Some(token), ..self.target.clone() },
+            config: self.config.clone(),
+        }
     }
 
     pub fn target(&self) -> &Target {

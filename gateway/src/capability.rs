@@ -56,7 +56,10 @@ pub fn capability_statement(base_url: Option<&str>) -> Value {
                 Identifiers are matched exactly through keyed HMAC tokens; names and free text are not searchable.",
             "security": {
                 "cors": false,
-                "description": "Every resource is stored encrypted; access is decided per resource by the patient's consent and role rules."
+                "description": "Organisations authenticate with a client certificate (mutual TLS) and send, per request, a practitioner \
+                    bearer token bound to that certificate (RFC 8705 cnf.x5t#S256) naming the same organisation. Patients send a \
+                    citizen token. Every resource is stored encrypted; access is decided per resource by the patient's consent and \
+                    role rules, and what is withheld answers like what does not exist."
             },
             "resource": resources,
         }],

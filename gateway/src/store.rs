@@ -244,21 +244,35 @@ impl Store {
             .load(&mut self.conn()?)?)
     }
 
-    /// The current versions of released heads, in the heads' order.
+    /// The current versions of released heads, in the heads' order: one query per chunk of ids
+    /// (older versions of the same ids are skipped in memory; they are few).
     pub fn current_versions(&self, heads: &[Released<Head>]) -> Result<Vec<VersionRow>, GatewayError> {
+        let Some(first) = heads.first() else { return Ok(Vec::new()) };
+        let resource_type = first.get().resource_type.clone();
+        let wanted: std::collections::HashMap<&str, i64> =
+            heads.iter().map(|h| (h.get().id.as_str(), h.get().version)).collect();
+        let mut found: std::collections::HashMap<String, VersionRow> =
+            std::collections::HashMap::with_capacity(heads.len());
         let mut conn = self.conn()?;
-        let mut rows = Vec::with_capacity(heads.len());
-        for head in heads {
-            let head = head.get();
-            let row = resource_versions::table
-                .filter(resource_versions::resource_type.eq(&head.resource_type))
-                .filter(resource_versions::id.eq(&head.id))
-                .filter(resource_versions::version.eq(head.version))
+        let ids: Vec<&str> = wanted.keys().copied().collect();
+        for chunk in ids.chunks(CHUNK) {
+            let rows: Vec<VersionRow> = resource_versions::table
+                .filter(resource_versions::resource_type.eq(&resource_type))
+                .filter(resource_versions::id.eq_any(chunk))
                 .select(VersionRow::as_select())
-                .first(&mut conn)?;
-            rows.push(row);
+                .load(&mut conn)?;
+            for row in rows {
+                if wanted.get(row.id.as_str()) == Some(&row.version) {
+                    found.insert(row.id.clone(), row);
+                }
+            }
         }
-        Ok(rows)
+        heads
+            .iter()
+            .map(|head| {
+                found.remove(&head.get().id).ok_or_else(|| GatewayError::Internal("a head without its version".into()))
+            })
+            .collect()
     }
 
     /// Decrypts a released row.

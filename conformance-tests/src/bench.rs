@@ -1,0 +1,246 @@
+//! `vaitio-bench`: a load generator for a running development gateway. It makes its own
+//! organisation certificate (from the gateway's development CA) and tokens (with the development
+//! issuer's key), runs a scenario at a fixed concurrency over HTTPS with mTLS, and prints
+//! requests/s, latency percentiles, errors and the gateway's peak RSS, as text and as one line of
+//! JSON. A benchmark: it asserts nothing about time.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use vaitio_conformance::cases::{temporary_hetu, test_patient};
+use vaitio_conformance::client::{Client, Target};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// Reads by id on kept-alive connections, one token per worker (verified once, then cached).
+    Read,
+    /// Reads by id on kept-alive connections with a new token on every request: each request
+    /// pays a signature verification.
+    ReadFreshToken,
+    /// Reads by id, each on a new connection: each request pays a TLS 1.3 handshake with a
+    /// client certificate, the certificate's parsing and the token's verification.
+    Handshake,
+    /// Searches returning `--page` resources of one patient, through the enforcement point.
+    Search,
+}
+
+#[derive(Parser)]
+#[command(name = "vaitio-bench", about = "Load generator for a development Vaitio gateway (loopback only)")]
+struct Args {
+    #[arg(long, default_value = "https://localhost:8443")]
+    base_url: String,
+    /// The gateway's data folder: its pki/ (CA and key) and keys/dev-issuer.pem are used to make
+    /// this tool's certificate and tokens.
+    #[arg(long, default_value = "vaitio-data")]
+    data_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "read")]
+    scenario: Scenario,
+    #[arg(long, default_value_t = 10_000)]
+    requests: usize,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Resources per search page (search scenario).
+    #[arg(long, default_value_t = 100)]
+    page: usize,
+    /// The gateway's process id, for its peak RSS (VmHWM).
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    #[arg(long, default_value = "urn:vaitio:development-issuer")]
+    issuer: String,
+    #[arg(long, default_value = "vaitio-development-1")]
+    kid: String,
+    #[arg(long, default_value = "vaitio")]
+    audience: String,
+    #[arg(long, default_value = "1.2.246.10.12345678.10.1")]
+    org: String,
+}
+
+struct Minter {
+    key: EncodingKey,
+    header: Header,
+    claims: serde_json::Value,
+}
+
+impl Minter {
+    fn new(args: &Args, cert: &Path) -> Result<Minter, String> {
+        let key_pem = std::fs::read(args.data_dir.join("keys/dev-issuer.pem"))
+            .map_err(|e| format!("development issuer key: {e}"))?;
+        let key = EncodingKey::from_ec_pem(&key_pem).map_err(|e| e.to_string())?;
+        let der = openssl::x509::X509::from_pem(&std::fs::read(cert).map_err(|e| e.to_string())?)
+            .and_then(|c| c.to_der())
+            .map_err(|e| e.to_string())?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(args.kid.clone());
+        let claims = json!({
+            "iss": args.issuer, "aud": args.audience, "sub": "10012345678", "role": "psychotherapist",
+            "org": args.org, "purpose": "TREAT", "cnf": {"x5t#S256": certs::thumbprint_sha256(&der)}
+        });
+        Ok(Minter { key, header, claims })
+    }
+
+    fn mint(&self, nonce: usize) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = self.claims.clone();
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + 3600);
+        claims["jti"] = json!(format!("bench-{nonce}"));
+        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())
+    }
+}
+
+fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index] as f64 / 1000.0
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vaitio-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    if !(args.base_url.starts_with("https://localhost")
+        || args.base_url.starts_with("https://127.")
+        || args.base_url.starts_with("https://[::1]"))
+    {
+        return Err("vaitio-bench talks to loopback addresses only".into());
+    }
+    // This tool's own organisation certificate, from the gateway's development CA.
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pki = args.data_dir.join("pki");
+    let ca =
+        certs::CertificateAuthority::load(&pki).map_err(|e| format!("the development CA in {}: {e}", pki.display()))?;
+    let oid = certs::OrganisationOid::parse(&args.org).map_err(|e| e.to_string())?;
+    ca.issue_org(&oid, "vaitio-bench", certs::Validity::default())
+        .and_then(|issued| issued.write_to(work.path(), &ca))
+        .map_err(|e| e.to_string())?;
+    let cert = work.path().join("cert.pem");
+    let minter = Minter::new(&args, &cert)?;
+    let base = Client::new(Target {
+        base_url: args.base_url.clone(),
+        ca: Some(pki.join("ca.pem")),
+        cert: Some(cert.clone()),
+        key: Some(work.path().join("key.pem")),
+        token: Some(minter.mint(0)?),
+    })?;
+
+    // Data to read: one patient, and for searches a page's worth of its encounters.
+    let patient = base.post_json("/Patient", &test_patient(&temporary_hetu()))?;
+    if patient.status != 201 {
+        return Err(format!("setting up: creating a patient answered {}: {}", patient.status, patient.text_excerpt()));
+    }
+    let patient_id = patient.json()?["id"].as_str().unwrap_or_default().to_owned();
+    if args.scenario == Scenario::Search {
+        for day in 0..args.page {
+            let encounter = json!({"resourceType": "Encounter", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": format!("Patient/{patient_id}")},
+                "period": {"start": format!("2026-01-01T10:{:02}:00Z", day % 60), "end": format!("2026-01-01T10:{:02}:00Z", day % 60)}});
+            let answer = base.post_json("/Encounter", &encounter)?;
+            if answer.status != 201 {
+                return Err(format!("setting up: {}", answer.text_excerpt()));
+            }
+        }
+    }
+    let path = match args.scenario {
+        Scenario::Search => format!("/Encounter?patient={patient_id}&_count={}", args.page),
+        _ => format!("/Patient/{patient_id}"),
+    };
+    let tokens: Vec<String> = match args.scenario {
+        Scenario::ReadFreshToken => (1..=args.requests).map(|n| minter.mint(n)).collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+
+    let progress = indicatif::ProgressBar::new(args.requests as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let latencies: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                let (next, errors, progress, tokens, path) =
+                    (next.clone(), errors.clone(), progress.clone(), &tokens, &path);
+                let mut client = base.reconnect();
+                let scenario = args.scenario;
+                let total = args.requests;
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= total {
+                            break;
+                        }
+                        match scenario {
+                            Scenario::Handshake => client = client.reconnect(),
+                            Scenario::ReadFreshToken => client = client.with_token(tokens[n].clone()),
+                            _ => {}
+                        }
+                        let clock = Instant::now();
+                        let ok = matches!(client.get(path), Ok(answer) if answer.status == 200);
+                        mine.push(clock.elapsed().as_micros() as u64);
+                        if !ok {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        progress.inc(1);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    let per_second = sorted.len() as f64 / seconds;
+    let rss = peak_rss_mb(args.gateway_pid);
+    let scenario = format!("{:?}", args.scenario).to_lowercase();
+    println!(
+        "{scenario}: {} requests at concurrency {} in {seconds:.2} s: {per_second:.0}/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, {} errors, gateway peak RSS {}",
+        sorted.len(),
+        args.concurrency,
+        percentile(&sorted, 0.50),
+        percentile(&sorted, 0.95),
+        percentile(&sorted, 0.99),
+        errors.load(Ordering::Relaxed),
+        rss.map(|mb| format!("{mb:.1} MB")).unwrap_or_else(|| "unknown (give --gateway-pid)".into()),
+    );
+    println!(
+        "{}",
+        json!({
+            "scenario": scenario, "requests": sorted.len(), "concurrency": args.concurrency, "seconds": seconds,
+            "per_second": per_second, "p50_ms": percentile(&sorted, 0.50), "p95_ms": percentile(&sorted, 0.95),
+            "p99_ms": percentile(&sorted, 0.99), "errors": errors.load(Ordering::Relaxed), "gateway_peak_rss_mb": rss,
+            "page": (args.scenario == Scenario::Search).then_some(args.page),
+        })
+    );
+    if errors.load(Ordering::Relaxed) > 0 {
+        return Err("some requests failed".into());
+    }
+    Ok(())
+}
