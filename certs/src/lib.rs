@@ -20,7 +20,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
-use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509NameRef, X509};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -74,6 +74,34 @@ pub struct Issued {
 pub(crate) const CA_CERT: &str = "ca.pem";
 pub(crate) const CA_KEY: &str = "ca-key.pem";
 
+fn subject(organisation_name: &str, oid: Option<&OrganisationOid>, common_name: &str) -> Result<X509Name, CertsError> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organisation_name)?;
+    if let Some(oid) = oid {
+        name.append_entry_by_text("organizationIdentifier", oid.as_str())?;
+    }
+    name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+    Ok(name.build())
+}
+
+/// A version 3 certificate with a random serial, for `key`, named `subject`, issued by `issuer`.
+fn certificate_builder(
+    subject: &X509NameRef,
+    issuer: &X509NameRef,
+    key: &PKey<Private>,
+    validity: Validity,
+) -> Result<X509Builder, CertsError> {
+    let mut builder = X509Builder::new()?;
+    builder.set_version(2)?;
+    builder.set_serial_number(serial()?.as_ref())?;
+    builder.set_subject_name(subject)?;
+    builder.set_issuer_name(issuer)?;
+    builder.set_pubkey(key)?;
+    builder.set_not_before(Asn1Time::from_unix(validity.not_before())?.as_ref())?;
+    builder.set_not_after(Asn1Time::from_unix(validity.not_after())?.as_ref())?;
+    Ok(builder)
+}
+
 pub(crate) fn new_key() -> Result<PKey<Private>, CertsError> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
@@ -110,18 +138,8 @@ impl CertificateAuthority {
     pub fn init(dir: &Path, common_name: &str) -> Result<Self, CertsError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let key = new_key()?;
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "Vaitio")?;
-        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
-        let name = name.build();
-        let mut builder = X509Builder::new()?;
-        builder.set_version(2)?;
-        builder.set_serial_number(serial()?.as_ref())?;
-        builder.set_subject_name(&name)?;
-        builder.set_issuer_name(&name)?;
-        builder.set_pubkey(&key)?;
-        builder.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
-        builder.set_not_after(Asn1Time::days_from_now(3650)?.as_ref())?;
+        let name = subject("Vaitio", None, common_name)?;
+        let mut builder = certificate_builder(&name, &name, &key, Validity { start_days: 0, days: 3650 })?;
         builder.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
         builder.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
         let ski = SubjectKeyIdentifier::new().build(&builder.x509v3_context(None, None))?;
@@ -205,21 +223,8 @@ impl CertificateAuthority {
         usage: openssl::x509::X509Extension,
     ) -> Result<Issued, CertsError> {
         let key = new_key()?;
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organisation.map(|_| common_name).unwrap_or("Vaitio"))?;
-        if let Some(oid) = organisation {
-            name.append_entry_by_text("organizationIdentifier", oid.as_str())?;
-        }
-        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
-        let name = name.build();
-        let mut builder = X509Builder::new()?;
-        builder.set_version(2)?;
-        builder.set_serial_number(serial()?.as_ref())?;
-        builder.set_subject_name(&name)?;
-        builder.set_issuer_name(self.cert.subject_name())?;
-        builder.set_pubkey(&key)?;
-        builder.set_not_before(Asn1Time::from_unix(validity.not_before())?.as_ref())?;
-        builder.set_not_after(Asn1Time::from_unix(validity.not_after())?.as_ref())?;
+        let name = subject(organisation.map(|_| common_name).unwrap_or("Vaitio"), organisation, common_name)?;
+        let mut builder = certificate_builder(&name, self.cert.subject_name(), &key, validity)?;
         builder.append_extension(BasicConstraints::new().critical().build()?)?;
         builder.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
         builder.append_extension(usage)?;

@@ -60,35 +60,26 @@ pub struct VersionRow {
     pub body: Vec<u8>,
 }
 
-impl Stored for Head {
-    fn resource_type(&self) -> &str {
-        &self.resource_type
-    }
-    fn patient(&self) -> Option<&str> {
-        self.patient.as_deref()
-    }
-    fn security_labels(&self) -> &str {
-        &self.security_labels
-    }
-    fn author(&self) -> (Option<&str>, Option<&str>) {
-        (self.author_org.as_deref(), self.author_practitioner.as_deref())
-    }
+/// Heads and versions carry the same decision metadata under the same column names.
+macro_rules! stored {
+    ($($row:ty),*) => {$(
+        impl Stored for $row {
+            fn resource_type(&self) -> &str {
+                &self.resource_type
+            }
+            fn patient(&self) -> Option<&str> {
+                self.patient.as_deref()
+            }
+            fn security_labels(&self) -> &str {
+                &self.security_labels
+            }
+            fn author(&self) -> (Option<&str>, Option<&str>) {
+                (self.author_org.as_deref(), self.author_practitioner.as_deref())
+            }
+        }
+    )*};
 }
-
-impl Stored for VersionRow {
-    fn resource_type(&self) -> &str {
-        &self.resource_type
-    }
-    fn patient(&self) -> Option<&str> {
-        self.patient.as_deref()
-    }
-    fn security_labels(&self) -> &str {
-        &self.security_labels
-    }
-    fn author(&self) -> (Option<&str>, Option<&str>) {
-        (self.author_org.as_deref(), self.author_practitioner.as_deref())
-    }
-}
+stored!(Head, VersionRow);
 
 #[derive(Insertable)]
 #[diesel(table_name = search_tokens)]
