@@ -9,6 +9,8 @@ pub enum IssueCode {
     Value,
     NotSupported,
     BusinessRule,
+    CodeInvalid,
+    TooLong,
 }
 
 impl IssueCode {
@@ -20,6 +22,8 @@ impl IssueCode {
             IssueCode::Value => "value",
             IssueCode::NotSupported => "not-supported",
             IssueCode::BusinessRule => "business-rule",
+            IssueCode::CodeInvalid => "code-invalid",
+            IssueCode::TooLong => "too-long",
         }
     }
 }

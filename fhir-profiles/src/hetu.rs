@@ -63,6 +63,18 @@ impl Hetu {
         Ok(Hetu(code.to_owned()))
     }
 
+    /// The date of birth the code states.
+    pub fn birth_date(&self) -> Option<NaiveDate> {
+        let b = self.0.as_bytes();
+        let century = match b[6] {
+            b'+' => 1800,
+            b'A'..=b'F' => 2000,
+            _ => 1900,
+        };
+        let number = |range: std::ops::Range<usize>| self.0[range].parse::<u32>().ok();
+        NaiveDate::from_ymd_opt(century + number(4..6)? as i32, number(2..4)?, number(0..2)?)
+    }
+
     /// The code itself. Call sites are few and deliberate: computing a pseudonym.
     pub fn expose(&self) -> &str {
         &self.0

@@ -12,8 +12,10 @@
 mod error;
 mod hetu;
 mod parse;
+pub mod record;
 mod resource_type;
 pub mod search;
+pub mod translate;
 
 pub use error::{Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};

@@ -1,0 +1,401 @@
+//! The clinic's input contract, `vaitio.psychotherapy-record/v1`: what an EMR sends, read
+//! strictly. Every field has a place in the national document; a field that has none is refused,
+//! never silently dropped.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::Deserialize;
+
+use crate::error::{Issue, IssueCode, ProfileError};
+use crate::hetu::Hetu;
+
+pub const SCHEMA_V1: &str = "vaitio.psychotherapy-record/v1";
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PsychotherapyRecord {
+    pub schema: String,
+    pub record_id: String,
+    pub organization: OrganizationPart,
+    pub patient: PatientPart,
+    pub therapist: TherapistPart,
+    pub service_event: ServiceEventPart,
+    pub session: SessionPart,
+    #[serde(default)]
+    pub diagnoses: Vec<DiagnosisPart>,
+    #[serde(default)]
+    pub assessments: Vec<AssessmentPart>,
+    pub note: NotePart,
+    pub risk: Option<RiskPart>,
+    pub plan: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationPart {
+    pub oid: String,
+    pub name: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PatientPart {
+    pub hetu: String,
+    pub given: Vec<String>,
+    pub family: String,
+    pub birth_date: Option<String>,
+    pub gender: Option<Gender>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    Female,
+    Male,
+    Other,
+    Unknown,
+}
+
+impl Gender {
+    pub fn code(self) -> &'static str {
+        match self {
+            Gender::Female => "female",
+            Gender::Male => "male",
+            Gender::Other => "other",
+            Gender::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TherapistPart {
+    pub terhikki: String,
+    pub given: Vec<String>,
+    pub family: String,
+    pub profession: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEventPart {
+    pub oid: String,
+    pub start: String,
+    pub end: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Modality {
+    Individual,
+    Group,
+    Couple,
+    Family,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    InPerson,
+    Video,
+    Phone,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPart {
+    pub start: String,
+    pub minutes: u32,
+    pub modality: Modality,
+    pub setting: Setting,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosisPart {
+    pub icd10: String,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentPart {
+    pub instrument: String,
+    pub score: i64,
+    pub date: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    Progress,
+    Intake,
+    Closing,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NotePart {
+    pub kind: NoteKind,
+    pub text: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    None,
+    Low,
+    Moderate,
+    High,
+}
+
+impl RiskLevel {
+    pub fn text(self) -> &'static str {
+        match self {
+            RiskLevel::None => "none",
+            RiskLevel::Low => "low",
+            RiskLevel::Moderate => "moderate",
+            RiskLevel::High => "high",
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RiskPart {
+    pub suicide: RiskLevel,
+}
+
+/// An assessment instrument the document can code: its LOINC total-score code (CODES.md) and
+/// the valid score range.
+pub struct Instrument {
+    pub name: &'static str,
+    pub loinc: &'static str,
+    pub display: &'static str,
+    pub max_score: i64,
+}
+
+pub const INSTRUMENTS: [Instrument; 5] = [
+    Instrument {
+        name: "PHQ-9",
+        loinc: "44261-6",
+        display: "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+        max_score: 27,
+    },
+    Instrument {
+        name: "GAD-7",
+        loinc: "70274-6",
+        display: "Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]",
+        max_score: 21,
+    },
+    Instrument {
+        name: "PHQ-2",
+        loinc: "55758-7",
+        display: "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]",
+        max_score: 6,
+    },
+    Instrument {
+        name: "BDI-II",
+        loinc: "89209-1",
+        display: "Beck Depression Inventory II total score [BDI]",
+        max_score: 63,
+    },
+    Instrument { name: "AUDIT", loinc: "75624-7", display: "Total score [AUDIT]", max_score: 40 },
+];
+
+pub fn instrument(name: &str) -> Option<&'static Instrument> {
+    INSTRUMENTS.iter().find(|i| i.name == name)
+}
+
+/// Limits that come from the deployment's configuration and the clock.
+pub struct RecordLimits {
+    pub now: DateTime<FixedOffset>,
+    pub max_note_bytes: usize,
+}
+
+/// A record that passed every check, with its parsed values.
+pub struct CheckedRecord {
+    pub record: PsychotherapyRecord,
+    pub hetu: Hetu,
+    pub session_start: DateTime<FixedOffset>,
+}
+
+/// Reads a record: JSON, UTF-8, the v1 schema, no unknown fields, and every value checked.
+/// Errors name the field (`expression` is its path in the record, e.g. `patient.hetu`).
+pub fn parse_record(bytes: &[u8], limits: &RecordLimits) -> Result<CheckedRecord, ProfileError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ProfileError::MalformedJson(e.to_string()))?;
+    let version = value.get("schema").and_then(serde_json::Value::as_str);
+    if version != Some(SCHEMA_V1) {
+        return Err(ProfileError::Structure(vec![Issue::new(
+            IssueCode::NotSupported,
+            format!("schema must be \"{SCHEMA_V1}\""),
+        )
+        .at("schema")]));
+    }
+    let record: PsychotherapyRecord = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        // serde's messages can quote the offending value (which could be anything, a HETU
+        // included); keep what names a field and say the rest in general terms.
+        let inner = e.inner().to_string();
+        let message = if inner.starts_with("unknown field") || inner.starts_with("missing field") {
+            inner.split(", expected").next().unwrap_or(&inner).replace('`', "'")
+        } else if inner.starts_with("unknown variant") {
+            format!(
+                "not one of the allowed values{}",
+                inner
+                    .split_once(", expected")
+                    .map(|(_, allowed)| format!(": {}", allowed.replace('`', "'")))
+                    .unwrap_or_default()
+            )
+        } else {
+            "wrong type or value".to_owned()
+        };
+        let code = if inner.starts_with("missing field") { IssueCode::Required } else { IssueCode::Structure };
+        ProfileError::Structure(vec![Issue::new(code, message).at(if path == "." { String::new() } else { path })])
+    })?;
+    check(record, limits)
+}
+
+fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRecord, ProfileError> {
+    let mut issues = Vec::new();
+    let mut issue = |code: IssueCode, at: &str, text: String| issues.push(Issue::new(code, text).at(at));
+    if record.record_id.trim().is_empty() || record.record_id.len() > 128 {
+        issue(IssueCode::Value, "record_id", "record_id must be 1-128 characters".into());
+    }
+    if !is_oid(&record.organization.oid) {
+        issue(IssueCode::Value, "organization.oid", "not an OID".into());
+    }
+    let hetu = Hetu::parse(&record.patient.hetu);
+    match &hetu {
+        Err(error) => issue(IssueCode::Value, "patient.hetu", error.to_string()),
+        Ok(hetu) => {
+            if let Some(birth) = &record.patient.birth_date {
+                match NaiveDate::parse_from_str(birth, "%Y-%m-%d") {
+                    Err(_) => issue(IssueCode::Value, "patient.birth_date", "not a date (YYYY-MM-DD)".into()),
+                    Ok(date) if Some(date) != hetu.birth_date() => issue(
+                        IssueCode::BusinessRule,
+                        "patient.birth_date",
+                        "does not match the HETU's date of birth".into(),
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    if record.patient.family.trim().is_empty() {
+        issue(IssueCode::Required, "patient.family", "a family name is required".into());
+    }
+    if record.therapist.terhikki.len() != 11 || !record.therapist.terhikki.bytes().all(|b| b.is_ascii_digit()) {
+        issue(IssueCode::Value, "therapist.terhikki", "a Terhikki registration number has 11 digits".into());
+    }
+    if !is_oid(&record.service_event.oid) {
+        issue(IssueCode::Value, "service_event.oid", "the service event needs an OID".into());
+    }
+    let event_start = NaiveDate::parse_from_str(&record.service_event.start, "%Y-%m-%d").ok();
+    if event_start.is_none() {
+        issue(IssueCode::Value, "service_event.start", "not a date (YYYY-MM-DD)".into());
+    }
+    if let Some(end) = &record.service_event.end {
+        match NaiveDate::parse_from_str(end, "%Y-%m-%d") {
+            Err(_) => issue(IssueCode::Value, "service_event.end", "not a date (YYYY-MM-DD)".into()),
+            Ok(end) if event_start.is_some_and(|start| end < start) => {
+                issue(IssueCode::BusinessRule, "service_event.end", "ends before it starts".into())
+            }
+            Ok(_) => {}
+        }
+    }
+    let session_start = DateTime::parse_from_rfc3339(&record.session.start);
+    match &session_start {
+        Err(_) => issue(IssueCode::Value, "session.start", "not a date-time with a time zone (RFC 3339)".into()),
+        Ok(start) => {
+            if *start > limits.now {
+                issue(IssueCode::BusinessRule, "session.start", "the session is in the future".into());
+            }
+            if event_start.is_some_and(|event| start.date_naive() < event) {
+                issue(
+                    IssueCode::BusinessRule,
+                    "session.start",
+                    "the session is before its service event starts".into(),
+                );
+            }
+        }
+    }
+    if !(1..=600).contains(&record.session.minutes) {
+        issue(IssueCode::Value, "session.minutes", "must be 1-600".into());
+    }
+    for (index, diagnosis) in record.diagnoses.iter().enumerate() {
+        if !is_icd10_code(&diagnosis.icd10) {
+            issue(IssueCode::CodeInvalid, &format!("diagnoses[{index}].icd10"), "not a known ICD-10 code".into());
+        }
+    }
+    if record.diagnoses.iter().filter(|d| d.primary).count() > 1 {
+        issue(IssueCode::BusinessRule, "diagnoses", "at most one diagnosis is primary".into());
+    }
+    for (index, assessment) in record.assessments.iter().enumerate() {
+        match instrument(&assessment.instrument) {
+            None => issue(
+                IssueCode::CodeInvalid,
+                &format!("assessments[{index}].instrument"),
+                format!(
+                    "unknown instrument; known: {}",
+                    INSTRUMENTS.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some(known) if !(0..=known.max_score).contains(&assessment.score) => issue(
+                IssueCode::Value,
+                &format!("assessments[{index}].score"),
+                format!("{} scores are 0-{}", known.name, known.max_score),
+            ),
+            Some(_) => {}
+        }
+        if NaiveDate::parse_from_str(&assessment.date, "%Y-%m-%d").is_err() {
+            issue(IssueCode::Value, &format!("assessments[{index}].date"), "not a date (YYYY-MM-DD)".into());
+        }
+    }
+    if record.note.text.trim().is_empty() {
+        issue(IssueCode::Required, "note.text", "the note is empty".into());
+    }
+    if record.note.text.len() > limits.max_note_bytes {
+        issue(
+            IssueCode::TooLong,
+            "note.text",
+            format!("the note is longer than the limit of {} bytes", limits.max_note_bytes),
+        );
+    }
+    match (hetu, session_start, issues.is_empty()) {
+        (Ok(hetu), Ok(session_start), true) => Ok(CheckedRecord { record, hetu, session_start }),
+        _ => Err(ProfileError::Rule(issues)),
+    }
+}
+
+fn is_oid(text: &str) -> bool {
+    let arcs: Vec<&str> = text.split('.').collect();
+    arcs.len() >= 3 && arcs.iter().all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// ICD-10 codes of chapter F (mental and behavioural disorders) and the Z codes a
+/// psychotherapy record uses, in THL's form (no dot-less variants, no asterisk): `F32.1`.
+/// Category `F32` and subcategory `F32.1` forms are accepted for the categories listed.
+pub fn is_icd10_code(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    let category_ok = bytes.len() >= 3 && bytes[0] == b'F' && bytes[1].is_ascii_digit() && bytes[2].is_ascii_digit();
+    let category = code.get(..3).unwrap_or("");
+    if !category_ok || !ICD10_F_CATEGORIES.contains(&category) {
+        return false;
+    }
+    match code.get(3..) {
+        Some("") => true,
+        Some(rest) => rest.len() == 2 && rest.starts_with('.') && rest.as_bytes()[1].is_ascii_digit(),
+        None => false,
+    }
+}
+
+/// The three-character categories of ICD-10 chapter V (F00-F99) in use.
+const ICD10_F_CATEGORIES: &[&str] = &[
+    "F00", "F01", "F02", "F03", "F04", "F05", "F06", "F07", "F09", "F10", "F11", "F12", "F13", "F14", "F15", "F16",
+    "F17", "F18", "F19", "F20", "F21", "F22", "F23", "F24", "F25", "F28", "F29", "F30", "F31", "F32", "F33", "F34",
+    "F38", "F39", "F40", "F41", "F42", "F43", "F44", "F45", "F48", "F50", "F51", "F52", "F53", "F54", "F55", "F59",
+    "F60", "F61", "F62", "F63", "F64", "F65", "F66", "F68", "F69", "F70", "F71", "F72", "F73", "F78", "F79", "F80",
+    "F81", "F82", "F83", "F84", "F88", "F89", "F90", "F91", "F92", "F93", "F94", "F95", "F98", "F99",
+];

@@ -1,0 +1,304 @@
+//! Record → national FHIR R4 document Bundle. Pure and deterministic: the same record and ids
+//! give the same document, which is what makes a repeated submission idempotent.
+//!
+//! Codes are the looked-up ones of CODES.md. The note and plan are free text and appear only in
+//! the Composition's section narratives (escaped XHTML); the Composition, and so the document,
+//! is labelled `PSYTHPN` and confidentiality `R`.
+
+use chrono::Duration;
+use serde_json::{json, Value};
+
+use crate::hetu::HETU_SYSTEM;
+use crate::record::{instrument, CheckedRecord, Modality, NoteKind, Setting};
+
+pub const TERHIKKI_SYSTEM: &str = "urn:oid:1.2.246.537.26";
+/// THL's ICD-10 classification with its version, as HL7 Finland's examples write it.
+pub const ICD10_SYSTEM: &str = "urn:oid:1.2.246.537.6.1.1999";
+const LOINC: &str = "http://loinc.org";
+const SNOMED: &str = "http://snomed.info/sct";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// The `urn:uuid:` ids of a document's parts, chosen by the caller (derived from the
+/// organisation and record id, so a repeat gets the same ones).
+#[derive(Clone, Debug)]
+pub struct DocumentIds {
+    pub document: String,
+    pub composition: String,
+    pub patient: String,
+    pub practitioner: String,
+    pub organization: String,
+    pub service_event: String,
+    pub session: String,
+    pub conditions: Vec<String>,
+    pub observations: Vec<String>,
+}
+
+impl DocumentIds {
+    /// Ids from `uuid(name)` for each part's name (`composition`, `condition/0`, …).
+    pub fn derive(checked: &CheckedRecord, mut uuid: impl FnMut(&str) -> String) -> Self {
+        let record = &checked.record;
+        DocumentIds {
+            document: uuid("document"),
+            composition: uuid("composition"),
+            patient: uuid("patient"),
+            practitioner: uuid("practitioner"),
+            organization: uuid("organization"),
+            service_event: uuid("service-event"),
+            session: uuid("session"),
+            conditions: (0..record.diagnoses.len()).map(|i| uuid(&format!("condition/{i}"))).collect(),
+            observations: (0..record.assessments.len()).map(|i| uuid(&format!("observation/{i}"))).collect(),
+        }
+    }
+}
+
+/// Escapes text for XHTML: whatever a note says, it stays text.
+pub fn escape_xhtml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters are not allowed in XML 1.0.
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A narrative `div`: one paragraph per line of text.
+fn narrative(text: &str) -> Value {
+    let paragraphs: String =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("<p>{}</p>", escape_xhtml(l))).collect();
+    let body = if paragraphs.is_empty() { "<p></p>".to_owned() } else { paragraphs };
+    json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>")})
+}
+
+fn urn(id: &str) -> String {
+    format!("urn:uuid:{id}")
+}
+
+fn reference(id: &str) -> Value {
+    json!({"reference": urn(id)})
+}
+
+fn human_name(given: &[String], family: &str) -> Value {
+    json!([{"use": "official", "family": family, "given": given}])
+}
+
+/// The document of a checked record. `assembled` is the Bundle's timestamp (FHIR instant).
+pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) -> Value {
+    let record = &checked.record;
+    let session_start = checked.session_start;
+    let session_end = session_start + Duration::minutes(i64::from(record.session.minutes));
+    let seconds = chrono::SecondsFormat::Secs;
+
+    let patient = {
+        let mut patient = json!({
+            "resourceType": "Patient",
+            "identifier": [{"use": "official",
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NNFIN"}]},
+                "system": HETU_SYSTEM, "value": checked.hetu.expose()}],
+            "name": human_name(&record.patient.given, &record.patient.family),
+        });
+        if let Some(gender) = record.patient.gender {
+            patient["gender"] = json!(gender.code());
+        }
+        if let Some(birth) = &record.patient.birth_date {
+            patient["birthDate"] = json!(birth);
+        }
+        patient
+    };
+    let practitioner = json!({
+        "resourceType": "Practitioner",
+        "identifier": [{"use": "official", "system": TERHIKKI_SYSTEM, "value": record.therapist.terhikki}],
+        "name": human_name(&record.therapist.given, &record.therapist.family),
+        "qualification": [{"code": {"text": record.therapist.profession}}],
+    });
+    let organization = json!({
+        "resourceType": "Organization",
+        "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.organization.oid)}],
+        "active": true,
+        "name": record.organization.name,
+    });
+    let service_event = {
+        let mut period = json!({"start": record.service_event.start});
+        if let Some(end) = &record.service_event.end {
+            period["end"] = json!(end);
+        }
+        json!({
+            "resourceType": "Encounter",
+            "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.service_event.oid)}],
+            "status": if record.service_event.end.is_some() { "finished" } else { "in-progress" },
+            "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
+            "type": [{"coding": [{"system": SNOMED, "code": "75516001", "display": "Psychotherapy (regime/therapy)"}]}],
+            "subject": reference(&ids.patient),
+            "period": period,
+            "serviceProvider": reference(&ids.organization),
+        })
+    };
+    let (class_code, class_display) = match record.session.setting {
+        Setting::InPerson => ("AMB", "ambulatory"),
+        Setting::Video | Setting::Phone => ("VR", "virtual"),
+    };
+    let (type_code, type_display) = match record.session.modality {
+        Modality::Individual => ("18512000", "Individual psychotherapy (regime/therapy)"),
+        Modality::Group | Modality::Couple | Modality::Family => ("76168009", "Group psychotherapy (regime/therapy)"),
+    };
+    let session = {
+        let mut session = json!({
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": ACT_CODE, "code": class_code, "display": class_display},
+            "type": [{"coding": [{"system": SNOMED, "code": type_code, "display": type_display}],
+                "text": format!("{:?} psychotherapy session, {:?}", record.session.modality, record.session.setting).to_lowercase()}],
+            "subject": reference(&ids.patient),
+            "participant": [{"individual": reference(&ids.practitioner)}],
+            "period": {"start": session_start.to_rfc3339_opts(seconds, false), "end": session_end.to_rfc3339_opts(seconds, false)},
+            "length": {"value": record.session.minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
+            "serviceProvider": reference(&ids.organization),
+            "partOf": reference(&ids.service_event),
+        });
+        let diagnoses: Vec<Value> = record
+            .diagnoses
+            .iter()
+            .zip(&ids.conditions)
+            .map(|(diagnosis, id)| {
+                let mut entry = json!({"condition": reference(id)});
+                if diagnosis.primary {
+                    entry["rank"] = json!(1);
+                }
+                entry
+            })
+            .collect();
+        if !diagnoses.is_empty() {
+            session["diagnosis"] = json!(diagnoses);
+        }
+        session
+    };
+    let conditions: Vec<Value> = record
+        .diagnoses
+        .iter()
+        .map(|diagnosis| {
+            json!({
+                "resourceType": "Condition",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
+                "code": {"coding": [{"system": ICD10_SYSTEM, "code": diagnosis.icd10}]},
+                "subject": reference(&ids.patient),
+                "encounter": reference(&ids.session),
+                "recordedDate": session_start.date_naive().to_string(),
+            })
+        })
+        .collect();
+    let observations: Vec<Value> = record
+        .assessments
+        .iter()
+        .map(|assessment| {
+            let known = instrument(&assessment.instrument);
+            json!({
+                "resourceType": "Observation",
+                "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}],
+                "code": {"coding": [{"system": LOINC, "code": known.map(|i| i.loinc).unwrap_or_default(),
+                    "display": known.map(|i| i.display).unwrap_or_default()}], "text": assessment.instrument},
+                "subject": reference(&ids.patient),
+                "encounter": reference(&ids.session),
+                "effectiveDateTime": assessment.date,
+                "performer": [reference(&ids.practitioner)],
+                "valueInteger": assessment.score,
+            })
+        })
+        .collect();
+
+    let note_title = match record.note.kind {
+        NoteKind::Progress => "Session note",
+        NoteKind::Intake => "Intake note",
+        NoteKind::Closing => "Closing note",
+    };
+    let mut sections = vec![json!({
+        "title": note_title,
+        "code": {"coding": [{"system": LOINC, "code": "61150-9", "display": "Subjective Narrative"}]},
+        "text": narrative(&record.note.text),
+    })];
+    if !conditions.is_empty() {
+        let listed: Vec<String> = record
+            .diagnoses
+            .iter()
+            .map(|d| format!("{}{}", d.icd10, if d.primary { " (primary)" } else { "" }))
+            .collect();
+        sections.push(json!({
+            "title": "Diagnoses",
+            "code": {"coding": [{"system": LOINC, "code": "11450-4", "display": "Problem list - Reported"}]},
+            "text": narrative(&listed.join("\n")),
+            "entry": ids.conditions.iter().map(|id| reference(id)).collect::<Vec<_>>(),
+        }));
+    }
+    if !observations.is_empty() || record.risk.is_some() {
+        let mut lines: Vec<String> =
+            record.assessments.iter().map(|a| format!("{} {}: {}", a.date, a.instrument, a.score)).collect();
+        if let Some(risk) = &record.risk {
+            lines.push(format!("Suicide risk: {}", risk.suicide.text()));
+        }
+        let mut section = json!({
+            "title": "Assessment and risk",
+            "code": {"coding": [{"system": LOINC, "code": "51848-0", "display": "Evaluation note"}]},
+            "text": narrative(&lines.join("\n")),
+        });
+        if !observations.is_empty() {
+            section["entry"] = json!(ids.observations.iter().map(|id| reference(id)).collect::<Vec<_>>());
+        }
+        sections.push(section);
+    }
+    if let Some(plan) = record.plan.as_deref().filter(|p| !p.trim().is_empty()) {
+        sections.push(json!({
+            "title": "Plan",
+            "code": {"coding": [{"system": LOINC, "code": "18776-5", "display": "Plan of care note"}]},
+            "text": narrative(plan),
+        }));
+    }
+    let composition = json!({
+        "resourceType": "Composition",
+        "meta": {"security": [
+            {"system": ACT_CODE, "code": "PSYTHPN", "display": "psychotherapy note"},
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}
+        ]},
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.composition)},
+        "status": "final",
+        "type": {"coding": [{"system": LOINC, "code": "34904-3", "display": "Mental health Progress note"}]},
+        "subject": reference(&ids.patient),
+        "encounter": reference(&ids.session),
+        "date": session_start.to_rfc3339_opts(seconds, false),
+        "author": [reference(&ids.practitioner)],
+        "title": "Psychotherapy session note",
+        "confidentiality": "R",
+        "custodian": reference(&ids.organization),
+        "section": sections,
+    });
+
+    let mut entries = vec![
+        (ids.composition.as_str(), composition),
+        (ids.patient.as_str(), patient),
+        (ids.practitioner.as_str(), practitioner),
+        (ids.organization.as_str(), organization),
+        (ids.service_event.as_str(), service_event),
+        (ids.session.as_str(), session),
+    ];
+    entries.extend(ids.conditions.iter().map(String::as_str).zip(conditions));
+    entries.extend(ids.observations.iter().map(String::as_str).zip(observations));
+    json!({
+        "resourceType": "Bundle",
+        "meta": {"security": [
+            {"system": ACT_CODE, "code": "PSYTHPN", "display": "psychotherapy note"},
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}
+        ]},
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.document)},
+        "type": "document",
+        "timestamp": assembled,
+        "entry": entries.into_iter().map(|(id, resource)| json!({"fullUrl": urn(id), "resource": resource})).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,100 @@
+//! The example record of the input contract, translated and read back by the R4 model.
+
+use chrono::DateTime;
+use fhir_profiles::record::{parse_record, RecordLimits};
+use fhir_profiles::translate::{translate, DocumentIds};
+use fhir_profiles::{parse_resource, ProfileError, ResourceType};
+use serde_json::{json, Value};
+
+fn example() -> Value {
+    json!({
+        "schema": "vaitio.psychotherapy-record/v1",
+        "record_id": "EMR-2026-000123",
+        "organization": { "oid": "1.2.246.10.12345678.10.1", "name": "Example Therapy Clinic" },
+        "patient": { "hetu": "131052-308T", "given": ["Aino"], "family": "Virtanen", "birth_date": "1952-10-13", "gender": "female" },
+        "therapist": { "terhikki": "10012345678", "given": ["Anna"], "family": "Korhonen", "profession": "psychotherapist" },
+        "service_event": { "oid": "1.2.246.10.12345678.10.1.77.1", "start": "2026-01-10", "end": null },
+        "session": { "start": "2026-03-02T14:00:00+02:00", "minutes": 45, "modality": "individual", "setting": "in_person" },
+        "diagnoses": [ { "icd10": "F32.1", "primary": true } ],
+        "assessments": [ { "instrument": "PHQ-9", "score": 14, "date": "2026-03-02" } ],
+        "note": { "kind": "progress", "text": "Mood lower this week.\n</div><script>alert(1)</script>" },
+        "risk": { "suicide": "low" },
+        "plan": "Continue weekly sessions."
+    })
+}
+
+fn limits() -> RecordLimits {
+    RecordLimits { now: DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap(), max_note_bytes: 64 * 1024 }
+}
+
+fn ids(checked: &fhir_profiles::record::CheckedRecord) -> DocumentIds {
+    let mut n = 0u32;
+    DocumentIds::derive(checked, |_| {
+        n += 1;
+        format!("00000000-0000-4000-8000-{n:012}")
+    })
+}
+
+#[test]
+fn the_example_record_becomes_a_document_the_r4_model_reads() {
+    let checked = parse_record(example().to_string().as_bytes(), &limits()).unwrap();
+    let document = translate(&checked, &ids(&checked), "2026-03-02T15:00:00+02:00");
+    // For checking with an outside validator: VAITIO_EXAMPLE_DOCUMENT=path cargo test.
+    if let Ok(path) = std::env::var("VAITIO_EXAMPLE_DOCUMENT") {
+        std::fs::write(path, serde_json::to_string_pretty(&document).unwrap()).unwrap();
+    }
+    assert_eq!(document["type"], "document");
+    assert_eq!(document["entry"][0]["resource"]["resourceType"], "Composition");
+    assert_eq!(document["entry"].as_array().unwrap().len(), 8);
+    let parsed = parse_resource(ResourceType::Bundle, document.to_string().as_bytes()).unwrap();
+    assert!(parsed.security.iter().any(|s| s.code == "PSYTHPN"));
+    // Markup in the note stays text.
+    let div = document["entry"][0]["resource"]["section"][0]["text"]["div"].as_str().unwrap();
+    assert!(div.contains("&lt;/div&gt;&lt;script&gt;"), "{div}");
+    assert!(!div.contains("<script>"));
+    // The session is part of the service event; the diagnosis is ranked primary.
+    let session = &document["entry"][5]["resource"];
+    assert_eq!(session["partOf"]["reference"], document["entry"][4]["fullUrl"]);
+    assert_eq!(session["diagnosis"][0]["rank"], 1);
+    // The same record and ids give the same document.
+    assert_eq!(translate(&checked, &ids(&checked), "2026-03-02T15:00:00+02:00"), document);
+}
+
+fn refused(change: impl FnOnce(&mut Value)) -> (String, String) {
+    let mut record = example();
+    change(&mut record);
+    let error = match parse_record(record.to_string().as_bytes(), &limits()) {
+        Err(error) => error,
+        Ok(_) => panic!("accepted: {record}"),
+    };
+    let issue = error.issues().into_iter().next().unwrap();
+    (issue.expression.unwrap_or_default(), issue.diagnostics)
+}
+
+#[test]
+fn bad_records_are_refused_naming_the_field() {
+    assert_eq!(refused(|r| r["schema"] = json!("vaitio.psychotherapy-record/v9")).0, "schema");
+    assert_eq!(refused(|r| r["patient"]["nickname"] = json!("x")).0, "patient.nickname");
+    assert!(refused(|r| r["patient"]["nickname"] = json!("x")).1.contains("nickname"));
+    assert_eq!(refused(|r| r["patient"]["hetu"] = json!("131052-308U")).0, "patient.hetu");
+    assert_eq!(refused(|r| r["patient"]["birth_date"] = json!("1952-10-14")).0, "patient.birth_date");
+    assert_eq!(refused(|r| r["patient"]["birth_date"] = json!("1952-02-30")).0, "patient.birth_date");
+    assert_eq!(refused(|r| r["diagnoses"][0]["icd10"] = json!("F32.X")).0, "diagnoses[0].icd10");
+    assert_eq!(refused(|r| r["diagnoses"][0]["icd10"] = json!("J45")).0, "diagnoses[0].icd10");
+    assert_eq!(
+        refused(|r| {
+            r.as_object_mut().unwrap().remove("service_event");
+        })
+        .0,
+        ""
+    );
+    assert_eq!(refused(|r| r["session"]["start"] = json!("2027-01-01T10:00:00+02:00")).0, "session.start");
+    assert_eq!(refused(|r| r["session"]["modality"] = json!("telepathic")).0, "session.modality");
+    assert_eq!(refused(|r| r["assessments"][0]["score"] = json!(99)).0, "assessments[0].score");
+    assert_eq!(refused(|r| r["note"]["text"] = json!("x".repeat(70 * 1024))).0, "note.text");
+    // The HETU is never echoed.
+    let (_, message) = refused(|r| r["patient"]["hetu"] = json!(12345));
+    assert!(!message.contains("12345"), "{message}");
+    assert!(matches!(parse_record(b"{not json", &limits()), Err(ProfileError::MalformedJson(_))));
+    assert!(matches!(parse_record(&[0xff, 0xfe], &limits()), Err(ProfileError::MalformedJson(_))));
+}
