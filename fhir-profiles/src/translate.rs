@@ -77,6 +77,14 @@ fn narrative(text: &str) -> Value {
     json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>")})
 }
 
+/// `PSYTHPN` and confidentiality `R`: what the consent rules act on.
+fn note_labels() -> Value {
+    json!([
+        {"system": ACT_CODE, "code": "PSYTHPN", "display": "psychotherapy note"},
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}
+    ])
+}
+
 fn urn(id: &str) -> String {
     format!("urn:uuid:{id}")
 }
@@ -263,10 +271,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     }
     let composition = json!({
         "resourceType": "Composition",
-        "meta": {"security": [
-            {"system": ACT_CODE, "code": "PSYTHPN", "display": "psychotherapy note"},
-            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}
-        ]},
+        "meta": {"security": note_labels()},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.composition)},
         "status": "final",
         "type": {"coding": [{"system": LOINC, "code": "34904-3", "display": "Mental health Progress note"}]},
@@ -292,10 +297,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     entries.extend(ids.observations.iter().map(String::as_str).zip(observations));
     json!({
         "resourceType": "Bundle",
-        "meta": {"security": [
-            {"system": ACT_CODE, "code": "PSYTHPN", "display": "psychotherapy note"},
-            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}
-        ]},
+        "meta": {"security": note_labels()},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.document)},
         "type": "document",
         "timestamp": assembled,
