@@ -10,6 +10,9 @@ use crate::hetu::Hetu;
 
 pub const SCHEMA_V1: &str = "vaitio.psychotherapy-record/v1";
 
+/// The contract as a JSON Schema, with every field's meaning (served by the gateway).
+pub const JSON_SCHEMA_V1: &str = include_str!("../schemas/psychotherapy-record-v1.schema.json");
+
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PsychotherapyRecord {

@@ -98,3 +98,19 @@ fn bad_records_are_refused_naming_the_field() {
     assert!(matches!(parse_record(b"{not json", &limits()), Err(ProfileError::MalformedJson(_))));
     assert!(matches!(parse_record(&[0xff, 0xfe], &limits()), Err(ProfileError::MalformedJson(_))));
 }
+
+#[test]
+fn the_json_schema_names_every_field_of_the_contract() {
+    let schema: Value = serde_json::from_str(fhir_profiles::record::JSON_SCHEMA_V1).unwrap();
+    let record = example();
+    for (field, value) in record.as_object().unwrap() {
+        let described = &schema["properties"][field];
+        assert!(described.is_object(), "{field} is not in the schema");
+        if let Some(inner) = value.as_object() {
+            for key in inner.keys() {
+                assert!(described["properties"][key].is_object(), "{field}.{key} is not in the schema");
+            }
+        }
+    }
+    assert_eq!(schema["additionalProperties"], false);
+}

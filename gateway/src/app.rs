@@ -16,7 +16,7 @@ use crate::error::GatewayError;
 use crate::identity::{Identity, IssuerKind, PeerCertificate};
 use crate::metrics::{self, Metrics};
 use crate::store::Store;
-use crate::{fhir, http};
+use crate::{fhir, http, submission};
 
 /// What every handler shares.
 pub struct AppState {
@@ -159,6 +159,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(health))
         .route("/metrics", web::get().to(prometheus))
+        .route("/psychotherapy-records/schema", web::get().to(submission::schema))
+        .service(
+            web::resource("/psychotherapy-records")
+                .route(web::post().to(submission::submit))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
         .service(
             web::resource("/{type}/_search")
                 .route(web::get().to(fhir::search))

@@ -96,6 +96,9 @@ pub struct ConfigArgs {
     /// Largest request body accepted, in bytes [default: 2097152].
     #[arg(long, env = "VAITIO_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest note text accepted in a clinic's record, in bytes [default: 65536].
+    #[arg(long, env = "VAITIO_MAX_NOTE_BYTES", value_name = "BYTES")]
+    pub max_note_bytes: Option<usize>,
     /// Database connections in the pool [default: 8].
     #[arg(long, env = "VAITIO_DB_POOL_SIZE", value_name = "N")]
     pub db_pool_size: Option<u32>,
@@ -117,6 +120,7 @@ struct FileConfig {
     database_url: Option<String>,
     public_base_url: Option<String>,
     max_body_bytes: Option<usize>,
+    max_note_bytes: Option<usize>,
     db_pool_size: Option<u32>,
     log_format: Option<String>,
     plaintext_listen: Option<String>,
@@ -187,6 +191,7 @@ pub struct Config {
     pub kek_file: PathBuf,
     pub index_key_file: PathBuf,
     pub max_body_bytes: usize,
+    pub max_note_bytes: usize,
     pub db_pool_size: u32,
     pub log_format: LogFormat,
     pub default_count: usize,
@@ -257,6 +262,7 @@ impl Config {
         if max_body_bytes < 1024 {
             return refuse("max_body_bytes must be at least 1024");
         }
+        let max_note_bytes = args.max_note_bytes.or(file.max_note_bytes).unwrap_or(64 * 1024);
         let db_pool_size = args.db_pool_size.or(file.db_pool_size).unwrap_or(8);
         if db_pool_size == 0 {
             return refuse("db_pool_size must be at least 1");
@@ -382,6 +388,7 @@ impl Config {
             kek_file,
             index_key_file,
             max_body_bytes,
+            max_note_bytes,
             db_pool_size,
             log_format,
             default_count,

@@ -249,6 +249,20 @@ impl Pseudonymizer {
         }
     }
 
+    /// A stable, unguessable UUID (version 4 layout) for `parts`: document ids derived from an
+    /// organisation's own record ids, so a repeated submission finds its document.
+    pub fn uuid(&self, parts: &[&str]) -> String {
+        let mut all = vec!["uuid"];
+        all.extend_from_slice(parts);
+        let digest = hex::decode(self.mac(&all)).unwrap_or_default();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex = hex::encode(bytes);
+        format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    }
+
     /// The token that matches an identifier value whatever its system.
     pub fn token_any_system(&self, param: &str, value: &str) -> String {
         self.mac(&["token", param, "any", value])

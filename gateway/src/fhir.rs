@@ -78,7 +78,7 @@ fn author(principal: &Principal) -> Result<(String, String), GatewayError> {
 
 /// Everything the store needs of a parsed resource: its patient's pseudonym, its labels, its
 /// index facts. Runs in the blocking pool (a referenced Patient is looked up).
-fn prepare(
+pub(crate) fn prepare(
     store: &Store,
     parsed: ParsedResource,
     id_for_pseudonym: Option<&str>,
@@ -128,6 +128,19 @@ fn written(
     head: &Head,
     body: Vec<u8>,
 ) -> HttpResponse {
+    written_document(request, state, &ctx.principal, ctx.output, status, head, body)
+}
+
+/// The answer to a write: `Location`, `ETag`, `Last-Modified`, and the body `Prefer` asks for.
+pub(crate) fn written_document(
+    request: &HttpRequest,
+    state: &AppState,
+    principal: &Principal,
+    output: Output,
+    status: StatusCode,
+    head: &Head,
+    body: Vec<u8>,
+) -> HttpResponse {
     let base = http::base_url(request, state);
     let location = format!("{base}/{}/{}/_history/{}", head.resource_type, head.id, head.version);
     let mut response = HttpResponse::build(status);
@@ -136,26 +149,22 @@ fn written(
         .insert_header((header::ETAG, http::etag(head.version)))
         .insert_header((header::LAST_MODIFIED, http_date(head.last_updated)));
     // The caller wrote it, but what they get back still passes the enforcement point.
-    let visible = enforce::permits(&ctx.principal, head);
-    match http::prefer_return(request) {
-        Return::Representation if visible => {
-            let mut built = http::fhir_json(status, body, ctx.output);
-            for (name, value) in response.finish().headers() {
-                built.headers_mut().insert(name.clone(), value.clone());
-            }
-            built
-        }
+    let visible = enforce::permits(principal, head);
+    let body = match http::prefer_return(request) {
+        Return::Representation if visible => body,
         Return::OperationOutcome => {
-            let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational",
-                "diagnostics": format!("stored as {}/{} version {}", head.resource_type, head.id, head.version)}]});
-            let mut built = http::fhir_json(status, outcome.to_string().into_bytes(), ctx.output);
-            for (name, value) in response.finish().headers() {
-                built.headers_mut().insert(name.clone(), value.clone());
-            }
-            built
+            json!({"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational",
+                "diagnostics": format!("stored as {}/{} version {}", head.resource_type, head.id, head.version)}]})
+            .to_string()
+            .into_bytes()
         }
-        _ => response.finish(),
+        _ => return response.finish(),
+    };
+    let mut built = http::fhir_json(status, body, output);
+    for (name, value) in response.finish().headers() {
+        built.headers_mut().insert(name.clone(), value.clone());
     }
+    built
 }
 
 fn http_date(millis: i64) -> String {

@@ -95,6 +95,23 @@ pub async fn fhir_body(
     body(request, payload, state).await
 }
 
+/// A plain JSON body (the clinic's record format), in UTF-8, within the size limit.
+pub async fn json_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<web::Bytes, GatewayError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut parts = content_type.split(';').map(str::trim);
+    if !parts.next().unwrap_or("").eq_ignore_ascii_case("application/json") {
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    if parts.any(|p| p.to_ascii_lowercase().strip_prefix("charset=").is_some_and(|c| c.trim_matches('"') != "utf-8")) {
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    body(request, payload, state).await
+}
+
 /// Any body, within the size limit; a declared length over the limit is refused before reading.
 pub async fn body(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<web::Bytes, GatewayError> {
     let limit = state.config.max_body_bytes;

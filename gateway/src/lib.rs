@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod store;
+pub mod submission;
 
 pub use app::Application;
 pub use config::{Config, ConfigArgs, Mode};

@@ -7,3 +7,4 @@ mod conformance;
 mod fhir_api;
 mod identity;
 mod storage;
+mod submission;

@@ -1,0 +1,108 @@
+//! `POST /psychotherapy-records`: a clinic's record, translated into a national document Bundle,
+//! checked by the R4 model, and stored as one versioned, encrypted document.
+//!
+//! Ids are derived from the organisation and the record id with the index key, so the same
+//! record sent again yields the same document (200, nothing new written), and a changed record
+//! becomes a new version of that document.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use consent::Principal;
+use fhir_profiles::record::{parse_record, RecordLimits, JSON_SCHEMA_V1};
+use fhir_profiles::translate::{translate, DocumentIds};
+use fhir_profiles::{parse_resource, Issue, IssueCode, ProfileError, ResourceType};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::enforce;
+use crate::error::GatewayError;
+use crate::fhir::{prepare, written_document};
+use crate::http;
+use crate::identity::Caller;
+use crate::store::instant;
+
+/// `GET /psychotherapy-records/schema`: the input contract, for EMR vendors.
+pub async fn schema() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/schema+json").body(JSON_SCHEMA_V1)
+}
+
+/// Everything but what changes on every assembly: two documents of the same record compare
+/// equal when this is equal.
+fn content(document: &Value) -> Value {
+    let mut document = document.clone();
+    if let Some(object) = document.as_object_mut() {
+        object.remove("meta");
+        object.remove("id");
+        object.remove("timestamp");
+    }
+    document
+}
+
+pub async fn submit(
+    request: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let principal = caller.0;
+    let Principal::Professional(professional) = &principal else {
+        return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
+    };
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    http::only_params(&params, &[])?;
+    let bytes = http::json_body(&request, payload, &state).await?;
+    let (organisation, practitioner) = (professional.organisation.clone(), professional.practitioner.clone());
+    let limits = RecordLimits { now: chrono::Utc::now().fixed_offset(), max_note_bytes: state.config.max_note_bytes };
+    let store = state.store.clone();
+    let block_principal = principal.clone();
+    let (status, head, body) = web::block(move || -> Result<_, GatewayError> {
+        let checked = parse_record(&bytes, &limits)?;
+        if checked.record.organization.oid != organisation {
+            return Err(ProfileError::Rule(vec![Issue::new(
+                IssueCode::BusinessRule,
+                "the record's organisation is not the organisation of the client certificate",
+            )
+            .at("organization.oid")])
+            .into());
+        }
+        let pseudonyms = store.pseudonyms();
+        let record_id = checked.record.record_id.clone();
+        let ids = DocumentIds::derive(&checked, |part| pseudonyms.uuid(&["document", &organisation, &record_id, part]));
+        let document = translate(&checked, &ids, &instant(crate::store::now_millis()));
+        // The model reads what the translation made: a translation bug is refused here, not stored.
+        let serialized = serde_json::to_vec(&document).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let parsed = parse_resource(ResourceType::Bundle, &serialized)
+            .map_err(|e| GatewayError::Internal(format!("the translation produced an unreadable document: {e}")))?;
+        let id = ids.document.clone();
+        let resource = prepare(&store, parsed, Some(&id), (organisation.clone(), practitioner))?;
+        match store.head(ResourceType::Bundle, &id)? {
+            None => {
+                let (head, body) = store.create(resource, &id)?;
+                Ok((StatusCode::CREATED, head, body))
+            }
+            Some(head) => {
+                // Only someone who may read the stored document may resubmit it.
+                let Some(head) = enforce::release_one(&block_principal, head) else {
+                    return Err(GatewayError::Forbidden(
+                        "this record id belongs to a document only its authoring therapist may change".into(),
+                    ));
+                };
+                let current = store
+                    .version(ResourceType::Bundle, &id, Some(head.get().version))?
+                    .and_then(|row| enforce::release_one(&block_principal, row))
+                    .ok_or_else(|| GatewayError::Internal("the current version vanished".into()))?;
+                let stored_body = store.open(&current)?;
+                let stored: Value =
+                    serde_json::from_slice(&stored_body).map_err(|e| GatewayError::Internal(e.to_string()))?;
+                if content(&stored) == content(&document) {
+                    return Ok((StatusCode::OK, head.get().clone(), stored_body));
+                }
+                let (head, body) = store.update(resource, &id, Some(head.get().version))?;
+                Ok((StatusCode::OK, head, body))
+            }
+        }
+    })
+    .await??;
+    Ok(written_document(&request, &state, &principal, output, status, &head, body))
+}

@@ -1,0 +1,115 @@
+//! Clinic submission: a record becomes a national document, idempotently, and bad records are
+//! refused naming the field, on both backends.
+
+use serde_json::{json, Value};
+use vaitio_conformance::client::{Answer, Client};
+
+use super::support::*;
+
+pub fn record() -> Value {
+    json!({
+        "schema": "vaitio.psychotherapy-record/v1",
+        "record_id": "EMR-2026-000123",
+        "organization": { "oid": ORG, "name": "Example Therapy Clinic" },
+        "patient": { "hetu": HETU, "given": [GIVEN], "family": FAMILY, "birth_date": "1952-10-13", "gender": "female" },
+        "therapist": { "terhikki": THERAPIST, "given": ["Anna"], "family": "Korhonen", "profession": "psychotherapist" },
+        "service_event": { "oid": "1.2.246.10.12345678.10.1.77.1", "start": "2026-01-10", "end": null },
+        "session": { "start": "2026-03-02T14:00:00+02:00", "minutes": 45, "modality": "individual", "setting": "in_person" },
+        "diagnoses": [ { "icd10": "F32.1", "primary": true } ],
+        "assessments": [ { "instrument": "PHQ-9", "score": 14, "date": "2026-03-02" } ],
+        "note": { "kind": "progress", "text": format!("{NOTE}\n</div><script>alert(1)</script>") },
+        "risk": { "suicide": "low" },
+        "plan": "Continue weekly sessions."
+    })
+}
+
+fn submit(client: &Client, body: &Value) -> Answer {
+    client
+        .send(
+            "POST",
+            "/psychotherapy-records",
+            &[("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+        .unwrap()
+}
+
+fn refused(client: &Client, status: u16, change: impl FnOnce(&mut Value)) -> Value {
+    let mut body = record();
+    change(&mut body);
+    let answer = submit(client, &body);
+    assert_eq!(answer.status, status, "{}", answer.text());
+    assert!(answer.is_operation_outcome());
+    answer.json().unwrap()
+}
+
+fn expression(outcome: &Value) -> &str {
+    outcome["issue"][0]["expression"][0].as_str().unwrap_or("")
+}
+
+on_both_backends! {
+    fn a_record_becomes_one_versioned_document(gateway) {
+        let therapist = &gateway.client;
+        let created = submit(therapist, &record());
+        assert_eq!(created.status, 201, "{}", created.text());
+        let location = created.header("location").unwrap().to_owned();
+        assert!(location.contains("/Bundle/") && location.ends_with("/_history/1"), "{location}");
+        let document = created.json().unwrap();
+        let id = document["id"].as_str().unwrap().to_owned();
+        assert_eq!(document["type"], "document");
+        assert_eq!(document["entry"][0]["resource"]["resourceType"], "Composition");
+        let div = document["entry"][0]["resource"]["section"][0]["text"]["div"].as_str().unwrap();
+        assert!(div.contains("&lt;script&gt;") && !div.contains("<script>"), "markup was not escaped: {div}");
+
+        // The same record again: the same document, nothing new.
+        let again = submit(therapist, &record());
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.json().unwrap()["id"], id.as_str());
+        assert_eq!(again.header("etag"), Some("W/\"1\""));
+        // A changed record: a new version; the old one stays in history.
+        let mut changed = record();
+        changed["plan"] = json!("Move to fortnightly sessions.");
+        let updated = submit(therapist, &changed);
+        assert_eq!(updated.status, 200, "{}", updated.text());
+        assert_eq!(updated.header("etag"), Some("W/\"2\""));
+        let history = therapist.get(&format!("/Bundle/{id}/_history")).unwrap().json().unwrap();
+        assert_eq!(history["total"], 2);
+        let first = therapist.get(&format!("/Bundle/{id}/_history/1")).unwrap().text();
+        assert!(first.contains("Continue weekly sessions.") && !first.contains("fortnightly"));
+
+        // Found by the patient's HETU; a note for its author and the patient, for no one else.
+        let found = therapist.get(&format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{HETU}")).unwrap().json().unwrap();
+        assert_eq!(found["total"], 1);
+        assert_eq!(gateway.patient(HETU).get(&format!("/Bundle/{id}")).unwrap().status, 200);
+        let gp = gateway.professional(ORG, "10088888888", "physician");
+        assert_eq!(gp.get(&format!("/Bundle/{id}")).unwrap().status, 404);
+        assert_eq!(gp.get(&format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{HETU}")).unwrap().json().unwrap()["total"], 0);
+        // Another practitioner of the organisation cannot overwrite it.
+        let colleague = gateway.professional(ORG, "10099999999", "psychotherapist");
+        let mut theirs = record();
+        theirs["therapist"]["terhikki"] = json!("10099999999");
+        assert_eq!(submit(&colleague, &theirs).status, 403);
+        assert_eq!(submit(&gateway.patient(HETU), &record()).status, 403);
+        assert!(gateway.get("/psychotherapy-records/schema").json().unwrap()["properties"]["patient"].is_object());
+    }
+
+    fn bad_records_are_refused_naming_the_field_and_store_nothing(gateway) {
+        let client = &gateway.client;
+        let send = |content_type: &str, body: &[u8]| client.send("POST", "/psychotherapy-records", &[("Content-Type", content_type)], Some(body)).unwrap();
+        assert_eq!(send("application/json", b"{not json").status, 400);
+        assert_eq!(send("application/json", &[0xff, 0xfe, 0x7b]).status, 400);
+        assert_eq!(send("text/plain", record().to_string().as_bytes()).status, 415);
+        assert_eq!(expression(&refused(client, 400, |r| r["schema"] = json!("vaitio.psychotherapy-record/v2"))), "schema");
+        assert_eq!(expression(&refused(client, 400, |r| r["patient"]["favourite_colour"] = json!("blue"))), "patient.favourite_colour");
+        assert_eq!(expression(&refused(client, 400, |r| { r.as_object_mut().unwrap().remove("service_event"); })), "");
+        let wrong_hetu = refused(client, 422, |r| r["patient"]["hetu"] = json!("131052-308U"));
+        assert_eq!(expression(&wrong_hetu), "patient.hetu");
+        assert!(!wrong_hetu.to_string().contains("131052"), "the refusal echoes the HETU");
+        assert_eq!(expression(&refused(client, 422, |r| r["patient"]["birth_date"] = json!("1952-02-30"))), "patient.birth_date");
+        assert_eq!(expression(&refused(client, 422, |r| r["diagnoses"][0]["icd10"] = json!("F99.X"))), "diagnoses[0].icd10");
+        assert_eq!(expression(&refused(client, 422, |r| r["session"]["start"] = json!("2099-01-01T10:00:00+02:00"))), "session.start");
+        assert_eq!(expression(&refused(client, 422, |r| r["organization"]["oid"] = json!(OTHER_ORG))), "organization.oid");
+        assert_eq!(expression(&refused(client, 422, |r| r["note"]["text"] = json!("x".repeat(gateway.config.max_note_bytes + 1)))), "note.text");
+        assert_eq!(client.get("/Bundle").unwrap().json().unwrap()["total"], 0, "a refused record stored something");
+    }
+}
