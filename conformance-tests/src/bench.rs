@@ -12,7 +12,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use vaitio_conformance::cases::{temporary_hetu, test_patient};
+use vaitio_conformance::cases::{temporary_hetu, temporary_hetu_number, test_patient};
 use vaitio_conformance::client::{Client, Target};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -27,6 +27,9 @@ enum Scenario {
     Handshake,
     /// Searches returning `--page` resources of one patient, through the enforcement point.
     Search,
+    /// Submits distinct generated psychotherapy records (the example-sized record of the input
+    /// contract) to POST /psychotherapy-records: translation, validation, encryption, storage.
+    Ingest,
 }
 
 #[derive(Parser)]
@@ -91,6 +94,26 @@ impl Minter {
         claims["jti"] = json!(format!("bench-{nonce}"));
         jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())
     }
+}
+
+/// The `n`th generated record: the input contract's example, with its own record id, patient
+/// and session.
+fn record(org: &str, run: i64, n: usize) -> serde_json::Value {
+    let day = 1 + n % 28;
+    json!({
+        "schema": "vaitio.psychotherapy-record/v1",
+        "record_id": format!("BENCH-{run}-{n}"),
+        "organization": { "oid": org, "name": "Benchmark Therapy Clinic" },
+        "patient": { "hetu": temporary_hetu_number(n as u128), "given": ["Testi"], "family": "Potilas", "gender": "unknown" },
+        "therapist": { "terhikki": "10012345678", "given": ["Anna"], "family": "Korhonen", "profession": "psychotherapist" },
+        "service_event": { "oid": format!("{org}.77.{n}"), "start": "2026-01-10", "end": null },
+        "session": { "start": format!("2026-03-{day:02}T14:00:00+02:00"), "minutes": 45, "modality": "individual", "setting": "in_person" },
+        "diagnoses": [ { "icd10": "F32.1", "primary": true } ],
+        "assessments": [ { "instrument": "PHQ-9", "score": (n % 28) as i64, "date": format!("2026-03-{day:02}") } ],
+        "note": { "kind": "progress", "text": "The patient reports lower mood this week and poorer sleep. We returned to the themes of the previous session and practised the agreed exercise together. Homework was reviewed; the patient had completed about half of it and described what got in the way." },
+        "risk": { "suicide": "low" },
+        "plan": "Continue weekly sessions; review the PHQ-9 in four weeks."
+    })
 }
 
 fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
@@ -166,6 +189,13 @@ fn run(args: Args) -> Result<(), String> {
         Scenario::Search => format!("/Encounter?patient={patient_id}&_count={}", args.page),
         _ => format!("/Patient/{patient_id}"),
     };
+    let records: Vec<Vec<u8>> = match args.scenario {
+        Scenario::Ingest => {
+            let run = chrono::Utc::now().timestamp_millis();
+            (0..args.requests).map(|n| record(&args.org, run, n).to_string().into_bytes()).collect()
+        }
+        _ => Vec::new(),
+    };
     let tokens: Vec<String> = match args.scenario {
         Scenario::ReadFreshToken => (1..=args.requests).map(|n| minter.mint(n)).collect::<Result<_, _>>()?,
         _ => Vec::new(),
@@ -182,8 +212,8 @@ fn run(args: Args) -> Result<(), String> {
     let latencies: Vec<u64> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.concurrency)
             .map(|_| {
-                let (next, errors, progress, tokens, path) =
-                    (next.clone(), errors.clone(), progress.clone(), &tokens, &path);
+                let (next, errors, progress, tokens, path, records) =
+                    (next.clone(), errors.clone(), progress.clone(), &tokens, &path, &records);
                 let mut client = base.reconnect();
                 let scenario = args.scenario;
                 let total = args.requests;
@@ -200,7 +230,13 @@ fn run(args: Args) -> Result<(), String> {
                             _ => {}
                         }
                         let clock = Instant::now();
-                        let ok = matches!(client.get(path), Ok(answer) if answer.status == 200);
+                        let ok = match scenario {
+                            Scenario::Ingest => matches!(
+                                client.send("POST", "/psychotherapy-records", &[("Content-Type", "application/json")], Some(&records[n])),
+                                Ok(answer) if answer.status == 201
+                            ),
+                            _ => matches!(client.get(path), Ok(answer) if answer.status == 200),
+                        };
                         mine.push(clock.elapsed().as_micros() as u64);
                         if !ok {
                             errors.fetch_add(1, Ordering::Relaxed);

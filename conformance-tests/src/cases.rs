@@ -67,6 +67,7 @@ pub struct Case {
 pub fn all() -> Vec<Case> {
     let mut cases = base();
     cases.extend(crate::identity::cases());
+    cases.extend(crate::submission::cases());
     cases
 }
 
@@ -404,10 +405,15 @@ fn unsupported_format(ctx: &Context) -> Result<Outcome, String> {
 /// A valid temporary HETU (individual number 900-999), different on every run.
 pub fn temporary_hetu() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let day = 1 + (nanos % 28) as u32;
-    let month = 1 + ((nanos / 28) % 12) as u32;
-    let year = 50 + ((nanos / 336) % 50) as u32;
-    let individual = 900 + ((nanos / 16_800) % 100) as u32;
+    temporary_hetu_number(nanos)
+}
+
+/// The `n`th of 1,680,000 distinct valid temporary HETUs.
+pub fn temporary_hetu_number(n: u128) -> String {
+    let day = 1 + (n % 28) as u32;
+    let month = 1 + ((n / 28) % 12) as u32;
+    let year = 50 + ((n / 336) % 50) as u32;
+    let individual = 900 + ((n / 16_800) % 100) as u32;
     let number = day * 10_000_000 + month * 100_000 + year * 1_000 + individual;
     let check = b"0123456789ABCDEFHJKLMNPRSTUVWXY"[(number % 31) as usize] as char;
     format!("{day:02}{month:02}{year:02}-{individual:03}{check}")

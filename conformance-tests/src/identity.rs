@@ -142,7 +142,7 @@ fn segments(token: &str) -> Result<(Value, Value), String> {
     Ok((decode(parts.next())?, decode(parts.next())?))
 }
 
-fn base64url_decode(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn base64url_decode(text: &str) -> Result<Vec<u8>, String> {
     let value = |c: u8| -> Result<u32, String> {
         Ok(match c {
             b'A'..=b'Z' => c - b'A',

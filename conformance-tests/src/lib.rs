@@ -5,6 +5,7 @@ pub mod cases;
 pub mod client;
 pub mod identity;
 pub mod report;
+pub mod submission;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,0 +1,215 @@
+//! Submission cases: a clinic's record becomes a national document, idempotently, and bad
+//! records are refused naming the field. The record uses the organisation and practitioner of
+//! the run's token and a temporary identity code.
+
+use serde_json::{json, Value};
+
+use crate::cases::{temporary_hetu, Case, Context, Level, Outcome};
+use crate::client::Answer;
+
+pub fn cases() -> Vec<Case> {
+    let shall = |id, title, reference, run| Case { id, title, level: Level::Shall, reference, run };
+    vec![
+        shall(
+            "SUB-01",
+            "A record becomes a document Bundle (Composition first, PSYTHPN-labelled, markup escaped)",
+            "Vaitio input contract v1; FHIR R4 documents",
+            accepted,
+        ),
+        shall(
+            "SUB-02",
+            "The same record again answers 200 with the same document; a changed one a new version",
+            "Vaitio input contract v1: record_id",
+            idempotent_and_versioned,
+        ),
+        shall(
+            "SUB-03",
+            "Bad records are refused with an OperationOutcome naming the field, and nothing is stored",
+            "Vaitio input contract v1",
+            refusals,
+        ),
+    ]
+}
+
+/// The organisation and practitioner of the run's token.
+fn identity(ctx: &Context) -> Option<(String, String)> {
+    let token = ctx.client.target().token.as_ref()?;
+    let payload = token.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&crate::identity::base64url_decode(payload).ok()?).ok()?;
+    Some((claims["org"].as_str()?.to_owned(), claims["sub"].as_str()?.to_owned()))
+}
+
+fn record(org: &str, practitioner: &str, record_id: &str, hetu: &str) -> Value {
+    json!({
+        "schema": "vaitio.psychotherapy-record/v1",
+        "record_id": record_id,
+        "organization": { "oid": org, "name": "Conformance Clinic" },
+        "patient": { "hetu": hetu, "given": ["Testi"], "family": "Conformance", "gender": "unknown" },
+        "therapist": { "terhikki": practitioner, "given": ["Testi"], "family": "Terapeutti", "profession": "psychotherapist" },
+        "service_event": { "oid": format!("{org}.99.1"), "start": "2026-01-10", "end": null },
+        "session": { "start": "2026-03-02T14:00:00+02:00", "minutes": 45, "modality": "individual", "setting": "in_person" },
+        "diagnoses": [ { "icd10": "F32.1", "primary": true } ],
+        "assessments": [ { "instrument": "PHQ-9", "score": 14, "date": "2026-03-02" } ],
+        "note": { "kind": "progress", "text": "Synthetic conformance note.\n</div><script>alert(1)</script>" },
+        "risk": { "suicide": "low" },
+        "plan": "Continue."
+    })
+}
+
+fn submit(ctx: &Context, body: &Value) -> Result<Answer, String> {
+    ctx.client.send(
+        "POST",
+        "/psychotherapy-records",
+        &[("Content-Type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+}
+
+fn fresh(ctx: &Context) -> Result<Result<(Value, String), Outcome>, String> {
+    let Some((org, practitioner)) = identity(ctx) else {
+        return Ok(Err(Outcome::Skip("needs --token of a practitioner (its org and sub make the record)".into())));
+    };
+    let record_id = format!("CONFORMANCE-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+    Ok(Ok((record(&org, &practitioner, &record_id, &temporary_hetu()), org)))
+}
+
+fn accepted(ctx: &Context) -> Result<Outcome, String> {
+    let (body, _) = match fresh(ctx)? {
+        Ok(fresh) => fresh,
+        Err(skip) => return Ok(skip),
+    };
+    let answer = submit(ctx, &body)?;
+    if answer.status != 201 {
+        return Ok(Outcome::Fail(format!("HTTP {}: {}", answer.status, answer.text_excerpt())));
+    }
+    let document = answer.json()?;
+    let composition = &document["entry"][0]["resource"];
+    let labelled =
+        composition["meta"]["security"].as_array().is_some_and(|labels| labels.iter().any(|l| l["code"] == "PSYTHPN"));
+    let div = composition["section"][0]["text"]["div"].as_str().unwrap_or("");
+    Ok(if document["type"] != "document" || composition["resourceType"] != "Composition" {
+        Outcome::Fail("not a document Bundle with its Composition first".into())
+    } else if !labelled {
+        Outcome::Fail("the Composition is not labelled PSYTHPN".into())
+    } else if div.contains("<script>") || !div.contains("&lt;script&gt;") {
+        Outcome::Fail("the note's markup was not escaped into the narrative".into())
+    } else if !answer.header("location").is_some_and(|l| l.contains("/Bundle/")) {
+        Outcome::Fail("no Location of the Bundle".into())
+    } else {
+        Outcome::Pass(format!("201, a document of {} entries", document["entry"].as_array().map_or(0, Vec::len)))
+    })
+}
+
+fn idempotent_and_versioned(ctx: &Context) -> Result<Outcome, String> {
+    let (body, _) = match fresh(ctx)? {
+        Ok(fresh) => fresh,
+        Err(skip) => return Ok(skip),
+    };
+    let first = submit(ctx, &body)?;
+    let again = submit(ctx, &body)?;
+    let mut changed = body.clone();
+    changed["plan"] = json!("Changed plan.");
+    let third = submit(ctx, &changed)?;
+    let id = first.json()?["id"].clone();
+    Ok(if first.status != 201 {
+        Outcome::Fail(format!("first submission: HTTP {}", first.status))
+    } else if again.status != 200 || again.json()?["id"] != id || again.header("etag") != Some("W/\"1\"") {
+        Outcome::Fail(format!("the repeat answered HTTP {} with ETag {:?}", again.status, again.header("etag")))
+    } else if third.status != 200 || third.json()?["id"] != id || third.header("etag") != Some("W/\"2\"") {
+        Outcome::Fail(format!("the changed record answered HTTP {} with ETag {:?}", third.status, third.header("etag")))
+    } else {
+        let history = ctx.client.get(&format!("/Bundle/{}/_history", id.as_str().unwrap_or("")))?.json()?;
+        if history["total"] == 2 {
+            Outcome::Pass("201, then 200 with the same document, then version 2 with version 1 in history".into())
+        } else {
+            Outcome::Fail(format!("history total {}", history["total"]))
+        }
+    })
+}
+
+fn refusals(ctx: &Context) -> Result<Outcome, String> {
+    let (good, org) = match fresh(ctx)? {
+        Ok(fresh) => fresh,
+        Err(skip) => return Ok(skip),
+    };
+    let hetu = good["patient"]["hetu"].as_str().unwrap_or("").to_owned();
+    let wrong_check = format!("{}{}", &hetu[..10], if hetu.ends_with('A') { 'B' } else { 'A' });
+    let other_org = if org.ends_with(".1") { format!("{}.2", &org[..org.len() - 2]) } else { format!("{org}.1") };
+    let cases: Vec<(&str, u16, &str, Value)> = vec![
+        ("unknown schema version", 400, "schema", {
+            let mut r = good.clone();
+            r["schema"] = json!("vaitio.psychotherapy-record/v99");
+            r
+        }),
+        ("unknown field", 400, "patient.nickname", {
+            let mut r = good.clone();
+            r["patient"]["nickname"] = json!("x");
+            r
+        }),
+        ("wrong HETU check character", 422, "patient.hetu", {
+            let mut r = good.clone();
+            r["patient"]["hetu"] = json!(wrong_check);
+            r
+        }),
+        ("impossible date", 422, "service_event.start", {
+            let mut r = good.clone();
+            r["service_event"]["start"] = json!("2026-02-30");
+            r
+        }),
+        ("unknown ICD-10 code", 422, "diagnoses[0].icd10", {
+            let mut r = good.clone();
+            r["diagnoses"][0]["icd10"] = json!("F99.9.9");
+            r
+        }),
+        ("session in the future", 422, "session.start", {
+            let mut r = good.clone();
+            r["session"]["start"] = json!("2099-01-01T10:00:00+02:00");
+            r
+        }),
+        ("another organisation", 422, "organization.oid", {
+            let mut r = good.clone();
+            r["organization"]["oid"] = json!(other_org);
+            r
+        }),
+        ("note over the limit", 422, "note.text", {
+            let mut r = good.clone();
+            r["note"]["text"] = json!("x".repeat(ctx.max_body_bytes / 2));
+            r
+        }),
+    ];
+    for (what, status, field, body) in cases {
+        let answer = submit(ctx, &body)?;
+        let outcome = answer.json().unwrap_or(Value::Null);
+        if answer.status != status || outcome["resourceType"] != "OperationOutcome" {
+            return Ok(Outcome::Fail(format!(
+                "{what}: HTTP {} (expected {status}): {}",
+                answer.status,
+                answer.text_excerpt()
+            )));
+        }
+        if outcome["issue"][0]["expression"][0] != field {
+            return Ok(Outcome::Fail(format!(
+                "{what}: the outcome names {} instead of {field}",
+                outcome["issue"][0]["expression"]
+            )));
+        }
+        if answer.text().contains(&wrong_check) {
+            return Ok(Outcome::Fail(format!("{what}: the refusal echoes the identity code")));
+        }
+    }
+    let malformed = ctx.client.send(
+        "POST",
+        "/psychotherapy-records",
+        &[("Content-Type", "application/json")],
+        Some(b"{\"schema\": "),
+    )?;
+    if malformed.status != 400 || !malformed.is_operation_outcome() {
+        return Ok(Outcome::Fail(format!("malformed JSON: HTTP {}", malformed.status)));
+    }
+    let stored = ctx.client.get(&format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{hetu}"))?.json()?;
+    Ok(if stored["total"] == 0 {
+        Outcome::Pass("9 bad records refused, each naming its field; nothing stored".into())
+    } else {
+        Outcome::Fail("a refused record left a document behind".into())
+    })
+}
