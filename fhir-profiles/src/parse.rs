@@ -247,6 +247,7 @@ fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> Patien
         return PatientLink::None;
     }
     let entries = json.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    document_invariants(json, entries, rules);
     let Some(composition) = entries
         .first()
         .and_then(|e| e.get("resource"))
@@ -307,6 +308,84 @@ fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> Patien
                 PatientLink::None
             }
         },
+    }
+}
+
+/// The document invariants of FHIR R4 Bundle: `bdl-9` (identifier with system and value),
+/// `bdl-10` (timestamp), `bdl-7` (fullUrl unique), every entry a `fullUrl` and a `resource`, and
+/// every `urn:uuid:` reference resolving to an entry of the same document.
+fn document_invariants(json: &Map<String, Value>, entries: &[Value], rules: &mut Vec<Issue>) {
+    let identifier = json.get("identifier");
+    let has = |key: &str| identifier.and_then(|i| i.get(key)).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    if !(has("system") && has("value")) {
+        rules.push(
+            Issue::new(IssueCode::Required, "bdl-9: a document has an identifier with a system and a value")
+                .at("Bundle.identifier"),
+        );
+    }
+    if json.get("timestamp").and_then(Value::as_str).is_none() {
+        rules.push(Issue::new(IssueCode::Required, "bdl-10: a document has a timestamp").at("Bundle.timestamp"));
+    }
+    let mut full_urls = std::collections::HashSet::new();
+    for (index, entry) in entries.iter().enumerate() {
+        match entry.get("fullUrl").and_then(Value::as_str) {
+            Some(url) if !full_urls.insert(url) => rules.push(
+                Issue::new(IssueCode::Invalid, "bdl-7: fullUrl must be unique in a document")
+                    .at(format!("Bundle.entry[{index}].fullUrl")),
+            ),
+            Some(_) => {}
+            None => rules.push(
+                Issue::new(IssueCode::Required, "every entry of a document has a fullUrl")
+                    .at(format!("Bundle.entry[{index}].fullUrl")),
+            ),
+        }
+        if !entry.get("resource").is_some_and(Value::is_object) {
+            rules.push(
+                Issue::new(IssueCode::Required, "every entry of a document has a resource")
+                    .at(format!("Bundle.entry[{index}].resource")),
+            );
+        }
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        if let Some(resource) = entry.get("resource") {
+            unresolved_references(resource, &format!("Bundle.entry[{index}].resource"), &full_urls, rules);
+        }
+    }
+}
+
+fn unresolved_references(
+    value: &Value,
+    path: &str,
+    full_urls: &std::collections::HashSet<&str>,
+    rules: &mut Vec<Issue>,
+) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object {
+                let child_path = format!("{path}.{key}");
+                if key == "reference" {
+                    if let Some(reference) = child.as_str().filter(|r| r.starts_with("urn:uuid:")) {
+                        if !full_urls.contains(reference) {
+                            rules.push(
+                                Issue::new(
+                                    IssueCode::Invalid,
+                                    "the reference does not resolve to an entry of the document",
+                                )
+                                .at(child_path),
+                            );
+                        }
+                    }
+                } else if key != "contained" {
+                    unresolved_references(child, &child_path, full_urls, rules);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                unresolved_references(item, &format!("{path}[{index}]"), full_urls, rules);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -418,5 +497,48 @@ mod tests {
         .unwrap();
         assert!(matches!(parsed.patient, PatientLink::Embedded(_)));
         assert_eq!(parsed.security.len(), 1);
+    }
+
+    #[test]
+    fn document_invariants_name_the_element() {
+        let document = || {
+            json!({
+                "resourceType": "Bundle", "type": "document", "timestamp": "2026-03-02T14:00:00+02:00",
+                "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
+                "entry": [
+                    {"fullUrl": "urn:uuid:c1", "resource": {"resourceType": "Composition", "status": "final",
+                        "type": {"text": "note"}, "subject": {"reference": "urn:uuid:p1"}, "date": "2026-03-02",
+                        "author": [{"reference": "urn:uuid:p1"}], "title": "Note"}},
+                    {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient",
+                        "identifier": [{"system": HETU_SYSTEM, "value": "131052-308T"}]}}
+                ]
+            })
+        };
+        assert!(parse(document()).is_ok());
+        let expression = |change: &dyn Fn(&mut Value)| {
+            let mut bundle = document();
+            change(&mut bundle);
+            match parse(bundle) {
+                Err(ProfileError::Rule(issues)) => issues[0].expression.clone().unwrap_or_default(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            expression(&|b| {
+                b.as_object_mut().unwrap().remove("identifier");
+            }),
+            "Bundle.identifier"
+        );
+        assert_eq!(
+            expression(&|b| {
+                b.as_object_mut().unwrap().remove("timestamp");
+            }),
+            "Bundle.timestamp"
+        );
+        assert_eq!(expression(&|b| b["entry"][1]["fullUrl"] = json!("urn:uuid:c1")), "Bundle.entry[1].fullUrl");
+        assert_eq!(
+            expression(&|b| b["entry"][0]["resource"]["author"][0]["reference"] = json!("urn:uuid:nobody")),
+            "Bundle.entry[0].resource.author[0].reference"
+        );
     }
 }
