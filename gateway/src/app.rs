@@ -161,6 +161,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(prometheus))
         .route("/psychotherapy-records/schema", web::get().to(submission::schema))
         .service(
+            web::resource("/$validate")
+                .route(web::post().to(submission::validate))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/$validate")
+                .route(web::post().to(submission::validate))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
             web::resource("/psychotherapy-records")
                 .route(web::post().to(submission::submit))
                 .default_service(web::to(fhir::method_not_allowed)),

@@ -33,6 +33,7 @@ pub fn capability_statement(base_url: Option<&str>) -> Value {
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
+                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
             });
             if resource_type == ResourceType::Bundle {
                 resource["documentation"] = json!("Only Bundles of type 'document' are accepted.");
@@ -62,6 +63,7 @@ pub fn capability_statement(base_url: Option<&str>) -> Value {
                     role rules, and what is withheld answers like what does not exist."
             },
             "resource": resources,
+            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
         }],
     });
     if let Some(url) = base_url {

@@ -106,3 +106,63 @@ pub async fn submit(
     .await??;
     Ok(written_document(&request, &state, &principal, output, status, &head, body))
 }
+
+/// `POST /$validate` and `POST /{type}/$validate`: the same checks as a write, nothing stored,
+/// nothing stored read (references to stored resources are not looked up, so the answer says
+/// nothing about what exists). Always 200 with an OperationOutcome listing every issue.
+pub async fn validate(
+    request: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let _principal = caller.0;
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    http::only_params(&params, &[])?;
+    let expected = match request.match_info().get("type") {
+        Some(name) => {
+            Some(name.parse::<ResourceType>().map_err(|()| GatewayError::UnknownResourceType(http::printable(name)))?)
+        }
+        None => None,
+    };
+    let bytes = http::fhir_body(&request, payload, &state).await?;
+    let outcome = web::block(move || validation_outcome(expected, &bytes)).await?;
+    Ok(http::fhir_json(StatusCode::OK, outcome.to_string().into_bytes(), output))
+}
+
+fn validation_outcome(expected: Option<ResourceType>, bytes: &[u8]) -> Value {
+    let resource = match serde_json::from_slice::<Value>(bytes) {
+        // A Parameters resource carries the resource to validate in its `resource` parameter.
+        Ok(Value::Object(body)) if body.get("resourceType").and_then(Value::as_str) == Some("Parameters") => body
+            .get("parameter")
+            .and_then(Value::as_array)
+            .and_then(|parameters| {
+                parameters.iter().find(|p| p.get("name").and_then(Value::as_str) == Some("resource"))
+            })
+            .and_then(|p| p.get("resource"))
+            .map(|r| serde_json::to_vec(r).unwrap_or_default()),
+        _ => Some(bytes.to_vec()),
+    };
+    let result = match resource {
+        None => Err(ProfileError::Structure(vec![Issue::new(
+            IssueCode::Required,
+            "the Parameters carry no 'resource' parameter",
+        )])),
+        Some(resource) => {
+            let declared = serde_json::from_slice::<Value>(&resource).ok().and_then(|v| {
+                v.get("resourceType").and_then(Value::as_str).and_then(|t| t.parse::<ResourceType>().ok())
+            });
+            parse_resource(expected.or(declared).unwrap_or(ResourceType::Patient), &resource).map(|_| ())
+        }
+    };
+    match result {
+        Ok(()) => serde_json::json!({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "information", "code": "informational", "diagnostics": "no issues: the resource is valid"}]}),
+        Err(error) => {
+            let issues: Vec<(String, String, Option<String>)> =
+                error.issues().into_iter().map(|i| (i.code.as_str().to_owned(), i.diagnostics, i.expression)).collect();
+            crate::error::operation_outcome(&issues)
+        }
+    }
+}

@@ -113,3 +113,29 @@ on_both_backends! {
         assert_eq!(client.get("/Bundle").unwrap().json().unwrap()["total"], 0, "a refused record stored something");
     }
 }
+
+on_both_backends! {
+    fn validate_checks_without_storing_or_revealing(gateway) {
+        let client = &gateway.client;
+        let post = |path: &str, body: &Value| client.post_json(path, body).unwrap();
+        let valid = post("/Patient/$validate", &patient(HETU));
+        assert_eq!(valid.status, 200, "{}", valid.text());
+        assert_eq!(valid.json().unwrap()["issue"][0]["severity"], "information");
+        let invalid = post("/Patient/$validate", &patient("131052-308U")).json().unwrap();
+        assert_eq!(invalid["issue"][0]["severity"], "error");
+        assert_eq!(invalid["issue"][0]["expression"][0], "Patient.identifier[0].value");
+        let unknown = post("/$validate", &json!({"resourceType": "Patient", "colour": "blue"})).json().unwrap();
+        assert_eq!(unknown["issue"][0]["expression"][0], "Patient.colour");
+        let wrapped = post("/$validate", &json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient(HETU)}]}));
+        assert_eq!(wrapped.json().unwrap()["issue"][0]["severity"], "information");
+        let wrong_type = post("/Observation/$validate", &patient(HETU)).json().unwrap();
+        assert_eq!(wrong_type["issue"][0]["severity"], "error");
+        // A reference to a stored patient is not looked up: nothing about existence leaks.
+        let existing = gateway.create(&patient(HETU));
+        let about_existing = post("/Encounter/$validate", &encounter(&existing, "2026-01-10")).text();
+        let about_missing = post("/Encounter/$validate", &encounter("no-such-patient", "2026-01-10")).text();
+        assert_eq!(about_existing, about_missing);
+        assert_eq!(client.get("/Encounter").unwrap().json().unwrap()["total"], 0, "$validate stored something");
+        assert_eq!(gateway.client_with(None, None).post_json("/$validate", &patient(HETU)).unwrap().status, 401);
+    }
+}
