@@ -19,7 +19,9 @@ pub mod translate;
 
 pub use error::{Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
-pub use parse::{is_valid_id, parse_resource, stored_patient_id, ParsedResource, PatientLink, SecurityCoding};
+pub use parse::{
+    is_valid_id, parse_resource, parse_resource_value, stored_patient_id, ParsedResource, PatientLink, SecurityCoding,
+};
 pub use resource_type::ResourceType;
 
 /// The FHIR version the gateway speaks on the wire.

@@ -1,4 +1,5 @@
 use fhir_model::r4b::resources::Resource;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Issue, IssueCode, ProfileError};
@@ -54,7 +55,12 @@ impl ParsedResource {
 /// wrong check character, patient data that names no patient, a Bundle that is not a document.
 pub fn parse_resource(expected: ResourceType, bytes: &[u8]) -> Result<ParsedResource, ProfileError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| ProfileError::MalformedJson(json_error(&e)))?;
-    let Value::Object(json) = value else {
+    parse_resource_value(expected, value)
+}
+
+/// [`parse_resource`] of JSON already parsed (a document the gateway built itself).
+pub fn parse_resource_value(expected: ResourceType, value: Value) -> Result<ParsedResource, ProfileError> {
+    let Some(json) = value.as_object() else {
         return Err(ProfileError::structure(Issue::new(
             IssueCode::Structure,
             "the body must be a JSON object holding one FHIR resource",
@@ -80,7 +86,7 @@ pub fn parse_resource(expected: ResourceType, bytes: &[u8]) -> Result<ParsedReso
                 .at("resourceType"),
         ));
     }
-    check_model(&json)?;
+    check_model(&value)?;
     let mut rules = Vec::new();
     if let Some(id) = json.get("id") {
         if !id.as_str().is_some_and(is_valid_id) {
@@ -90,12 +96,13 @@ pub fn parse_resource(expected: ResourceType, bytes: &[u8]) -> Result<ParsedReso
             );
         }
     }
-    let hetus = if actual == ResourceType::Patient { patient_hetus(&json, "Patient", &mut rules) } else { Vec::new() };
-    let patient = patient_link(actual, &json, &mut rules);
-    let security = security_labels(actual, &json);
+    let hetus = if actual == ResourceType::Patient { patient_hetus(json, "Patient", &mut rules) } else { Vec::new() };
+    let patient = patient_link(actual, json, &mut rules);
+    let security = security_labels(actual, json);
     if !rules.is_empty() {
         return Err(ProfileError::Rule(rules));
     }
+    let Value::Object(json) = value else { unreachable!("checked to be an object above") };
     Ok(ParsedResource { resource_type: actual, json, security, hetus, patient })
 }
 
@@ -109,9 +116,9 @@ fn json_error(error: &serde_json::Error) -> String {
 
 /// The model's view must hold everything the submitter sent: anything it dropped is an element
 /// that R4 does not have here, and is refused rather than silently lost.
-fn check_model(json: &Map<String, Value>) -> Result<(), ProfileError> {
-    let value = Value::Object(json.clone());
-    let model: Resource = serde_json::from_value(value).map_err(|e| {
+fn check_model(value: &Value) -> Result<(), ProfileError> {
+    // Deserialising from a borrowed Value: no copy of the document.
+    let model = Resource::deserialize(value).map_err(|e| {
         ProfileError::structure(Issue::new(
             IssueCode::Structure,
             format!("the resource does not match FHIR R4: {}", model_error(&e)),
@@ -121,8 +128,8 @@ fn check_model(json: &Map<String, Value>) -> Result<(), ProfileError> {
         ProfileError::structure(Issue::new(IssueCode::Structure, format!("the resource cannot be represented: {e}")))
     })?;
     let mut dropped = Vec::new();
-    let root = json.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
-    dropped_elements(&Value::Object(json.clone()), &back, root, &mut dropped);
+    let root = value.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
+    dropped_elements(value, &back, root, &mut dropped);
     if dropped.is_empty() {
         Ok(())
     } else {

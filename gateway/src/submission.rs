@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use consent::Principal;
 use fhir_profiles::record::{parse_record, RecordLimits, JSON_SCHEMA_V1};
 use fhir_profiles::translate::{translate, DocumentIds};
-use fhir_profiles::{parse_resource, Issue, IssueCode, ProfileError, ResourceType};
+use fhir_profiles::{parse_resource, parse_resource_value, Issue, IssueCode, ProfileError, ResourceType};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -71,8 +71,8 @@ pub async fn submit(
         let ids = DocumentIds::derive(&checked, |part| pseudonyms.uuid(&["document", &organisation, &record_id, part]));
         let document = translate(&checked, &ids, &instant(crate::store::now_millis()));
         // The model reads what the translation made: a translation bug is refused here, not stored.
-        let serialized = serde_json::to_vec(&document).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let parsed = parse_resource(ResourceType::Bundle, &serialized)
+        let compared = content(&document);
+        let parsed = parse_resource_value(ResourceType::Bundle, document)
             .map_err(|e| GatewayError::Internal(format!("the translation produced an unreadable document: {e}")))?;
         let id = ids.document.clone();
         let resource = prepare(&store, parsed, Some(&id), (organisation.clone(), practitioner))?;
@@ -95,7 +95,7 @@ pub async fn submit(
                 let stored_body = store.open(&current)?;
                 let stored: Value =
                     serde_json::from_slice(&stored_body).map_err(|e| GatewayError::Internal(e.to_string()))?;
-                if content(&stored) == content(&document) {
+                if content(&stored) == compared {
                     return Ok((StatusCode::OK, head.get().clone(), stored_body));
                 }
                 let (head, body) = store.update(resource, &id, Some(head.get().version))?;
