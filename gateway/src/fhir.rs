@@ -120,17 +120,6 @@ pub(crate) fn prepare(
     })
 }
 
-fn written(
-    request: &HttpRequest,
-    state: &AppState,
-    ctx: &Context,
-    status: StatusCode,
-    head: &Head,
-    body: Vec<u8>,
-) -> HttpResponse {
-    written_document(request, state, &ctx.principal, ctx.output, status, head, body)
-}
-
 /// The answer to a write: `Location`, `ETag`, `Last-Modified`, and the body `Prefer` asks for.
 pub(crate) fn written_document(
     request: &HttpRequest,
@@ -194,7 +183,7 @@ pub async fn create(
         store.create(resource, &id)
     })
     .await??;
-    Ok(written(&request, &state, &ctx, StatusCode::CREATED, &head, body))
+    Ok(written_document(&request, &state, &ctx.principal, ctx.output, StatusCode::CREATED, &head, body))
 }
 
 /// `PUT /{type}/{id}`
@@ -226,7 +215,7 @@ pub async fn update(
         store.update(resource, &id, expected)
     })
     .await??;
-    Ok(written(&request, &state, &ctx, StatusCode::OK, &head, body))
+    Ok(written_document(&request, &state, &ctx.principal, ctx.output, StatusCode::OK, &head, body))
 }
 
 fn version_response(row: &VersionRow, body: Vec<u8>, output: Output) -> HttpResponse {

@@ -79,20 +79,7 @@ pub async fn fhir_body(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<web::Bytes, GatewayError> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mut parts = content_type.split(';').map(str::trim);
-    let media = parts.next().unwrap_or("").to_ascii_lowercase();
-    if !JSON_FORMATS[1..].contains(&media.as_str()) {
-        return Err(GatewayError::UnsupportedMediaType);
-    }
-    for parameter in parts {
-        if let Some(charset) = parameter.to_ascii_lowercase().strip_prefix("charset=") {
-            if charset.trim_matches('"') != "utf-8" {
-                return Err(GatewayError::UnsupportedMediaType);
-            }
-        }
-    }
-    body(request, payload, state).await
+    utf8_body(request, payload, state, &JSON_FORMATS[1..]).await
 }
 
 /// A plain JSON body (the clinic's record format), in UTF-8, within the size limit.
@@ -101,12 +88,22 @@ pub async fn json_body(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<web::Bytes, GatewayError> {
+    utf8_body(request, payload, state, &["application/json"]).await
+}
+
+/// A body whose Content-Type is one of `media_types`, with no charset other than UTF-8.
+async fn utf8_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    media_types: &[&str],
+) -> Result<web::Bytes, GatewayError> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut parts = content_type.split(';').map(str::trim);
-    if !parts.next().unwrap_or("").eq_ignore_ascii_case("application/json") {
-        return Err(GatewayError::UnsupportedMediaType);
-    }
-    if parts.any(|p| p.to_ascii_lowercase().strip_prefix("charset=").is_some_and(|c| c.trim_matches('"') != "utf-8")) {
+    let media = parts.next().unwrap_or("").to_ascii_lowercase();
+    let other_charset =
+        parts.any(|p| p.to_ascii_lowercase().strip_prefix("charset=").is_some_and(|c| c.trim_matches('"') != "utf-8"));
+    if !media_types.contains(&media.as_str()) || other_charset {
         return Err(GatewayError::UnsupportedMediaType);
     }
     body(request, payload, state).await
