@@ -12,6 +12,7 @@
 mod error;
 mod hetu;
 mod parse;
+pub mod profiles;
 pub mod record;
 mod resource_type;
 pub mod search;
@@ -20,7 +21,8 @@ pub mod translate;
 pub use error::{Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
 pub use parse::{
-    is_valid_id, parse_resource, parse_resource_value, stored_patient_id, ParsedResource, PatientLink, SecurityCoding,
+    document_custodian, is_valid_id, parse_resource, parse_resource_value, stored_patient_id, ParsedResource,
+    PatientLink, SecurityCoding,
 };
 pub use resource_type::ResourceType;
 

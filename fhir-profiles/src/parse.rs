@@ -99,6 +99,7 @@ pub fn parse_resource_value(expected: ResourceType, value: Value) -> Result<Pars
     let hetus = if actual == ResourceType::Patient { patient_hetus(json, "Patient", &mut rules) } else { Vec::new() };
     let patient = patient_link(actual, json, &mut rules);
     let security = security_labels(actual, json);
+    rules.extend(crate::profiles::profiles().validate(&value));
     if !rules.is_empty() {
         return Err(ProfileError::Rule(rules));
     }
@@ -239,6 +240,21 @@ fn patient_link(resource_type: ResourceType, json: &Map<String, Value>, rules: &
             }
         }
     }
+}
+
+/// The OID of a document's custodian: the organisation that answers for it, named by the
+/// Composition's `custodian` and the Organization entry it resolves to. `None` when the document
+/// names none that resolves (the profile refuses such a document).
+pub fn document_custodian(json: &Map<String, Value>) -> Option<String> {
+    let entries = json.get("entry")?.as_array()?;
+    let composition = entries.first()?.get("resource")?;
+    let reference = composition.get("custodian")?.get("reference")?.as_str()?;
+    let organization = entries.iter().find(|e| e.get("fullUrl").and_then(Value::as_str) == Some(reference))?;
+    organization.get("resource")?.get("identifier")?.as_array()?.iter().find_map(|identifier| {
+        let system = identifier.get("system").and_then(Value::as_str);
+        let value = identifier.get("value").and_then(Value::as_str)?;
+        (system == Some("urn:ietf:rfc:3986")).then(|| value.strip_prefix("urn:oid:").map(str::to_owned)).flatten()
+    })
 }
 
 /// `Patient/{id}`, relative, as the gateway stores references.
@@ -487,40 +503,31 @@ mod tests {
         assert_eq!(ok.patient, PatientLink::Stored("p1".into()));
     }
 
+    /// The example record's document, with fixed ids.
+    fn example_document() -> Value {
+        use crate::record::{parse_record, RecordLimits, EXAMPLE_V1};
+        use crate::translate::{translate, DocumentIds};
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap();
+        let checked = parse_record(EXAMPLE_V1.as_bytes(), &RecordLimits { now, max_note_bytes: 65536 }).unwrap();
+        let mut n = 0u32;
+        let ids = DocumentIds::derive(&checked, |_| {
+            n += 1;
+            format!("00000000-0000-4000-8000-{n:012}")
+        });
+        translate(&checked, &ids, "2026-03-02T15:00:00+02:00")
+    }
+
     #[test]
     fn a_document_bundle_names_its_embedded_patient_and_carries_every_label() {
-        let parsed = parse(json!({
-            "resourceType": "Bundle", "type": "document", "timestamp": "2026-03-02T14:00:00+02:00",
-            "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
-            "entry": [
-                {"fullUrl": "urn:uuid:c1", "resource": {"resourceType": "Composition", "status": "final",
-                    "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"}]},
-                    "type": {"text": "note"}, "subject": {"reference": "urn:uuid:p1"}, "date": "2026-03-02",
-                    "author": [{"reference": "urn:uuid:p1"}], "title": "Note"}},
-                {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient",
-                    "identifier": [{"system": HETU_SYSTEM, "value": "131052-308T"}]}}
-            ]
-        }))
-        .unwrap();
+        let parsed = parse(example_document()).unwrap();
         assert!(matches!(parsed.patient, PatientLink::Embedded(_)));
-        assert_eq!(parsed.security.len(), 1);
+        assert!(parsed.security.iter().any(|s| s.code == "PSYTHPN"));
+        assert!(parsed.security.iter().any(|s| s.code == "R"));
     }
 
     #[test]
     fn document_invariants_name_the_element() {
-        let document = || {
-            json!({
-                "resourceType": "Bundle", "type": "document", "timestamp": "2026-03-02T14:00:00+02:00",
-                "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
-                "entry": [
-                    {"fullUrl": "urn:uuid:c1", "resource": {"resourceType": "Composition", "status": "final",
-                        "type": {"text": "note"}, "subject": {"reference": "urn:uuid:p1"}, "date": "2026-03-02",
-                        "author": [{"reference": "urn:uuid:p1"}], "title": "Note"}},
-                    {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient",
-                        "identifier": [{"system": HETU_SYSTEM, "value": "131052-308T"}]}}
-                ]
-            })
-        };
+        let document = example_document;
         assert!(parse(document()).is_ok());
         let expression = |change: &dyn Fn(&mut Value)| {
             let mut bundle = document();
@@ -542,7 +549,10 @@ mod tests {
             }),
             "Bundle.timestamp"
         );
-        assert_eq!(expression(&|b| b["entry"][1]["fullUrl"] = json!("urn:uuid:c1")), "Bundle.entry[1].fullUrl");
+        assert_eq!(
+            expression(&|b| b["entry"][1]["fullUrl"] = b["entry"][0]["fullUrl"].clone()),
+            "Bundle.entry[1].fullUrl"
+        );
         assert_eq!(
             expression(&|b| b["entry"][0]["resource"]["author"][0]["reference"] = json!("urn:uuid:nobody")),
             "Bundle.entry[0].resource.author[0].reference"

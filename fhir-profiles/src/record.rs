@@ -13,6 +13,9 @@ pub const SCHEMA_V1: &str = "vaitio.psychotherapy-record/v1";
 /// The contract as a JSON Schema, with every field's meaning (served by the gateway).
 pub const JSON_SCHEMA_V1: &str = include_str!("../schemas/psychotherapy-record-v1.schema.json");
 
+/// The example record of the contract, as EMR vendors are shown it.
+pub const EXAMPLE_V1: &str = include_str!("../schemas/psychotherapy-record-v1.example.json");
+
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PsychotherapyRecord {
@@ -286,8 +289,24 @@ fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRe
             }
         }
     }
-    if record.patient.family.trim().is_empty() {
-        issue(IssueCode::Required, "patient.family", "a family name is required".into());
+    // FHIR strings may not be empty: a blank name would make an invalid document.
+    let texts = [
+        ("organization.name", &record.organization.name),
+        ("patient.family", &record.patient.family),
+        ("therapist.family", &record.therapist.family),
+        ("therapist.profession", &record.therapist.profession),
+    ];
+    for (at, text) in texts {
+        if text.trim().is_empty() {
+            issue(IssueCode::Required, at, "must not be blank".into());
+        }
+    }
+    for (part, given) in [("patient", &record.patient.given), ("therapist", &record.therapist.given)] {
+        for (index, name) in given.iter().enumerate() {
+            if name.trim().is_empty() {
+                issue(IssueCode::Required, &format!("{part}.given[{index}]"), "must not be blank".into());
+            }
+        }
     }
     if record.therapist.terhikki.len() != 11 || !record.therapist.terhikki.bytes().all(|b| b.is_ascii_digit()) {
         issue(IssueCode::Value, "therapist.terhikki", "a Terhikki registration number has 11 digits".into());
@@ -377,28 +396,12 @@ fn is_oid(text: &str) -> bool {
     arcs.len() >= 3 && arcs.iter().all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// ICD-10 codes of chapter F (mental and behavioural disorders) and the Z codes a
-/// psychotherapy record uses, in THL's form (no dot-less variants, no asterisk): `F32.1`.
-/// Category `F32` and subcategory `F32.1` forms are accepted for the categories listed.
+/// An ICD-10 code in THL's notation (`F32` or `F32.1`) in the profiles' value set of mental and
+/// behavioural disorders (chapter V): the same list the document profile binds.
 pub fn is_icd10_code(code: &str) -> bool {
-    let bytes = code.as_bytes();
-    let category_ok = bytes.len() >= 3 && bytes[0] == b'F' && bytes[1].is_ascii_digit() && bytes[2].is_ascii_digit();
-    let category = code.get(..3).unwrap_or("");
-    if !category_ok || !ICD10_F_CATEGORIES.contains(&category) {
-        return false;
-    }
-    match code.get(3..) {
-        Some("") => true,
-        Some(rest) => rest.len() == 2 && rest.starts_with('.') && rest.as_bytes()[1].is_ascii_digit(),
-        None => false,
-    }
+    crate::profiles::profiles().value_set_contains(
+        crate::profiles::MENTAL_DISORDERS_VALUE_SET,
+        Some(crate::translate::ICD10_SYSTEM),
+        code,
+    )
 }
-
-/// The three-character categories of ICD-10 chapter V (F00-F99) in use.
-const ICD10_F_CATEGORIES: &[&str] = &[
-    "F00", "F01", "F02", "F03", "F04", "F05", "F06", "F07", "F09", "F10", "F11", "F12", "F13", "F14", "F15", "F16",
-    "F17", "F18", "F19", "F20", "F21", "F22", "F23", "F24", "F25", "F28", "F29", "F30", "F31", "F32", "F33", "F34",
-    "F38", "F39", "F40", "F41", "F42", "F43", "F44", "F45", "F48", "F50", "F51", "F52", "F53", "F54", "F55", "F59",
-    "F60", "F61", "F62", "F63", "F64", "F65", "F66", "F68", "F69", "F70", "F71", "F72", "F73", "F78", "F79", "F80",
-    "F81", "F82", "F83", "F84", "F88", "F89", "F90", "F91", "F92", "F93", "F94", "F95", "F98", "F99",
-];

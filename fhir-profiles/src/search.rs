@@ -95,7 +95,7 @@ pub fn search_params(resource_type: ResourceType) -> Vec<SearchParam> {
             SearchParam {
                 name: "patient",
                 kind: ParamKind::Reference,
-                definition: "https://vaitio.fi/fhir/SearchParameter/Bundle-patient",
+                definition: "https://fhir.vaitio.fi/SearchParameter/Bundle-patient",
                 documentation:
                     "Documents whose Composition.subject is this patient (Patient/{id}, or :identifier with a HETU)",
             },

@@ -9,6 +9,11 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use crate::hetu::HETU_SYSTEM;
+use crate::profiles::{
+    ASSESSMENT_PROFILE, COMPOSITION_PROFILE, DIAGNOSIS_PROFILE, DOCUMENT_PROFILE, ORGANIZATION_PROFILE,
+    PATIENT_PROFILE, PRACTITIONER_PROFILE, SERVICE_EVENT_PROFILE, SESSION_MODALITY_SYSTEM, SESSION_PROFILE,
+    SESSION_SETTING_SYSTEM,
+};
 use crate::record::{instrument, CheckedRecord, Modality, NoteKind, Setting};
 
 pub const TERHIKKI_SYSTEM: &str = "urn:oid:1.2.246.537.26";
@@ -94,7 +99,12 @@ fn reference(id: &str) -> Value {
 }
 
 fn human_name(given: &[String], family: &str) -> Value {
-    json!([{"use": "official", "family": family, "given": given}])
+    // FHIR has no empty arrays: no given names, no `given`.
+    if given.is_empty() {
+        json!([{"use": "official", "family": family}])
+    } else {
+        json!([{"use": "official", "family": family, "given": given}])
+    }
 }
 
 /// The document of a checked record. `assembled` is the Bundle's timestamp (FHIR instant).
@@ -107,6 +117,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     let patient = {
         let mut patient = json!({
             "resourceType": "Patient",
+            "meta": {"profile": [PATIENT_PROFILE]},
             "identifier": [{"use": "official",
                 "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NNFIN"}]},
                 "system": HETU_SYSTEM, "value": checked.hetu.expose()}],
@@ -122,12 +133,14 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     };
     let practitioner = json!({
         "resourceType": "Practitioner",
+        "meta": {"profile": [PRACTITIONER_PROFILE]},
         "identifier": [{"use": "official", "system": TERHIKKI_SYSTEM, "value": record.therapist.terhikki}],
         "name": human_name(&record.therapist.given, &record.therapist.family),
         "qualification": [{"code": {"text": record.therapist.profession}}],
     });
     let organization = json!({
         "resourceType": "Organization",
+        "meta": {"profile": [ORGANIZATION_PROFILE]},
         "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.organization.oid)}],
         "active": true,
         "name": record.organization.name,
@@ -139,6 +152,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         }
         json!({
             "resourceType": "Encounter",
+            "meta": {"profile": [SERVICE_EVENT_PROFILE]},
             "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.service_event.oid)}],
             "status": if record.service_event.end.is_some() { "finished" } else { "in-progress" },
             "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
@@ -156,13 +170,29 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         Modality::Individual => ("18512000", "Individual psychotherapy (regime/therapy)"),
         Modality::Group | Modality::Couple | Modality::Family => ("76168009", "Group psychotherapy (regime/therapy)"),
     };
+    let (modality_code, modality_display) = match record.session.modality {
+        Modality::Individual => ("individual", "Individual"),
+        Modality::Group => ("group", "Group"),
+        Modality::Couple => ("couple", "Couple"),
+        Modality::Family => ("family", "Family"),
+    };
+    let (setting_code, setting_display) = match record.session.setting {
+        Setting::InPerson => ("in-person", "In person"),
+        Setting::Video => ("video", "Video"),
+        Setting::Phone => ("phone", "Phone"),
+    };
     let session = {
         let mut session = json!({
             "resourceType": "Encounter",
+            "meta": {"profile": [SESSION_PROFILE]},
             "status": "finished",
             "class": {"system": ACT_CODE, "code": class_code, "display": class_display},
-            "type": [{"coding": [{"system": SNOMED, "code": type_code, "display": type_display}],
-                "text": format!("{:?} psychotherapy session, {:?}", record.session.modality, record.session.setting).to_lowercase()}],
+            "type": [
+                {"coding": [{"system": SNOMED, "code": type_code, "display": type_display},
+                    {"system": SESSION_MODALITY_SYSTEM, "code": modality_code, "display": modality_display}],
+                    "text": format!("{modality_display} psychotherapy session")},
+                {"coding": [{"system": SESSION_SETTING_SYSTEM, "code": setting_code, "display": setting_display}]},
+            ],
             "subject": reference(&ids.patient),
             "participant": [{"individual": reference(&ids.practitioner)}],
             "period": {"start": session_start.to_rfc3339_opts(seconds, false), "end": session_end.to_rfc3339_opts(seconds, false)},
@@ -193,6 +223,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         .map(|diagnosis| {
             json!({
                 "resourceType": "Condition",
+                "meta": {"profile": [DIAGNOSIS_PROFILE]},
                 "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
                 "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
@@ -210,6 +241,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
             let known = instrument(&assessment.instrument);
             json!({
                 "resourceType": "Observation",
+                "meta": {"profile": [ASSESSMENT_PROFILE]},
                 "status": "final",
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}],
                 "code": {"coding": [{"system": LOINC, "code": known.map(|i| i.loinc).unwrap_or_default(),
@@ -271,7 +303,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     }
     let composition = json!({
         "resourceType": "Composition",
-        "meta": {"security": note_labels()},
+        "meta": {"profile": [COMPOSITION_PROFILE], "security": note_labels()},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.composition)},
         "status": "final",
         "type": {"coding": [{"system": LOINC, "code": "34904-3", "display": "Mental health Progress note"}]},
@@ -297,7 +329,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     entries.extend(ids.observations.iter().map(String::as_str).zip(observations));
     json!({
         "resourceType": "Bundle",
-        "meta": {"security": note_labels()},
+        "meta": {"profile": [DOCUMENT_PROFILE], "security": note_labels()},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.document)},
         "type": "document",
         "timestamp": assembled,

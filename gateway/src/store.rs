@@ -1,7 +1,7 @@
 //! Versioned, encrypted resource storage and the search index, on either backend.
 //!
-//! Writes are one transaction each: the version row, the head, and the index rows together, or
-//! nothing. Bodies are sealed before they reach the database and opened only for rows that the
+//! A write is one transaction: the version rows, the heads, the index rows and a new patient's
+//! data key together, or nothing. Bodies are sealed before they reach the database and opened only for rows that the
 //! enforcement point released.
 
 use std::collections::HashSet;
@@ -123,6 +123,29 @@ pub struct NewResource {
     /// Who writes it: organisation OID and practitioner, when a professional does.
     pub author_org: Option<String>,
     pub author_practitioner: Option<String>,
+}
+
+/// How a resource in a [`Store::write_all`] is written.
+pub enum WriteKind {
+    /// Version 1 of a new id.
+    Create,
+    /// The next version; `Some(v)` if the client said which version it last saw.
+    Update(Option<i64>),
+    /// Version 1 unless the id exists; an existing resource is left as it is.
+    CreateIfAbsent,
+}
+
+pub struct Write {
+    pub resource: NewResource,
+    pub id: String,
+    pub kind: WriteKind,
+}
+
+impl Write {
+    /// A concurrent writer may create the same rows (a derived id, a new patient's data key).
+    fn may_race(&self) -> bool {
+        matches!(self.kind, WriteKind::CreateIfAbsent) || self.resource.patient.is_some()
+    }
 }
 
 /// A search criterion; several are ANDed, the values inside one are ORed.
@@ -299,38 +322,9 @@ impl Store {
         }
     }
 
-    /// The scope's data key, created on first use. A key row without data is harmless, so it is
-    /// written in its own statement; a concurrent writer that created it first wins.
-    fn ensure_data_key(&self, scope: &str) -> Result<DataKey, GatewayError> {
-        if let Some(key) = self.data_key(scope)? {
-            return Ok(key);
-        }
-        let key = DataKey::generate()?;
-        let row = NewDataKey {
-            scope,
-            kek_id: self.inner.kek.id(),
-            wrapped_key: self.inner.kek.wrap(scope, &key)?,
-            created_at: now_millis(),
-        };
-        let inserted = {
-            let _guard = self.write_guard();
-            diesel::insert_into(data_keys::table).values(&row).execute(&mut self.conn()?)
-        };
-        match inserted {
-            Ok(_) => {
-                self.inner.data_keys.put(scope, key.clone());
-                Ok(key)
-            }
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
-                self.data_key(scope)?.ok_or_else(|| GatewayError::Internal("a data key vanished".into()))
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-
     /// Stores a new resource as version 1 of `id` (a fresh, server-chosen id).
     pub fn create(&self, resource: NewResource, id: &str) -> Result<(Head, Vec<u8>), GatewayError> {
-        self.write(resource, id, None)
+        self.write_one(Write { resource, id: id.to_owned(), kind: WriteKind::Create })
     }
 
     /// Stores a new version of `id`. `if_match` is the version the client last saw, if it said.
@@ -341,117 +335,219 @@ impl Store {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<(Head, Vec<u8>), GatewayError> {
-        self.write(resource, id, Some(if_match))
+        self.write_one(Write { resource, id: id.to_owned(), kind: WriteKind::Update(if_match) })
     }
 
-    fn write(
-        &self,
-        mut resource: NewResource,
-        id: &str,
-        update: Option<Option<i64>>,
-    ) -> Result<(Head, Vec<u8>), GatewayError> {
-        let resource_type = resource.resource_type.as_str();
-        let scope = resource.patient.clone().unwrap_or_else(|| SHARED_SCOPE.to_owned());
-        let key = self.ensure_data_key(&scope)?;
-        let tokens = self.tokens(&resource.facts);
-        let _guard = self.write_guard();
-        let mut conn = self.conn()?;
-        conn.transaction::<_, GatewayError, _>(|conn| {
-            let version = match update {
-                None => 1,
-                Some(if_match) => {
-                    let head: Head = resource_heads::table
-                        .filter(resource_heads::resource_type.eq(resource_type))
-                        .filter(resource_heads::id.eq(id))
-                        .select(Head::as_select())
-                        .first(conn)
-                        .optional()?
-                        .ok_or_else(|| GatewayError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() })?;
-                    if if_match.is_some_and(|expected| expected != head.version) {
-                        return Err(GatewayError::PreconditionFailed { current: head.version });
-                    }
-                    if resource.resource_type == ResourceType::Patient && head.patient != resource.patient {
-                        return Err(GatewayError::Unprocessable(
-                            "a Patient's HETU cannot be changed by an update: the pseudonym every record of this patient is filed under derives from it".into(),
-                        ));
-                    }
-                    head.version + 1
+    fn write_one(&self, write: Write) -> Result<(Head, Vec<u8>), GatewayError> {
+        self.write_all(vec![write])?
+            .pop()
+            .flatten()
+            .ok_or_else(|| GatewayError::Internal("a create or update wrote nothing".into()))
+    }
+
+    /// Writes every resource in one transaction: all of them, or none. Returns, in order, what
+    /// each write stored (`None` for a [`WriteKind::CreateIfAbsent`] that found its resource).
+    ///
+    /// A patient's first data key is inserted in the same transaction, so a new patient's first
+    /// document costs one commit. Two writers racing to create the same key or the same
+    /// resource meet a unique violation; the loser runs again once and then sees the winner's
+    /// rows.
+    pub fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Option<(Head, Vec<u8>)>>, GatewayError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_write_all(&writes) {
+                Err(GatewayError::Conflict(_)) if attempt < 3 && writes.iter().any(Write::may_race) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn try_write_all(&self, writes: &[Write]) -> Result<Vec<Option<(Head, Vec<u8>)>>, GatewayError> {
+        // Keys first, outside the transaction: unwrapping is CPU work and may read.
+        let mut keys: Vec<(String, DataKey, Option<Vec<u8>>)> = Vec::new();
+        for write in writes {
+            let scope = write.resource.patient.clone().unwrap_or_else(|| SHARED_SCOPE.to_owned());
+            if keys.iter().any(|(s, _, _)| *s == scope) {
+                continue;
+            }
+            match self.data_key(&scope)? {
+                Some(key) => keys.push((scope, key, None)),
+                None => {
+                    let key = DataKey::generate()?;
+                    let wrapped = self.inner.kek.wrap(&scope, &key)?;
+                    keys.push((scope, key, Some(wrapped)));
                 }
-            };
-            let last_updated = now_millis();
-            stamp(&mut resource.json, resource_type, id, version, last_updated);
-            let body = serde_json::to_vec(&resource.json).map_err(|e| GatewayError::Internal(format!("serialise: {e}")))?;
-            let binding = BodyBinding { resource_type, id, version, key_scope: &scope };
-            let row = VersionRow {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                version,
-                patient: resource.patient.clone(),
-                key_scope: scope.clone(),
-                security_labels: resource.security_labels.clone(),
-                author_org: resource.author_org.clone(),
-                author_practitioner: resource.author_practitioner.clone(),
-                last_updated,
-                method: if update.is_some() { "PUT" } else { "POST" }.to_owned(),
-                body: seal_body(&key, &binding, &body)?,
-            };
-            diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
-            let head = Head {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                version,
-                patient: resource.patient.clone(),
-                security_labels: resource.security_labels.clone(),
-                author_org: resource.author_org.clone(),
-                author_practitioner: resource.author_practitioner.clone(),
-                last_updated,
-            };
-            if update.is_some() {
-                let target = resource_heads::table
-                    .filter(resource_heads::resource_type.eq(resource_type))
-                    .filter(resource_heads::id.eq(id));
-                diesel::update(target)
-                    .set((
-                        resource_heads::version.eq(version),
-                        resource_heads::patient.eq(&head.patient),
-                        resource_heads::security_labels.eq(&head.security_labels),
-                        resource_heads::author_org.eq(&head.author_org),
-                        resource_heads::author_practitioner.eq(&head.author_practitioner),
-                        resource_heads::last_updated.eq(last_updated),
-                    ))
-                    .execute(conn)?;
-                diesel::delete(search_tokens::table.filter(search_tokens::resource_type.eq(resource_type)).filter(search_tokens::id.eq(id)))
-                    .execute(conn)?;
-                diesel::delete(search_dates::table.filter(search_dates::resource_type.eq(resource_type)).filter(search_dates::id.eq(id)))
-                    .execute(conn)?;
-            } else {
-                diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
             }
-            let patient = resource.patient.as_deref();
-            let token_rows: Vec<TokenRow<'_>> = tokens
-                .into_iter()
-                .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
-                .collect();
-            // One statement per row: diesel's batch insert is not available across both backends.
-            for row in &token_rows {
-                diesel::insert_into(search_tokens::table).values(row).execute(conn)?;
-            }
-            let mut seen = HashSet::new();
-            let date_rows: Vec<DateRow<'_>> = resource
-                .facts
-                .iter()
-                .filter_map(|fact| match fact {
-                    IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => {
-                        Some(DateRow { resource_type, id, param, range_start: *start, range_end: *end, patient })
+        }
+        let written = {
+            let _guard = self.write_guard();
+            let mut conn = self.conn()?;
+            conn.transaction::<_, GatewayError, _>(|conn| {
+                for (scope, _, wrapped) in &keys {
+                    if let Some(wrapped) = wrapped {
+                        let row = NewDataKey {
+                            scope,
+                            kek_id: self.inner.kek.id(),
+                            wrapped_key: wrapped.clone(),
+                            created_at: now_millis(),
+                        };
+                        diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
                     }
-                    _ => None,
-                })
-                .collect();
-            for row in &date_rows {
-                diesel::insert_into(search_dates::table).values(row).execute(conn)?;
+                }
+                writes
+                    .iter()
+                    .map(|write| {
+                        let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
+                        let key = keys.iter().find(|(s, _, _)| s == scope).map(|(_, key, _)| key);
+                        let key = key.ok_or_else(|| GatewayError::Internal("no data key for a write".into()))?;
+                        self.write_in(conn, write, key, scope)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+        };
+        // Only keys that committed are cached.
+        for (scope, key, _) in keys {
+            self.inner.data_keys.put(&scope, key);
+        }
+        Ok(written)
+    }
+
+    fn write_in(
+        &self,
+        conn: &mut crate::db::DbConnection,
+        write: &Write,
+        key: &DataKey,
+        scope: &str,
+    ) -> Result<Option<(Head, Vec<u8>)>, GatewayError> {
+        let Write { resource, id, kind } = write;
+        let id = id.as_str();
+        let resource_type = resource.resource_type.as_str();
+        let current: Option<Head> = match kind {
+            WriteKind::Create => None,
+            WriteKind::Update(_) | WriteKind::CreateIfAbsent => resource_heads::table
+                .filter(resource_heads::resource_type.eq(resource_type))
+                .filter(resource_heads::id.eq(id))
+                .select(Head::as_select())
+                .first(conn)
+                .optional()?,
+        };
+        let version = match (kind, &current) {
+            (WriteKind::Create, _) | (WriteKind::CreateIfAbsent, None) => 1,
+            (WriteKind::CreateIfAbsent, Some(_)) => return Ok(None),
+            (WriteKind::Update(_), None) => {
+                return Err(GatewayError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() })
             }
-            Ok((head, body))
-        })
+            (WriteKind::Update(if_match), Some(head)) => {
+                if if_match.is_some_and(|expected| expected != head.version) {
+                    return Err(GatewayError::PreconditionFailed { current: head.version });
+                }
+                if resource.resource_type == ResourceType::Patient && head.patient != resource.patient {
+                    return Err(GatewayError::Unprocessable(
+                        "a Patient's HETU cannot be changed by an update: the pseudonym every record of this patient is filed under derives from it".into(),
+                    ));
+                }
+                head.version + 1
+            }
+        };
+        let updating = current.is_some();
+        let last_updated = now_millis();
+        let mut json = resource.json.clone();
+        stamp(&mut json, resource_type, id, version, last_updated);
+        let body = serde_json::to_vec(&json).map_err(|e| GatewayError::Internal(format!("serialise: {e}")))?;
+        let binding = BodyBinding { resource_type, id, version, key_scope: scope };
+        let row = VersionRow {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version,
+            patient: resource.patient.clone(),
+            key_scope: scope.to_owned(),
+            security_labels: resource.security_labels.clone(),
+            author_org: resource.author_org.clone(),
+            author_practitioner: resource.author_practitioner.clone(),
+            last_updated,
+            method: if updating { "PUT" } else { "POST" }.to_owned(),
+            body: seal_body(key, &binding, &body)?,
+        };
+        diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
+        let head = Head {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version,
+            patient: resource.patient.clone(),
+            security_labels: resource.security_labels.clone(),
+            author_org: resource.author_org.clone(),
+            author_practitioner: resource.author_practitioner.clone(),
+            last_updated,
+        };
+        if updating {
+            let target = resource_heads::table
+                .filter(resource_heads::resource_type.eq(resource_type))
+                .filter(resource_heads::id.eq(id));
+            diesel::update(target)
+                .set((
+                    resource_heads::version.eq(version),
+                    resource_heads::patient.eq(&head.patient),
+                    resource_heads::security_labels.eq(&head.security_labels),
+                    resource_heads::author_org.eq(&head.author_org),
+                    resource_heads::author_practitioner.eq(&head.author_practitioner),
+                    resource_heads::last_updated.eq(last_updated),
+                ))
+                .execute(conn)?;
+            diesel::delete(
+                search_tokens::table
+                    .filter(search_tokens::resource_type.eq(resource_type))
+                    .filter(search_tokens::id.eq(id)),
+            )
+            .execute(conn)?;
+            diesel::delete(
+                search_dates::table
+                    .filter(search_dates::resource_type.eq(resource_type))
+                    .filter(search_dates::id.eq(id)),
+            )
+            .execute(conn)?;
+        } else {
+            diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
+        }
+        let patient = resource.patient.as_deref();
+        let token_rows: Vec<TokenRow<'_>> = self
+            .tokens(&resource.facts)
+            .into_iter()
+            .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
+            .collect();
+        // One statement per row: diesel's batch insert is not available across both backends.
+        for row in &token_rows {
+            diesel::insert_into(search_tokens::table).values(row).execute(conn)?;
+        }
+        let mut seen = HashSet::new();
+        let date_rows: Vec<DateRow<'_>> = resource
+            .facts
+            .iter()
+            .filter_map(|fact| match fact {
+                IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => {
+                    Some(DateRow { resource_type, id, param, range_start: *start, range_end: *end, patient })
+                }
+                _ => None,
+            })
+            .collect();
+        for row in &date_rows {
+            diesel::insert_into(search_dates::table).values(row).execute(conn)?;
+        }
+        Ok(Some((head, body)))
+    }
+
+    /// The ids of stored resources of a type carrying an identifier, oldest first. An internal
+    /// lookup for resolving a document's participants: callers must not reveal the result.
+    pub fn ids_by_identifier(
+        &self,
+        resource_type: ResourceType,
+        system: &str,
+        value: &str,
+    ) -> Result<Vec<String>, GatewayError> {
+        let token = self.inner.pseudonyms.token("identifier", Some(system), value);
+        let heads =
+            self.search(resource_type, &[Criterion::Tokens { param: "identifier".into(), tokens: vec![token] }])?;
+        Ok(heads.into_iter().map(|head| head.id).collect())
     }
 
     /// The HMAC tokens of a resource's identifier facts, without repeats. Each identifier is

@@ -1,5 +1,6 @@
 //! `POST /psychotherapy-records`: a clinic's record, translated into a national document Bundle,
-//! checked by the R4 model, and stored as one versioned, encrypted document.
+//! checked by the R4 model and the national profiles, and stored as one versioned, encrypted
+//! document, together with its Patient, Practitioner and Organization when they are new.
 //!
 //! Ids are derived from the organisation and the record id with the index key, so the same
 //! record sent again yields the same document (200, nothing new written), and a changed record
@@ -9,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use consent::Principal;
 use fhir_profiles::record::{parse_record, RecordLimits, JSON_SCHEMA_V1};
-use fhir_profiles::translate::{translate, DocumentIds};
-use fhir_profiles::{parse_resource, parse_resource_value, Issue, IssueCode, ProfileError, ResourceType};
+use fhir_profiles::translate::{translate, DocumentIds, TERHIKKI_SYSTEM};
+use fhir_profiles::{parse_resource, parse_resource_value, Issue, IssueCode, ProfileError, ResourceType, HETU_SYSTEM};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -19,7 +20,7 @@ use crate::error::GatewayError;
 use crate::fhir::{prepare, written_document};
 use crate::http;
 use crate::identity::Caller;
-use crate::store::instant;
+use crate::store::{instant, Write, WriteKind};
 
 /// `GET /psychotherapy-records/schema`: the input contract, for EMR vendors.
 pub async fn schema() -> HttpResponse {
@@ -52,7 +53,7 @@ pub async fn submit(
     let output = http::negotiate(&request, &params)?;
     http::only_params(&params, &[])?;
     let bytes = http::json_body(&request, payload, &state).await?;
-    let (organisation, practitioner) = (professional.organisation.clone(), professional.practitioner.clone());
+    let (organisation, practitioner_id) = (professional.organisation.clone(), professional.practitioner.clone());
     let limits = RecordLimits { now: chrono::Utc::now().fixed_offset(), max_note_bytes: state.config.max_note_bytes };
     let store = state.store.clone();
     let block_principal = principal.clone();
@@ -68,19 +69,40 @@ pub async fn submit(
         }
         let pseudonyms = store.pseudonyms();
         let record_id = checked.record.record_id.clone();
-        let ids = DocumentIds::derive(&checked, |part| pseudonyms.uuid(&["document", &organisation, &record_id, part]));
+        let mut ids =
+            DocumentIds::derive(&checked, |part| pseudonyms.uuid(&["document", &organisation, &record_id, part]));
+        let record = &checked.record;
+        let patient = participant(&store, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose())?;
+        let practitioner =
+            participant(&store, ResourceType::Practitioner, TERHIKKI_SYSTEM, &record.therapist.terhikki)?;
+        let oid = format!("urn:oid:{}", record.organization.oid);
+        let organization = participant(&store, ResourceType::Organization, "urn:ietf:rfc:3986", &oid)?;
+        ids.patient = patient.id().to_owned();
+        ids.practitioner = practitioner.id().to_owned();
+        ids.organization = organization.id().to_owned();
         let document = translate(&checked, &ids, &instant(crate::store::now_millis()));
-        // The model reads what the translation made: a translation bug is refused here, not stored.
+        // The model and the profiles read what the translation made: a translation bug is
+        // refused here, not stored.
         let compared = content(&document);
-        let parsed = parse_resource_value(ResourceType::Bundle, document)
-            .map_err(|e| GatewayError::Internal(format!("the translation produced an unreadable document: {e}")))?;
-        let id = ids.document.clone();
-        let resource = prepare(&store, parsed, Some(&id), (organisation.clone(), practitioner))?;
-        match store.head(ResourceType::Bundle, &id)? {
-            None => {
-                let (head, body) = store.create(resource, &id)?;
-                Ok((StatusCode::CREATED, head, body))
+        let author = (organisation.clone(), practitioner_id);
+        let mut writes = Vec::new();
+        for (found, resource_type) in [
+            (&patient, ResourceType::Patient),
+            (&practitioner, ResourceType::Practitioner),
+            (&organization, ResourceType::Organization),
+        ] {
+            if let Participant::New(id) = found {
+                let entry = entry_resource(&document, id)?;
+                let parsed = parse_resource_value(resource_type, entry).map_err(translation_bug)?;
+                let resource = prepare(&store, parsed, Some(id), author.clone())?;
+                writes.push(Write { resource, id: id.clone(), kind: WriteKind::CreateIfAbsent });
             }
+        }
+        let parsed = parse_resource_value(ResourceType::Bundle, document).map_err(translation_bug)?;
+        let id = ids.document.clone();
+        let resource = prepare(&store, parsed, Some(&id), author)?;
+        let (status, kind) = match store.head(ResourceType::Bundle, &id)? {
+            None => (StatusCode::CREATED, WriteKind::Create),
             Some(head) => {
                 // Only someone who may read the stored document may resubmit it.
                 let Some(head) = enforce::release_one(&block_principal, head) else {
@@ -98,13 +120,69 @@ pub async fn submit(
                 if content(&stored) == compared {
                     return Ok((StatusCode::OK, head.get().clone(), stored_body));
                 }
-                let (head, body) = store.update(resource, &id, Some(head.get().version))?;
-                Ok((StatusCode::OK, head, body))
+                (StatusCode::OK, WriteKind::Update(Some(head.get().version)))
             }
-        }
+        };
+        writes.push(Write { resource, id, kind });
+        // The participants and the document commit together, or not at all.
+        let (head, body) = store
+            .write_all(writes)?
+            .pop()
+            .flatten()
+            .ok_or_else(|| GatewayError::Internal("the document was not written".into()))?;
+        Ok((status, head, body))
     })
     .await??;
     Ok(written_document(&request, &state, &principal, output, status, &head, body))
+}
+
+/// A document's Patient, Practitioner or Organization: one stored resource per identifier,
+/// shared by every document that names it.
+enum Participant {
+    /// Stored before, by an earlier document or through the FHIR API.
+    Found(String),
+    /// Not stored yet: created with the document, under an id derived from the identifier (so
+    /// concurrent first documents agree on it).
+    New(String),
+}
+
+impl Participant {
+    fn id(&self) -> &str {
+        match self {
+            Participant::Found(id) | Participant::New(id) => id,
+        }
+    }
+}
+
+fn participant(
+    store: &crate::store::Store,
+    resource_type: ResourceType,
+    system: &str,
+    value: &str,
+) -> Result<Participant, GatewayError> {
+    // The document refers to it as `urn:uuid:{id}`, so only a UUID id can be reused.
+    let found = store
+        .ids_by_identifier(resource_type, system, value)?
+        .into_iter()
+        .find(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == *id));
+    Ok(match found {
+        Some(id) => Participant::Found(id),
+        None => Participant::New(store.pseudonyms().uuid(&["participant", resource_type.as_str(), system, value])),
+    })
+}
+
+/// The resource of the document's entry `urn:uuid:{id}`.
+fn entry_resource(document: &Value, id: &str) -> Result<Value, GatewayError> {
+    let full_url = format!("urn:uuid:{id}");
+    document["entry"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["fullUrl"] == full_url.as_str()))
+        .map(|entry| entry["resource"].clone())
+        .ok_or_else(|| GatewayError::Internal("the translation left out a participant".into()))
+}
+
+fn translation_bug(error: ProfileError) -> GatewayError {
+    GatewayError::Internal(format!("the translation produced an unreadable document: {error}"))
 }
 
 /// `POST /$validate` and `POST /{type}/$validate`: the same checks as a write, nothing stored,

@@ -233,32 +233,33 @@ on_both_backends! {
     }
 
     fn document_bundles_are_stored_and_found_by_patient(gateway) {
-        let document = json!({
-            "resourceType": "Bundle",
-            "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
-            "type": "document",
-            "timestamp": "2026-03-02T15:00:00+02:00",
-            "entry": [
-                {"fullUrl": "urn:uuid:5c1e7a9e-0000-4000-8000-000000000001", "resource": note_composition("x", NOTE)},
-                {"fullUrl": "urn:uuid:5c1e7a9e-0000-4000-8000-000000000002", "resource": patient(HETU)}
-            ]
-        });
-        let mut document = document;
-        document["entry"][0]["resource"]["subject"]["reference"] = json!("urn:uuid:5c1e7a9e-0000-4000-8000-000000000002");
+        let document = example_document();
+        let identifier = document["identifier"]["value"].as_str().unwrap().to_owned();
         let id = gateway.create(&document);
         let stored = gateway.get(&format!("/Bundle/{id}")).json().unwrap();
         assert_eq!(stored["type"], "document");
         assert_eq!(stored["entry"][0]["resource"]["resourceType"], "Composition");
         assert_r4(&stored);
         assert_eq!(total(&gateway, &format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{HETU}")), 1);
-        assert_eq!(total(&gateway, "/Bundle?identifier=urn:ietf:rfc:3986|urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"), 1);
+        assert_eq!(total(&gateway, &format!("/Bundle?identifier=urn:ietf:rfc:3986|{identifier}")), 1);
         assert_eq!(total(&gateway, "/Bundle?timestamp=2026-03-02"), 1);
         // A Patient created later with the same HETU finds the same document by reference.
         let patient_id = gateway.create(&patient(HETU));
         assert_eq!(total(&gateway, &format!("/Bundle?patient={patient_id}")), 1);
+        // Refused: the Composition not first; a profile rule broken; another organisation's
+        // document.
         let mut not_first = document.clone();
         not_first["entry"].as_array_mut().unwrap().reverse();
         outcome(&gateway.post("/Bundle", &not_first), 422);
+        let mut unrestricted = document.clone();
+        unrestricted["entry"][0]["resource"]["confidentiality"] = json!("N");
+        let refused = outcome(&gateway.post("/Bundle", &unrestricted), 422);
+        assert!(refused["issue"].as_array().unwrap().iter().any(|i| i["expression"][0] == "Bundle.entry[0].resource.confidentiality"), "{refused}");
+        let theirs = gateway.professional(OTHER_ORG, "10077777777", "psychotherapist");
+        let answer = theirs.post_json("/Bundle", &document).unwrap();
+        assert_eq!(answer.status, 422, "{}", answer.text());
+        assert_eq!(answer.json().unwrap()["issue"][0]["expression"][0], "Bundle.entry[0].resource.custodian");
+        assert_eq!(total(&gateway, "/Bundle"), 1);
     }
 
     fn concurrent_writers_for_one_new_patient_all_succeed(gateway) {

@@ -110,7 +110,55 @@ on_both_backends! {
         assert_eq!(expression(&refused(client, 422, |r| r["session"]["start"] = json!("2099-01-01T10:00:00+02:00"))), "session.start");
         assert_eq!(expression(&refused(client, 422, |r| r["organization"]["oid"] = json!(OTHER_ORG))), "organization.oid");
         assert_eq!(expression(&refused(client, 422, |r| r["note"]["text"] = json!("x".repeat(gateway.config.max_note_bytes + 1)))), "note.text");
-        assert_eq!(client.get("/Bundle").unwrap().json().unwrap()["total"], 0, "a refused record stored something");
+        for kind in ["Bundle", "Patient", "Practitioner", "Organization"] {
+            assert_eq!(client.get(&format!("/{kind}")).unwrap().json().unwrap()["total"], 0, "a refused record stored a {kind}");
+        }
+    }
+
+    fn participants_are_resolved_not_duplicated(gateway) {
+        let therapist = &gateway.client;
+        // A Patient created earlier through the FHIR API is the one the documents name.
+        let existing = gateway.create(&patient(HETU));
+        let first = submit(therapist, &record());
+        assert_eq!(first.status, 201, "{}", first.text());
+        let first = first.json().unwrap();
+        let mut next_session = record();
+        next_session["record_id"] = json!("EMR-2026-000124");
+        next_session["session"]["start"] = json!("2026-03-09T14:00:00+02:00");
+        let second = submit(therapist, &next_session).json().unwrap();
+        assert_ne!(first["id"], second["id"]);
+        assert_eq!(first["entry"][1]["fullUrl"], format!("urn:uuid:{existing}"));
+        for entry in 1..4 {
+            assert_eq!(first["entry"][entry]["fullUrl"], second["entry"][entry]["fullUrl"]);
+        }
+        let total = |path: &str| therapist.get(path).unwrap().json().unwrap()["total"].clone();
+        assert_eq!(total(&format!("/Patient?identifier=urn:oid:1.2.246.21|{HETU}")), 1);
+        assert_eq!(total(&format!("/Practitioner?identifier=urn:oid:1.2.246.537.26|{THERAPIST}")), 1);
+        assert_eq!(total(&format!("/Organization?identifier=urn:ietf:rfc:3986|urn:oid:{ORG}")), 1);
+        // The stored Practitioner is the document's, under the same id.
+        let practitioner = first["entry"][2]["fullUrl"].as_str().unwrap().trim_start_matches("urn:uuid:").to_owned();
+        let stored = therapist.get(&format!("/Practitioner/{practitioner}")).unwrap().json().unwrap();
+        assert_eq!(stored["identifier"][0]["value"], THERAPIST);
+        assert_eq!(stored["meta"]["profile"][0], "https://fhir.vaitio.fi/StructureDefinition/vaitio-practitioner");
+
+        // Concurrent first documents of a new patient agree on one Patient.
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let client = therapist.clone();
+                    scope.spawn(move || {
+                        let mut body = record();
+                        body["record_id"] = json!(format!("EMR-NEW-{i}"));
+                        body["patient"] = json!({"hetu": "010106A9986", "given": ["Eero"], "family": "Uusi", "birth_date": "2006-01-01"});
+                        submit(&client, &body).status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+        assert_eq!(total("/Patient?identifier=urn:oid:1.2.246.21|010106A9986"), 1);
+        assert_eq!(total("/Bundle?patient:identifier=urn:oid:1.2.246.21|010106A9986"), 6);
     }
 }
 

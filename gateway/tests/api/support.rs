@@ -311,3 +311,14 @@ pub fn note_composition(patient_id: &str, note: &str) -> Value {
         "section": [{"title": "Note", "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{note}</div>")}}]
     })
 }
+
+/// The contract's example record as a document Bundle (fresh ids), as an EMR that speaks FHIR
+/// would send it to `POST /Bundle`.
+pub fn example_document() -> Value {
+    use fhir_profiles::record::{parse_record, RecordLimits, EXAMPLE_V1};
+    use fhir_profiles::translate::{translate, DocumentIds};
+    let limits = RecordLimits { now: chrono::Utc::now().fixed_offset(), max_note_bytes: 64 * 1024 };
+    let checked = parse_record(EXAMPLE_V1.as_bytes(), &limits).unwrap();
+    let ids = DocumentIds::derive(&checked, |_| uuid::Uuid::new_v4().to_string());
+    translate(&checked, &ids, "2026-03-02T15:00:00+02:00")
+}

@@ -6,7 +6,7 @@ use fhir_profiles::translate::{translate, DocumentIds};
 use fhir_profiles::{parse_resource, ProfileError, ResourceType};
 use serde_json::{json, Value};
 
-fn example() -> Value {
+pub fn example() -> Value {
     json!({
         "schema": "vaitio.psychotherapy-record/v1",
         "record_id": "EMR-2026-000123",
@@ -23,11 +23,11 @@ fn example() -> Value {
     })
 }
 
-fn limits() -> RecordLimits {
+pub fn limits() -> RecordLimits {
     RecordLimits { now: DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap(), max_note_bytes: 64 * 1024 }
 }
 
-fn ids(checked: &fhir_profiles::record::CheckedRecord) -> DocumentIds {
+pub fn ids(checked: &fhir_profiles::record::CheckedRecord) -> DocumentIds {
     let mut n = 0u32;
     DocumentIds::derive(checked, |_| {
         n += 1;
