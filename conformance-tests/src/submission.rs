@@ -28,6 +28,24 @@ pub fn cases() -> Vec<Case> {
             "Vaitio input contract v1",
             refusals,
         ),
+        shall(
+            "SUB-04",
+            "$validate reports every profile issue with its FHIRPath and stores nothing",
+            "FHIR R4 resource-operation-validate; Vaitio national profiles",
+            validate_without_storing,
+        ),
+        shall(
+            "SUB-05",
+            "A ready document Bundle is accepted at POST /Bundle and held to the same profiles",
+            "Vaitio national profiles: vaitio-psychotherapy-document",
+            ready_documents,
+        ),
+        shall(
+            "SUB-06",
+            "Documents of one patient share one Patient, Practitioner and Organization",
+            "Vaitio design: resolve-or-create of participants",
+            participants_shared,
+        ),
     ]
 }
 
@@ -141,6 +159,11 @@ fn refusals(ctx: &Context) -> Result<Outcome, String> {
             r["schema"] = json!("vaitio.psychotherapy-record/v99");
             r
         }),
+        ("missing service event", 400, "", {
+            let mut r = good.clone();
+            r.as_object_mut().map(|o| o.remove("service_event"));
+            r
+        }),
         ("unknown field", 400, "patient.nickname", {
             let mut r = good.clone();
             r["patient"]["nickname"] = json!("x");
@@ -187,7 +210,8 @@ fn refusals(ctx: &Context) -> Result<Outcome, String> {
                 answer.text_excerpt()
             )));
         }
-        if outcome["issue"][0]["expression"][0] != field {
+        let named = outcome["issue"][0]["expression"][0].as_str().unwrap_or("");
+        if named != field {
             return Ok(Outcome::Fail(format!(
                 "{what}: the outcome names {} instead of {field}",
                 outcome["issue"][0]["expression"]
@@ -197,19 +221,145 @@ fn refusals(ctx: &Context) -> Result<Outcome, String> {
             return Ok(Outcome::Fail(format!("{what}: the refusal echoes the identity code")));
         }
     }
-    let malformed = ctx.client.send(
-        "POST",
-        "/psychotherapy-records",
-        &[("Content-Type", "application/json")],
-        Some(b"{\"schema\": "),
-    )?;
-    if malformed.status != 400 || !malformed.is_operation_outcome() {
-        return Ok(Outcome::Fail(format!("malformed JSON: HTTP {}", malformed.status)));
+    for (what, body) in [("malformed JSON", &b"{\"schema\": "[..]), ("non-UTF-8 JSON", &[0x7b, 0xff, 0xfe, 0x7d][..])] {
+        let answer =
+            ctx.client.send("POST", "/psychotherapy-records", &[("Content-Type", "application/json")], Some(body))?;
+        if answer.status != 400 || !answer.is_operation_outcome() {
+            return Ok(Outcome::Fail(format!("{what}: HTTP {}", answer.status)));
+        }
     }
     let stored = ctx.client.get(&format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{hetu}"))?.json()?;
     Ok(if stored["total"] == 0 {
-        Outcome::Pass("9 bad records refused, each naming its field; nothing stored".into())
+        Outcome::Pass("11 bad records refused, each naming its field; nothing stored".into())
     } else {
         Outcome::Fail("a refused record left a document behind".into())
+    })
+}
+
+/// A document the gateway made for a fresh record, made ready to be sent again as a new
+/// document: without its server id and version, under a new identifier.
+fn ready_document(ctx: &Context) -> Result<Result<Value, Outcome>, String> {
+    let (body, _) = match fresh(ctx)? {
+        Ok(fresh) => fresh,
+        Err(skip) => return Ok(Err(skip)),
+    };
+    let answer = submit(ctx, &body)?;
+    if answer.status != 201 {
+        return Ok(Err(Outcome::Fail(format!("the record was not accepted: HTTP {}", answer.status))));
+    }
+    let mut document = answer.json()?;
+    if let Some(object) = document.as_object_mut() {
+        object.remove("id");
+    }
+    if let Some(meta) = document["meta"].as_object_mut() {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+    }
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    document["identifier"]["value"] =
+        json!(format!("urn:uuid:00000000-0000-4000-8000-{:012x}", nanos & 0xffff_ffff_ffff));
+    Ok(Ok(document))
+}
+
+/// The `expression`s of an OperationOutcome's issues.
+fn expressions(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .map(|issues| issues.iter().filter_map(|i| i["expression"][0].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// The document with its Composition no longer restricted: a break of the document profile.
+fn unrestricted(document: &Value) -> Value {
+    let mut broken = document.clone();
+    broken["entry"][0]["resource"]["confidentiality"] = json!("N");
+    broken
+}
+
+const CONFIDENTIALITY: &str = "Bundle.entry[0].resource.confidentiality";
+
+fn validate_without_storing(ctx: &Context) -> Result<Outcome, String> {
+    let document = match ready_document(ctx)? {
+        Ok(document) => document,
+        Err(outcome) => return Ok(outcome),
+    };
+    let identifier = document["identifier"]["value"].as_str().unwrap_or("").to_owned();
+    let valid = ctx.client.post_json("/Bundle/$validate", &document)?;
+    let valid_outcome = valid.json().unwrap_or(Value::Null);
+    if valid.status != 200 || valid_outcome["issue"][0]["severity"] != "information" {
+        return Ok(Outcome::Fail(format!("a valid document: HTTP {}: {}", valid.status, valid.text_excerpt())));
+    }
+    let invalid = ctx.client.post_json("/$validate", &unrestricted(&document))?;
+    let invalid_outcome = invalid.json().unwrap_or(Value::Null);
+    if invalid.status != 200 || !expressions(&invalid_outcome).iter().any(|e| e == CONFIDENTIALITY) {
+        return Ok(Outcome::Fail(format!("a broken document: HTTP {}: {}", invalid.status, invalid.text_excerpt())));
+    }
+    let stored = ctx.client.get(&format!("/Bundle?identifier=urn:ietf:rfc:3986|{identifier}"))?.json()?;
+    Ok(if stored["total"] == 0 {
+        Outcome::Pass(format!("valid: informational; broken: the issue at {CONFIDENTIALITY}; nothing stored"))
+    } else {
+        Outcome::Fail("$validate stored the document".into())
+    })
+}
+
+fn ready_documents(ctx: &Context) -> Result<Outcome, String> {
+    let document = match ready_document(ctx)? {
+        Ok(document) => document,
+        Err(outcome) => return Ok(outcome),
+    };
+    let refused = ctx.client.post_json("/Bundle", &unrestricted(&document))?;
+    let refused_outcome = refused.json().unwrap_or(Value::Null);
+    if refused.status != 422 || !expressions(&refused_outcome).iter().any(|e| e == CONFIDENTIALITY) {
+        return Ok(Outcome::Fail(format!(
+            "a document breaking the profile: HTTP {}: {}",
+            refused.status,
+            refused.text_excerpt()
+        )));
+    }
+    let mut undeclared = document.clone();
+    if let Some(meta) = undeclared["entry"][1]["resource"]["meta"].as_object_mut() {
+        meta.remove("profile");
+    }
+    let closed = ctx.client.post_json("/Bundle", &undeclared)?;
+    if closed.status != 422
+        || !expressions(&closed.json().unwrap_or(Value::Null)).iter().any(|e| e == "Bundle.entry[1]")
+    {
+        return Ok(Outcome::Fail(format!("an entry without its profile: HTTP {}", closed.status)));
+    }
+    let created = ctx.client.post_json("/Bundle", &document)?;
+    Ok(if created.status == 201 && created.header("location").is_some_and(|l| l.contains("/Bundle/")) {
+        Outcome::Pass(
+            "a conforming document 201; a profile break and an undeclared entry 422 naming the element".into(),
+        )
+    } else {
+        Outcome::Fail(format!("a conforming document: HTTP {}: {}", created.status, created.text_excerpt()))
+    })
+}
+
+fn participants_shared(ctx: &Context) -> Result<Outcome, String> {
+    let (first, org) = match fresh(ctx)? {
+        Ok(fresh) => fresh,
+        Err(skip) => return Ok(skip),
+    };
+    let mut second = first.clone();
+    second["record_id"] = json!(format!("{}-2", first["record_id"].as_str().unwrap_or("")));
+    second["session"]["start"] = json!("2026-03-09T14:00:00+02:00");
+    let (a, b) = (submit(ctx, &first)?, submit(ctx, &second)?);
+    if a.status != 201 || b.status != 201 {
+        return Ok(Outcome::Fail(format!("two records: HTTP {} and {}", a.status, b.status)));
+    }
+    let (a, b) = (a.json()?, b.json()?);
+    for (index, kind) in [(1, "Patient"), (2, "Practitioner"), (3, "Organization")] {
+        if a["entry"][index]["fullUrl"] != b["entry"][index]["fullUrl"] {
+            return Ok(Outcome::Fail(format!("the two documents name different {kind} resources")));
+        }
+    }
+    let hetu = first["patient"]["hetu"].as_str().unwrap_or("");
+    let patients = ctx.client.get(&format!("/Patient?identifier=urn:oid:1.2.246.21|{hetu}"))?.json()?;
+    let organizations = ctx.client.get(&format!("/Organization?identifier=urn:ietf:rfc:3986|urn:oid:{org}"))?.json()?;
+    Ok(if patients["total"] != 1 || organizations["total"] != 1 {
+        Outcome::Fail(format!("{} Patients and {} Organizations stored", patients["total"], organizations["total"]))
+    } else {
+        Outcome::Pass("one Patient and one Organization, named by both documents under the same ids".into())
     })
 }

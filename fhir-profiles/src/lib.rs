@@ -21,8 +21,8 @@ pub mod translate;
 pub use error::{Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
 pub use parse::{
-    document_custodian, is_valid_id, parse_resource, parse_resource_value, stored_patient_id, ParsedResource,
-    PatientLink, SecurityCoding,
+    document_custodian, is_valid_id, parse_resource, parse_resource_value, parse_translated, stored_patient_id,
+    ParsedResource, PatientLink, SecurityCoding,
 };
 pub use resource_type::ResourceType;
 

@@ -79,7 +79,9 @@ fn narrative(text: &str) -> Value {
     let paragraphs: String =
         text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("<p>{}</p>", escape_xhtml(l))).collect();
     let body = if paragraphs.is_empty() { "<p></p>".to_owned() } else { paragraphs };
-    json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>")})
+    let mut text = json!({"status": "generated"});
+    text["div"] = Value::String(format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>"));
+    text
 }
 
 /// `PSYTHPN` and confidentiality `R`: what the consent rules act on.
@@ -260,23 +262,24 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         NoteKind::Intake => "Intake note",
         NoteKind::Closing => "Closing note",
     };
-    let mut sections = vec![json!({
-        "title": note_title,
-        "code": {"coding": [{"system": LOINC, "code": "61150-9", "display": "Subjective Narrative"}]},
-        "text": narrative(&record.note.text),
-    })];
+    // `json!` copies every value it is given; the large ones (narratives, sections, entries)
+    // are moved in afterwards instead, so the note text is not copied at each level.
+    let section = |title: &str, code: &str, display: &str, text: Value| {
+        let mut section =
+            json!({"title": title, "code": {"coding": [{"system": LOINC, "code": code, "display": display}]}});
+        section["text"] = text;
+        section
+    };
+    let mut sections = vec![section(note_title, "61150-9", "Subjective Narrative", narrative(&record.note.text))];
     if !conditions.is_empty() {
         let listed: Vec<String> = record
             .diagnoses
             .iter()
             .map(|d| format!("{}{}", d.icd10, if d.primary { " (primary)" } else { "" }))
             .collect();
-        sections.push(json!({
-            "title": "Diagnoses",
-            "code": {"coding": [{"system": LOINC, "code": "11450-4", "display": "Problem list - Reported"}]},
-            "text": narrative(&listed.join("\n")),
-            "entry": ids.conditions.iter().map(|id| reference(id)).collect::<Vec<_>>(),
-        }));
+        let mut diagnoses = section("Diagnoses", "11450-4", "Problem list - Reported", narrative(&listed.join("\n")));
+        diagnoses["entry"] = ids.conditions.iter().map(|id| reference(id)).collect();
+        sections.push(diagnoses);
     }
     if !observations.is_empty() || record.risk.is_some() {
         let mut lines: Vec<String> =
@@ -284,24 +287,16 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         if let Some(risk) = &record.risk {
             lines.push(format!("Suicide risk: {}", risk.suicide.text()));
         }
-        let mut section = json!({
-            "title": "Assessment and risk",
-            "code": {"coding": [{"system": LOINC, "code": "51848-0", "display": "Evaluation note"}]},
-            "text": narrative(&lines.join("\n")),
-        });
+        let mut assessment = section("Assessment and risk", "51848-0", "Evaluation note", narrative(&lines.join("\n")));
         if !observations.is_empty() {
-            section["entry"] = json!(ids.observations.iter().map(|id| reference(id)).collect::<Vec<_>>());
+            assessment["entry"] = ids.observations.iter().map(|id| reference(id)).collect();
         }
-        sections.push(section);
+        sections.push(assessment);
     }
     if let Some(plan) = record.plan.as_deref().filter(|p| !p.trim().is_empty()) {
-        sections.push(json!({
-            "title": "Plan",
-            "code": {"coding": [{"system": LOINC, "code": "18776-5", "display": "Plan of care note"}]},
-            "text": narrative(plan),
-        }));
+        sections.push(section("Plan", "18776-5", "Plan of care note", narrative(plan)));
     }
-    let composition = json!({
+    let mut composition = json!({
         "resourceType": "Composition",
         "meta": {"profile": [COMPOSITION_PROFILE], "security": note_labels()},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.composition)},
@@ -314,8 +309,8 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         "title": "Psychotherapy session note",
         "confidentiality": "R",
         "custodian": reference(&ids.organization),
-        "section": sections,
     });
+    composition["section"] = Value::Array(sections);
 
     let mut entries = vec![
         (ids.composition.as_str(), composition),
@@ -327,12 +322,21 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     ];
     entries.extend(ids.conditions.iter().map(String::as_str).zip(conditions));
     entries.extend(ids.observations.iter().map(String::as_str).zip(observations));
-    json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "meta": {"profile": [DOCUMENT_PROFILE], "security": note_labels()},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.document)},
         "type": "document",
         "timestamp": assembled,
-        "entry": entries.into_iter().map(|(id, resource)| json!({"fullUrl": urn(id), "resource": resource})).collect::<Vec<_>>(),
-    })
+    });
+    bundle["entry"] = entries
+        .into_iter()
+        .map(|(id, resource)| {
+            let mut entry = serde_json::Map::new();
+            entry.insert("fullUrl".into(), Value::String(urn(id)));
+            entry.insert("resource".into(), resource);
+            Value::Object(entry)
+        })
+        .collect();
+    bundle
 }

@@ -11,14 +11,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use fhir_profiles::Hetu;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
+use hmac::{Hmac, KeyInit, Mac};
 use openssl::rand::rand_bytes;
-use openssl::sign::Signer;
 use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+use sha2::Sha256;
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -204,31 +203,30 @@ impl DataKeyCache {
 
 /// Keyed HMAC-SHA256 under the index key: patient pseudonyms and identifier tokens. Each use has
 /// its own prefix so a token of one kind never equals a token of another.
+///
+/// The HMAC is keyed once and cloned for each use: a submission computes some twenty of them,
+/// and keying a new one each time (as an OpenSSL `PKey` and `Signer` did) cost more than the
+/// hashing.
 #[derive(Clone)]
 pub struct Pseudonymizer {
-    key: Arc<SecretKey>,
+    keyed: Hmac<Sha256>,
 }
 
 impl Pseudonymizer {
     pub fn new(key: SecretKey) -> Self {
-        Pseudonymizer { key: Arc::new(key) }
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes a key of any length");
+        Pseudonymizer { keyed }
     }
 
     fn mac(&self, parts: &[&str]) -> String {
-        // A MAC over a fixed key cannot fail short of an allocation failure.
-        let digest = (|| -> Result<Vec<u8>, openssl::error::ErrorStack> {
-            let key = PKey::hmac(&self.key.0)?;
-            let mut signer = Signer::new(MessageDigest::sha256(), &key)?;
-            for (i, part) in parts.iter().enumerate() {
-                if i > 0 {
-                    signer.update(&[0x1f])?;
-                }
-                signer.update(part.as_bytes())?;
+        let mut mac = self.keyed.clone();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                mac.update(&[0x1f]);
             }
-            signer.sign_to_vec()
-        })()
-        .unwrap_or_else(|e| panic!("HMAC-SHA256 failed: {e}"));
-        hex::encode(digest)
+            mac.update(part.as_bytes());
+        }
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// The patient pseudonym of a HETU: the same person gets the same pseudonym in every row.
@@ -296,6 +294,24 @@ mod tests {
         let other = FileKek::new(SecretKey::generate().unwrap());
         assert!(other.unwrap("patient-1", &wrapped).is_err());
         assert_ne!(kek.id(), other.id());
+    }
+
+    #[test]
+    fn the_mac_is_standard_hmac_sha256_so_stored_pseudonyms_keep_their_meaning() {
+        // RFC 4231 test case 1: key 0x0b × 20, "Hi There". The index key is 32 bytes, so pad the
+        // comparison through OpenSSL's HMAC with the same 32-byte key instead.
+        let key = SecretKey([0x0b; 32]);
+        let ours = Pseudonymizer::new(SecretKey(key.0)).mac(&["Hi There", "part"]);
+        let pkey = openssl::pkey::PKey::hmac(&key.0).unwrap();
+        let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+        signer.update(b"Hi There\x1fpart").unwrap();
+        assert_eq!(ours, hex::encode(signer.sign_to_vec().unwrap()));
+        let mut rfc = <Hmac<Sha256> as KeyInit>::new_from_slice(&[0x0b; 20]).unwrap();
+        rfc.update(b"Hi There");
+        assert_eq!(
+            hex::encode(rfc.finalize().into_bytes()),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
     }
 
     #[test]

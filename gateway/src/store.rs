@@ -5,7 +5,7 @@
 //! enforcement point released.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 
 use diesel::prelude::*;
 use fhir_profiles::search::{DateQuery, IndexFact};
@@ -14,9 +14,10 @@ use serde_json::{Map, Value};
 
 use crate::crypto::{open_body, seal_body, BodyBinding, DataKey, DataKeyCache, KeyEncryptionKey, Pseudonymizer};
 use crate::db::schema::{data_keys, resource_heads, resource_versions, search_dates, search_tokens};
-use crate::db::Pool;
+use crate::db::{DbConnection, Manager, Pool};
 use crate::enforce::Released;
 use crate::error::GatewayError;
+use diesel::r2d2::PooledConnection;
 
 /// The key scope of resources that belong to no patient.
 const SHARED_SCOPE: &str = "shared";
@@ -167,9 +168,40 @@ struct Inner {
     kek: Box<dyn KeyEncryptionKey>,
     pseudonyms: Pseudonymizer,
     data_keys: DataKeyCache,
-    /// SQLite allows one writer; queueing writers here avoids its busy-retry loop. PostgreSQL
-    /// writers run concurrently.
-    write_lock: Option<Mutex<()>>,
+    /// SQLite allows one writer: every write goes to one thread holding one connection, which
+    /// commits the writes of concurrent requests together ([`WriteQueue`]). PostgreSQL writers
+    /// take pooled connections and run concurrently.
+    writer: Option<WriteQueue>,
+    /// `type|identifier token` → id, for [`Store::id_by_identifier`].
+    known_ids: BoundedMap<String>,
+}
+
+/// A map that forgets everything when full: a cache whose misses only cost a query.
+pub(crate) struct BoundedMap<V> {
+    entries: Mutex<std::collections::HashMap<String, V>>,
+}
+
+impl<V> Default for BoundedMap<V> {
+    fn default() -> Self {
+        BoundedMap { entries: Mutex::new(std::collections::HashMap::new()) }
+    }
+}
+
+impl<V: Clone> BoundedMap<V> {
+    const CAPACITY: usize = 50_000;
+
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        self.entries.lock().ok()?.get(key).cloned()
+    }
+
+    pub(crate) fn put(&self, key: &str, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key.to_owned(), value);
+        }
+    }
 }
 
 pub fn now_millis() -> i64 {
@@ -185,14 +217,41 @@ pub fn instant(millis: i64) -> String {
 
 impl Store {
     pub fn new(pool: Pool, kek: Box<dyn KeyEncryptionKey>, pseudonyms: Pseudonymizer, sqlite: bool) -> Self {
-        Store {
+        let writer = sqlite.then(|| WriteQueue::start(pool.clone(), pseudonyms.clone(), kek.id().to_owned()));
+        let store = Store {
             inner: Arc::new(Inner {
                 pool,
                 kek,
                 pseudonyms,
                 data_keys: DataKeyCache::default(),
-                write_lock: sqlite.then(|| Mutex::new(())),
+                writer,
+                known_ids: BoundedMap::default(),
             }),
+        };
+        if sqlite {
+            store.checkpoint_in_background();
+        }
+        store
+    }
+
+    /// SQLite copies the write-ahead log into the database file in checkpoints. Left to itself
+    /// it runs one inside whichever commit crosses the threshold, and that request waits for
+    /// it; here a thread runs them instead, every quarter second, beside the writers. The thread
+    /// ends with the store. (Connections keep a high automatic threshold as a backstop.)
+    fn checkpoint_in_background(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let Some(inner) = inner.upgrade() else { return };
+            if let Ok(mut conn) = inner.pool.get() {
+                use diesel::connection::SimpleConnection;
+                if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(%error, "background checkpoint failed");
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no background checkpoint thread: commits will checkpoint");
         }
     }
 
@@ -202,10 +261,6 @@ impl Store {
 
     fn conn(&self) -> Result<diesel::r2d2::PooledConnection<crate::db::Manager>, GatewayError> {
         Ok(self.inner.pool.get()?)
-    }
-
-    fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
-        self.inner.write_lock.as_ref().map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// Readiness: the database answers.
@@ -352,7 +407,8 @@ impl Store {
     /// document costs one commit. Two writers racing to create the same key or the same
     /// resource meet a unique violation; the loser runs again once and then sees the winner's
     /// rows.
-    pub fn write_all(&self, writes: Vec<Write>) -> Result<Vec<Option<(Head, Vec<u8>)>>, GatewayError> {
+    pub fn write_all(&self, writes: Vec<Write>) -> Result<Written, GatewayError> {
+        let writes = Arc::new(writes);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -363,10 +419,10 @@ impl Store {
         }
     }
 
-    fn try_write_all(&self, writes: &[Write]) -> Result<Vec<Option<(Head, Vec<u8>)>>, GatewayError> {
+    fn try_write_all(&self, writes: &Arc<Vec<Write>>) -> Result<Written, GatewayError> {
         // Keys first, outside the transaction: unwrapping is CPU work and may read.
-        let mut keys: Vec<(String, DataKey, Option<Vec<u8>>)> = Vec::new();
-        for write in writes {
+        let mut keys: NewKeys = Vec::new();
+        for write in writes.iter() {
             let scope = write.resource.patient.clone().unwrap_or_else(|| SHARED_SCOPE.to_owned());
             if keys.iter().any(|(s, _, _)| *s == scope) {
                 continue;
@@ -380,31 +436,13 @@ impl Store {
                 }
             }
         }
-        let written = {
-            let _guard = self.write_guard();
-            let mut conn = self.conn()?;
-            conn.transaction::<_, GatewayError, _>(|conn| {
-                for (scope, _, wrapped) in &keys {
-                    if let Some(wrapped) = wrapped {
-                        let row = NewDataKey {
-                            scope,
-                            kek_id: self.inner.kek.id(),
-                            wrapped_key: wrapped.clone(),
-                            created_at: now_millis(),
-                        };
-                        diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
-                    }
-                }
-                writes
-                    .iter()
-                    .map(|write| {
-                        let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
-                        let key = keys.iter().find(|(s, _, _)| s == scope).map(|(_, key, _)| key);
-                        let key = key.ok_or_else(|| GatewayError::Internal("no data key for a write".into()))?;
-                        self.write_in(conn, write, key, scope)
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })?
+        let written = match &self.inner.writer {
+            Some(queue) => queue.submit(writes.clone(), keys.clone())?,
+            None => {
+                let context =
+                    WriteContext { pseudonyms: self.inner.pseudonyms.clone(), kek_id: self.inner.kek.id().to_owned() };
+                self.conn()?.transaction(|conn| write_request(conn, &context, &keys, writes))?
+            }
         };
         // Only keys that committed are cached.
         for (scope, key, _) in keys {
@@ -413,161 +451,34 @@ impl Store {
         Ok(written)
     }
 
-    fn write_in(
-        &self,
-        conn: &mut crate::db::DbConnection,
-        write: &Write,
-        key: &DataKey,
-        scope: &str,
-    ) -> Result<Option<(Head, Vec<u8>)>, GatewayError> {
-        let Write { resource, id, kind } = write;
-        let id = id.as_str();
-        let resource_type = resource.resource_type.as_str();
-        let current: Option<Head> = match kind {
-            WriteKind::Create => None,
-            WriteKind::Update(_) | WriteKind::CreateIfAbsent => resource_heads::table
-                .filter(resource_heads::resource_type.eq(resource_type))
-                .filter(resource_heads::id.eq(id))
-                .select(Head::as_select())
-                .first(conn)
-                .optional()?,
-        };
-        let version = match (kind, &current) {
-            (WriteKind::Create, _) | (WriteKind::CreateIfAbsent, None) => 1,
-            (WriteKind::CreateIfAbsent, Some(_)) => return Ok(None),
-            (WriteKind::Update(_), None) => {
-                return Err(GatewayError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() })
-            }
-            (WriteKind::Update(if_match), Some(head)) => {
-                if if_match.is_some_and(|expected| expected != head.version) {
-                    return Err(GatewayError::PreconditionFailed { current: head.version });
-                }
-                if resource.resource_type == ResourceType::Patient && head.patient != resource.patient {
-                    return Err(GatewayError::Unprocessable(
-                        "a Patient's HETU cannot be changed by an update: the pseudonym every record of this patient is filed under derives from it".into(),
-                    ));
-                }
-                head.version + 1
-            }
-        };
-        let updating = current.is_some();
-        let last_updated = now_millis();
-        let mut json = resource.json.clone();
-        stamp(&mut json, resource_type, id, version, last_updated);
-        let body = serde_json::to_vec(&json).map_err(|e| GatewayError::Internal(format!("serialise: {e}")))?;
-        let binding = BodyBinding { resource_type, id, version, key_scope: scope };
-        let row = VersionRow {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            version,
-            patient: resource.patient.clone(),
-            key_scope: scope.to_owned(),
-            security_labels: resource.security_labels.clone(),
-            author_org: resource.author_org.clone(),
-            author_practitioner: resource.author_practitioner.clone(),
-            last_updated,
-            method: if updating { "PUT" } else { "POST" }.to_owned(),
-            body: seal_body(key, &binding, &body)?,
-        };
-        diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
-        let head = Head {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            version,
-            patient: resource.patient.clone(),
-            security_labels: resource.security_labels.clone(),
-            author_org: resource.author_org.clone(),
-            author_practitioner: resource.author_practitioner.clone(),
-            last_updated,
-        };
-        if updating {
-            let target = resource_heads::table
-                .filter(resource_heads::resource_type.eq(resource_type))
-                .filter(resource_heads::id.eq(id));
-            diesel::update(target)
-                .set((
-                    resource_heads::version.eq(version),
-                    resource_heads::patient.eq(&head.patient),
-                    resource_heads::security_labels.eq(&head.security_labels),
-                    resource_heads::author_org.eq(&head.author_org),
-                    resource_heads::author_practitioner.eq(&head.author_practitioner),
-                    resource_heads::last_updated.eq(last_updated),
-                ))
-                .execute(conn)?;
-            diesel::delete(
-                search_tokens::table
-                    .filter(search_tokens::resource_type.eq(resource_type))
-                    .filter(search_tokens::id.eq(id)),
-            )
-            .execute(conn)?;
-            diesel::delete(
-                search_dates::table
-                    .filter(search_dates::resource_type.eq(resource_type))
-                    .filter(search_dates::id.eq(id)),
-            )
-            .execute(conn)?;
-        } else {
-            diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
-        }
-        let patient = resource.patient.as_deref();
-        let token_rows: Vec<TokenRow<'_>> = self
-            .tokens(&resource.facts)
-            .into_iter()
-            .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
-            .collect();
-        // One statement per row: diesel's batch insert is not available across both backends.
-        for row in &token_rows {
-            diesel::insert_into(search_tokens::table).values(row).execute(conn)?;
-        }
-        let mut seen = HashSet::new();
-        let date_rows: Vec<DateRow<'_>> = resource
-            .facts
-            .iter()
-            .filter_map(|fact| match fact {
-                IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => {
-                    Some(DateRow { resource_type, id, param, range_start: *start, range_end: *end, patient })
-                }
-                _ => None,
-            })
-            .collect();
-        for row in &date_rows {
-            diesel::insert_into(search_dates::table).values(row).execute(conn)?;
-        }
-        Ok(Some((head, body)))
-    }
-
-    /// The ids of stored resources of a type carrying an identifier, oldest first. An internal
-    /// lookup for resolving a document's participants: callers must not reveal the result.
-    pub fn ids_by_identifier(
+    /// The oldest stored resource of a type carrying an identifier whose id is `usable`. An
+    /// internal lookup for resolving a document's participants: callers must not reveal the
+    /// result. Answers are remembered: resources are never deleted, so an id once found stays
+    /// right, and every submission of a known patient skips the queries.
+    pub fn id_by_identifier(
         &self,
         resource_type: ResourceType,
         system: &str,
         value: &str,
-    ) -> Result<Vec<String>, GatewayError> {
+        usable: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, GatewayError> {
         let token = self.inner.pseudonyms.token("identifier", Some(system), value);
-        let heads =
-            self.search(resource_type, &[Criterion::Tokens { param: "identifier".into(), tokens: vec![token] }])?;
-        Ok(heads.into_iter().map(|head| head.id).collect())
+        let key = format!("{resource_type}|{token}");
+        if let Some(id) = self.inner.known_ids.get(&key) {
+            return Ok(Some(id));
+        }
+        let criteria = [Criterion::Tokens { param: "identifier".into(), tokens: vec![token] }];
+        let found = self.search(resource_type, &criteria)?.into_iter().map(|head| head.id).find(|id| usable(id));
+        if let Some(id) = &found {
+            self.inner.known_ids.put(&key, id.clone());
+        }
+        Ok(found)
     }
 
-    /// The HMAC tokens of a resource's identifier facts, without repeats. Each identifier is
-    /// findable by `system|value`, by `value` alone, and (without a system) by `|value`.
-    fn tokens(&self, facts: &[IndexFact]) -> Vec<(&'static str, String)> {
-        let pseudonyms = &self.inner.pseudonyms;
-        let mut tokens = Vec::new();
-        let mut seen = HashSet::new();
-        for fact in facts {
-            if let IndexFact::Token { param, system, value } = fact {
-                for token in
-                    [pseudonyms.token(param, system.as_deref(), value), pseudonyms.token_any_system(param, value)]
-                {
-                    if seen.insert(token.clone()) {
-                        tokens.push((*param, token));
-                    }
-                }
-            }
-        }
-        tokens
+    /// Remembers the id of a resource just committed with this identifier.
+    pub fn remember_identifier(&self, resource_type: ResourceType, system: &str, value: &str, id: &str) {
+        let token = self.inner.pseudonyms.token("identifier", Some(system), value);
+        self.inner.known_ids.put(&format!("{resource_type}|{token}"), id.to_owned());
     }
 
     /// The heads matching every criterion, oldest change first. Nothing is decrypted here; the
@@ -658,6 +569,261 @@ impl Store {
     }
 }
 
+type Written = Vec<Option<(Head, Vec<u8>)>>;
+/// The data keys of a request's writes: scope, key, and the wrapped key when it is new.
+type NewKeys = Vec<(String, DataKey, Option<Vec<u8>>)>;
+
+/// What writing needs besides the connection.
+struct WriteContext {
+    pseudonyms: Pseudonymizer,
+    kek_id: String,
+}
+
+/// One request's writes inside an open transaction: its new data keys, then each resource.
+fn write_request(
+    conn: &mut DbConnection,
+    context: &WriteContext,
+    keys: &NewKeys,
+    writes: &[Write],
+) -> Result<Written, GatewayError> {
+    for (scope, _, wrapped) in keys {
+        if let Some(wrapped) = wrapped {
+            let row =
+                NewDataKey { scope, kek_id: &context.kek_id, wrapped_key: wrapped.clone(), created_at: now_millis() };
+            diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
+        }
+    }
+    writes
+        .iter()
+        .map(|write| {
+            let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
+            let key = keys.iter().find(|(s, _, _)| s == scope).map(|(_, key, _)| key);
+            let key = key.ok_or_else(|| GatewayError::Internal("no data key for a write".into()))?;
+            write_resource(conn, &context.pseudonyms, write, key, scope)
+        })
+        .collect()
+}
+
+/// SQLite's writer: one thread, one connection, and group commit. Requests queue their writes;
+/// the thread takes every request waiting (up to [`WriteQueue::GROUP`]), writes each inside a
+/// savepoint of one transaction, commits once, and only then answers them all. A request whose
+/// writes fail is rolled back to its savepoint alone. The queue is first come, first served, so
+/// no writer waits behind luckier ones, and the connection's page cache stays warm (SQLite drops
+/// a connection's cache whenever another connection has written).
+struct WriteQueue {
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    writes: Arc<Vec<Write>>,
+    keys: NewKeys,
+    answer: mpsc::SyncSender<Result<Written, GatewayError>>,
+}
+
+impl WriteQueue {
+    const GROUP: usize = 64;
+
+    fn start(pool: Pool, pseudonyms: Pseudonymizer, kek_id: String) -> WriteQueue {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let context = WriteContext { pseudonyms, kek_id };
+        let spawned = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
+            let mut held: Option<PooledConnection<Manager>> = None;
+            // Ends when the store, and with it the sender, is gone.
+            while let Ok(first) = queue.recv() {
+                let mut group = vec![first];
+                while group.len() < Self::GROUP {
+                    match queue.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let conn = match held.as_mut() {
+                    Some(conn) => conn,
+                    None => match pool.get() {
+                        Ok(conn) => held.insert(conn),
+                        Err(error) => {
+                            for job in group {
+                                let _ = job
+                                    .answer
+                                    .send(Err(GatewayError::Unavailable(format!("connection pool: {error}"))));
+                            }
+                            continue;
+                        }
+                    },
+                };
+                let mut results = Vec::with_capacity(group.len());
+                let committed = conn.transaction::<_, GatewayError, _>(|conn| {
+                    for job in &group {
+                        results.push(conn.transaction(|conn| write_request(conn, &context, &job.keys, &job.writes)));
+                    }
+                    Ok(())
+                });
+                if let Err(error) = &committed {
+                    // A connection whose commit failed is not kept.
+                    held = None;
+                    tracing::warn!(%error, "a group of writes did not commit");
+                }
+                for (job, result) in group.into_iter().zip(results) {
+                    let answer = match &committed {
+                        Ok(()) => result,
+                        Err(_) => Err(GatewayError::Unavailable("the write did not commit".into())),
+                    };
+                    let _ = job.answer.send(answer);
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            // Without its writer the store cannot write; say so at once rather than hang later.
+            panic!("cannot start the SQLite writer thread: {error}");
+        }
+        WriteQueue { jobs }
+    }
+
+    /// Queues a request's writes and waits until they are committed (or refused).
+    fn submit(&self, writes: Arc<Vec<Write>>, keys: NewKeys) -> Result<Written, GatewayError> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let stopped = || GatewayError::Unavailable("the database writer has stopped".into());
+        self.jobs.send(Job { writes, keys, answer }).map_err(|_| stopped())?;
+        answered.recv().map_err(|_| stopped())?
+    }
+}
+
+fn write_resource(
+    conn: &mut DbConnection,
+    pseudonyms: &Pseudonymizer,
+    write: &Write,
+    key: &DataKey,
+    scope: &str,
+) -> Result<Option<(Head, Vec<u8>)>, GatewayError> {
+    let Write { resource, id, kind } = write;
+    let id = id.as_str();
+    let resource_type = resource.resource_type.as_str();
+    let current: Option<Head> = match kind {
+        WriteKind::Create => None,
+        WriteKind::Update(_) | WriteKind::CreateIfAbsent => resource_heads::table
+            .filter(resource_heads::resource_type.eq(resource_type))
+            .filter(resource_heads::id.eq(id))
+            .select(Head::as_select())
+            .first(conn)
+            .optional()?,
+    };
+    let version = match (kind, &current) {
+        (WriteKind::Create, _) | (WriteKind::CreateIfAbsent, None) => 1,
+        (WriteKind::CreateIfAbsent, Some(_)) => return Ok(None),
+        (WriteKind::Update(_), None) => {
+            return Err(GatewayError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() })
+        }
+        (WriteKind::Update(if_match), Some(head)) => {
+            if if_match.is_some_and(|expected| expected != head.version) {
+                return Err(GatewayError::PreconditionFailed { current: head.version });
+            }
+            if resource.resource_type == ResourceType::Patient && head.patient != resource.patient {
+                return Err(GatewayError::Unprocessable(
+                    "a Patient's HETU cannot be changed by an update: the pseudonym every record of this patient is filed under derives from it".into(),
+                ));
+            }
+            head.version + 1
+        }
+    };
+    let updating = current.is_some();
+    let last_updated = now_millis();
+    let body = stamped_body(&resource.json, resource_type, id, version, last_updated)?;
+    let binding = BodyBinding { resource_type, id, version, key_scope: scope };
+    let row = VersionRow {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version,
+        patient: resource.patient.clone(),
+        key_scope: scope.to_owned(),
+        security_labels: resource.security_labels.clone(),
+        author_org: resource.author_org.clone(),
+        author_practitioner: resource.author_practitioner.clone(),
+        last_updated,
+        method: if updating { "PUT" } else { "POST" }.to_owned(),
+        body: seal_body(key, &binding, &body)?,
+    };
+    diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
+    let head = Head {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version,
+        patient: resource.patient.clone(),
+        security_labels: resource.security_labels.clone(),
+        author_org: resource.author_org.clone(),
+        author_practitioner: resource.author_practitioner.clone(),
+        last_updated,
+    };
+    if updating {
+        let target = resource_heads::table
+            .filter(resource_heads::resource_type.eq(resource_type))
+            .filter(resource_heads::id.eq(id));
+        diesel::update(target)
+            .set((
+                resource_heads::version.eq(version),
+                resource_heads::patient.eq(&head.patient),
+                resource_heads::security_labels.eq(&head.security_labels),
+                resource_heads::author_org.eq(&head.author_org),
+                resource_heads::author_practitioner.eq(&head.author_practitioner),
+                resource_heads::last_updated.eq(last_updated),
+            ))
+            .execute(conn)?;
+        diesel::delete(
+            search_tokens::table
+                .filter(search_tokens::resource_type.eq(resource_type))
+                .filter(search_tokens::id.eq(id)),
+        )
+        .execute(conn)?;
+        diesel::delete(
+            search_dates::table.filter(search_dates::resource_type.eq(resource_type)).filter(search_dates::id.eq(id)),
+        )
+        .execute(conn)?;
+    } else {
+        diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
+    }
+    let patient = resource.patient.as_deref();
+    let token_rows: Vec<TokenRow<'_>> = identifier_tokens(pseudonyms, &resource.facts)
+        .into_iter()
+        .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
+        .collect();
+    // One statement per row: diesel's batch insert is not available across both backends.
+    for row in &token_rows {
+        diesel::insert_into(search_tokens::table).values(row).execute(conn)?;
+    }
+    let mut seen = HashSet::new();
+    let date_rows: Vec<DateRow<'_>> = resource
+        .facts
+        .iter()
+        .filter_map(|fact| match fact {
+            IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => {
+                Some(DateRow { resource_type, id, param, range_start: *start, range_end: *end, patient })
+            }
+            _ => None,
+        })
+        .collect();
+    for row in &date_rows {
+        diesel::insert_into(search_dates::table).values(row).execute(conn)?;
+    }
+    Ok(Some((head, body)))
+}
+
+/// The HMAC tokens of a resource's identifier facts, without repeats. Each identifier is
+/// findable by `system|value`, by `value` alone, and (without a system) by `|value`.
+fn identifier_tokens(pseudonyms: &Pseudonymizer, facts: &[IndexFact]) -> Vec<(&'static str, String)> {
+    let mut tokens = Vec::new();
+    let mut seen = HashSet::new();
+    for fact in facts {
+        if let IndexFact::Token { param, system, value } = fact {
+            for token in [pseudonyms.token(param, system.as_deref(), value), pseudonyms.token_any_system(param, value)]
+            {
+                if seen.insert(token.clone()) {
+                    tokens.push((*param, token));
+                }
+            }
+        }
+    }
+    tokens
+}
+
 fn conflict(error: diesel::result::Error) -> GatewayError {
     match error {
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
@@ -667,20 +833,44 @@ fn conflict(error: diesel::result::Error) -> GatewayError {
     }
 }
 
-/// Sets the server-assigned `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of
-/// `meta` (profiles, security labels) and putting `resourceType`, `id` and `meta` first.
-fn stamp(json: &mut Map<String, Value>, resource_type: &str, id: &str, version: i64, last_updated: i64) {
-    let mut meta = match json.remove("meta") {
-        Some(Value::Object(meta)) => meta,
+/// The stored JSON of a resource: the submitted one with the server-assigned `id`,
+/// `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta` (profiles, security
+/// labels) and putting `resourceType`, `id` and `meta` first. Serialised straight from the
+/// submitted tree, which is not copied.
+fn stamped_body(
+    json: &Map<String, Value>,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+    last_updated: i64,
+) -> Result<Vec<u8>, GatewayError> {
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+    struct Stamped<'a> {
+        json: &'a Map<String, Value>,
+        resource_type: &'a str,
+        id: &'a str,
+        meta: Map<String, Value>,
+    }
+    impl Serialize for Stamped<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("resourceType", self.resource_type)?;
+            map.serialize_entry("id", self.id)?;
+            map.serialize_entry("meta", &self.meta)?;
+            for (key, value) in self.json {
+                if !matches!(key.as_str(), "resourceType" | "id" | "meta") {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            map.end()
+        }
+    }
+    let mut meta = match json.get("meta") {
+        Some(Value::Object(meta)) => meta.clone(),
         _ => Map::new(),
     };
     meta.insert("versionId".into(), Value::String(version.to_string()));
     meta.insert("lastUpdated".into(), Value::String(instant(last_updated)));
-    json.remove("resourceType");
-    json.remove("id");
-    let rest = std::mem::take(json);
-    json.insert("resourceType".into(), Value::String(resource_type.to_owned()));
-    json.insert("id".into(), Value::String(id.to_owned()));
-    json.insert("meta".into(), Value::Object(meta));
-    json.extend(rest);
+    serde_json::to_vec(&Stamped { json, resource_type, id, meta })
+        .map_err(|e| GatewayError::Internal(format!("serialise: {e}")))
 }

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use consent::Principal;
 use fhir_profiles::record::{parse_record, RecordLimits, JSON_SCHEMA_V1};
 use fhir_profiles::translate::{translate, DocumentIds, TERHIKKI_SYSTEM};
-use fhir_profiles::{parse_resource, parse_resource_value, Issue, IssueCode, ProfileError, ResourceType, HETU_SYSTEM};
+use fhir_profiles::{parse_resource, parse_translated, Issue, IssueCode, ProfileError, ResourceType, HETU_SYSTEM};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -81,24 +81,25 @@ pub async fn submit(
         ids.practitioner = practitioner.id().to_owned();
         ids.organization = organization.id().to_owned();
         let document = translate(&checked, &ids, &instant(crate::store::now_millis()));
-        // The model and the profiles read what the translation made: a translation bug is
-        // refused here, not stored.
+        // The profiles and the gateway's rules read what the translation made: a translation
+        // bug is refused here, not stored.
         let compared = content(&document);
         let author = (organisation.clone(), practitioner_id);
         let mut writes = Vec::new();
-        for (found, resource_type) in [
-            (&patient, ResourceType::Patient),
-            (&practitioner, ResourceType::Practitioner),
-            (&organization, ResourceType::Organization),
-        ] {
+        let participants = [
+            (&patient, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose()),
+            (&practitioner, ResourceType::Practitioner, TERHIKKI_SYSTEM, record.therapist.terhikki.as_str()),
+            (&organization, ResourceType::Organization, "urn:ietf:rfc:3986", oid.as_str()),
+        ];
+        for (found, resource_type, _, _) in participants {
             if let Participant::New(id) = found {
                 let entry = entry_resource(&document, id)?;
-                let parsed = parse_resource_value(resource_type, entry).map_err(translation_bug)?;
+                let parsed = parse_translated(resource_type, entry).map_err(translation_bug)?;
                 let resource = prepare(&store, parsed, Some(id), author.clone())?;
                 writes.push(Write { resource, id: id.clone(), kind: WriteKind::CreateIfAbsent });
             }
         }
-        let parsed = parse_resource_value(ResourceType::Bundle, document).map_err(translation_bug)?;
+        let parsed = parse_translated(ResourceType::Bundle, document).map_err(translation_bug)?;
         let id = ids.document.clone();
         let resource = prepare(&store, parsed, Some(&id), author)?;
         let (status, kind) = match store.head(ResourceType::Bundle, &id)? {
@@ -130,6 +131,11 @@ pub async fn submit(
             .pop()
             .flatten()
             .ok_or_else(|| GatewayError::Internal("the document was not written".into()))?;
+        for (found, resource_type, system, value) in participants {
+            if let Participant::New(id) = found {
+                store.remember_identifier(resource_type, system, value, id);
+            }
+        }
         Ok((status, head, body))
     })
     .await??;
@@ -161,10 +167,9 @@ fn participant(
     value: &str,
 ) -> Result<Participant, GatewayError> {
     // The document refers to it as `urn:uuid:{id}`, so only a UUID id can be reused.
-    let found = store
-        .ids_by_identifier(resource_type, system, value)?
-        .into_iter()
-        .find(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == *id));
+    let found = store.id_by_identifier(resource_type, system, value, |id| {
+        uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+    })?;
     Ok(match found {
         Some(id) => Participant::Found(id),
         None => Participant::New(store.pseudonyms().uuid(&["participant", resource_type.as_str(), system, value])),
