@@ -569,6 +569,27 @@ impl Store {
     }
 }
 
+/// Inserts index rows: on PostgreSQL in one statement (each statement is a round trip), on
+/// SQLite one by one (in-process; diesel's multi-row insert does not reach SQLite through the
+/// connection enum).
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let rows = $rows;
+        if !rows.is_empty() {
+            match &mut *$conn {
+                DbConnection::Postgres(conn) => {
+                    diesel::insert_into($table).values(rows).execute(conn)?;
+                }
+                DbConnection::Sqlite(conn) => {
+                    for row in rows.iter() {
+                        diesel::insert_into($table).values(row).execute(conn)?;
+                    }
+                }
+            }
+        }
+    }};
+}
+
 type Written = Vec<Option<(Head, Vec<u8>)>>;
 /// The data keys of a request's writes: scope, key, and the wrapped key when it is new.
 type NewKeys = Vec<(String, DataKey, Option<Vec<u8>>)>;
@@ -785,10 +806,7 @@ fn write_resource(
         .into_iter()
         .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
         .collect();
-    // One statement per row: diesel's batch insert is not available across both backends.
-    for row in &token_rows {
-        diesel::insert_into(search_tokens::table).values(row).execute(conn)?;
-    }
+    insert_rows!(conn, search_tokens::table, &token_rows);
     let mut seen = HashSet::new();
     let date_rows: Vec<DateRow<'_>> = resource
         .facts
@@ -800,9 +818,7 @@ fn write_resource(
             _ => None,
         })
         .collect();
-    for row in &date_rows {
-        diesel::insert_into(search_dates::table).values(row).execute(conn)?;
-    }
+    insert_rows!(conn, search_dates::table, &date_rows);
     Ok(Some((head, body)))
 }
 
