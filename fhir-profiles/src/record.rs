@@ -229,38 +229,60 @@ pub struct CheckedRecord {
 /// Reads a record: JSON, UTF-8, the v1 schema, no unknown fields, and every value checked.
 /// Errors name the field (`expression` is its path in the record, e.g. `patient.hetu`).
 pub fn parse_record(bytes: &[u8], limits: &RecordLimits) -> Result<CheckedRecord, ProfileError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ProfileError::MalformedJson(e.to_string()))?;
-    let version = value.get("schema").and_then(serde_json::Value::as_str);
-    if version != Some(SCHEMA_V1) {
-        return Err(ProfileError::Structure(vec![Issue::new(
-            IssueCode::NotSupported,
-            format!("schema must be \"{SCHEMA_V1}\""),
-        )
-        .at("schema")]));
+    // One pass from the bytes to the record; the slower reading through a JSON tree happens only
+    // for a refused record, to tell a wrong schema version from a wrong field.
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let record: Result<PsychotherapyRecord, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let record = match record {
+        Ok(record) => {
+            deserializer.end().map_err(|e| ProfileError::MalformedJson(e.to_string()))?;
+            record
+        }
+        Err(error) if !matches!(error.inner().classify(), serde_json::error::Category::Data) => {
+            return Err(ProfileError::MalformedJson(error.into_inner().to_string()))
+        }
+        Err(error) => {
+            let value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| ProfileError::MalformedJson(e.to_string()))?;
+            if value.get("schema").and_then(serde_json::Value::as_str) != Some(SCHEMA_V1) {
+                return Err(schema_error());
+            }
+            return Err(field_error(&error));
+        }
+    };
+    if record.schema != SCHEMA_V1 {
+        return Err(schema_error());
     }
-    let record: PsychotherapyRecord = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        // serde's messages can quote the offending value (which could be anything, a HETU
-        // included); keep what names a field and say the rest in general terms.
-        let inner = e.inner().to_string();
-        let message = if inner.starts_with("unknown field") || inner.starts_with("missing field") {
-            inner.split(", expected").next().unwrap_or(&inner).replace('`', "'")
-        } else if inner.starts_with("unknown variant") {
-            format!(
-                "not one of the allowed values{}",
-                inner
-                    .split_once(", expected")
-                    .map(|(_, allowed)| format!(": {}", allowed.replace('`', "'")))
-                    .unwrap_or_default()
-            )
-        } else {
-            "wrong type or value".to_owned()
-        };
-        let code = if inner.starts_with("missing field") { IssueCode::Required } else { IssueCode::Structure };
-        ProfileError::Structure(vec![Issue::new(code, message).at(if path == "." { String::new() } else { path })])
-    })?;
     check(record, limits)
+}
+
+fn schema_error() -> ProfileError {
+    ProfileError::Structure(vec![
+        Issue::new(IssueCode::NotSupported, format!("schema must be \"{SCHEMA_V1}\"")).at("schema")
+    ])
+}
+
+/// serde's messages can quote the offending value (which could be anything, a HETU included);
+/// keep what names a field and say the rest in general terms.
+fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ProfileError {
+    let path = error.path().to_string();
+    let full = error.inner().to_string();
+    let inner = full.split(" at line ").next().unwrap_or(&full);
+    let message = if inner.starts_with("unknown field") || inner.starts_with("missing field") {
+        inner.split(", expected").next().unwrap_or(inner).replace('`', "'")
+    } else if inner.starts_with("unknown variant") {
+        format!(
+            "not one of the allowed values{}",
+            inner
+                .split_once(", expected")
+                .map(|(_, allowed)| format!(": {}", allowed.replace('`', "'")))
+                .unwrap_or_default()
+        )
+    } else {
+        "wrong type or value".to_owned()
+    };
+    let code = if inner.starts_with("missing field") { IssueCode::Required } else { IssueCode::Structure };
+    ProfileError::Structure(vec![Issue::new(code, message).at(if path == "." { String::new() } else { path })])
 }
 
 fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRecord, ProfileError> {
