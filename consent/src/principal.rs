@@ -11,6 +11,10 @@ pub enum Role {
 }
 
 impl Role {
+    /// The code system of these roles in a Consent's `provision.actor.role` (the names below are
+    /// its codes), so a patient can deny a role.
+    pub const CODE_SYSTEM: &'static str = "https://fhir.vaitio.fi/CodeSystem/professional-role";
+
     pub const ALL: [Role; 5] =
         [Role::Psychotherapist, Role::Psychologist, Role::Psychiatrist, Role::Physician, Role::Nurse];
 

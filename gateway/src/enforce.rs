@@ -29,6 +29,9 @@ pub fn permits<T: Stored>(principal: &Principal, row: &T) -> bool {
         security_labels: &labels,
         author_organisation,
         author_practitioner,
+        // Rows do not record their service event yet; patient choices by service event arrive
+        // with the Consent API (issue #5).
+        service_event: None,
     };
     decide(principal, &meta).is_permit()
 }
