@@ -471,7 +471,8 @@ impl<'a> Run<'a> {
         let profiles = self.profiles;
         let Some(definition) = profiles.structures.get(url) else {
             let at = declared_at.map(str::to_owned).unwrap_or_else(|| format!("{path}.meta.profile"));
-            self.issue(IssueCode::NotSupported, format!("unknown profile {url}"), &at);
+            // The URL is the client's text: named by its place, not echoed.
+            self.issue(IssueCode::NotSupported, "not a profile this gateway publishes".to_owned(), &at);
             return;
         };
         let actual = text(resource, "resourceType").unwrap_or("");
