@@ -75,6 +75,11 @@ impl ProfileError {
         }
     }
 
+    /// One broken business rule at `expression` (HTTP 422).
+    pub fn business_rule(message: impl Into<String>, expression: impl Into<String>) -> Self {
+        ProfileError::Rule(vec![Issue::new(IssueCode::BusinessRule, message).at(expression)])
+    }
+
     pub(crate) fn structure(issue: Issue) -> Self {
         ProfileError::Structure(vec![issue])
     }

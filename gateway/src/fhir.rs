@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use consent::{Principal, SecurityLabel};
 use fhir_profiles::search::{index_facts, search_params, DateQuery, ParamKind, TokenQuery};
 use fhir_profiles::{
-    document_custodian, is_valid_id, parse_resource, stored_patient_id, Hetu, Issue, IssueCode, ParsedResource,
-    PatientLink, ProfileError, ResourceType, HETU_SYSTEM,
+    document_custodian, is_valid_id, parse_resource, stored_patient_id, Hetu, ParsedResource, PatientLink,
+    ProfileError, ResourceType, HETU_SYSTEM,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -90,12 +90,8 @@ pub(crate) fn prepare(
     if parsed.resource_type == ResourceType::Bundle
         && document_custodian(&parsed.json).as_deref() != Some(author.0.as_str())
     {
-        return Err(ProfileError::Rule(vec![Issue::new(
-            IssueCode::BusinessRule,
-            "the document's custodian is not the organisation of the client certificate",
-        )
-        .at("Bundle.entry[0].resource.custodian")])
-        .into());
+        let message = "the document's custodian is not the organisation of the client certificate";
+        return Err(ProfileError::business_rule(message, "Bundle.entry[0].resource.custodian").into());
     }
     let pseudonyms = store.pseudonyms();
     let patient = match &parsed.patient {

@@ -60,12 +60,8 @@ pub async fn submit(
     let (status, head, body) = web::block(move || -> Result<_, GatewayError> {
         let checked = parse_record(&bytes, &limits)?;
         if checked.record.organization.oid != organisation {
-            return Err(ProfileError::Rule(vec![Issue::new(
-                IssueCode::BusinessRule,
-                "the record's organisation is not the organisation of the client certificate",
-            )
-            .at("organization.oid")])
-            .into());
+            let message = "the record's organisation is not the organisation of the client certificate";
+            return Err(ProfileError::business_rule(message, "organization.oid").into());
         }
         let pseudonyms = store.pseudonyms();
         let record_id = checked.record.record_id.clone();
