@@ -658,38 +658,16 @@ impl WriteQueue {
                         Err(_) => break,
                     }
                 }
-                let conn = match held.as_mut() {
-                    Some(conn) => conn,
-                    None => match pool.get() {
-                        Ok(conn) => held.insert(conn),
-                        Err(error) => {
-                            for job in group {
-                                let _ = job
-                                    .answer
-                                    .send(Err(GatewayError::Unavailable(format!("connection pool: {error}"))));
-                            }
-                            continue;
-                        }
-                    },
-                };
-                let mut results = Vec::with_capacity(group.len());
-                let committed = conn.transaction::<_, GatewayError, _>(|conn| {
-                    for job in &group {
-                        results.push(conn.transaction(|conn| write_request(conn, &context, &job.keys, &job.writes)));
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Self::commit_group(&mut held, &pool, &context, group)
+                }));
+                if outcome.is_err() {
+                    // The group's requests see their answers dropped (503). The connection may
+                    // be inside a transaction, so it goes back to no pool: it is forgotten.
+                    if let Some(conn) = held.take() {
+                        std::mem::forget(conn);
                     }
-                    Ok(())
-                });
-                if let Err(error) = &committed {
-                    // A connection whose commit failed is not kept.
-                    held = None;
-                    tracing::warn!(%error, "a group of writes did not commit");
-                }
-                for (job, result) in group.into_iter().zip(results) {
-                    let answer = match &committed {
-                        Ok(()) => result,
-                        Err(_) => Err(GatewayError::Unavailable("the write did not commit".into())),
-                    };
-                    let _ = job.answer.send(answer);
+                    tracing::error!("the SQLite writer recovered from a panic; that group was refused");
                 }
             }
         });
@@ -698,6 +676,46 @@ impl WriteQueue {
             panic!("cannot start the SQLite writer thread: {error}");
         }
         WriteQueue { jobs }
+    }
+
+    /// Writes a group in one transaction, one savepoint per request, and answers each request.
+    fn commit_group(
+        held: &mut Option<PooledConnection<Manager>>,
+        pool: &Pool,
+        context: &WriteContext,
+        group: Vec<Job>,
+    ) {
+        let conn = match held.as_mut() {
+            Some(conn) => conn,
+            None => match pool.get() {
+                Ok(conn) => held.insert(conn),
+                Err(error) => {
+                    for job in group {
+                        let _ = job.answer.send(Err(GatewayError::Unavailable(format!("connection pool: {error}"))));
+                    }
+                    return;
+                }
+            },
+        };
+        let mut results = Vec::with_capacity(group.len());
+        let committed = conn.transaction::<_, GatewayError, _>(|conn| {
+            for job in &group {
+                results.push(conn.transaction(|conn| write_request(conn, context, &job.keys, &job.writes)));
+            }
+            Ok(())
+        });
+        if let Err(error) = &committed {
+            // A connection whose commit failed is not kept.
+            *held = None;
+            tracing::warn!(%error, "a group of writes did not commit");
+        }
+        for (job, result) in group.into_iter().zip(results) {
+            let answer = match &committed {
+                Ok(()) => result,
+                Err(_) => Err(GatewayError::Unavailable("the write did not commit".into())),
+            };
+            let _ = job.answer.send(answer);
+        }
     }
 
     /// Queues a request's writes and waits until they are committed (or refused).

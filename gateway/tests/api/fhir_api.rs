@@ -282,6 +282,34 @@ on_both_backends! {
         assert_eq!(total(&gateway, &format!("/Encounter?patient={id}")), 40);
     }
 
+    fn a_refused_write_does_not_undo_the_writes_committed_with_it(gateway) {
+        // On SQLite concurrent writes share one transaction (group commit), each request in a
+        // savepoint: a request refused inside it must leave the others committed, and nothing
+        // of its own.
+        let id = gateway.create(&patient(HETU));
+        let mut stale = patient(HETU);
+        stale["id"] = json!(id);
+        stale["name"] = json!([{"family": "Overwritten"}]);
+        let statuses: Vec<(u16, u16)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (client, id, stale) = (gateway.client.clone(), id.clone(), stale.clone());
+                    scope.spawn(move || {
+                        let refused = client.send("PUT", &format!("/Patient/{id}"), &[("Content-Type", "application/fhir+json"), ("If-Match", "W/\"99\"")], Some(stale.to_string().as_bytes())).unwrap();
+                        let created = client.post_json("/Encounter", &encounter(&id, &format!("2026-05-{:02}", i + 1))).unwrap();
+                        (refused.status, created.status)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(statuses.iter().all(|s| *s == (412, 201)), "{statuses:?}");
+        assert_eq!(total(&gateway, &format!("/Encounter?patient={id}")), 8);
+        let current = gateway.get(&format!("/Patient/{id}")).json().unwrap();
+        assert_eq!(current["meta"]["versionId"], "1");
+        assert_ne!(current["name"][0]["family"], "Overwritten");
+    }
+
     fn health_and_metrics_report_without_identifiers(gateway) {
         let health = gateway.get("/health").json().unwrap();
         assert_eq!(health["status"], "pass");
