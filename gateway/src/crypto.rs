@@ -7,11 +7,9 @@
 //! to another row does not open. Identifiers are indexed as HMAC-SHA256 tokens under a separate
 //! secret, so a stolen database alone yields neither text nor identity codes.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::sync::Mutex;
 
 use fhir_profiles::Hetu;
 use hmac::{Hmac, KeyInit, Mac};
@@ -179,27 +177,10 @@ pub fn open_body(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8]) -> Res
 
 /// A small cache of unwrapped data keys: unwrapping costs a database read and an AES operation,
 /// and one patient's resources are usually read together.
-#[derive(Default)]
-pub struct DataKeyCache {
-    keys: Mutex<HashMap<String, DataKey>>,
-}
+pub type DataKeyCache = crate::cache::BoundedMap<DataKey>;
 
-const DATA_KEY_CACHE_SIZE: usize = 4096;
-
-impl DataKeyCache {
-    pub fn get(&self, scope: &str) -> Option<DataKey> {
-        self.keys.lock().ok()?.get(scope).cloned()
-    }
-
-    pub fn put(&self, scope: &str, key: DataKey) {
-        if let Ok(mut keys) = self.keys.lock() {
-            if keys.len() >= DATA_KEY_CACHE_SIZE {
-                keys.clear();
-            }
-            keys.insert(scope.to_owned(), key);
-        }
-    }
-}
+/// How many unwrapped data keys are kept in memory.
+pub const DATA_KEY_CACHE_SIZE: usize = 4096;
 
 /// Keyed HMAC-SHA256 under the index key: patient pseudonyms and identifier tokens. Each use has
 /// its own prefix so a token of one kind never equals a token of another.

@@ -1,18 +1,21 @@
 //! Versioned, encrypted resource storage and the search index, on either backend.
 //!
-//! A write is one transaction: the version rows, the heads, the index rows and a new patient's
-//! data key together, or nothing. Bodies are sealed before they reach the database and opened only for rows that the
-//! enforcement point released.
+//! A request's writes are one transaction: the version rows, the heads, the index rows and a new
+//! patient's data key together, or nothing. Bodies are sealed before they reach the database and
+//! opened only for rows that the enforcement point released.
 
 use std::collections::HashSet;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use diesel::prelude::*;
 use fhir_profiles::search::{DateQuery, IndexFact};
 use fhir_profiles::ResourceType;
 use serde_json::{Map, Value};
 
-use crate::crypto::{open_body, seal_body, BodyBinding, DataKey, DataKeyCache, KeyEncryptionKey, Pseudonymizer};
+use crate::cache::BoundedMap;
+use crate::crypto::{
+    open_body, seal_body, BodyBinding, DataKey, DataKeyCache, KeyEncryptionKey, Pseudonymizer, DATA_KEY_CACHE_SIZE,
+};
 use crate::db::schema::{data_keys, resource_heads, resource_versions, search_dates, search_tokens};
 use crate::db::{DbConnection, Manager, Pool};
 use crate::enforce::Released;
@@ -176,34 +179,6 @@ struct Inner {
     known_ids: BoundedMap<String>,
 }
 
-/// A map that forgets everything when full: a cache whose misses only cost a query.
-pub(crate) struct BoundedMap<V> {
-    entries: Mutex<std::collections::HashMap<String, V>>,
-}
-
-impl<V> Default for BoundedMap<V> {
-    fn default() -> Self {
-        BoundedMap { entries: Mutex::new(std::collections::HashMap::new()) }
-    }
-}
-
-impl<V: Clone> BoundedMap<V> {
-    const CAPACITY: usize = 50_000;
-
-    pub(crate) fn get(&self, key: &str) -> Option<V> {
-        self.entries.lock().ok()?.get(key).cloned()
-    }
-
-    pub(crate) fn put(&self, key: &str, value: V) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= Self::CAPACITY {
-                entries.clear();
-            }
-            entries.insert(key.to_owned(), value);
-        }
-    }
-}
-
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -223,9 +198,9 @@ impl Store {
                 pool,
                 kek,
                 pseudonyms,
-                data_keys: DataKeyCache::default(),
+                data_keys: DataKeyCache::new(DATA_KEY_CACHE_SIZE),
                 writer,
-                known_ids: BoundedMap::default(),
+                known_ids: BoundedMap::new(50_000),
             }),
         };
         if sqlite {
