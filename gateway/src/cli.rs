@@ -104,7 +104,7 @@ pub fn certs(command: &CertsCommand, args: &PkiArgs) -> Result<(), String> {
             println!("revoked {serial}; CRL written to {}", crl.display());
         }
         CertsCommand::List => {
-            println!("{:<34} {:<8} {:<28} {:<26} {}", "SERIAL", "STATUS", "ORGANISATION", "NOT AFTER", "SUBJECT");
+            println!("{:<34} {:<8} {:<28} {:<26} SUBJECT", "SERIAL", "STATUS", "ORGANISATION", "NOT AFTER");
             for record in certs::list(&pki).map_err(err)? {
                 println!(
                     "{:<34} {:<8} {:<28} {:<26} {}",
