@@ -145,13 +145,6 @@ pub struct Write {
     pub kind: WriteKind,
 }
 
-impl Write {
-    /// A concurrent writer may create the same rows (a derived id, a new patient's data key).
-    fn may_race(&self) -> bool {
-        matches!(self.kind, WriteKind::CreateIfAbsent) || self.resource.patient.is_some()
-    }
-}
-
 /// A search criterion; several are ANDed, the values inside one are ORed.
 pub enum Criterion {
     Ids(Vec<String>),
@@ -387,17 +380,23 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_write_all(&writes) {
-                Err(GatewayError::Conflict(_)) if attempt < 3 && writes.iter().any(Write::may_race) => continue,
+            let keys = self.data_keys_for(&writes)?;
+            // Only a derived id or a new data key can meet a concurrent writer's equal row; any
+            // other conflict would only repeat.
+            let may_race = keys.iter().any(|(_, _, wrapped)| wrapped.is_some())
+                || writes.iter().any(|write| matches!(write.kind, WriteKind::CreateIfAbsent));
+            match self.commit(&writes, keys) {
+                Err(GatewayError::Conflict(_)) if attempt < 3 && may_race => continue,
                 other => return other,
             }
         }
     }
 
-    fn try_write_all(&self, writes: &Arc<Vec<Write>>) -> Result<Written, GatewayError> {
-        // Keys first, outside the transaction: unwrapping is CPU work and may read.
+    /// The data key of each scope the writes need, generated (and wrapped) where none exists yet.
+    /// Outside the transaction: unwrapping is CPU work and may read.
+    fn data_keys_for(&self, writes: &[Write]) -> Result<NewKeys, GatewayError> {
         let mut keys: NewKeys = Vec::new();
-        for write in writes.iter() {
+        for write in writes {
             let scope = write.resource.patient.clone().unwrap_or_else(|| SHARED_SCOPE.to_owned());
             if keys.iter().any(|(s, _, _)| *s == scope) {
                 continue;
@@ -411,6 +410,10 @@ impl Store {
                 }
             }
         }
+        Ok(keys)
+    }
+
+    fn commit(&self, writes: &Arc<Vec<Write>>, keys: NewKeys) -> Result<Written, GatewayError> {
         let written = match &self.inner.writer {
             Some(queue) => queue.submit(writes.clone(), keys.clone())?,
             None => {

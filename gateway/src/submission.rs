@@ -9,7 +9,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use consent::Principal;
-use fhir_profiles::record::{parse_record, RecordLimits, JSON_SCHEMA_V1};
+use fhir_profiles::record::{parse_record, CheckedRecord, RecordLimits, JSON_SCHEMA_V1};
 use fhir_profiles::translate::{translate, DocumentIds, TERHIKKI_SYSTEM};
 use fhir_profiles::{parse_resource, parse_translated, Issue, IssueCode, ProfileError, ResourceType, HETU_SYSTEM};
 use serde_json::Value;
@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::fhir::{prepare, written_document};
 use crate::http;
 use crate::identity::Caller;
-use crate::store::{instant, Write, WriteKind};
+use crate::store::{instant, Head, Store, Write, WriteKind};
 
 /// `GET /psychotherapy-records/schema`: the input contract, for EMR vendors.
 pub async fn schema() -> HttpResponse {
@@ -63,79 +63,97 @@ pub async fn submit(
             let message = "the record's organisation is not the organisation of the client certificate";
             return Err(ProfileError::business_rule(message, "organization.oid").into());
         }
-        let pseudonyms = store.pseudonyms();
-        let record_id = checked.record.record_id.clone();
-        let mut ids =
-            DocumentIds::derive(&checked, |part| pseudonyms.uuid(&["document", &organisation, &record_id, part]));
-        let record = &checked.record;
-        let patient = participant(&store, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose())?;
-        let practitioner =
-            participant(&store, ResourceType::Practitioner, TERHIKKI_SYSTEM, &record.therapist.terhikki)?;
-        let oid = format!("urn:oid:{}", record.organization.oid);
-        let organization = participant(&store, ResourceType::Organization, "urn:ietf:rfc:3986", &oid)?;
-        ids.patient = patient.id().to_owned();
-        ids.practitioner = practitioner.id().to_owned();
-        ids.organization = organization.id().to_owned();
-        let document = translate(&checked, &ids, &instant(crate::store::now_millis()));
-        // The profiles and the gateway's rules read what the translation made: a translation
-        // bug is refused here, not stored.
-        let compared = content(&document);
-        let author = (organisation.clone(), practitioner_id);
-        let mut writes = Vec::new();
-        let participants = [
-            (&patient, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose()),
-            (&practitioner, ResourceType::Practitioner, TERHIKKI_SYSTEM, record.therapist.terhikki.as_str()),
-            (&organization, ResourceType::Organization, "urn:ietf:rfc:3986", oid.as_str()),
-        ];
-        for (found, resource_type, _, _) in participants {
-            if let Participant::New(id) = found {
-                let entry = entry_resource(&document, id)?;
-                let parsed = parse_translated(resource_type, entry).map_err(translation_bug)?;
-                let resource = prepare(&store, parsed, Some(id), author.clone())?;
-                writes.push(Write { resource, id: id.clone(), kind: WriteKind::CreateIfAbsent });
+        // Two submissions of the same new record at once both try to create its document; the
+        // one that loses sees the winner's document on a second run and answers as a repeat.
+        match file_record(&store, &checked, &organisation, &practitioner_id, &block_principal) {
+            Err(GatewayError::Conflict(_)) => {
+                file_record(&store, &checked, &organisation, &practitioner_id, &block_principal)
             }
+            other => other,
         }
-        let parsed = parse_translated(ResourceType::Bundle, document).map_err(translation_bug)?;
-        let id = ids.document.clone();
-        let resource = prepare(&store, parsed, Some(&id), author)?;
-        let (status, kind) = match store.head(ResourceType::Bundle, &id)? {
-            None => (StatusCode::CREATED, WriteKind::Create),
-            Some(head) => {
-                // Only someone who may read the stored document may resubmit it.
-                let Some(head) = enforce::release_one(&block_principal, head) else {
-                    return Err(GatewayError::Forbidden(
-                        "this record id belongs to a document only its authoring therapist may change".into(),
-                    ));
-                };
-                let current = store
-                    .version(ResourceType::Bundle, &id, Some(head.get().version))?
-                    .and_then(|row| enforce::release_one(&block_principal, row))
-                    .ok_or_else(|| GatewayError::Internal("the current version vanished".into()))?;
-                let stored_body = store.open(&current)?;
-                let stored: Value =
-                    serde_json::from_slice(&stored_body).map_err(|e| GatewayError::Internal(e.to_string()))?;
-                if content(&stored) == compared {
-                    return Ok((StatusCode::OK, head.get().clone(), stored_body));
-                }
-                (StatusCode::OK, WriteKind::Update(Some(head.get().version)))
-            }
-        };
-        writes.push(Write { resource, id, kind });
-        // The participants and the document commit together, or not at all.
-        let (head, body) = store
-            .write_all(writes)?
-            .pop()
-            .flatten()
-            .ok_or_else(|| GatewayError::Internal("the document was not written".into()))?;
-        for (found, resource_type, system, value) in participants {
-            if let Participant::New(id) = found {
-                store.remember_identifier(resource_type, system, value, id);
-            }
-        }
-        Ok((status, head, body))
     })
     .await??;
     Ok(written_document(&request, &state, &principal, output, status, &head, body))
+}
+
+/// Files a checked record: resolves its participants, translates it, and stores the document
+/// (new, a new version, or nothing for an identical repeat) with any new participants, in one
+/// transaction.
+fn file_record(
+    store: &Store,
+    checked: &CheckedRecord,
+    organisation: &str,
+    practitioner_id: &str,
+    principal: &Principal,
+) -> Result<(StatusCode, Head, Vec<u8>), GatewayError> {
+    let pseudonyms = store.pseudonyms();
+    let record_id = checked.record.record_id.clone();
+    let mut ids = DocumentIds::derive(checked, |part| pseudonyms.uuid(&["document", organisation, &record_id, part]));
+    let record = &checked.record;
+    let patient = participant(store, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose())?;
+    let practitioner = participant(store, ResourceType::Practitioner, TERHIKKI_SYSTEM, &record.therapist.terhikki)?;
+    let oid = format!("urn:oid:{}", record.organization.oid);
+    let organization = participant(store, ResourceType::Organization, "urn:ietf:rfc:3986", &oid)?;
+    ids.patient = patient.id().to_owned();
+    ids.practitioner = practitioner.id().to_owned();
+    ids.organization = organization.id().to_owned();
+    let document = translate(checked, &ids, &instant(crate::store::now_millis()));
+    // The profiles and the gateway's rules read what the translation made: a translation
+    // bug is refused here, not stored.
+    let compared = content(&document);
+    let author = (organisation.to_owned(), practitioner_id.to_owned());
+    let mut writes = Vec::new();
+    let participants = [
+        (&patient, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose()),
+        (&practitioner, ResourceType::Practitioner, TERHIKKI_SYSTEM, record.therapist.terhikki.as_str()),
+        (&organization, ResourceType::Organization, "urn:ietf:rfc:3986", oid.as_str()),
+    ];
+    for (found, resource_type, _, _) in participants {
+        if let Participant::New(id) = found {
+            let entry = entry_resource(&document, id)?;
+            let parsed = parse_translated(resource_type, entry).map_err(translation_bug)?;
+            let resource = prepare(store, parsed, Some(id), author.clone())?;
+            writes.push(Write { resource, id: id.clone(), kind: WriteKind::CreateIfAbsent });
+        }
+    }
+    let parsed = parse_translated(ResourceType::Bundle, document).map_err(translation_bug)?;
+    let id = ids.document.clone();
+    let resource = prepare(store, parsed, Some(&id), author)?;
+    let (status, kind) = match store.head(ResourceType::Bundle, &id)? {
+        None => (StatusCode::CREATED, WriteKind::Create),
+        Some(head) => {
+            // Only someone who may read the stored document may resubmit it.
+            let Some(head) = enforce::release_one(principal, head) else {
+                return Err(GatewayError::Forbidden(
+                    "this record id belongs to a document only its authoring therapist may change".into(),
+                ));
+            };
+            let current = store
+                .version(ResourceType::Bundle, &id, Some(head.get().version))?
+                .and_then(|row| enforce::release_one(principal, row))
+                .ok_or_else(|| GatewayError::Internal("the current version vanished".into()))?;
+            let stored_body = store.open(&current)?;
+            let stored: Value =
+                serde_json::from_slice(&stored_body).map_err(|e| GatewayError::Internal(e.to_string()))?;
+            if content(&stored) == compared {
+                return Ok((StatusCode::OK, head.get().clone(), stored_body));
+            }
+            (StatusCode::OK, WriteKind::Update(Some(head.get().version)))
+        }
+    };
+    writes.push(Write { resource, id, kind });
+    // The participants and the document commit together, or not at all.
+    let (head, body) = store
+        .write_all(writes)?
+        .pop()
+        .flatten()
+        .ok_or_else(|| GatewayError::Internal("the document was not written".into()))?;
+    for (found, resource_type, system, value) in participants {
+        if let Participant::New(id) = found {
+            store.remember_identifier(resource_type, system, value, id);
+        }
+    }
+    Ok((status, head, body))
 }
 
 /// A document's Patient, Practitioner or Organization: one stored resource per identifier,

@@ -115,6 +115,29 @@ on_both_backends! {
         }
     }
 
+    fn the_same_record_sent_concurrently_is_one_document(gateway) {
+        // An EMR that retries while its first request is still running: one 201, the rest 200
+        // with the same document, never a conflict.
+        let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    let client = gateway.client.clone();
+                    scope.spawn(move || {
+                        let answer = submit(&client, &record());
+                        (answer.status, answer.json().map(|d| d["id"].as_str().unwrap_or("").to_owned()).unwrap_or_default())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(answers.iter().filter(|(status, _)| *status == 201).count(), 1, "{answers:?}");
+        assert!(answers.iter().all(|(status, _)| *status == 201 || *status == 200), "{answers:?}");
+        assert!(answers.iter().all(|(_, id)| *id == answers[0].1 && !id.is_empty()), "{answers:?}");
+        assert_eq!(gateway.client.get("/Bundle").unwrap().json().unwrap()["total"], 1);
+        let id = &answers[0].1;
+        assert_eq!(gateway.client.get(&format!("/Bundle/{id}/_history")).unwrap().json().unwrap()["total"], 1);
+    }
+
     fn participants_are_resolved_not_duplicated(gateway) {
         let therapist = &gateway.client;
         // A Patient created earlier through the FHIR API is the one the documents name.
