@@ -14,6 +14,7 @@ use crate::{PatientConsent, Professional, ResourceMeta, Timestamp};
 pub struct CompiledConsents {
     denies: Vec<CompiledProvision>,
     permits: Vec<CompiledProvision>,
+    changes_at: Option<Timestamp>,
 }
 
 /// Which provision of which Consent decided: for the audit log and the patient's access view.
@@ -53,13 +54,26 @@ pub(crate) struct CompiledProvision {
 }
 
 /// No patient choices: the deployment's defaults alone.
-pub(crate) static NO_CONSENTS: CompiledConsents = CompiledConsents { denies: Vec::new(), permits: Vec::new() };
+pub(crate) static NO_CONSENTS: CompiledConsents =
+    CompiledConsents { denies: Vec::new(), permits: Vec::new(), changes_at: None };
 
 impl CompiledConsents {
     /// Keeps the provisions of `active` Consents whose periods hold at `now`. Where a period's
     /// bound is a date without a zone, a deny is read in the widest span the date can mean and a
     /// permit in the narrowest, so the uncertainty never releases anything.
     pub fn compile(consents: &[PatientConsent], now: Timestamp) -> CompiledConsents {
+        let changes_at = consents
+            .iter()
+            .filter(|consent| consent.is_active())
+            .flat_map(|consent| consent.provisions().iter().flat_map(|provision| provision.periods.iter()))
+            .flat_map(|Period { start, end }| {
+                let start = start.iter().flat_map(|time| [time.start.0, time.start.1]);
+                let end = end.iter().flat_map(|time| [time.end.0, time.end.1]);
+                start.chain(end)
+            })
+            .filter(|bound| *bound > now.unix_seconds())
+            .min()
+            .map(Timestamp::from_unix_seconds);
         let mut in_force: Vec<(Option<i64>, &PatientConsent, &Provision)> = consents
             .iter()
             .filter(|consent| consent.is_active())
@@ -72,7 +86,7 @@ impl CompiledConsents {
         // Most recent first (a Consent without dateTime counts as oldest); the sort is stable, so
         // a Consent's own provisions keep their order.
         in_force.sort_by_key(|(recorded, _, _)| Reverse(*recorded));
-        let mut compiled = CompiledConsents::default();
+        let mut compiled = CompiledConsents { changes_at, ..CompiledConsents::default() };
         for (_, consent, provision) in in_force {
             let target = match provision.effect {
                 Effect::Deny => &mut compiled.denies,
@@ -86,6 +100,13 @@ impl CompiledConsents {
             });
         }
         compiled
+    }
+
+    /// The first moment after compilation at which a period bound passes, so that the provisions
+    /// in force may differ: a caller that caches the compiled form compiles again from then on.
+    /// `None` when no period bound lies ahead.
+    pub fn changes_at(&self) -> Option<Timestamp> {
+        self.changes_at
     }
 
     /// Whether no provision is in force.

@@ -22,6 +22,8 @@
 //!    opens the rest of the data but not notes ([`Policy::notes_open_to_break_the_glass`]).
 //!    Every permit given to an emergency request is flagged ([`Decision::break_the_glass`]), so
 //!    that it is audited and shown to the patient.
+//! 7. A patient's Consents (resource type `Consent`) go to that patient alone: whom they
+//!    restricted is itself private. Enforcement never needs to show them to anyone else.
 //!
 //! The patient's choices, compiled once into [`CompiledConsents`], combine with these for a
 //! professional as follows, in this order:
@@ -140,6 +142,9 @@ pub enum Rule {
     RecordAuthor,
     /// The policy closes non-note data to professionals the patient did not name.
     NotATreatingProfessional,
+    /// A patient's Consents are theirs alone: what they restricted, and from whom, is itself
+    /// something they may want no one to learn.
+    PrivacyChoicesArePrivate,
 }
 
 impl fmt::Display for Rule {
@@ -217,6 +222,7 @@ pub fn decide_with<'c>(
         Principal::Anonymous => Decision::deny(Rule::NoIdentity),
         Principal::Auditor { .. } | Principal::Administrator { .. } => Decision::deny(Rule::StaffSeeNoClinicalContent),
         Principal::Patient { pseudonym } if pseudonym == patient => Decision::permit(Rule::OwnData),
+        _ if meta.resource_type == "Consent" => Decision::deny(Rule::PrivacyChoicesArePrivate),
         Principal::Patient { .. } => Decision::deny(Rule::AnotherPatientsData),
         Principal::Professional(professional) => {
             let emergency = professional.purpose.needs_reason();
@@ -633,6 +639,22 @@ mod tests {
     }
 
     #[test]
+    fn a_patients_consents_go_to_that_patient_alone() {
+        let consent = ResourceMeta {
+            resource_type: "Consent",
+            author_organisation: None,
+            author_practitioner: None,
+            ..meta(Some("p1"), &[])
+        };
+        assert!(decide(&patient("p1"), &consent).is_permit());
+        for other in [patient("p2"), author(), gp(), emergency_nurse(), auditor(), administrator()] {
+            let decision = decide(&other, &consent);
+            assert!(!decision.is_permit(), "{other:?}");
+        }
+        assert_eq!(decide(&gp(), &consent).rule(), Rule::PrivacyChoicesArePrivate);
+    }
+
+    #[test]
     fn periods_and_statuses_decide_what_is_in_force() {
         let dated = |start: &str, end: &str| {
             consent("2024-01-01", json!({"type": "deny", "period": {"start": start, "end": end}}))
@@ -655,6 +677,13 @@ mod tests {
         };
         check_choice(&[permit_from("2024-06-01")], &[(permitted, note, deny(NoteRestrictedToAuthor))]);
         check_choice(&[permit_from("2024-05-31")], &[(permitted, note, permit(PatientPermitted))]);
+
+        // A cache of the compiled form learns when to compile again: the next bound ahead of
+        // now, read in whichever zone comes first: the 1 June end of the first deny is over from
+        // 10:00 UTC in the zone furthest ahead (UTC+14).
+        let compiled = compile(&[dated("2024-05-01", "2024-06-01"), dated("2024-06-03T00:00:00Z", "2025")]);
+        assert_eq!(compiled.changes_at(), Some(Timestamp::from_unix_seconds(1_717_200_000 + 10 * 3600)));
+        assert_eq!(compile(&[dated("2024-01-01", "2024-02-01")]).changes_at(), None);
 
         for status in ["inactive", "draft", "proposed", "rejected", "entered-in-error"] {
             let mut withdrawn = deny_everything();

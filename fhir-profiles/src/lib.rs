@@ -22,7 +22,7 @@ pub use error::{Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
 pub use parse::{
     document_custodian, is_valid_id, parse_resource, parse_resource_value, parse_translated, stored_patient_id,
-    ParsedResource, PatientLink, SecurityCoding,
+    ParsedResource, PatientLink, SecurityCoding, ServiceEventLink,
 };
 pub use resource_type::ResourceType;
 

@@ -27,6 +27,22 @@ pub enum PatientLink {
     None,
 }
 
+/// The service event (palvelutapahtuma, the course of care) a resource belongs to, as far as the
+/// resource itself can tell. A patient may deny a whole service event, so what belongs to one
+/// must be filed under it: the gateway resolves [`ServiceEventLink::Encounter`] against the
+/// stored Encounter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceEventLink {
+    /// Named by its OID (bare, without `urn:oid:`): the resource is the service event's
+    /// Encounter, or a document that carries it.
+    Oid(String),
+    /// Through a stored Encounter (`Encounter/{id}`): a session's `partOf`, or the `encounter`
+    /// of a Composition, Condition or Observation.
+    Encounter(String),
+    /// The resource names no service event.
+    None,
+}
+
 /// A submitted resource that the model read without dropping anything.
 #[derive(Clone, Debug)]
 pub struct ParsedResource {
@@ -40,6 +56,7 @@ pub struct ParsedResource {
     /// Valid HETU identifiers of a Patient.
     pub hetus: Vec<Hetu>,
     pub patient: PatientLink,
+    pub service_event: ServiceEventLink,
 }
 
 impl ParsedResource {
@@ -113,13 +130,14 @@ fn read(expected: ResourceType, value: Value, model: bool) -> Result<ParsedResou
     }
     let hetus = if actual == ResourceType::Patient { patient_hetus(json, "Patient", &mut rules) } else { Vec::new() };
     let patient = patient_link(actual, json, &mut rules);
+    let service_event = service_event_link(actual, json, &mut rules);
     let security = security_labels(actual, json);
     rules.extend(crate::profiles::profiles().validate(&value));
     if !rules.is_empty() {
         return Err(ProfileError::Rule(rules));
     }
     let Value::Object(json) = value else { unreachable!("checked to be an object above") };
-    Ok(ParsedResource { resource_type: actual, json, security, hetus, patient })
+    Ok(ParsedResource { resource_type: actual, json, security, hetus, patient, service_event })
 }
 
 /// serde_json's messages carry line and column and never the offending text.
@@ -270,6 +288,64 @@ pub fn document_custodian(json: &Map<String, Value>) -> Option<String> {
         let value = identifier.get("value").and_then(Value::as_str)?;
         (system == Some("urn:ietf:rfc:3986")).then(|| value.strip_prefix("urn:oid:").map(str::to_owned)).flatten()
     })
+}
+
+/// The identifier system under which a service event is named by its OID.
+const OID_SYSTEM: &str = "urn:ietf:rfc:3986";
+
+/// The OID of an `urn:ietf:rfc:3986` identifier with an `urn:oid:` value.
+fn oid_identifier(resource: &Map<String, Value>) -> Option<String> {
+    resource.get("identifier")?.as_array()?.iter().find_map(|identifier| {
+        if identifier.get("system").and_then(Value::as_str) != Some(OID_SYSTEM) {
+            return None;
+        }
+        identifier.get("value")?.as_str()?.strip_prefix("urn:oid:").filter(|oid| !oid.is_empty()).map(str::to_owned)
+    })
+}
+
+/// Which service event a resource belongs to. An Encounter that is `partOf` another belongs to
+/// that one's; an Encounter with an OID and no parent is a service event itself. A reference
+/// the gateway cannot follow is refused: a resource filed under no service event would escape
+/// the patient's denial of its service event.
+fn service_event_link(resource_type: ResourceType, json: &Map<String, Value>, rules: &mut Vec<Issue>) -> ServiceEventLink {
+    let element = match resource_type {
+        ResourceType::Bundle => return document_service_event(json),
+        ResourceType::Encounter => "partOf",
+        ResourceType::Composition | ResourceType::Condition | ResourceType::Observation => "encounter",
+        _ => return ServiceEventLink::None,
+    };
+    match json.get(element) {
+        Some(reference) => match reference.get("reference").and_then(Value::as_str).and_then(stored_encounter_id) {
+            Some(id) => ServiceEventLink::Encounter(id.to_owned()),
+            None => {
+                rules.push(
+                    Issue::new(IssueCode::Value, "the encounter must be referenced as Encounter/{id}")
+                        .at(format!("{resource_type}.{element}")),
+                );
+                ServiceEventLink::None
+            }
+        },
+        None if resource_type == ResourceType::Encounter => {
+            oid_identifier(json).map_or(ServiceEventLink::None, ServiceEventLink::Oid)
+        }
+        None => ServiceEventLink::None,
+    }
+}
+
+/// A document belongs to the service event whose Encounter it carries.
+fn document_service_event(json: &Map<String, Value>) -> ServiceEventLink {
+    let entries = json.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    entries
+        .iter()
+        .filter_map(|entry| entry.get("resource")?.as_object())
+        .filter(|resource| resource.get("resourceType").and_then(Value::as_str) == Some("Encounter"))
+        .filter(|resource| resource.get("partOf").is_none())
+        .find_map(oid_identifier)
+        .map_or(ServiceEventLink::None, ServiceEventLink::Oid)
+}
+
+fn stored_encounter_id(reference: &str) -> Option<&str> {
+    reference.strip_prefix("Encounter/").filter(|id| is_valid_id(id))
 }
 
 /// `Patient/{id}`, relative, as the gateway stores references.
@@ -476,6 +552,39 @@ mod tests {
         assert_eq!(parsed.resource_type, ResourceType::Patient);
         assert_eq!(parsed.hetus.len(), 1);
         assert_eq!(parsed.patient, PatientLink::Itself);
+    }
+
+    #[test]
+    fn files_each_resource_under_its_service_event() {
+        let event = parse(json!({
+            "resourceType": "Encounter", "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.246.10.1.77.1"}],
+            "subject": {"reference": "Patient/p1"}
+        }))
+        .unwrap();
+        assert_eq!(event.service_event, ServiceEventLink::Oid("1.2.246.10.1.77.1".into()));
+        let session = parse(json!({
+            "resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.246.10.1.77.1.5"}],
+            "subject": {"reference": "Patient/p1"}, "partOf": {"reference": "Encounter/e1"}
+        }))
+        .unwrap();
+        assert_eq!(session.service_event, ServiceEventLink::Encounter("e1".into()));
+        let condition = |encounter: &str| {
+            parse(json!({
+                "resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+                "code": {"text": "x"}, "encounter": {"reference": encounter}
+            }))
+        };
+        assert_eq!(condition("Encounter/e2").unwrap().service_event, ServiceEventLink::Encounter("e2".into()));
+        let ProfileError::Rule(issues) = condition("https://elsewhere.example/Encounter/e2").unwrap_err() else {
+            panic!("an encounter the gateway cannot follow is refused")
+        };
+        assert_eq!(issues[0].expression.as_deref(), Some("Condition.encounter"));
+        let patient = parse(json!({"resourceType": "Patient", "name": [{"family": "X"}]})).unwrap();
+        assert_eq!(patient.service_event, ServiceEventLink::None);
     }
 
     #[test]

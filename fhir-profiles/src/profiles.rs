@@ -39,6 +39,7 @@ pub const SERVICE_EVENT_PROFILE: &str = structure_definition!("vaitio-service-ev
 pub const SESSION_PROFILE: &str = structure_definition!("vaitio-psychotherapy-session");
 pub const DIAGNOSIS_PROFILE: &str = structure_definition!("vaitio-diagnosis");
 pub const ASSESSMENT_PROFILE: &str = structure_definition!("vaitio-assessment");
+pub const CONSENT_PROFILE: &str = structure_definition!("vaitio-consent");
 
 pub const SESSION_MODALITY_SYSTEM: &str = "https://fhir.vaitio.fi/CodeSystem/session-modality";
 pub const SESSION_SETTING_SYSTEM: &str = "https://fhir.vaitio.fi/CodeSystem/session-setting";
@@ -62,6 +63,7 @@ artifacts!(
     "StructureDefinition-vaitio-psychotherapy-session.json",
     "StructureDefinition-vaitio-diagnosis.json",
     "StructureDefinition-vaitio-assessment.json",
+    "StructureDefinition-vaitio-consent.json",
     "ValueSet-vaitio-icd10-mental-disorders.json",
     "CodeSystem-icd10-fi-chapter-f.json",
     "ValueSet-vaitio-assessment-instruments.json",
@@ -273,9 +275,10 @@ impl Profiles {
     }
 
     /// Checks a resource against the profiles that apply to it: a document Bundle always against
-    /// the national document profile (and each entry against the profile it declares); any other
-    /// resource against the Vaitio profiles it declares in `meta.profile`. Profiles outside
-    /// Vaitio's canonical base cannot be checked offline and are left to their owners.
+    /// the national document profile (and each entry against the profile it declares), a Consent
+    /// always against the Consent profile; any resource also against the Vaitio profiles it
+    /// declares in `meta.profile`. Profiles outside Vaitio's canonical base cannot be checked
+    /// offline and are left to their owners.
     pub fn validate(&self, resource: &Value) -> Vec<Issue> {
         let resource_type = text(resource, "resourceType").unwrap_or("Resource");
         let mut run = Run { profiles: self, entries: HashMap::new(), issues: Vec::new() };
@@ -287,16 +290,23 @@ impl Profiles {
                 }
             }
         }
+        // The profiles a resource is held to whether or not it declares them: what the gateway
+        // files and what decides access must not depend on the submitter's choice of profile.
+        let mandatory = match resource_type {
+            "Bundle" if document => Some(DOCUMENT_PROFILE),
+            "Consent" => Some(CONSENT_PROFILE),
+            _ => None,
+        };
         let declared = resource.get("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
-        let mut checked_document = false;
+        let mut checked_mandatory = false;
         for (index, url) in declared.iter().enumerate() {
             let at = format!("{resource_type}.meta.profile[{index}]");
             let Some(url) = url.as_str().filter(|u| u.starts_with(CANONICAL_BASE)) else { continue };
-            checked_document |= url == DOCUMENT_PROFILE;
+            checked_mandatory |= Some(url) == mandatory;
             run.resource(url, resource, resource_type, Some(&at));
         }
-        if document && !checked_document {
-            run.resource(DOCUMENT_PROFILE, resource, resource_type, None);
+        if let Some(url) = mandatory.filter(|_| !checked_mandatory) {
+            run.resource(url, resource, resource_type, None);
         }
         run.issues
     }

@@ -193,7 +193,7 @@ fn every_mutation_is_refused_naming_the_element() {
 #[test]
 fn the_shipped_artifacts_load_and_every_file_is_listed() {
     let loaded = Profiles::load(ARTIFACTS).unwrap();
-    assert_eq!(loaded.structure_definitions().count(), 9);
+    assert_eq!(loaded.structure_definitions().count(), 10);
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
     for entry in std::fs::read_dir(folder).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -257,4 +257,38 @@ fn a_standalone_resource_is_held_to_the_profile_it_declares() {
     // Profiles of others cannot be checked offline; the base rules still apply.
     let other = "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/fi-base-patient";
     assert!(parse_resource_value(ResourceType::Patient, patient(other, "urn:oid:1.2.246.537.25")).is_ok());
+}
+
+/// A patient's privacy choice in the shape the consent crate reads: deny one organisation.
+pub fn patient_consent() -> Value {
+    json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"},
+        "dateTime": "2026-11-01T10:00:00+02:00",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {"type": "deny", "actor": [{
+            "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+            "reference": {"identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.246.10.87654321.10.1"}}
+        }]}
+    })
+}
+
+#[test]
+fn a_consent_is_held_to_the_consent_profile_whether_or_not_it_declares_it() {
+    parse_resource_value(ResourceType::Consent, patient_consent()).expect("the example Consent is valid");
+    let refused = |change: fn(&mut Value)| {
+        let mut consent = patient_consent();
+        change(&mut consent);
+        match parse_resource_value(ResourceType::Consent, consent) {
+            Err(ProfileError::Rule(issues)) => issues.into_iter().filter_map(|i| i.expression).collect::<Vec<_>>(),
+            other => panic!("accepted or refused otherwise: {other:?}"),
+        }
+    };
+    assert_eq!(refused(|c| c["scope"]["coding"][0]["code"] = json!("treatment")), ["Consent.scope"]);
+    assert_eq!(refused(|c| drop(c.as_object_mut().unwrap().remove("dateTime"))), ["Consent.dateTime"]);
+    assert_eq!(refused(|c| drop(c.as_object_mut().unwrap().remove("provision"))), ["Consent.provision"]);
+    assert_eq!(refused(|c| drop(c.as_object_mut().unwrap().remove("policyRule"))), ["Consent.policyRule"]);
 }

@@ -3,7 +3,7 @@
 use chrono::DateTime;
 use fhir_profiles::record::{parse_record, RecordLimits};
 use fhir_profiles::translate::{translate, DocumentIds};
-use fhir_profiles::{parse_resource, ProfileError, ResourceType};
+use fhir_profiles::{parse_resource, ProfileError, ResourceType, ServiceEventLink};
 use serde_json::{json, Value};
 
 pub fn example() -> Value {
@@ -48,6 +48,8 @@ fn the_example_record_becomes_a_document_the_r4_model_reads() {
     assert_eq!(document["entry"].as_array().unwrap().len(), 8);
     let parsed = parse_resource(ResourceType::Bundle, document.to_string().as_bytes()).unwrap();
     assert!(parsed.security.iter().any(|s| s.code == "PSYTHPN"));
+    // The document is filed under its service event, so a patient's denial of it covers it.
+    assert_eq!(parsed.service_event, ServiceEventLink::Oid("1.2.246.10.12345678.10.1.77.1".into()));
     // Markup in the note stays text.
     let div = document["entry"][0]["resource"]["section"][0]["text"]["div"].as_str().unwrap();
     assert!(div.contains("&lt;/div&gt;&lt;script&gt;"), "{div}");
