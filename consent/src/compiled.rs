@@ -109,6 +109,12 @@ impl CompiledConsents {
         self.changes_at
     }
 
+    /// No patient choices: what a decision for anyone but a professional needs, since Consents
+    /// only restrict or widen what professionals receive.
+    pub fn none() -> &'static CompiledConsents {
+        &NO_CONSENTS
+    }
+
     /// Whether no provision is in force.
     pub fn is_empty(&self) -> bool {
         self.denies.is_empty() && self.permits.is_empty()
@@ -128,8 +134,11 @@ impl CompiledConsents {
 impl CompiledProvision {
     /// Every level of the provision holds: one of its actors is the professional and one of its
     /// service events is the resource's.
+    /// A provision with an emergency purpose controls emergency access only, as FHIR's
+    /// `provision.purpose` (the context of the access the rule is about) says.
     pub(crate) fn applies(&self, professional: &Professional, meta: &ResourceMeta<'_>) -> bool {
-        self.actors.iter().all(|any| any.iter().any(|actor| actor.is(professional)))
+        (!self.holds_in_emergency || professional.purpose.needs_reason())
+            && self.actors.iter().all(|any| any.iter().any(|actor| actor.is(professional)))
             && self.service_events.iter().all(|any| any.iter().any(|event| meta.service_event == Some(event.as_str())))
     }
 }

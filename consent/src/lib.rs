@@ -56,9 +56,9 @@
 //! | --- | --- | --- |
 //! | `actor[]` | `reference.identifier` = {`system` `urn:ietf:rfc:3986`, `value` `urn:oid:<organisation OID>`}; `role` any code | professionals acting for that organisation |
 //! | `actor[]` | `reference.identifier` = {`system` `urn:oid:1.2.246.537.26`, `value` `<Terhikki number>`}; `role` any code | that practitioner, whatever organisation they act for |
-//! | `actor[]` | no `reference`; `role.coding` = {`system` [`Role::CODE_SYSTEM`], `code` one of [`Role::as_str`]} | professionals in that role |
+//! | `actor[]` | `role.coding` = {`system` [`Role::CODE_SYSTEM`], `code` one of [`Role::as_str`]}; `reference` with a `display` only (R4 requires one; it names the role for people), or none | professionals in that role |
 //! | `data[]` | `meaning` `related`, `reference.identifier` = {`system` `urn:ietf:rfc:3986`, `value` `urn:oid:<service event OID>`} | everything about that service event ([`ResourceMeta::service_event`]) |
-//! | `purpose[]` | `http://terminology.hl7.org/CodeSystem/v3-ActReason` `ETREAT` or `BTG`, on a deny only | the denial holds in an emergency: emergency access refused |
+//! | `purpose[]` | `http://terminology.hl7.org/CodeSystem/v3-ActReason` `ETREAT` or `BTG`, on a deny only | the denial is about emergency access (FHIR: the purpose of the access the rule controls): it applies to emergency requests only, and nothing overrides it |
 //! | `period` | `start` and/or `end`, FHIR dateTimes (an end includes its whole day, month or year) | the provision is in force only then |
 //!
 //! Within one element the entries are alternatives (any actor, any service event); across
@@ -68,8 +68,10 @@
 //! - deny an organisation, a practitioner, a role: a deny with that `actor`;
 //! - deny a service event: a deny with that `data`;
 //! - deny everything: a deny with neither;
-//! - refuse emergency access: add `purpose` `ETREAT` to a deny (or nest a deny with only that
-//!   purpose in it); a deny without it may be overridden by break-the-glass for non-note data;
+//! - refuse emergency access: a deny with `purpose` `ETREAT` (alone: all emergency access; with
+//!   actors or nested in another deny: theirs); a deny without it may be overridden by
+//!   break-the-glass for non-note data, and a patient who wants a denial to hold in an
+//!   emergency too adds a second deny with the same actors and the purpose;
 //! - let a named practitioner see notes too: a permit whose actors are practitioners (with
 //!   `data`, only that service event's);
 //! - a validity period on any of these.
@@ -392,7 +394,8 @@ mod tests {
                "reference": {"identifier": {"system": TERHIKKI, "value": number}}})
     }
     fn role(role: Role) -> Value {
-        json!({"role": {"coding": [{"system": Role::CODE_SYSTEM, "code": role.as_str()}]}})
+        json!({"role": {"coding": [{"system": Role::CODE_SYSTEM, "code": role.as_str()}]},
+               "reference": {"display": format!("any {}", role.as_str())}})
     }
     fn service_event(oid: &str) -> Value {
         json!({"meaning": "related", "reference": {"identifier": {"system": URI, "value": format!("urn:oid:{oid}")}}})
@@ -558,7 +561,8 @@ mod tests {
         check_choice(
             &[refuse_emergency_access()],
             &[
-                (gp, therapy_data, deny(PatientDenied)),
+                // It is about emergency access only: treatment goes on as before.
+                (gp, therapy_data, permit(Treatment)),
                 (emergency_nurse, therapy_data, deny(EmergencyAccessRefused)),
                 (emergency_nurse, note, deny(EmergencyAccessRefused)),
             ],

@@ -274,7 +274,12 @@ fn read_actor(value: &Value, path: &str) -> Result<Actor, ConsentError> {
         None => Vec::new(),
     };
     let professional_roles: Vec<&Coding> = roles.iter().filter(|c| c.system == Some(Role::CODE_SYSTEM)).collect();
-    match actor.get("reference") {
+    // R4 requires `actor.reference`, but a role is a class of professionals with no resource to
+    // point at: beside a professional role the reference may name it for people (`display`)
+    // and nothing else.
+    let named_only = |reference: &Value| reference.as_object().is_some_and(|r| r.keys().all(|key| key == "display"));
+    let reference = actor.get("reference").filter(|reference| professional_roles.is_empty() || !named_only(reference));
+    match reference {
         Some(reference) => {
             // With a reference the role says how the actor takes part (any code will do); a
             // professional role as well would make the actor "that role at that organisation",

@@ -276,7 +276,9 @@ proptest! {
             return Ok(());
         }
         let denials: Vec<&ProvisionSpec> = in_force(&specs)
+            // A denial with an emergency purpose is about emergency access only.
             .filter(|p| is_deny(p.choice) && matches(p.choice, professional, &resource))
+            .filter(|p| !p.refuse_emergency || professional.purpose != Purpose::Treatment)
             .collect();
         if denials.is_empty() || !decision.is_permit() {
             return Ok(());

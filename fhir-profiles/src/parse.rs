@@ -307,7 +307,11 @@ fn oid_identifier(resource: &Map<String, Value>) -> Option<String> {
 /// that one's; an Encounter with an OID and no parent is a service event itself. A reference
 /// the gateway cannot follow is refused: a resource filed under no service event would escape
 /// the patient's denial of its service event.
-fn service_event_link(resource_type: ResourceType, json: &Map<String, Value>, rules: &mut Vec<Issue>) -> ServiceEventLink {
+fn service_event_link(
+    resource_type: ResourceType,
+    json: &Map<String, Value>,
+    rules: &mut Vec<Issue>,
+) -> ServiceEventLink {
     let element = match resource_type {
         ResourceType::Bundle => return document_service_event(json),
         ResourceType::Encounter => "partOf",

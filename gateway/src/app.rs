@@ -176,6 +176,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(fhir::method_not_allowed)),
         )
         .service(
+            web::resource("/Patient/{id}/$everything")
+                .route(web::get().to(fhir::everything))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
             web::resource("/{type}/_search")
                 .route(web::get().to(fhir::search))
                 .route(web::post().to(fhir::search))

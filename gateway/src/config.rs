@@ -132,6 +132,9 @@ struct FileConfig {
     search: FileSearch,
     #[serde(default)]
     identity: FileIdentity,
+    /// The consent policy's knobs, read by the consent crate itself (an unknown knob is refused).
+    #[serde(default)]
+    policy: consent::Policy,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -196,6 +199,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub default_count: usize,
     pub max_count: usize,
+    /// What the patient's choices combine with: `[policy]` in the TOML file.
+    pub policy: consent::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -393,6 +398,7 @@ impl Config {
             log_format,
             default_count,
             max_count,
+            policy: file.policy,
         })
     }
 }
@@ -436,12 +442,15 @@ mod tests {
     fn the_file_is_read_and_flags_override_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vaitio.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9443\"\nmax_body_bytes = 4096\n[tls]\nmin_version = \"1.2\"\n[search]\nmax_count = 50\n").unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:9443\"\nmax_body_bytes = 4096\n[tls]\nmin_version = \"1.2\"\n[search]\nmax_count = 50\n[policy]\nnotes_open_to_break_the_glass = true\n").unwrap();
         let from_file = Config::resolve(&ConfigArgs { config: Some(path.clone()), ..args() }).unwrap();
         assert_eq!(from_file.listen.port(), 9443);
         assert_eq!(from_file.max_body_bytes, 4096);
         assert_eq!(from_file.tls_minimum, TlsMinimum::Tls12);
         assert_eq!(from_file.max_count, 50);
+        assert!(
+            from_file.policy.notes_open_to_break_the_glass && from_file.policy.treating_professionals_see_non_note_data
+        );
         let overridden = Config::resolve(&ConfigArgs {
             config: Some(path.clone()),
             listen: Some("127.0.0.1:10443".into()),

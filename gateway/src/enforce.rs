@@ -1,10 +1,28 @@
-//! The one enforcement point: every path that returns clinical data passes its rows through
-//! [`release`] before anything is decrypted, and only a [`Released`] row can be opened (see
+//! The one enforcement point: every path that returns clinical data passes its rows through a
+//! [`Gate`] before anything is decrypted, and only a [`Released`] row can be opened (see
 //! `Store::open`). A handler that forgot to ask would not compile.
+//!
+//! A gate judges rows for one principal in one request, with the deployment's policy and the
+//! Consents of each row's patient. Consents are compiled once per patient and kept in the
+//! [`ConsentBook`] under the patient's consent generation, which the gate reads from the
+//! database for every request: a Consent written through any gateway node applies to the next
+//! decision on every node.
 
-use consent::{decide, Principal, ResourceMeta, SecurityLabel};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::store::Stored;
+use consent::{
+    decide_with, CompiledConsents, PatientConsent, Policy, Principal, ResourceMeta, SecurityLabel, Timestamp,
+};
+use fhir_profiles::ResourceType;
+
+use crate::cache::BoundedMap;
+use crate::error::GatewayError;
+use crate::store::{now_millis, Criterion, Head, Store, Stored};
+
+/// How many patients' compiled Consents a node keeps.
+pub const CONSENT_BOOK_SIZE: usize = 8192;
 
 /// A row the principal may receive. Constructed only here.
 pub struct Released<T>(T);
@@ -15,34 +33,164 @@ impl<T> Released<T> {
     }
 }
 
+/// A row the gateway reads for its own work and never returns: the stored version a
+/// resubmitted record is compared with (its own author's), a patient's Consents compiled for a
+/// decision. Every caller is one of these.
+pub fn read_internally<T>(row: T) -> Released<T> {
+    Released(row)
+}
+
+/// A patient's Consents, compiled, as of one consent generation.
+struct CompiledAt {
+    generation: i64,
+    /// When a period bound passes and the compiled form may no longer hold.
+    changes_at: Option<Timestamp>,
+    consents: Arc<CompiledConsents>,
+}
+
+/// The node's cache of compiled Consents, by patient pseudonym.
+pub struct ConsentBook {
+    compiled: BoundedMap<Arc<CompiledAt>>,
+}
+
+impl Default for ConsentBook {
+    fn default() -> Self {
+        ConsentBook { compiled: BoundedMap::new(CONSENT_BOOK_SIZE) }
+    }
+}
+
+/// Judges rows for one principal within one request.
+pub struct Gate<'a> {
+    principal: &'a Principal,
+    store: &'a Store,
+    policy: Policy,
+    now: Timestamp,
+    /// The compiled Consents of the patients judged so far in this request.
+    consents: RefCell<HashMap<String, Arc<CompiledConsents>>>,
+}
+
 fn labels(codes: &str) -> Vec<SecurityLabel> {
     codes.split_whitespace().filter_map(SecurityLabel::from_code).collect()
 }
 
-/// Whether `principal` may receive `row`.
-pub fn permits<T: Stored>(principal: &Principal, row: &T) -> bool {
-    let labels = labels(row.security_labels());
-    let (author_organisation, author_practitioner) = row.author();
-    let meta = ResourceMeta {
-        resource_type: row.resource_type(),
-        patient: row.patient(),
-        security_labels: &labels,
-        author_organisation,
-        author_practitioner,
-        // Rows do not record their service event yet; patient choices by service event arrive
-        // with the Consent API (issue #5).
-        service_event: None,
-    };
-    decide(principal, &meta).is_permit()
-}
+impl<'a> Gate<'a> {
+    pub fn new(principal: &'a Principal, store: &'a Store, policy: Policy) -> Self {
+        Gate {
+            principal,
+            store,
+            policy,
+            now: Timestamp::from_unix_seconds(now_millis().div_euclid(1000)),
+            consents: RefCell::new(HashMap::new()),
+        }
+    }
 
-/// Keeps the rows `principal` may receive, in order. Callers count and page only what this
-/// returns, so totals and page sizes reveal nothing about what was withheld.
-pub fn release<T: Stored>(principal: &Principal, rows: Vec<T>) -> Vec<Released<T>> {
-    rows.into_iter().filter(|row| permits(principal, row)).map(Released).collect()
-}
+    pub fn principal(&self) -> &Principal {
+        self.principal
+    }
 
-/// One row: `None` when withheld, which callers answer exactly like an absent resource.
-pub fn release_one<T: Stored>(principal: &Principal, row: T) -> Option<Released<T>> {
-    permits(principal, &row).then_some(Released(row))
+    /// Whether `principal` may receive `row`.
+    pub fn permits<T: Stored>(&self, row: &T) -> Result<bool, GatewayError> {
+        self.load_consents(row.patient().into_iter())?;
+        Ok(self.decide(row))
+    }
+
+    /// Keeps the rows the principal may receive, in order. Callers count and page only what this
+    /// returns, so totals and page sizes reveal nothing about what was withheld.
+    pub fn release<T: Stored>(&self, rows: Vec<T>) -> Result<Vec<Released<T>>, GatewayError> {
+        self.load_consents(rows.iter().filter_map(Stored::patient))?;
+        Ok(rows.into_iter().filter(|row| self.decide(row)).map(Released).collect())
+    }
+
+    /// One row: `None` when withheld, which callers answer exactly like an absent resource.
+    pub fn release_one<T: Stored>(&self, row: T) -> Result<Option<Released<T>>, GatewayError> {
+        Ok(self.permits(&row)?.then_some(Released(row)))
+    }
+
+    fn decide<T: Stored>(&self, row: &T) -> bool {
+        let labels = labels(row.security_labels());
+        let (author_organisation, author_practitioner) = row.author();
+        let meta = ResourceMeta {
+            resource_type: row.resource_type(),
+            patient: row.patient(),
+            security_labels: &labels,
+            author_organisation,
+            author_practitioner,
+            service_event: row.service_event(),
+        };
+        let consents = self.consents.borrow();
+        let compiled = match (self.principal, row.patient()) {
+            // Consents restrict or widen only what professionals receive.
+            (Principal::Professional(_), Some(patient)) => match consents.get(patient) {
+                Some(compiled) => compiled.as_ref(),
+                // Loaded for every row before deciding; a patient missing here is a bug, and
+                // the answer to a bug is no.
+                None => return false,
+            },
+            _ => CompiledConsents::none(),
+        };
+        decide_with(self.principal, &meta, compiled, &self.policy).is_permit()
+    }
+
+    /// Makes sure the compiled Consents of these patients are at hand: one query for their
+    /// generations, and a load only for those whose generation moved since the book saw them.
+    fn load_consents<'p>(&self, patients: impl Iterator<Item = &'p str>) -> Result<(), GatewayError> {
+        if !matches!(self.principal, Principal::Professional(_)) {
+            return Ok(());
+        }
+        let mut missing: Vec<&str> = {
+            let known = self.consents.borrow();
+            patients.filter(|patient| !known.contains_key(*patient)).collect()
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let generations = self.store.consent_generations(&missing)?;
+        let book = self.store.consent_book();
+        let mut known = self.consents.borrow_mut();
+        for patient in missing {
+            let Some(&generation) = generations.get(patient) else {
+                known.insert(patient.to_owned(), Arc::new(CompiledConsents::default()));
+                continue;
+            };
+            let cached = book
+                .compiled
+                .get(patient)
+                .filter(|cached| cached.generation == generation && cached.changes_at.map_or(true, |at| self.now < at));
+            let compiled = match cached {
+                Some(cached) => cached.consents.clone(),
+                None => {
+                    let consents = self.read_consents(patient)?;
+                    let compiled = CompiledConsents::compile(&consents, self.now);
+                    let entry =
+                        CompiledAt { generation, changes_at: compiled.changes_at(), consents: Arc::new(compiled) };
+                    let consents = entry.consents.clone();
+                    book.compiled.put(patient, Arc::new(entry));
+                    consents
+                }
+            };
+            known.insert(patient.to_owned(), compiled);
+        }
+        Ok(())
+    }
+
+    /// A patient's stored Consents, read for the gateway's own decision (never returned).
+    fn read_consents(&self, patient: &str) -> Result<Vec<PatientConsent>, GatewayError> {
+        let heads = self.store.search(ResourceType::Consent, &[Criterion::Patients(vec![patient.to_owned()])])?;
+        let heads: Vec<Released<Head>> = heads.into_iter().map(read_internally).collect();
+        let mut consents = Vec::with_capacity(heads.len());
+        for row in self.store.current_versions(&heads)? {
+            let body = self.store.open(&read_internally(row))?;
+            let json: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| GatewayError::Internal(format!("a stored Consent is not JSON: {e}")))?;
+            // Stored Consents were read by the same rules when written; one that no longer reads
+            // fails the request rather than be skipped, which could release what it withheld.
+            consents.push(
+                PatientConsent::from_fhir(&json)
+                    .map_err(|e| GatewayError::Internal(format!("a stored Consent no longer reads: {e}")))?,
+            );
+        }
+        Ok(consents)
+    }
 }

@@ -4,18 +4,18 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use consent::{Principal, SecurityLabel};
+use consent::{PatientConsent, Principal, SecurityLabel};
 use fhir_profiles::search::{index_facts, search_params, DateQuery, ParamKind, TokenQuery};
 use fhir_profiles::{
     document_custodian, is_valid_id, parse_resource, stored_patient_id, Hetu, ParsedResource, PatientLink,
-    ProfileError, ResourceType, HETU_SYSTEM,
+    ProfileError, ResourceType, ServiceEventLink, HETU_SYSTEM,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::enforce::{self, Released};
+use crate::enforce::{Gate, Released};
 use crate::error::GatewayError;
 use crate::http::{self, Output, Return};
 use crate::identity::Caller;
@@ -66,14 +66,63 @@ fn ensure_writable(resource_type: ResourceType) -> Result<(), GatewayError> {
     }
 }
 
-/// Who may write records: healthcare professionals, recorded as the authors. Patients,
-/// auditors and administrators write none (patients' own Consents come with the consent API).
-fn author(principal: &Principal) -> Result<(String, String), GatewayError> {
-    match principal {
-        Principal::Professional(professional) => {
-            Ok((professional.organisation.clone(), professional.practitioner.clone()))
+/// Who writes a resource of this type, recorded as its author: healthcare professionals write
+/// clinical records (as organisation and practitioner); a patient writes their own Consents and
+/// nothing else (no author: the Consent names its patient). Auditors and administrators write
+/// nothing.
+fn author(principal: &Principal, resource_type: ResourceType) -> Result<Option<(String, String)>, GatewayError> {
+    match (principal, resource_type) {
+        (Principal::Patient { .. }, ResourceType::Consent) => Ok(None),
+        (_, ResourceType::Consent) => Err(GatewayError::Forbidden(
+            "a patient's Consents are written by the patient, through their own token".into(),
+        )),
+        (Principal::Professional(professional), _) => {
+            Ok(Some((professional.organisation.clone(), professional.practitioner.clone())))
         }
-        other => Err(GatewayError::Forbidden(format!("a {} does not write clinical records", other.kind()))),
+        (other, _) => Err(GatewayError::Forbidden(format!("a {} does not write clinical records", other.kind()))),
+    }
+}
+
+/// A Consent is the patient's own: it must name the patient whose token wrote it, and express
+/// its choices in the shapes the consent crate enforces, which it refuses naming the element.
+/// Anything else is one answer, so a patient cannot probe which Patient ids exist.
+fn check_own_consent(store: &Store, principal: &Principal, parsed: &ParsedResource) -> Result<(), GatewayError> {
+    let Principal::Patient { pseudonym } = principal else { return Ok(()) };
+    let own = match &parsed.patient {
+        PatientLink::Stored(id) => store.patient_pseudonym(id)?.as_deref() == Some(pseudonym.as_str()),
+        _ => false,
+    };
+    if !own {
+        return Err(GatewayError::Forbidden("a patient writes only their own Consents".into()));
+    }
+    PatientConsent::from_fhir(&Value::Object(parsed.json.clone())).map_err(|e| {
+        GatewayError::from(ProfileError::business_rule(
+            format!("not a choice the gateway can enforce: expected {}", e.expected()),
+            e.path(),
+        ))
+    })?;
+    Ok(())
+}
+
+/// The service event a resource belongs to: named by the resource, or that of the stored
+/// Encounter it points at, which must be the same patient's.
+fn service_event(
+    store: &Store,
+    link: &ServiceEventLink,
+    patient: Option<&str>,
+) -> Result<Option<String>, GatewayError> {
+    match link {
+        ServiceEventLink::Oid(oid) => Ok(Some(oid.clone())),
+        ServiceEventLink::None => Ok(None),
+        ServiceEventLink::Encounter(id) => match store.head(ResourceType::Encounter, id)? {
+            Some(encounter) if encounter.patient.is_some() && encounter.patient.as_deref() == patient => {
+                Ok(encounter.service_event)
+            }
+            _ => Err(GatewayError::Unprocessable(format!(
+                "the referenced Encounter/{} does not exist for this patient",
+                http::printable(id)
+            ))),
+        },
     }
 }
 
@@ -83,12 +132,12 @@ pub(crate) fn prepare(
     store: &Store,
     parsed: ParsedResource,
     id_for_pseudonym: Option<&str>,
-    author: (String, String),
+    author: Option<(String, String)>,
 ) -> Result<NewResource, GatewayError> {
     // A document is filed under the organisation that answers for it: only that organisation
     // may send it.
     if parsed.resource_type == ResourceType::Bundle
-        && document_custodian(&parsed.json).as_deref() != Some(author.0.as_str())
+        && document_custodian(&parsed.json).as_deref() != author.as_ref().map(|(organisation, _)| organisation.as_str())
     {
         let message = "the document's custodian is not the organisation of the client certificate";
         return Err(ProfileError::business_rule(message, "Bundle.entry[0].resource.custodian").into());
@@ -118,22 +167,27 @@ pub(crate) fn prepare(
     labels.sort_unstable();
     labels.dedup();
     let facts = index_facts(parsed.resource_type, &parsed.json);
+    let service_event = service_event(store, &parsed.service_event, patient.as_deref())?;
+    let (author_org, author_practitioner) = author.unzip();
     Ok(NewResource {
         resource_type: parsed.resource_type,
         security_labels: labels.join(" "),
         json: parsed.json,
         patient,
         facts,
-        author_org: Some(author.0),
-        author_practitioner: Some(author.1),
+        author_org,
+        author_practitioner,
+        service_event,
     })
 }
 
 /// The answer to a write: `Location`, `ETag`, `Last-Modified`, and the body `Prefer` asks for.
+/// `visible`: whether the writer may read what they wrote (the enforcement point's answer,
+/// asked in the blocking pool); a writer who may not gets the headers and no body.
 pub(crate) fn written_document(
     request: &HttpRequest,
     state: &AppState,
-    principal: &Principal,
+    visible: bool,
     output: Output,
     status: StatusCode,
     head: &Head,
@@ -146,8 +200,6 @@ pub(crate) fn written_document(
         .insert_header((header::LOCATION, location.clone()))
         .insert_header((header::ETAG, http::etag(head.version)))
         .insert_header((header::LAST_MODIFIED, http_date(head.last_updated)));
-    // The caller wrote it, but what they get back still passes the enforcement point.
-    let visible = enforce::permits(principal, head);
     let body = match http::prefer_return(request) {
         Return::Representation if visible => body,
         Return::OperationOutcome => {
@@ -178,21 +230,25 @@ pub async fn create(
 ) -> Result<HttpResponse, GatewayError> {
     let ctx = context(&request, caller)?;
     ensure_writable(ctx.resource_type)?;
-    let writer = author(&ctx.principal)?;
+    let writer = author(&ctx.principal, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let resource_type = ctx.resource_type;
-    let store = state.store.clone();
-    let (head, body) = web::block(move || -> Result<_, GatewayError> {
+    let (resource_type, principal, store, policy) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), state.config.policy);
+    let (head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let parsed = parse_resource(resource_type, &bytes)?;
+        check_own_consent(&store, &principal, &parsed)?;
         // The server assigns ids on create; the pseudonym of a Patient without a HETU derives
         // from that id, so the id is chosen before the pseudonym.
         let id = uuid::Uuid::new_v4().to_string();
         let resource = prepare(&store, parsed, Some(&id), writer)?;
-        store.create(resource, &id)
+        let (head, body) = store.create(resource, &id)?;
+        // The caller wrote it, but what they get back still passes the enforcement point.
+        let visible = Gate::new(&principal, &store, policy).permits(&head)?;
+        Ok((head, body, visible))
     })
     .await??;
-    Ok(written_document(&request, &state, &ctx.principal, ctx.output, StatusCode::CREATED, &head, body))
+    Ok(written_document(&request, &state, visible, ctx.output, StatusCode::CREATED, &head, body))
 }
 
 /// `PUT /{type}/{id}`
@@ -204,27 +260,36 @@ pub async fn update(
 ) -> Result<HttpResponse, GatewayError> {
     let ctx = context(&request, caller)?;
     ensure_writable(ctx.resource_type)?;
-    let writer = author(&ctx.principal)?;
+    let writer = author(&ctx.principal, ctx.resource_type)?;
     let id = path_id(&request, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     let expected = http::if_match(&request)?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let (resource_type, principal, store) = (ctx.resource_type, ctx.principal.clone(), state.store.clone());
-    let (head, body) = web::block(move || -> Result<_, GatewayError> {
+    let (resource_type, principal, store, policy) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), state.config.policy);
+    let (head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let parsed = parse_resource(resource_type, &bytes)?;
         if parsed.id() != Some(id.as_str()) {
             return Err(GatewayError::BadRequest("the resource's id must equal the id in the URL".into()));
         }
+        let gate = Gate::new(&principal, &store, policy);
         // A resource the caller may not see is, to them, one that does not exist.
-        let current = store.head(resource_type, &id)?.and_then(|head| enforce::release_one(&principal, head));
+        let current = match store.head(resource_type, &id)? {
+            Some(head) => gate.release_one(head)?,
+            None => None,
+        };
         if current.is_none() {
             return Err(not_found(resource_type, &id));
         }
+        check_own_consent(&store, &principal, &parsed)?;
         let resource = prepare(&store, parsed, Some(&id), writer)?;
-        store.update(resource, &id, expected)
+        let (head, body) = store.update(resource, &id, expected)?;
+        // Judged afresh: a patient's new Consent may have changed what the writer may read.
+        let visible = Gate::new(&principal, &store, policy).permits(&head)?;
+        Ok((head, body, visible))
     })
     .await??;
-    Ok(written_document(&request, &state, &ctx.principal, ctx.output, StatusCode::OK, &head, body))
+    Ok(written_document(&request, &state, visible, ctx.output, StatusCode::OK, &head, body))
 }
 
 fn version_response(row: &VersionRow, body: Vec<u8>, output: Output) -> HttpResponse {
@@ -271,20 +336,16 @@ async fn one_version(
     version: Option<i64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let (resource_type, principal, store, asked) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone());
+    let (resource_type, principal, store, asked, policy) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone(), state.config.policy);
     let found = web::block(move || -> Result<_, GatewayError> {
+        let gate = Gate::new(&principal, &store, policy);
         // An older version is judged together with the current one: a resource withheld now
         // is withheld in every version.
-        let Some(head) = store.head(resource_type, &id)?.and_then(|head| enforce::release_one(&principal, head)) else {
-            return Ok(None);
-        };
-        let Some(row) =
-            store.version(resource_type, &id, version)?.and_then(|row| enforce::release_one(&principal, row))
-        else {
-            return Ok(None);
-        };
+        let Some(head) = released_head(&gate, &store, resource_type, &id)? else { return Ok(None) };
         drop(head);
+        let Some(row) = store.version(resource_type, &id, version)? else { return Ok(None) };
+        let Some(row) = gate.release_one(row)? else { return Ok(None) };
         let body = store.open(&row)?;
         Ok(Some((row, body)))
     })
@@ -292,6 +353,19 @@ async fn one_version(
     match found {
         Some((row, body)) => Ok(version_response(row.get(), body, ctx.output)),
         None => Err(not_found(ctx.resource_type, &asked)),
+    }
+}
+
+/// The current head of a resource, if it exists and the gate releases it.
+fn released_head(
+    gate: &Gate<'_>,
+    store: &Store,
+    resource_type: ResourceType,
+    id: &str,
+) -> Result<Option<Released<Head>>, GatewayError> {
+    match store.head(resource_type, id)? {
+        Some(head) => gate.release_one(head),
+        None => Ok(None),
     }
 }
 
@@ -403,13 +477,14 @@ pub async fn history(
     http::only_params(&ctx.params, &["_count", "_offset"])?;
     let paging = paging(&ctx.params, &state)?;
     let base = http::base_url(&request, &state);
-    let (resource_type, principal, store, lookup) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone());
+    let (resource_type, principal, store, lookup, policy) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone(), state.config.policy);
     let rows = web::block(move || -> Result<_, GatewayError> {
-        if store.head(resource_type, &lookup)?.and_then(|head| enforce::release_one(&principal, head)).is_none() {
+        let gate = Gate::new(&principal, &store, policy);
+        if released_head(&gate, &store, resource_type, &lookup)?.is_none() {
             return Ok(None);
         }
-        let released = enforce::release(&principal, store.history(resource_type, &lookup)?);
+        let released = gate.release(store.history(resource_type, &lookup)?)?;
         let total = released.len();
         let page: Vec<Released<VersionRow>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
         let mut opened = Vec::with_capacity(page.len());
@@ -455,7 +530,7 @@ enum Filter {
     LastUpdated(Vec<DateQuery>),
 }
 
-const CONTROL_PARAMS: [&str; 4] = ["_count", "_offset", "_format", "_pretty"];
+const CONTROL_PARAMS: [&str; 6] = ["_count", "_offset", "_format", "_pretty", "_include", "_revinclude"];
 
 fn parse_filters(resource_type: ResourceType, params: &[(String, String)]) -> Result<Vec<Filter>, GatewayError> {
     let supported = search_params(resource_type);
@@ -469,8 +544,13 @@ fn parse_filters(resource_type: ResourceType, params: &[(String, String)]) -> Re
             Some((name, modifier)) => (name, Some(modifier)),
             None => (raw_name.as_str(), None),
         };
+        // Both would test values of resources other than the ones returned, which the caller may
+        // not be allowed to see; refused rather than answered from hidden data.
         if name.contains('.') {
             return Err(GatewayError::BadRequest(format!("chained search ('{printable}') is not supported")));
+        }
+        if name == "_has" {
+            return Err(GatewayError::BadRequest("reverse chaining (_has) is not supported".into()));
         }
         let Some(param) = supported.iter().find(|p| p.name == name) else {
             return Err(GatewayError::BadRequest(format!(
@@ -594,6 +674,105 @@ fn criteria(store: &Store, filters: Vec<Filter>) -> Result<Vec<Criterion>, Gatew
     Ok(criteria)
 }
 
+/// What a search adds to its matches: `_include={type}:patient` (the matches' Patients) and, on
+/// Patient, `_revinclude={type}:patient` (the resources of those types about the matched
+/// patients). Both are judged by the enforcement point like the matches and not counted in
+/// `total`. Nothing else is supported, so nothing else can be asked of hidden data.
+#[derive(Default)]
+struct Includes {
+    patients: bool,
+    reverse: Vec<ResourceType>,
+}
+
+fn includes(resource_type: ResourceType, params: &[(String, String)]) -> Result<Includes, GatewayError> {
+    let mut includes = Includes::default();
+    for (name, value) in params {
+        let reverse = match name.as_str() {
+            "_include" => false,
+            "_revinclude" => true,
+            other if other.starts_with("_include:") || other.starts_with("_revinclude:") => {
+                return Err(GatewayError::BadRequest(format!(
+                    "'{}' is not supported: includes do not iterate",
+                    http::printable(other)
+                )))
+            }
+            _ => continue,
+        };
+        let refused = || {
+            GatewayError::BadRequest(if reverse {
+                "_revinclude takes {type}:patient, on a Patient search".into()
+            } else {
+                format!("_include takes {resource_type}:patient")
+            })
+        };
+        let (source, param) = value.split_once(':').ok_or_else(refused)?;
+        let source: ResourceType = source.parse().map_err(|()| refused())?;
+        let patient_param = search_params(source).iter().any(|p| p.name == "patient" && p.kind == ParamKind::Reference);
+        if param != "patient" || !patient_param {
+            return Err(refused());
+        }
+        if reverse {
+            if resource_type != ResourceType::Patient {
+                return Err(refused());
+            }
+            if !includes.reverse.contains(&source) {
+                includes.reverse.push(source);
+            }
+        } else {
+            if source != resource_type {
+                return Err(refused());
+            }
+            includes.patients = true;
+        }
+    }
+    Ok(includes)
+}
+
+/// The patient pseudonyms of released heads, once each.
+fn patients_of(heads: &[Released<Head>]) -> Vec<String> {
+    let mut patients: Vec<String> = heads.iter().filter_map(|head| head.get().patient.clone()).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    patients
+}
+
+/// Opens the current versions of released heads, each passing the gate again as a version.
+fn open_current(gate: &Gate<'_>, store: &Store, heads: &[Released<Head>]) -> Result<Vec<Opened>, GatewayError> {
+    let rows = gate.release(store.current_versions(heads)?)?;
+    let mut opened = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body = store.open(&row)?;
+        opened.push((row, body));
+    }
+    Ok(opened)
+}
+
+type Opened = (Released<VersionRow>, Vec<u8>);
+
+/// A searchset Bundle of matches and includes.
+fn searchset(
+    base: &str,
+    total: usize,
+    links: Vec<Value>,
+    matches: &[Opened],
+    included: &[Opened],
+) -> Result<Vec<u8>, GatewayError> {
+    let tagged = matches.iter().map(|o| (o, "match")).chain(included.iter().map(|o| (o, "include")));
+    let bodies: Vec<(Box<RawValue>, &VersionRow, &str)> =
+        tagged.map(|((row, body), mode)| Ok((raw(body)?, row.get(), mode))).collect::<Result<_, GatewayError>>()?;
+    let entries = bodies
+        .iter()
+        .map(|(body, row, mode)| Entry {
+            full_url: format!("{base}/{}/{}", row.resource_type, row.id),
+            resource: body,
+            search: Some(json!({ "mode": mode })),
+            request: None,
+            response: None,
+        })
+        .collect();
+    bundle("searchset", total, links, entries)
+}
+
 /// `GET /{type}`, `GET|POST /{type}/_search`
 pub async fn search(
     request: HttpRequest,
@@ -611,39 +790,78 @@ pub async fn search(
         ctx.params.extend(form_urlencoded::parse(&body).into_owned());
     }
     let filters = parse_filters(ctx.resource_type, &ctx.params)?;
+    let includes = includes(ctx.resource_type, &ctx.params)?;
     let paging = paging(&ctx.params, &state)?;
     let base = http::base_url(&request, &state);
-    let (resource_type, principal, store) = (ctx.resource_type, ctx.principal.clone(), state.store.clone());
-    let (total, opened, paging) = web::block(move || -> Result<_, GatewayError> {
+    let (resource_type, principal, store, policy) =
+        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), state.config.policy);
+    let (total, matches, included, paging) = web::block(move || -> Result<_, GatewayError> {
+        let gate = Gate::new(&principal, &store, policy);
         let criteria = criteria(&store, filters)?;
         // Released before counting and paging: the total and the pages cover only what this
         // caller may see.
-        let released = enforce::release(&principal, store.search(resource_type, &criteria)?);
+        let released = gate.release(store.search(resource_type, &criteria)?)?;
         let total = released.len();
         let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
-        let rows = enforce::release(&principal, store.current_versions(&page)?);
-        let mut opened = Vec::with_capacity(rows.len());
-        for row in rows {
-            let body = store.open(&row)?;
-            opened.push((row, body));
+        let mut included: Vec<Released<Head>> = Vec::new();
+        let patients = patients_of(&page);
+        if includes.patients && resource_type != ResourceType::Patient && !patients.is_empty() {
+            included
+                .extend(gate.release(store.search(ResourceType::Patient, &[Criterion::Patients(patients.clone())])?)?);
         }
-        Ok((total, opened, paging))
+        for source in includes.reverse {
+            if !patients.is_empty() {
+                included.extend(gate.release(store.search(source, &[Criterion::Patients(patients.clone())])?)?);
+            }
+        }
+        let matches = open_current(&gate, &store, &page)?;
+        let included = open_current(&gate, &store, &included)?;
+        Ok((total, matches, included, paging))
     })
     .await??;
-    let bodies: Vec<Box<RawValue>> = opened.iter().map(|(_, body)| raw(body)).collect::<Result<_, _>>()?;
-    let entries = opened
-        .iter()
-        .zip(&bodies)
-        .map(|((row, _), body)| Entry {
-            full_url: format!("{base}/{}/{}", row.get().resource_type, row.get().id),
-            resource: body,
-            search: Some(json!({"mode": "match"})),
-            request: None,
-            response: None,
-        })
-        .collect();
     let links = page_links(&base, ctx.resource_type.as_str(), &ctx.params, &paging, total);
-    Ok(http::fhir_json(StatusCode::OK, bundle("searchset", total, links, entries)?, ctx.output))
+    Ok(http::fhir_json(StatusCode::OK, searchset(&base, total, links, &matches, &included)?, ctx.output))
+}
+
+/// `GET /Patient/{id}/$everything`: the Patient and every resource about them that the caller
+/// may receive, paged with `_count` and `_offset`. What is withheld is neither counted nor hinted
+/// at; a Patient the caller may not see is a 404 like any other.
+pub async fn everything(
+    request: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let principal = caller.0;
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    http::only_params(&params, &["_count", "_offset"])?;
+    let id = path_id(&request, ResourceType::Patient)?;
+    let paging = paging(&params, &state)?;
+    let base = http::base_url(&request, &state);
+    let (store, policy, lookup) = (state.store.clone(), state.config.policy, id.clone());
+    let found = web::block(move || -> Result<_, GatewayError> {
+        let gate = Gate::new(&principal, &store, policy);
+        let Some(patient) = released_head(&gate, &store, ResourceType::Patient, &lookup)? else { return Ok(None) };
+        let Some(pseudonym) = patient.get().patient.clone() else { return Ok(None) };
+        let mut released = vec![patient];
+        for resource_type in ResourceType::ALL {
+            // The access log is not the patient's record; it has its own operation.
+            if !resource_type.is_patient_data()
+                || matches!(resource_type, ResourceType::Patient | ResourceType::AuditEvent)
+            {
+                continue;
+            }
+            let criteria = [Criterion::Patients(vec![pseudonym.clone()])];
+            released.extend(gate.release(store.search(resource_type, &criteria)?)?);
+        }
+        let total = released.len();
+        let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        Ok(Some((total, open_current(&gate, &store, &page)?, paging)))
+    })
+    .await??;
+    let Some((total, matches, paging)) = found else { return Err(not_found(ResourceType::Patient, &id)) };
+    let links = page_links(&base, &format!("Patient/{id}/$everything"), &params, &paging, total);
+    Ok(http::fhir_json(StatusCode::OK, searchset(&base, total, links, &matches, &[])?, output))
 }
 
 /// Any other method on a FHIR path.

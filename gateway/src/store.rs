@@ -4,7 +4,7 @@
 //! patient's data key together, or nothing. Bodies are sealed before they reach the database and
 //! opened only for rows that the enforcement point released.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc};
 
 use diesel::prelude::*;
@@ -16,9 +16,11 @@ use crate::cache::BoundedMap;
 use crate::crypto::{
     open_body, seal_body, BodyBinding, DataKey, DataKeyCache, KeyEncryptionKey, Pseudonymizer, DATA_KEY_CACHE_SIZE,
 };
-use crate::db::schema::{data_keys, resource_heads, resource_versions, search_dates, search_tokens};
+use crate::db::schema::{
+    consent_generations, data_keys, resource_heads, resource_versions, search_dates, search_tokens,
+};
 use crate::db::{DbConnection, Manager, Pool};
-use crate::enforce::Released;
+use crate::enforce::{ConsentBook, Released};
 use crate::error::GatewayError;
 use diesel::r2d2::PooledConnection;
 
@@ -33,6 +35,8 @@ pub trait Stored {
     fn patient(&self) -> Option<&str>;
     fn security_labels(&self) -> &str;
     fn author(&self) -> (Option<&str>, Option<&str>);
+    /// The bare OID of the service event the row belongs to.
+    fn service_event(&self) -> Option<&str>;
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
@@ -46,6 +50,7 @@ pub struct Head {
     pub author_org: Option<String>,
     pub author_practitioner: Option<String>,
     pub last_updated: i64,
+    pub service_event: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone)]
@@ -62,6 +67,7 @@ pub struct VersionRow {
     pub last_updated: i64,
     pub method: String,
     pub body: Vec<u8>,
+    pub service_event: Option<String>,
 }
 
 /// Heads and versions carry the same decision metadata under the same column names.
@@ -79,6 +85,9 @@ macro_rules! stored {
             }
             fn author(&self) -> (Option<&str>, Option<&str>) {
                 (self.author_org.as_deref(), self.author_practitioner.as_deref())
+            }
+            fn service_event(&self) -> Option<&str> {
+                self.service_event.as_deref()
             }
         }
     )*};
@@ -127,6 +136,8 @@ pub struct NewResource {
     /// Who writes it: organisation OID and practitioner, when a professional does.
     pub author_org: Option<String>,
     pub author_practitioner: Option<String>,
+    /// The bare OID of the service event it belongs to, resolved through stored Encounters.
+    pub service_event: Option<String>,
 }
 
 /// How a resource in a [`Store::write_all`] is written.
@@ -170,6 +181,8 @@ struct Inner {
     writer: Option<WriteQueue>,
     /// `type|identifier token` → id, for [`Store::id_by_identifier`].
     known_ids: BoundedMap<String>,
+    /// Compiled patient Consents, for the enforcement point.
+    consent_book: ConsentBook,
 }
 
 pub fn now_millis() -> i64 {
@@ -194,6 +207,7 @@ impl Store {
                 data_keys: DataKeyCache::new(DATA_KEY_CACHE_SIZE),
                 writer,
                 known_ids: BoundedMap::new(50_000),
+                consent_book: ConsentBook::default(),
             }),
         };
         if sqlite {
@@ -225,6 +239,10 @@ impl Store {
 
     pub fn pseudonyms(&self) -> &Pseudonymizer {
         &self.inner.pseudonyms
+    }
+
+    pub fn consent_book(&self) -> &ConsentBook {
+        &self.inner.consent_book
     }
 
     fn conn(&self) -> Result<diesel::r2d2::PooledConnection<crate::db::Manager>, GatewayError> {
@@ -281,33 +299,37 @@ impl Store {
             .load(&mut self.conn()?)?)
     }
 
-    /// The current versions of released heads, in the heads' order: one query per chunk of ids
-    /// (older versions of the same ids are skipped in memory; they are few).
+    /// The current versions of released heads (of any types), in the heads' order: one query
+    /// per type and chunk of ids (older versions of the same ids are skipped in memory; they are
+    /// few).
     pub fn current_versions(&self, heads: &[Released<Head>]) -> Result<Vec<VersionRow>, GatewayError> {
-        let Some(first) = heads.first() else { return Ok(Vec::new()) };
-        let resource_type = first.get().resource_type.clone();
-        let wanted: std::collections::HashMap<&str, i64> =
-            heads.iter().map(|h| (h.get().id.as_str(), h.get().version)).collect();
-        let mut found: std::collections::HashMap<String, VersionRow> =
-            std::collections::HashMap::with_capacity(heads.len());
+        let mut wanted: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
+        for head in heads {
+            let head = head.get();
+            wanted.entry(head.resource_type.as_str()).or_default().insert(head.id.as_str(), head.version);
+        }
+        let mut found: HashMap<(String, String), VersionRow> = HashMap::with_capacity(heads.len());
         let mut conn = self.conn()?;
-        let ids: Vec<&str> = wanted.keys().copied().collect();
-        for chunk in ids.chunks(CHUNK) {
-            let rows: Vec<VersionRow> = resource_versions::table
-                .filter(resource_versions::resource_type.eq(&resource_type))
-                .filter(resource_versions::id.eq_any(chunk))
-                .select(VersionRow::as_select())
-                .load(&mut conn)?;
-            for row in rows {
-                if wanted.get(row.id.as_str()) == Some(&row.version) {
-                    found.insert(row.id.clone(), row);
+        for (resource_type, versions) in &wanted {
+            let ids: Vec<&str> = versions.keys().copied().collect();
+            for chunk in ids.chunks(CHUNK) {
+                let rows: Vec<VersionRow> = resource_versions::table
+                    .filter(resource_versions::resource_type.eq(resource_type))
+                    .filter(resource_versions::id.eq_any(chunk))
+                    .select(VersionRow::as_select())
+                    .load(&mut conn)?;
+                for row in rows {
+                    if versions.get(row.id.as_str()) == Some(&row.version) {
+                        found.insert((row.resource_type.clone(), row.id.clone()), row);
+                    }
                 }
             }
         }
         heads
             .iter()
             .map(|head| {
-                found.remove(&head.get().id).ok_or_else(|| GatewayError::Internal("a head without its version".into()))
+                let key = (head.get().resource_type.clone(), head.get().id.clone());
+                found.remove(&key).ok_or_else(|| GatewayError::Internal("a head without its version".into()))
             })
             .collect()
     }
@@ -427,6 +449,24 @@ impl Store {
             self.inner.data_keys.put(&scope, key);
         }
         Ok(written)
+    }
+
+    /// The generation of each patient's Consents (how many Consent writes they have had), for
+    /// the patients that have any. A patient missing from the answer has never had a Consent.
+    pub fn consent_generations(&self, patients: &[&str]) -> Result<HashMap<String, i64>, GatewayError> {
+        let mut generations = HashMap::new();
+        if patients.is_empty() {
+            return Ok(generations);
+        }
+        let mut conn = self.conn()?;
+        for chunk in patients.chunks(CHUNK) {
+            let rows: Vec<(String, i64)> = consent_generations::table
+                .filter(consent_generations::patient.eq_any(chunk))
+                .select((consent_generations::patient, consent_generations::generation))
+                .load(&mut conn)?;
+            generations.extend(rows);
+        }
+        Ok(generations)
     }
 
     /// The oldest stored resource of a type carrying an identifier whose id is `usable`. An
@@ -758,6 +798,7 @@ fn write_resource(
         last_updated,
         method: if updating { "PUT" } else { "POST" }.to_owned(),
         body: seal_body(key, &binding, &body)?,
+        service_event: resource.service_event.clone(),
     };
     diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
     let head = Head {
@@ -769,6 +810,7 @@ fn write_resource(
         author_org: resource.author_org.clone(),
         author_practitioner: resource.author_practitioner.clone(),
         last_updated,
+        service_event: resource.service_event.clone(),
     };
     if updating {
         let target = resource_heads::table
@@ -782,6 +824,7 @@ fn write_resource(
                 resource_heads::author_org.eq(&head.author_org),
                 resource_heads::author_practitioner.eq(&head.author_practitioner),
                 resource_heads::last_updated.eq(last_updated),
+                resource_heads::service_event.eq(&head.service_event),
             ))
             .execute(conn)?;
         diesel::delete(
@@ -798,6 +841,26 @@ fn write_resource(
         diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
     }
     let patient = resource.patient.as_deref();
+    if let (ResourceType::Consent, Some(patient)) = (resource.resource_type, patient) {
+        // Every node's cache of this patient's compiled Consents is stale from this commit on.
+        // (The multi-backend connection has no upsert; each backend has its own.)
+        let values = (consent_generations::patient.eq(patient), consent_generations::generation.eq(1i64));
+        let raise = consent_generations::generation.eq(consent_generations::generation + 1i64);
+        match &mut *conn {
+            DbConnection::Postgres(conn) => diesel::insert_into(consent_generations::table)
+                .values(values)
+                .on_conflict(consent_generations::patient)
+                .do_update()
+                .set(raise)
+                .execute(conn)?,
+            DbConnection::Sqlite(conn) => diesel::insert_into(consent_generations::table)
+                .values(values)
+                .on_conflict(consent_generations::patient)
+                .do_update()
+                .set(raise)
+                .execute(conn)?,
+        };
+    }
     let token_rows: Vec<TokenRow<'_>> = identifier_tokens(pseudonyms, &resource.facts)
         .into_iter()
         .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })

@@ -15,12 +15,12 @@ use fhir_profiles::{parse_resource, parse_translated, Issue, IssueCode, ProfileE
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::enforce;
+use crate::enforce::{self, Gate};
 use crate::error::GatewayError;
 use crate::fhir::{prepare, written_document};
 use crate::http;
 use crate::identity::Caller;
-use crate::store::{instant, Head, Store, Write, WriteKind};
+use crate::store::{instant, Head, Store, Stored, Write, WriteKind};
 
 /// `GET /psychotherapy-records/schema`: the input contract, for EMR vendors.
 pub async fn schema() -> HttpResponse {
@@ -55,9 +55,9 @@ pub async fn submit(
     let bytes = http::json_body(&request, payload, &state).await?;
     let (organisation, practitioner_id) = (professional.organisation.clone(), professional.practitioner.clone());
     let limits = RecordLimits { now: chrono::Utc::now().fixed_offset(), max_note_bytes: state.config.max_note_bytes };
-    let store = state.store.clone();
+    let (store, policy) = (state.store.clone(), state.config.policy);
     let block_principal = principal.clone();
-    let (status, head, body) = web::block(move || -> Result<_, GatewayError> {
+    let (status, head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let checked = parse_record(&bytes, &limits)?;
         if checked.record.organization.oid != organisation {
             let message = "the record's organisation is not the organisation of the client certificate";
@@ -65,15 +65,17 @@ pub async fn submit(
         }
         // Two submissions of the same new record at once both try to create its document; the
         // one that loses sees the winner's document on a second run and answers as a repeat.
-        match file_record(&store, &checked, &organisation, &practitioner_id, &block_principal) {
-            Err(GatewayError::Conflict(_)) => {
-                file_record(&store, &checked, &organisation, &practitioner_id, &block_principal)
-            }
+        let (status, head, body) = match file_record(&store, &checked, &organisation, &practitioner_id) {
+            Err(GatewayError::Conflict(_)) => file_record(&store, &checked, &organisation, &practitioner_id),
             other => other,
-        }
+        }?;
+        // The author wrote it, but what they get back still passes the enforcement point (a
+        // patient may have denied even the author).
+        let visible = Gate::new(&block_principal, &store, policy).permits(&head)?;
+        Ok((status, head, body, visible))
     })
     .await??;
-    Ok(written_document(&request, &state, &principal, output, status, &head, body))
+    Ok(written_document(&request, &state, visible, output, status, &head, body))
 }
 
 /// Files a checked record: resolves its participants, translates it, and stores the document
@@ -84,7 +86,6 @@ fn file_record(
     checked: &CheckedRecord,
     organisation: &str,
     practitioner_id: &str,
-    principal: &Principal,
 ) -> Result<(StatusCode, Head, Vec<u8>), GatewayError> {
     let pseudonyms = store.pseudonyms();
     let record_id = checked.record.record_id.clone();
@@ -112,33 +113,36 @@ fn file_record(
         if let Participant::New(id) = found {
             let entry = entry_resource(&document, id)?;
             let parsed = parse_translated(resource_type, entry).map_err(translation_bug)?;
-            let resource = prepare(store, parsed, Some(id), author.clone())?;
+            let resource = prepare(store, parsed, Some(id), Some(author.clone()))?;
             writes.push(Write { resource, id: id.clone(), kind: WriteKind::CreateIfAbsent });
         }
     }
     let parsed = parse_translated(ResourceType::Bundle, document).map_err(translation_bug)?;
     let id = ids.document.clone();
-    let resource = prepare(store, parsed, Some(&id), author)?;
+    let resource = prepare(store, parsed, Some(&id), Some(author))?;
     let (status, kind) = match store.head(ResourceType::Bundle, &id)? {
         None => (StatusCode::CREATED, WriteKind::Create),
         Some(head) => {
-            // Only someone who may read the stored document may resubmit it.
-            let Some(head) = enforce::release_one(principal, head) else {
+            // Only the therapist who wrote the document may send a new version of it. Asked of
+            // authorship, not of the enforcement point: a patient's denial may hide the
+            // document even from its author, and must not freeze the author's record.
+            let authored = head.author() == (Some(organisation), Some(practitioner_id));
+            if !authored {
                 return Err(GatewayError::Forbidden(
                     "this record id belongs to a document only its authoring therapist may change".into(),
                 ));
-            };
+            }
             let current = store
-                .version(ResourceType::Bundle, &id, Some(head.get().version))?
-                .and_then(|row| enforce::release_one(principal, row))
+                .version(ResourceType::Bundle, &id, Some(head.version))?
+                .map(enforce::read_internally)
                 .ok_or_else(|| GatewayError::Internal("the current version vanished".into()))?;
             let stored_body = store.open(&current)?;
             let stored: Value =
                 serde_json::from_slice(&stored_body).map_err(|e| GatewayError::Internal(e.to_string()))?;
             if content(&stored) == compared {
-                return Ok((StatusCode::OK, head.get().clone(), stored_body));
+                return Ok((StatusCode::OK, head, stored_body));
             }
-            (StatusCode::OK, WriteKind::Update(Some(head.get().version)))
+            (StatusCode::OK, WriteKind::Update(Some(head.version)))
         }
     };
     writes.push(Write { resource, id, kind });

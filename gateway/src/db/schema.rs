@@ -22,6 +22,7 @@ diesel::table! {
         last_updated -> BigInt,
         method -> Text,
         body -> Binary,
+        service_event -> Nullable<Text>,
     }
 }
 
@@ -35,6 +36,7 @@ diesel::table! {
         author_org -> Nullable<Text>,
         author_practitioner -> Nullable<Text>,
         last_updated -> BigInt,
+        service_event -> Nullable<Text>,
     }
 }
 
@@ -56,5 +58,12 @@ diesel::table! {
         range_start -> BigInt,
         range_end -> BigInt,
         patient -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    consent_generations (patient) {
+        patient -> Text,
+        generation -> BigInt,
     }
 }

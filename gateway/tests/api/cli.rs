@@ -234,7 +234,7 @@ fn migrate_applies_once_and_help_documents_the_settings() {
     let dir = tempfile::tempdir().unwrap();
     let first = vaitio(dir.path()).args(["migrate"]).output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(String::from_utf8_lossy(&first.stdout).starts_with("2 migration(s) applied"));
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("3 migration(s) applied"));
     let again = vaitio(dir.path()).args(["migrate"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
     let help = vaitio(dir.path()).args(["serve", "--help"]).output().unwrap();

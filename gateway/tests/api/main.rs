@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod conformance;
+mod consent;
 mod fhir_api;
 mod identity;
 mod storage;
