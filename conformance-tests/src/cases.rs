@@ -68,6 +68,7 @@ pub fn all() -> Vec<Case> {
     let mut cases = base();
     cases.extend(crate::identity::cases());
     cases.extend(crate::submission::cases());
+    cases.extend(crate::consent::cases());
     cases
 }
 

@@ -104,7 +104,7 @@ fn skip_without_key(ctx: &Context) -> Option<Outcome> {
     })
 }
 
-fn client(ctx: &Context, cert: Option<(PathBuf, PathBuf)>, token: Option<String>) -> Result<Client, String> {
+pub(crate) fn client(ctx: &Context, cert: Option<(PathBuf, PathBuf)>, token: Option<String>) -> Result<Client, String> {
     let base = ctx.client.target();
     let (cert, key) = match cert {
         Some((cert, key)) => (Some(cert), Some(key)),
@@ -113,7 +113,7 @@ fn client(ctx: &Context, cert: Option<(PathBuf, PathBuf)>, token: Option<String>
     Client::new(Target { base_url: base.base_url.clone(), ca: base.ca.clone(), cert, key, token })
 }
 
-fn base_cert(ctx: &Context) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn base_cert(ctx: &Context) -> Option<(PathBuf, PathBuf)> {
     let target = ctx.client.target();
     Some((target.cert.clone()?, target.key.clone()?))
 }
@@ -168,7 +168,7 @@ pub(crate) fn base64url_decode(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The claims and header of `--token`, changed by `change`, signed with the issuer key.
-fn variant(ctx: &Context, change: impl FnOnce(&mut Value, &mut Header)) -> Result<String, String> {
+pub(crate) fn variant(ctx: &Context, change: impl FnOnce(&mut Value, &mut Header)) -> Result<String, String> {
     let token = ctx.client.target().token.clone().ok_or("no --token")?;
     let (header_json, mut claims) = segments(&token)?;
     let algorithm = match header_json["alg"].as_str() {

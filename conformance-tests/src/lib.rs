@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod client;
+pub mod consent;
 pub mod identity;
 pub mod report;
 pub mod submission;

@@ -50,14 +50,14 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// The organisation and practitioner of the run's token.
-fn identity(ctx: &Context) -> Option<(String, String)> {
+pub(crate) fn identity(ctx: &Context) -> Option<(String, String)> {
     let token = ctx.client.target().token.as_ref()?;
     let payload = token.split('.').nth(1)?;
     let claims: Value = serde_json::from_slice(&crate::identity::base64url_decode(payload).ok()?).ok()?;
     Some((claims["org"].as_str()?.to_owned(), claims["sub"].as_str()?.to_owned()))
 }
 
-fn record(org: &str, practitioner: &str, record_id: &str, hetu: &str) -> Value {
+pub(crate) fn record(org: &str, practitioner: &str, record_id: &str, hetu: &str) -> Value {
     json!({
         "schema": "vaitio.psychotherapy-record/v1",
         "record_id": record_id,
@@ -74,7 +74,7 @@ fn record(org: &str, practitioner: &str, record_id: &str, hetu: &str) -> Value {
     })
 }
 
-fn submit(ctx: &Context, body: &Value) -> Result<Answer, String> {
+pub(crate) fn submit(ctx: &Context, body: &Value) -> Result<Answer, String> {
     ctx.client.send(
         "POST",
         "/psychotherapy-records",

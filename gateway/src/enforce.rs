@@ -149,6 +149,7 @@ impl<'a> Gate<'a> {
         let generations = self.store.consent_generations(&missing)?;
         let book = self.store.consent_book();
         let mut known = self.consents.borrow_mut();
+        let mut stale = Vec::new();
         for patient in missing {
             let Some(&generation) = generations.get(patient) else {
                 known.insert(patient.to_owned(), Arc::new(CompiledConsents::default()));
@@ -157,39 +158,48 @@ impl<'a> Gate<'a> {
             let cached = book
                 .compiled
                 .get(patient)
-                .filter(|cached| cached.generation == generation && cached.changes_at.map_or(true, |at| self.now < at));
-            let compiled = match cached {
-                Some(cached) => cached.consents.clone(),
-                None => {
-                    let consents = self.read_consents(patient)?;
-                    let compiled = CompiledConsents::compile(&consents, self.now);
-                    let entry =
-                        CompiledAt { generation, changes_at: compiled.changes_at(), consents: Arc::new(compiled) };
-                    let consents = entry.consents.clone();
-                    book.compiled.put(patient, Arc::new(entry));
-                    consents
+                .filter(|cached| cached.generation == generation && cached.changes_at.is_none_or(|at| self.now < at));
+            match cached {
+                Some(cached) => {
+                    known.insert(patient.to_owned(), cached.consents.clone());
                 }
-            };
-            known.insert(patient.to_owned(), compiled);
+                None => stale.push((patient, generation)),
+            }
+        }
+        // The patients whose Consents changed (or were never seen) are read together.
+        let mut read = self.read_consents(stale.iter().map(|(patient, _)| *patient))?;
+        for (patient, generation) in stale {
+            let compiled = CompiledConsents::compile(&read.remove(patient).unwrap_or_default(), self.now);
+            let entry = CompiledAt { generation, changes_at: compiled.changes_at(), consents: Arc::new(compiled) };
+            known.insert(patient.to_owned(), entry.consents.clone());
+            book.compiled.put(patient, Arc::new(entry));
         }
         Ok(())
     }
 
-    /// A patient's stored Consents, read for the gateway's own decision (never returned).
-    fn read_consents(&self, patient: &str) -> Result<Vec<PatientConsent>, GatewayError> {
-        let heads = self.store.search(ResourceType::Consent, &[Criterion::Patients(vec![patient.to_owned()])])?;
+    /// Patients' stored Consents, read for the gateway's own decision (never returned): one
+    /// search and one read of current versions for all of them.
+    fn read_consents<'p>(
+        &self,
+        patients: impl Iterator<Item = &'p str>,
+    ) -> Result<HashMap<String, Vec<PatientConsent>>, GatewayError> {
+        let patients: Vec<String> = patients.map(str::to_owned).collect();
+        let mut consents: HashMap<String, Vec<PatientConsent>> = HashMap::new();
+        if patients.is_empty() {
+            return Ok(consents);
+        }
+        let heads = self.store.search(ResourceType::Consent, &[Criterion::Patients(patients)])?;
         let heads: Vec<Released<Head>> = heads.into_iter().map(read_internally).collect();
-        let mut consents = Vec::with_capacity(heads.len());
         for row in self.store.current_versions(&heads)? {
+            let Some(patient) = row.patient.clone() else { continue };
             let body = self.store.open(&read_internally(row))?;
             let json: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| GatewayError::Internal(format!("a stored Consent is not JSON: {e}")))?;
             // Stored Consents were read by the same rules when written; one that no longer reads
             // fails the request rather than be skipped, which could release what it withheld.
-            consents.push(
-                PatientConsent::from_fhir(&json)
-                    .map_err(|e| GatewayError::Internal(format!("a stored Consent no longer reads: {e}")))?,
-            );
+            let consent = PatientConsent::from_fhir(&json)
+                .map_err(|e| GatewayError::Internal(format!("a stored Consent no longer reads: {e}")))?;
+            consents.entry(patient).or_default().push(consent);
         }
         Ok(consents)
     }

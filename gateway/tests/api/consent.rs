@@ -198,7 +198,7 @@ fn entries(bundle: &Value, mode: Option<&str>) -> BTreeSet<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| mode.map_or(true, |m| e["search"]["mode"] == m))
+        .filter(|e| mode.is_none_or(|m| e["search"]["mode"] == m))
         .map(|e| {
             format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
         })
