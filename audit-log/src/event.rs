@@ -1,0 +1,673 @@
+//! The audit event: a typed record of one audited action, rendered as a FHIR R4 AuditEvent shaped
+//! after IHE Basic Audit Log Patterns (BALP).
+//!
+//! It holds identifiers and pseudonyms only. There is no field for a name, a HETU or clinical
+//! text, so none can be recorded by mistake; the one free text is a professional's stated reason
+//! for emergency access, which the law asks to be recorded and shown to the patient.
+
+use serde_json::{json, Map, Value};
+
+use crate::base64;
+use crate::time::UnixMillis;
+
+/// `who.identifier.system` of a patient, known only by pseudonym.
+pub const PATIENT_PSEUDONYM: &str = "https://fhir.vaitio.fi/sid/patient-pseudonym";
+/// `who.identifier.system` of a practitioner: the Terhikki (Valvira) registration number.
+pub const TERHIKKI: &str = "urn:oid:1.2.246.537.26";
+/// `who.identifier.system` of an organisation, whose value is `urn:oid:<organisation OID>`.
+pub const URI: &str = "urn:ietf:rfc:3986";
+/// `who.identifier.system` of an auditor or administrator: the subject their identity provider
+/// asserts.
+pub const STAFF_SUBJECT: &str = "https://fhir.vaitio.fi/sid/staff-subject";
+/// `who.identifier.system` of a client: the SHA-256 thumbprint of its TLS certificate, as in
+/// RFC 8705's `x5t#S256`.
+pub const CLIENT_CERTIFICATE: &str = "https://fhir.vaitio.fi/sid/client-certificate-sha256";
+/// The professional roles (the `consent` crate's `Role` codes).
+pub const PROFESSIONAL_ROLE: &str = "https://fhir.vaitio.fi/CodeSystem/professional-role";
+/// `auditor` and `administrator`.
+pub const STAFF_ROLE: &str = "https://fhir.vaitio.fi/CodeSystem/staff-role";
+/// Purposes of use.
+pub const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+const EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
+const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+const AUTHZ_SUBTYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/AuthZsubType";
+const PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+const ROLE_CLASS: &str = "http://terminology.hl7.org/CodeSystem/v3-RoleClass";
+const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
+
+/// One audited action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub action: Action,
+    pub outcome: Outcome,
+    pub recorded: UnixMillis,
+    pub agent: Agent,
+    /// The gateway instance that recorded the event, e.g. `fhir.clinic.example/gateway-1`.
+    pub observer: String,
+    /// The resources acted on. A search names none: its query says what was asked, and BALP
+    /// records no results.
+    pub resources: Vec<ResourceRef>,
+    /// The patient whose data this is, by pseudonym; BALP's patient entity.
+    pub patient: Option<String>,
+    /// A search's query as the caller sanitised it (for instance its parameter names only). It is
+    /// recorded as given, so the caller must leave out anything that is not an identifier.
+    pub query: Option<String>,
+    /// The decision that allowed or refused the action, when one was taken.
+    pub consent: Option<ConsentDecision>,
+}
+
+/// The kind of action. Each maps to BALP's `type`, `subtype` and `action` as
+/// [`AuditEvent::to_fhir`] documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Create,
+    Read,
+    Vread,
+    History,
+    Search,
+    Update,
+    Delete,
+    /// A clinic's record submitted and stored as a document.
+    Submission,
+    /// `$validate`.
+    Validate,
+    /// A patient's Consent written or withdrawn.
+    ConsentChange,
+    /// A consent decision, permit or deny.
+    ConsentDecision,
+    /// Emergency access (`ETREAT`/`BTG`) granted or attempted.
+    BreakTheGlass,
+    /// An authentication refused: a bad token, a token not bound to the connection's certificate.
+    AuthenticationRefused,
+    /// An operator command: key rotation, certificate issue or revocation, migration.
+    AdministratorAction,
+}
+
+/// How the action ended (`AuditEvent.outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// `0`
+    Success,
+    /// `4`: refused or denied; the request was well-formed.
+    MinorFailure,
+    /// `8`: the action failed.
+    SeriousFailure,
+    /// `12`: the action failed and the system may be compromised.
+    MajorFailure,
+}
+
+impl Outcome {
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Success => "0",
+            Outcome::MinorFailure => "4",
+            Outcome::SeriousFailure => "8",
+            Outcome::MajorFailure => "12",
+        }
+    }
+}
+
+/// Who asked, from where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    pub who: Who,
+    /// SHA-256 thumbprint of the connection's client certificate (RFC 8705 `x5t#S256`).
+    pub client_certificate: Option<String>,
+    /// The client's network address, as the listener saw it.
+    pub address: Option<String>,
+    pub purpose: Option<PurposeOfUse>,
+    /// The professional's stated reason for emergency access, recorded as given.
+    pub reason: Option<String>,
+}
+
+/// The person (or nobody) behind a request, by identifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// A healthcare professional acting for an organisation.
+    Practitioner {
+        /// Terhikki registration number.
+        terhikki: String,
+        /// A code of [`PROFESSIONAL_ROLE`], e.g. `psychotherapist`.
+        role: String,
+        /// Organisation OID, bare (`1.2.246.10.…`).
+        organisation: String,
+    },
+    /// A patient, by pseudonym.
+    Patient {
+        pseudonym: String,
+    },
+    Auditor {
+        subject: String,
+        organisation: String,
+    },
+    Administrator {
+        subject: String,
+        organisation: String,
+    },
+    /// No verified identity, as in a refused authentication; the client certificate and address
+    /// still say where the request came from.
+    Unidentified,
+}
+
+/// Purpose of use (HL7 v3 ActReason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PurposeOfUse {
+    /// `TREAT`
+    Treatment,
+    /// `ETREAT`
+    EmergencyTreatment,
+    /// `BTG`
+    BreakTheGlass,
+    /// `PATRQT`: a patient's own request.
+    PatientRequested,
+    /// `HCOMPL`: an auditor's compliance review.
+    Compliance,
+    /// `HSYSADMIN`: operating the system.
+    SystemAdministration,
+}
+
+impl PurposeOfUse {
+    pub fn code(self) -> &'static str {
+        match self {
+            PurposeOfUse::Treatment => "TREAT",
+            PurposeOfUse::EmergencyTreatment => "ETREAT",
+            PurposeOfUse::BreakTheGlass => "BTG",
+            PurposeOfUse::PatientRequested => "PATRQT",
+            PurposeOfUse::Compliance => "HCOMPL",
+            PurposeOfUse::SystemAdministration => "HSYSADMIN",
+        }
+    }
+}
+
+/// A resource version acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRef {
+    pub resource_type: String,
+    pub id: String,
+    /// `meta.versionId`, when the action concerned one version.
+    pub version: Option<String>,
+}
+
+impl ResourceRef {
+    /// The FHIR literal reference: `Type/id` or `Type/id/_history/version`.
+    pub fn reference(&self) -> String {
+        match &self.version {
+            Some(version) => format!("{}/{}/_history/{version}", self.resource_type, self.id),
+            None => format!("{}/{}", self.resource_type, self.id),
+        }
+    }
+}
+
+/// A consent decision as the audit log records it: never shown to the requester.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentDecision {
+    pub decision: Decision,
+    /// The rule that decided (the `consent` crate's `Rule`, e.g. `PatientDenied`).
+    pub rule: String,
+    /// `Consent.id` of the deciding patient Consent, when one decided.
+    pub consent_id: Option<String>,
+    /// FHIRPath of the deciding provision within it, e.g. `Consent.provision.provision[0]`.
+    pub provision: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Permit,
+    Deny,
+}
+
+impl Decision {
+    pub fn code(self) -> &'static str {
+        match self {
+            Decision::Permit => "permit",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// `(system, code, display)`
+type Code = (&'static str, &'static str, &'static str);
+
+impl Action {
+    /// BALP's `type`, `subtype` and `action` for this kind of action.
+    fn codes(self) -> (Code, Code, &'static str) {
+        const REST: Code = (EVENT_TYPE, "rest", "Restful Operation");
+        const SECURITY_ALERT: Code = (DCM, "110113", "Security Alert");
+        let interaction = |code| (RESTFUL_INTERACTION, code, code);
+        match self {
+            Action::Create => (REST, interaction("create"), "C"),
+            Action::Read => (REST, interaction("read"), "R"),
+            Action::Vread => (REST, interaction("vread"), "R"),
+            Action::History => (REST, interaction("history"), "R"),
+            // BALP's Query profiles use `rest`/`search` with action E, not DICOM's older 110112.
+            Action::Search => (REST, interaction("search"), "E"),
+            Action::Update => (REST, interaction("update"), "U"),
+            Action::Delete => (REST, interaction("delete"), "D"),
+            Action::Submission => ((DCM, "110107", "Import"), interaction("create"), "C"),
+            Action::Validate => (REST, interaction("operation"), "E"),
+            Action::ConsentChange => (REST, interaction("update"), "U"),
+            Action::ConsentDecision => (
+                SECURITY_ALERT,
+                (AUTHZ_SUBTYPE, "AuthZ-Consent", "Authorization Decision using Roles and Consent"),
+                "E",
+            ),
+            Action::BreakTheGlass => (SECURITY_ALERT, (DCM, "110127", "Emergency Override Started"), "E"),
+            Action::AuthenticationRefused => ((DCM, "110114", "User Authentication"), (DCM, "110122", "Login"), "E"),
+            Action::AdministratorAction => (SECURITY_ALERT, (DCM, "110132", "Use of Restricted Function"), "E"),
+        }
+    }
+}
+
+/// A coding with its display: for the event's `type` and `subtype`, which a person reading the
+/// log looks at first.
+fn coding((system, code, display): Code) -> Value {
+    json!({"system": system, "code": code, "display": display})
+}
+
+/// A coding without display: the rest repeats in every one of millions of events, and the code
+/// system says it all.
+fn code(system: &str, code: &str) -> Value {
+    json!({"system": system, "code": code})
+}
+
+fn identifier(system: &str, value: &str) -> Value {
+    json!({"identifier": {"system": system, "value": value}})
+}
+
+impl AuditEvent {
+    /// The FHIR R4 AuditEvent.
+    ///
+    /// | action | `type` | `subtype` | `action` |
+    /// | --- | --- | --- | --- |
+    /// | create, read, vread, history, update, delete | `audit-event-type#rest` | `restful-interaction` of the same name | C, R, R, R, U, D |
+    /// | search | `audit-event-type#rest` | `restful-interaction#search` | E |
+    /// | submission | DCM `110107` Import | `restful-interaction#create` | C |
+    /// | validate | `audit-event-type#rest` | `restful-interaction#operation` | E |
+    /// | consent change | `audit-event-type#rest` | `restful-interaction#update` | U |
+    /// | consent decision | DCM `110113` Security Alert | BALP `AuthZsubType#AuthZ-Consent` | E |
+    /// | break-the-glass | DCM `110113` Security Alert | DCM `110127` Emergency Override Started | E |
+    /// | authentication refused | DCM `110114` User Authentication | DCM `110122` Login | E |
+    /// | administrator action | DCM `110113` Security Alert | DCM `110132` Use of Restricted Function | E |
+    ///
+    /// Agents, as BALP records a server-side event: the requester (`requestor: true`, type
+    /// `v3-ParticipationType#IRCP`, `who.identifier`, `role`, `purposeOfUse` whose `text` is the
+    /// emergency reason); the organisation it acts for (type `v3-RoleClass#PROV`); the client
+    /// (DICOM `110153` Source Role ID: certificate thumbprint and `network` address, type `2`);
+    /// the gateway (DICOM `110152` Destination Role ID). Entities: each resource (`what.reference`,
+    /// type `2` System Object, role `4` Domain Resource); the patient (`what.identifier` under
+    /// [`PATIENT_PSEUDONYM`], type `1` Person, role `1` Patient); a search's query (type `2`, role
+    /// `24` Query, base64 in `query`, as given in `description`); the consent decision (type
+    /// `resource-types#Consent`, `what.reference` the deciding Consent, `detail` `decision`,
+    /// `rule` and `provision`).
+    ///
+    /// Members appear in the order written here, which [`AuditEvent::canonical_bytes`] relies
+    /// on: `resourceType`, `type`, `subtype`, `action`, `recorded`, `outcome`, `agent`, `source`,
+    /// `entity`, and within each element in the order of this function's code.
+    pub fn to_fhir(&self) -> Value {
+        let (event_type, subtype, action) = self.action.codes();
+        let mut entities: Vec<Value> = self.resources.iter().map(resource_entity).collect();
+        entities.extend(self.patient.as_deref().map(patient_entity));
+        entities.extend(self.query.as_deref().map(query_entity));
+        entities.extend(self.consent.as_ref().map(consent_entity));
+        let mut event = json!({
+            "resourceType": "AuditEvent",
+            "type": coding(event_type),
+            "subtype": [coding(subtype)],
+            "action": action,
+            "recorded": self.recorded.to_string(),
+            "outcome": self.outcome.code(),
+            "agent": self.agent.to_fhir(&self.observer),
+            "source": {
+                "observer": {"display": self.observer},
+                "type": [code(SOURCE_TYPE, "4")],
+            },
+        });
+        if !entities.is_empty() {
+            event["entity"] = Value::Array(entities);
+        }
+        event
+    }
+
+    /// The bytes that are stored, hashed into the log and exported: the compact JSON of
+    /// [`AuditEvent::to_fhir`] (no whitespace, members in its documented order, strings as
+    /// `serde_json` escapes them). Only the writer renders events; a verifier hashes the stored
+    /// bytes as they are and never renders again, so the form needs to be fixed, not reproducible
+    /// by others.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Display of a Value is its compact serialisation, and it cannot fail.
+        self.to_fhir().to_string().into_bytes()
+    }
+}
+
+impl Agent {
+    fn to_fhir(&self, observer: &str) -> Vec<Value> {
+        let mut agents = Vec::with_capacity(4);
+        let mut requester = Map::new();
+        requester.insert("type".into(), json!({"coding": [code(PARTICIPATION_TYPE, "IRCP")]}));
+        let (who, role, organisation) = match &self.who {
+            Who::Practitioner { terhikki, role, organisation } => {
+                (Some(identifier(TERHIKKI, terhikki)), Some((PROFESSIONAL_ROLE, role.as_str())), Some(organisation))
+            }
+            Who::Patient { pseudonym } => {
+                (Some(identifier(PATIENT_PSEUDONYM, pseudonym)), Some((ROLE_CLASS, "PAT")), None)
+            }
+            Who::Auditor { subject, organisation } => {
+                (Some(identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "auditor")), Some(organisation))
+            }
+            Who::Administrator { subject, organisation } => {
+                (Some(identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "administrator")), Some(organisation))
+            }
+            Who::Unidentified => (None, None, None),
+        };
+        if let Some((system, role_code)) = role {
+            requester.insert("role".into(), json!([{"coding": [code(system, role_code)]}]));
+        }
+        if let Some(who) = who {
+            requester.insert("who".into(), who);
+        }
+        requester.insert("requestor".into(), Value::Bool(true));
+        if self.purpose.is_some() || self.reason.is_some() {
+            let mut concept = Map::new();
+            if let Some(purpose) = self.purpose {
+                concept.insert("coding".into(), json!([code(ACT_REASON, purpose.code())]));
+            }
+            if let Some(reason) = &self.reason {
+                concept.insert("text".into(), Value::String(reason.clone()));
+            }
+            requester.insert("purposeOfUse".into(), json!([concept]));
+        }
+        agents.push(Value::Object(requester));
+
+        if let Some(organisation) = organisation {
+            agents.push(json!({
+                "type": {"coding": [code(ROLE_CLASS, "PROV")]},
+                "who": identifier(URI, &format!("urn:oid:{organisation}")),
+                "requestor": false,
+            }));
+        }
+
+        if self.client_certificate.is_some() || self.address.is_some() {
+            let mut client = Map::new();
+            client.insert("type".into(), json!({"coding": [code(DCM, "110153")]}));
+            if let Some(thumbprint) = &self.client_certificate {
+                client.insert("who".into(), identifier(CLIENT_CERTIFICATE, thumbprint));
+            }
+            client.insert("requestor".into(), Value::Bool(false));
+            if let Some(address) = &self.address {
+                client.insert("network".into(), json!({"address": address, "type": "2"}));
+            }
+            agents.push(Value::Object(client));
+        }
+
+        agents.push(json!({
+            "type": {"coding": [code(DCM, "110152")]},
+            "who": {"display": observer},
+            "requestor": false,
+        }));
+        agents
+    }
+}
+
+fn resource_entity(resource: &ResourceRef) -> Value {
+    json!({
+        "what": {"reference": resource.reference()},
+        "type": code(ENTITY_TYPE, "2"),
+        "role": code(OBJECT_ROLE, "4"),
+    })
+}
+
+fn patient_entity(pseudonym: &str) -> Value {
+    json!({
+        "what": identifier(PATIENT_PSEUDONYM, pseudonym),
+        "type": code(ENTITY_TYPE, "1"),
+        "role": code(OBJECT_ROLE, "1"),
+    })
+}
+
+fn query_entity(query: &str) -> Value {
+    json!({
+        "type": code(ENTITY_TYPE, "2"),
+        "role": code(OBJECT_ROLE, "24"),
+        "description": query,
+        "query": base64::encode(query.as_bytes()),
+    })
+}
+
+fn consent_entity(decision: &ConsentDecision) -> Value {
+    let mut entity = Map::new();
+    if let Some(id) = &decision.consent_id {
+        entity.insert("what".into(), json!({"reference": format!("Consent/{id}")}));
+    }
+    entity.insert("type".into(), code(RESOURCE_TYPES, "Consent"));
+    let mut details = vec![
+        json!({"type": "decision", "valueString": decision.decision.code()}),
+        json!({"type": "rule", "valueString": decision.rule}),
+    ];
+    if let Some(provision) = &decision.provision {
+        details.push(json!({"type": "provision", "valueString": provision}));
+    }
+    entity.insert("detail".into(), Value::Array(details));
+    Value::Object(entity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = "1.2.246.10.12345678.10.1";
+
+    fn practitioner(purpose: PurposeOfUse, reason: Option<&str>) -> Agent {
+        Agent {
+            who: Who::Practitioner {
+                terhikki: "10012345678".into(),
+                role: "psychotherapist".into(),
+                organisation: ORG.into(),
+            },
+            client_certificate: Some("q3Zl5d1u1bqhJ7V3vQfWl9o2yq3Zl5d1u1bqhJ7V3vQ".into()),
+            address: Some("192.0.2.10".into()),
+            purpose: Some(purpose),
+            reason: reason.map(Into::into),
+        }
+    }
+
+    fn event(action: Action, agent: Agent) -> AuditEvent {
+        AuditEvent {
+            action,
+            outcome: Outcome::Success,
+            recorded: UnixMillis::new(1_714_555_800_250).unwrap(),
+            agent,
+            observer: "fhir.clinic.example/gateway-1".into(),
+            resources: vec![ResourceRef {
+                resource_type: "DocumentReference".into(),
+                id: "3f1c".into(),
+                version: Some("2".into()),
+            }],
+            patient: Some("pseudo-7c2e".into()),
+            query: None,
+            consent: None,
+        }
+    }
+
+    #[test]
+    fn a_patient_read_is_shaped_after_balp() {
+        let fhir = event(Action::Read, practitioner(PurposeOfUse::Treatment, None)).to_fhir();
+        assert_eq!(fhir["resourceType"], "AuditEvent");
+        assert_eq!(fhir["type"]["system"], EVENT_TYPE);
+        assert_eq!(fhir["type"]["code"], "rest");
+        assert_eq!(fhir["subtype"][0]["system"], RESTFUL_INTERACTION);
+        assert_eq!(fhir["subtype"][0]["code"], "read");
+        assert_eq!(fhir["action"], "R");
+        assert_eq!(fhir["recorded"], "2024-05-01T09:30:00.250Z");
+        assert_eq!(fhir["outcome"], "0");
+
+        let user = &fhir["agent"][0];
+        assert_eq!(user["requestor"], true);
+        assert_eq!(user["who"]["identifier"]["system"], TERHIKKI);
+        assert_eq!(user["who"]["identifier"]["value"], "10012345678");
+        assert_eq!(user["role"][0]["coding"][0]["code"], "psychotherapist");
+        assert_eq!(user["purposeOfUse"][0]["coding"][0]["system"], ACT_REASON);
+        assert_eq!(user["purposeOfUse"][0]["coding"][0]["code"], "TREAT");
+        assert_eq!(fhir["agent"][1]["who"]["identifier"]["value"], format!("urn:oid:{ORG}"));
+        let client = &fhir["agent"][2];
+        assert_eq!(client["type"]["coding"][0]["code"], "110153");
+        assert_eq!(client["requestor"], false);
+        assert_eq!(client["network"]["address"], "192.0.2.10");
+        assert_eq!(client["who"]["identifier"]["system"], CLIENT_CERTIFICATE);
+        assert_eq!(fhir["agent"][3]["type"]["coding"][0]["code"], "110152");
+        assert_eq!(fhir["source"]["observer"]["display"], "fhir.clinic.example/gateway-1");
+
+        assert_eq!(fhir["entity"][0]["what"]["reference"], "DocumentReference/3f1c/_history/2");
+        let patient = &fhir["entity"][1];
+        assert_eq!(patient["role"]["code"], "1");
+        assert_eq!(patient["what"]["identifier"]["system"], PATIENT_PSEUDONYM);
+        assert_eq!(patient["what"]["identifier"]["value"], "pseudo-7c2e");
+    }
+
+    #[test]
+    fn every_action_has_its_balp_codes() {
+        let expected = [
+            (Action::Create, "rest", "create", "C"),
+            (Action::Read, "rest", "read", "R"),
+            (Action::Vread, "rest", "vread", "R"),
+            (Action::History, "rest", "history", "R"),
+            (Action::Search, "rest", "search", "E"),
+            (Action::Update, "rest", "update", "U"),
+            (Action::Delete, "rest", "delete", "D"),
+            (Action::Submission, "110107", "create", "C"),
+            (Action::Validate, "rest", "operation", "E"),
+            (Action::ConsentChange, "rest", "update", "U"),
+            (Action::ConsentDecision, "110113", "AuthZ-Consent", "E"),
+            (Action::BreakTheGlass, "110113", "110127", "E"),
+            (Action::AuthenticationRefused, "110114", "110122", "E"),
+            (Action::AdministratorAction, "110113", "110132", "E"),
+        ];
+        for (action, event_type, subtype, code) in expected {
+            let fhir = event(action, practitioner(PurposeOfUse::Treatment, None)).to_fhir();
+            assert_eq!(
+                (fhir["type"]["code"].as_str(), fhir["subtype"][0]["code"].as_str()),
+                (Some(event_type), Some(subtype))
+            );
+            assert_eq!(fhir["action"], code, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn a_search_records_its_query_and_no_results() {
+        let mut search = event(Action::Search, practitioner(PurposeOfUse::Treatment, None));
+        search.resources.clear();
+        search.query = Some("DocumentReference?patient&_lastUpdated".into());
+        let fhir = search.to_fhir();
+        let query = &fhir["entity"][1];
+        assert_eq!(query["role"]["code"], "24");
+        assert_eq!(query["description"], "DocumentReference?patient&_lastUpdated");
+        assert_eq!(query["query"], base64::encode(b"DocumentReference?patient&_lastUpdated"));
+    }
+
+    #[test]
+    fn break_the_glass_records_the_reason() {
+        let mut btg =
+            event(Action::BreakTheGlass, practitioner(PurposeOfUse::BreakTheGlass, Some("unconscious in ER")));
+        btg.outcome = Outcome::Success;
+        let fhir = btg.to_fhir();
+        let purpose = &fhir["agent"][0]["purposeOfUse"][0];
+        assert_eq!(purpose["coding"][0]["code"], "BTG");
+        assert_eq!(purpose["text"], "unconscious in ER");
+    }
+
+    #[test]
+    fn a_consent_decision_names_the_rule_and_provision() {
+        let mut decision = event(Action::ConsentDecision, practitioner(PurposeOfUse::Treatment, None));
+        decision.outcome = Outcome::MinorFailure;
+        decision.consent = Some(ConsentDecision {
+            decision: Decision::Deny,
+            rule: "PatientDenied".into(),
+            consent_id: Some("c-1".into()),
+            provision: Some("Consent.provision.provision[0]".into()),
+        });
+        let fhir = decision.to_fhir();
+        assert_eq!(fhir["outcome"], "4");
+        let consent = &fhir["entity"][2];
+        assert_eq!(consent["what"]["reference"], "Consent/c-1");
+        assert_eq!(consent["type"]["code"], "Consent");
+        assert_eq!(consent["detail"][0]["valueString"], "deny");
+        assert_eq!(consent["detail"][1]["valueString"], "PatientDenied");
+        assert_eq!(consent["detail"][2]["valueString"], "Consent.provision.provision[0]");
+    }
+
+    #[test]
+    fn a_refused_authentication_has_no_identity_but_says_where_from() {
+        let agent = Agent {
+            who: Who::Unidentified,
+            client_certificate: None,
+            address: Some("198.51.100.7".into()),
+            purpose: None,
+            reason: None,
+        };
+        let mut refused = event(Action::AuthenticationRefused, agent);
+        refused.outcome = Outcome::MinorFailure;
+        refused.resources.clear();
+        refused.patient = None;
+        let fhir = refused.to_fhir();
+        assert_eq!(fhir["agent"][0]["requestor"], true);
+        assert!(fhir["agent"][0].get("who").is_none());
+        assert_eq!(fhir["agent"][1]["network"]["address"], "198.51.100.7");
+        assert!(fhir.get("entity").is_none());
+    }
+
+    #[test]
+    fn patients_and_staff_are_identified_by_their_systems() {
+        let patient = Agent {
+            who: Who::Patient { pseudonym: "pseudo-1".into() },
+            client_certificate: None,
+            address: None,
+            purpose: Some(PurposeOfUse::PatientRequested),
+            reason: None,
+        };
+        let fhir = event(Action::Read, patient).to_fhir();
+        assert_eq!(fhir["agent"][0]["who"]["identifier"]["system"], PATIENT_PSEUDONYM);
+        assert_eq!(fhir["agent"][0]["role"][0]["coding"][0]["code"], "PAT");
+        assert_eq!(fhir["agent"].as_array().unwrap().len(), 2, "the requester and the gateway");
+
+        let auditor = Agent {
+            who: Who::Auditor { subject: "auditor-9".into(), organisation: ORG.into() },
+            client_certificate: None,
+            address: None,
+            purpose: Some(PurposeOfUse::Compliance),
+            reason: None,
+        };
+        let fhir = event(Action::Search, auditor).to_fhir();
+        assert_eq!(fhir["agent"][0]["who"]["identifier"]["system"], STAFF_SUBJECT);
+        assert_eq!(fhir["agent"][0]["role"][0]["coding"][0]["code"], "auditor");
+        assert_eq!(fhir["agent"][0]["purposeOfUse"][0]["coding"][0]["code"], "HCOMPL");
+    }
+
+    #[test]
+    fn the_canonical_bytes_are_compact_and_in_the_documented_order() {
+        let read = event(Action::Read, practitioner(PurposeOfUse::Treatment, None));
+        let bytes = read.canonical_bytes();
+        assert_eq!(bytes, read.canonical_bytes());
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with(r#"{"resourceType":"AuditEvent","type":{"system":"#), "{text}");
+        assert!(!text.contains(": ") && !text.contains('\n'));
+        let order: Vec<usize> = [
+            "\"type\"",
+            "\"subtype\"",
+            "\"action\"",
+            "\"recorded\"",
+            "\"outcome\"",
+            "\"agent\"",
+            "\"source\"",
+            "\"entity\"",
+        ]
+        .iter()
+        .map(|key| text.find(key).unwrap())
+        .collect();
+        assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), read.to_fhir());
+    }
+}
