@@ -12,6 +12,7 @@ use consent::{Principal, Professional, Purpose, Role};
 use fhir_profiles::search::index_facts;
 use fhir_profiles::{parse_resource_value, ResourceType};
 use serde_json::{json, Value};
+use vaitio::audit::AuditSigner;
 use vaitio::crypto::{FileKek, Pseudonymizer, SecretKey};
 use vaitio::db::{self, DatabaseUrl};
 use vaitio::enforce::Gate;
@@ -127,8 +128,11 @@ fn main() {
     let pool = db::pool(&url, 4).expect("the database");
     db::migrate(&mut pool.get().expect("a connection")).expect("migrations");
     let pseudonyms = Pseudonymizer::new(SecretKey::generate().expect("a key"));
-    let store =
-        Store::new(pool, Box::new(FileKek::new(SecretKey::generate().expect("a key"))), pseudonyms.clone(), true);
+    let signing_key = dir.path().join("audit-signing.pem");
+    AuditSigner::generate_file(&signing_key).expect("an audit signing key");
+    let signer = AuditSigner::from_file(&signing_key).expect("the audit signing key");
+    let kek = Box::new(FileKek::new(SecretKey::generate().expect("a key")));
+    let store = Store::new(pool, kek, pseudonyms.clone(), signer, true);
 
     // 100 patients, each with five Consents stored (encrypted) like any patient's.
     let patients: Vec<(String, String)> = (0..100)
@@ -160,7 +164,7 @@ fn main() {
                 }
             })
             .collect();
-        store.write_all(writes).expect("Consents stored");
+        store.write_all(writes, Vec::new()).expect("Consents stored");
     }
 
     // What a search of 100 documents hands the gate: the heads, then their current versions.

@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
+use crate::audit::AuditSigner;
 use crate::capability::capability_statement;
 use crate::config::{Config, Mode};
 use crate::crypto::{FileKek, Pseudonymizer, SecretKey};
@@ -53,6 +54,10 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
             SecretKey::generate_file(key).map_err(|e| StartError(e.to_string()))?;
             created = true;
         }
+    }
+    if !config.audit_signing_key.exists() {
+        AuditSigner::generate_file(&config.audit_signing_key).map_err(StartError)?;
+        created = true;
     }
     Ok(created)
 }
@@ -113,7 +118,8 @@ impl Application {
         let sqlite = matches!(config.database, DatabaseUrl::Sqlite(_));
         let pseudonyms = Pseudonymizer::new(index_key);
         let identity = build_identity(&config, pseudonyms.clone())?;
-        let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), pseudonyms, sqlite);
+        let signer = AuditSigner::from_file(&config.audit_signing_key).map_err(StartError)?;
+        let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), pseudonyms, signer, sqlite);
         let tls =
             certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum, Some(&config.client_auth))
                 .map_err(|e| StartError(format!("TLS: {e}")))?;

@@ -168,3 +168,131 @@ pub fn dev_token(args: &DevTokenArgs) -> Result<(), String> {
     println!("{}", identity::mint_development_token(&key, &claims)?);
     Ok(())
 }
+
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum AuditCommand {
+    /// Recompute the audit log from its first entry and check every checkpoint's signature.
+    /// Prints the count verified, or the first bad position and what is wrong there; exits 1
+    /// when the log does not verify.
+    Verify {
+        /// Verify an export (from `vaitio audit export`) instead of the database.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// The public key (PEM) checkpoints must be signed with [default: the configured audit
+        /// signing key's; for an export, the key it carries, whose id is printed to compare
+        /// with the one the operator published].
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Write the log for an outside auditor as NDJSON: the public key, every checkpoint, every
+    /// entry. `vaitio audit verify --export FILE` (or the audit-log crate) checks it without the
+    /// gateway.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+pub fn audit(command: &AuditCommand) -> Result<(), String> {
+    match command {
+        AuditCommand::Verify { export: Some(path), public_key, .. } => {
+            let trusted = public_key.as_deref().map(read_public_key).transpose()?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let started = std::time::Instant::now();
+            let verified = audit_log::verify_export(text.lines(), trusted.as_ref());
+            report_verification(verified, started)
+        }
+        AuditCommand::Verify { export: None, public_key, config } => {
+            let config = Config::resolve(config).map_err(|e| e.to_string())?;
+            let key = match public_key {
+                Some(path) => read_public_key(path)?,
+                None => crate::audit::AuditSigner::from_file(&config.audit_signing_key)?.verifying_key().clone(),
+            };
+            let (pool, _) = crate::app::open_database(&config).map_err(|e| e.to_string())?;
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let checkpoints = crate::audit::checkpoints(&mut conn)?;
+            let mut verifier = match audit_log::Verifier::new(&checkpoints, &key) {
+                Ok(verifier) => verifier,
+                Err(problem) => return report_verification(Err(problem), started),
+            };
+            let mut problem = None;
+            crate::audit::for_each_entry(&mut conn, |entry| {
+                if problem.is_none() {
+                    if let Err(found) = verifier.push(entry.stored()) {
+                        problem = Some(found);
+                        return Err("stop".into());
+                    }
+                }
+                Ok(())
+            })
+            .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })?;
+            match problem {
+                Some(problem) => report_verification(Err(problem), started),
+                None => report_verification(verifier.finish(), started),
+            }
+        }
+        AuditCommand::Export { out, config } => {
+            let config = Config::resolve(config).map_err(|e| e.to_string())?;
+            let signer = crate::audit::AuditSigner::from_file(&config.audit_signing_key)?;
+            let (pool, _) = crate::app::open_database(&config).map_err(|e| e.to_string())?;
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let mut file = std::io::BufWriter::new(file);
+            let mut line = Vec::new();
+            let mut write = |export: audit_log::ExportLine<'_>, line: &mut Vec<u8>| -> Result<(), String> {
+                use std::io::Write;
+                line.clear();
+                export.write(line).map_err(|e| e.to_string())?;
+                file.write_all(line).map_err(|e| format!("{}: {e}", out.display()))
+            };
+            write(audit_log::ExportLine::Key(signer.verifying_key().clone()), &mut line)?;
+            let checkpoints = crate::audit::checkpoints(&mut conn)?;
+            for checkpoint in &checkpoints {
+                write(audit_log::ExportLine::Checkpoint(checkpoint.clone()), &mut line)?;
+            }
+            let mut entries = 0u64;
+            crate::audit::for_each_entry(&mut conn, |entry| {
+                entries += 1;
+                write(audit_log::ExportLine::Entry(entry.stored()), &mut line)
+            })?;
+            std::io::Write::flush(&mut file).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("exported {entries} entries and {} checkpoints to {}", checkpoints.len(), out.display());
+            Ok(())
+        }
+    }
+}
+
+fn read_public_key(path: &std::path::Path) -> Result<audit_log::VerifyingKey, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    audit_log::VerifyingKey::from_pem(crate::audit::ORIGIN, &pem).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Prints what verification found; a broken log is an error (exit status 1).
+fn report_verification(
+    result: Result<audit_log::Verified, audit_log::Problem>,
+    started: std::time::Instant,
+) -> Result<(), String> {
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(verified) => {
+            println!(
+                "verified {} entries and {} checkpoints (key {}) in {seconds:.2} s, {:.0} entries/s; {} entries after the latest checkpoint are not yet signed",
+                verified.entries,
+                verified.checkpoints,
+                verified.key_id,
+                verified.entries as f64 / seconds.max(1e-9),
+                verified.unsigned_tail(),
+            );
+            Ok(())
+        }
+        Err(problem) => {
+            let position = problem.position().map_or_else(|| "-".to_owned(), |p| p.to_string());
+            Err(format!("the audit log does not verify: position {position}: {problem}"))
+        }
+    }
+}

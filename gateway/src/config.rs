@@ -93,6 +93,10 @@ pub struct ConfigArgs {
     /// [development default: <data dir>/keys/index.hex].
     #[arg(long, env = "VAITIO_INDEX_KEY_FILE", value_name = "FILE")]
     pub index_key_file: Option<PathBuf>,
+    /// Ed25519 private key (PEM, mode 0600) that signs the audit log's checkpoints; keep it off
+    /// the database host [development default: <data dir>/keys/audit-signing.pem].
+    #[arg(long, env = "VAITIO_AUDIT_SIGNING_KEY", value_name = "FILE")]
+    pub audit_signing_key: Option<PathBuf>,
     /// Largest request body accepted, in bytes [default: 2097152].
     #[arg(long, env = "VAITIO_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -163,6 +167,7 @@ struct FileTls {
 struct FileKeys {
     kek_file: Option<PathBuf>,
     index_key_file: Option<PathBuf>,
+    audit_signing_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -193,6 +198,7 @@ pub struct Config {
     pub development_issuer_key: Option<PathBuf>,
     pub kek_file: PathBuf,
     pub index_key_file: PathBuf,
+    pub audit_signing_key: PathBuf,
     pub max_body_bytes: usize,
     pub max_note_bytes: usize,
     pub db_pool_size: u32,
@@ -280,7 +286,7 @@ impl Config {
 
         let pki = data_dir.join("pki").join("server");
         let keys = data_dir.join("keys");
-        let (tls_cert, tls_key, kek_file, index_key_file) = match mode {
+        let (tls_cert, tls_key, kek_file, index_key_file, audit_signing_key) = match mode {
             Mode::Development => {
                 if !listen.ip().is_loopback() {
                     return refuse(format!(
@@ -293,6 +299,10 @@ impl Config {
                     args.tls_key.clone().or(file.tls.key).unwrap_or_else(|| pki.join("key.pem")),
                     args.kek_file.clone().or(file.keys.kek_file).unwrap_or_else(|| keys.join("kek.hex")),
                     args.index_key_file.clone().or(file.keys.index_key_file).unwrap_or_else(|| keys.join("index.hex")),
+                    args.audit_signing_key
+                        .clone()
+                        .or(file.keys.audit_signing_key)
+                        .unwrap_or_else(|| keys.join("audit-signing.pem")),
                 )
             }
             Mode::Production => {
@@ -312,6 +322,10 @@ impl Config {
                     required(
                         args.index_key_file.clone().or(file.keys.index_key_file),
                         "keys.index_key_file (VAITIO_INDEX_KEY_FILE)",
+                    )?,
+                    required(
+                        args.audit_signing_key.clone().or(file.keys.audit_signing_key),
+                        "keys.audit_signing_key (VAITIO_AUDIT_SIGNING_KEY)",
                     )?,
                 )
             }
@@ -392,6 +406,7 @@ impl Config {
             development_issuer_key,
             kek_file,
             index_key_file,
+            audit_signing_key,
             max_body_bytes,
             max_note_bytes,
             db_pool_size,

@@ -12,11 +12,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use audit_log::{Action, Agent, Outcome, ResourceRef};
 use consent::{
     decide_with, CompiledConsents, PatientConsent, Policy, Principal, ResourceMeta, SecurityLabel, Timestamp,
 };
 use fhir_profiles::ResourceType;
 
+use crate::audit::{self, AuditRecord, Judged};
 use crate::cache::BoundedMap;
 use crate::error::GatewayError;
 use crate::store::{now_millis, Criterion, Head, Store, Stored};
@@ -67,6 +69,8 @@ pub struct Gate<'a> {
     now: Timestamp,
     /// The compiled Consents of the patients judged so far in this request.
     consents: RefCell<HashMap<String, Arc<CompiledConsents>>>,
+    /// Every decision taken, for the audit log.
+    judged: RefCell<Vec<Judged>>,
 }
 
 fn labels(codes: &str) -> Vec<SecurityLabel> {
@@ -81,7 +85,39 @@ impl<'a> Gate<'a> {
             policy,
             now: Timestamp::from_unix_seconds(now_millis().div_euclid(1000)),
             consents: RefCell::new(HashMap::new()),
+            judged: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The audit records of this request: its action over what was released, per patient, and
+    /// the decisions that withheld anything (see [`audit::events`]). With nothing judged (an
+    /// absent id), one record of the action with `outcome`.
+    pub fn audit_records(
+        &self,
+        action: Action,
+        agent: &Agent,
+        query: Option<&str>,
+        outcome: Outcome,
+    ) -> Vec<AuditRecord> {
+        let judged = self.judged.borrow();
+        let mut events = audit::events(action, agent, audit::observer(), query, &judged, audit::now());
+        if judged.is_empty() {
+            for event in &mut events {
+                event.outcome = outcome;
+            }
+        }
+        events.iter().map(AuditRecord::new).collect()
+    }
+
+    /// Commits this request's audit records (see [`Gate::audit_records`]) with those of
+    /// concurrent requests; a request must not answer with data until this returns `Ok`.
+    pub fn record(&self, action: Action, agent: &Agent, query: Option<&str>) -> Result<(), GatewayError> {
+        self.store.record(self.audit_records(action, agent, query, Outcome::Success))
+    }
+
+    /// Commits the record of an action that found nothing it may show (absent or withheld).
+    pub fn record_not_found(&self, action: Action, agent: &Agent) -> Result<(), GatewayError> {
+        self.store.record(self.audit_records(action, agent, None, Outcome::MinorFailure))
     }
 
     pub fn principal(&self) -> &Principal {
@@ -128,7 +164,21 @@ impl<'a> Gate<'a> {
             },
             _ => CompiledConsents::none(),
         };
-        decide_with(self.principal, &meta, compiled, &self.policy).is_permit()
+        let decision = decide_with(self.principal, &meta, compiled, &self.policy);
+        self.judged.borrow_mut().push(Judged {
+            patient: row.patient().map(str::to_owned),
+            resource: ResourceRef {
+                resource_type: row.resource_type().to_owned(),
+                id: row.id().to_owned(),
+                version: Some(row.version().to_string()),
+            },
+            permit: decision.is_permit(),
+            break_the_glass: decision.break_the_glass(),
+            rule: decision.rule(),
+            consent_id: decision.provision().and_then(|p| p.consent_id()).map(str::to_owned),
+            provision: decision.provision().map(|p| p.path().to_owned()),
+        });
+        decision.is_permit()
     }
 
     /// Makes sure the compiled Consents of these patients are at hand: one query for their

@@ -4,6 +4,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use audit_log::{Action, Agent, ResourceRef};
 use consent::{PatientConsent, Principal, SecurityLabel};
 use fhir_profiles::search::{index_facts, search_params, DateQuery, ParamKind, TokenQuery};
 use fhir_profiles::{
@@ -15,6 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
+use crate::audit::{self, AuditRecord};
 use crate::enforce::{Gate, Released};
 use crate::error::GatewayError;
 use crate::http::{self, Output, Return};
@@ -44,6 +46,7 @@ fn path_id(request: &HttpRequest, resource_type: ResourceType) -> Result<String,
 struct Context {
     resource_type: ResourceType,
     principal: Principal,
+    agent: Agent,
     output: Output,
     params: Vec<(String, String)>,
 }
@@ -52,10 +55,10 @@ struct Context {
 /// handler), the type exists, the response format is one we can produce.
 fn context(request: &HttpRequest, caller: Caller) -> Result<Context, GatewayError> {
     let resource_type = resource_type(request)?;
-    let principal = caller.0;
+    let Caller(principal, agent) = caller;
     let params = http::query_pairs(request);
     let output = http::negotiate(request, &params)?;
-    Ok(Context { resource_type, principal, output, params })
+    Ok(Context { resource_type, principal, agent, output, params })
 }
 
 fn ensure_writable(resource_type: ResourceType) -> Result<(), GatewayError> {
@@ -233,8 +236,8 @@ pub async fn create(
     let writer = author(&ctx.principal, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let (resource_type, principal, store, policy) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), state.config.policy);
+    let (resource_type, principal, agent, store, policy) =
+        (ctx.resource_type, ctx.principal.clone(), ctx.agent.clone(), state.store.clone(), state.config.policy);
     let (head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let parsed = parse_resource(resource_type, &bytes)?;
         check_own_consent(&store, &principal, &parsed)?;
@@ -242,7 +245,8 @@ pub async fn create(
         // from that id, so the id is chosen before the pseudonym.
         let id = uuid::Uuid::new_v4().to_string();
         let resource = prepare(&store, parsed, Some(&id), writer)?;
-        let (head, body) = store.create(resource, &id)?;
+        let record = write_record(&agent, resource_type, &id, 1, resource.patient.clone());
+        let (head, body) = store.create(resource, &id, vec![record])?;
         // The caller wrote it, but what they get back still passes the enforcement point.
         let visible = Gate::new(&principal, &store, policy).permits(&head)?;
         Ok((head, body, visible))
@@ -265,8 +269,8 @@ pub async fn update(
     http::only_params(&ctx.params, &[])?;
     let expected = http::if_match(&request)?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let (resource_type, principal, store, policy) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), state.config.policy);
+    let (resource_type, principal, agent, store, policy) =
+        (ctx.resource_type, ctx.principal.clone(), ctx.agent.clone(), state.store.clone(), state.config.policy);
     let (head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let parsed = parse_resource(resource_type, &bytes)?;
         if parsed.id() != Some(id.as_str()) {
@@ -274,16 +278,14 @@ pub async fn update(
         }
         let gate = Gate::new(&principal, &store, policy);
         // A resource the caller may not see is, to them, one that does not exist.
-        let current = match store.head(resource_type, &id)? {
-            Some(head) => gate.release_one(head)?,
-            None => None,
-        };
-        if current.is_none() {
+        let Some(current) = released_head(&gate, &store, resource_type, &id)? else {
+            gate.record_not_found(Action::Update, &agent)?;
             return Err(not_found(resource_type, &id));
-        }
+        };
         check_own_consent(&store, &principal, &parsed)?;
         let resource = prepare(&store, parsed, Some(&id), writer)?;
-        let (head, body) = store.update(resource, &id, expected)?;
+        let record = write_record(&agent, resource_type, &id, current.get().version + 1, resource.patient.clone());
+        let (head, body) = store.update(resource, &id, expected, vec![record])?;
         // Judged afresh: a patient's new Consent may have changed what the writer may read.
         let visible = Gate::new(&principal, &store, policy).permits(&head)?;
         Ok((head, body, visible))
@@ -336,17 +338,32 @@ async fn one_version(
     version: Option<i64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let (resource_type, principal, store, asked, policy) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone(), state.config.policy);
+    let (resource_type, principal, agent, store, asked, policy) = (
+        ctx.resource_type,
+        ctx.principal.clone(),
+        ctx.agent.clone(),
+        state.store.clone(),
+        id.clone(),
+        state.config.policy,
+    );
+    let action = if version.is_some() { Action::Vread } else { Action::Read };
     let found = web::block(move || -> Result<_, GatewayError> {
         let gate = Gate::new(&principal, &store, policy);
         // An older version is judged together with the current one: a resource withheld now
         // is withheld in every version.
-        let Some(head) = released_head(&gate, &store, resource_type, &id)? else { return Ok(None) };
-        drop(head);
-        let Some(row) = store.version(resource_type, &id, version)? else { return Ok(None) };
-        let Some(row) = gate.release_one(row)? else { return Ok(None) };
+        let row = match released_head(&gate, &store, resource_type, &id)? {
+            Some(_) => {
+                store.version(resource_type, &id, version)?.map(|row| gate.release_one(row)).transpose()?.flatten()
+            }
+            None => None,
+        };
+        let Some(row) = row else {
+            gate.record_not_found(action, &agent)?;
+            return Ok(None);
+        };
         let body = store.open(&row)?;
+        // Nothing is answered before its audit record is durable.
+        gate.record(action, &agent, None)?;
         Ok(Some((row, body)))
     })
     .await??;
@@ -354,6 +371,32 @@ async fn one_version(
         Some((row, body)) => Ok(version_response(row.get(), body, ctx.output)),
         None => Err(not_found(ctx.resource_type, &asked)),
     }
+}
+
+/// The audit record of a create or update, committed with it. A Consent written is a change of
+/// the patient's choices.
+fn write_record(
+    agent: &Agent,
+    resource_type: ResourceType,
+    id: &str,
+    version: i64,
+    patient: Option<String>,
+) -> AuditRecord {
+    let action = match resource_type {
+        ResourceType::Consent => Action::ConsentChange,
+        _ if version == 1 => Action::Create,
+        _ => Action::Update,
+    };
+    let resource =
+        ResourceRef { resource_type: resource_type.to_string(), id: id.to_owned(), version: Some(version.to_string()) };
+    AuditRecord::new(&audit::write_event(action, agent, audit::observer(), resource, patient, audit::now()))
+}
+
+/// What the audit log keeps of a search: the type and the parameter names, never their values
+/// (a value may be a HETU).
+fn query_shape(resource_type: &str, params: &[(String, String)]) -> String {
+    let names: Vec<String> = params.iter().map(|(name, _)| http::printable(name)).collect();
+    format!("{resource_type}?{}", names.join("&"))
 }
 
 /// The current head of a resource, if it exists and the gate releases it.
@@ -477,11 +520,18 @@ pub async fn history(
     http::only_params(&ctx.params, &["_count", "_offset"])?;
     let paging = paging(&ctx.params, &state)?;
     let base = http::base_url(&request, &state);
-    let (resource_type, principal, store, lookup, policy) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), id.clone(), state.config.policy);
+    let (resource_type, principal, agent, store, lookup, policy) = (
+        ctx.resource_type,
+        ctx.principal.clone(),
+        ctx.agent.clone(),
+        state.store.clone(),
+        id.clone(),
+        state.config.policy,
+    );
     let rows = web::block(move || -> Result<_, GatewayError> {
         let gate = Gate::new(&principal, &store, policy);
         if released_head(&gate, &store, resource_type, &lookup)?.is_none() {
+            gate.record_not_found(Action::History, &agent)?;
             return Ok(None);
         }
         let released = gate.release(store.history(resource_type, &lookup)?)?;
@@ -492,6 +542,7 @@ pub async fn history(
             let body = store.open(&row)?;
             opened.push((row, body));
         }
+        gate.record(Action::History, &agent, None)?;
         Ok(Some((total, opened, paging)))
     })
     .await??;
@@ -793,8 +844,9 @@ pub async fn search(
     let includes = includes(ctx.resource_type, &ctx.params)?;
     let paging = paging(&ctx.params, &state)?;
     let base = http::base_url(&request, &state);
-    let (resource_type, principal, store, policy) =
-        (ctx.resource_type, ctx.principal.clone(), state.store.clone(), state.config.policy);
+    let (resource_type, principal, agent, store, policy) =
+        (ctx.resource_type, ctx.principal.clone(), ctx.agent.clone(), state.store.clone(), state.config.policy);
+    let query = query_shape(resource_type.as_str(), &ctx.params);
     let (total, matches, included, paging) = web::block(move || -> Result<_, GatewayError> {
         let gate = Gate::new(&principal, &store, policy);
         let criteria = criteria(&store, filters)?;
@@ -816,6 +868,7 @@ pub async fn search(
         }
         let matches = open_current(&gate, &store, &page)?;
         let included = open_current(&gate, &store, &included)?;
+        gate.record(Action::Search, &agent, Some(&query))?;
         Ok((total, matches, included, paging))
     })
     .await??;
@@ -831,7 +884,7 @@ pub async fn everything(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let principal = caller.0;
+    let Caller(principal, agent) = caller;
     let params = http::query_pairs(&request);
     let output = http::negotiate(&request, &params)?;
     http::only_params(&params, &["_count", "_offset"])?;
@@ -841,7 +894,10 @@ pub async fn everything(
     let (store, policy, lookup) = (state.store.clone(), state.config.policy, id.clone());
     let found = web::block(move || -> Result<_, GatewayError> {
         let gate = Gate::new(&principal, &store, policy);
-        let Some(patient) = released_head(&gate, &store, ResourceType::Patient, &lookup)? else { return Ok(None) };
+        let Some(patient) = released_head(&gate, &store, ResourceType::Patient, &lookup)? else {
+            gate.record_not_found(Action::Search, &agent)?;
+            return Ok(None);
+        };
         let Some(pseudonym) = patient.get().patient.clone() else { return Ok(None) };
         let mut released = vec![patient];
         for resource_type in ResourceType::ALL {
@@ -856,7 +912,9 @@ pub async fn everything(
         }
         let total = released.len();
         let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
-        Ok(Some((total, open_current(&gate, &store, &page)?, paging)))
+        let opened = open_current(&gate, &store, &page)?;
+        gate.record(Action::Search, &agent, Some("Patient/$everything"))?;
+        Ok(Some((total, opened, paging)))
     })
     .await??;
     let Some((total, matches, paging)) = found else { return Err(not_found(ResourceType::Patient, &id)) };

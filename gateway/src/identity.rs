@@ -13,7 +13,7 @@
 //! trusted; `vaitio dev token` mints its tokens.
 
 use std::collections::HashMap;
-use std::future::{ready, Ready};
+use std::future::ready;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -26,6 +26,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::audit::{self, AuditRecord};
 use crate::crypto::Pseudonymizer;
 use crate::error::GatewayError;
 
@@ -278,16 +279,40 @@ impl Identity {
     }
 }
 
-/// The request's principal, as a handler argument: made before the handler runs, so a refused
-/// request never reaches one.
-pub struct Caller(pub Principal);
+/// The request's principal, as a handler argument, and the audit log's view of them (who, from
+/// which certificate and address, why): made before the handler runs, so a refused request
+/// never reaches one. A refusal is itself recorded in the audit log.
+pub struct Caller(pub Principal, pub audit_log::Agent);
 
 impl FromRequest for Caller {
     type Error = GatewayError;
-    type Future = Ready<Result<Caller, GatewayError>>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, GatewayError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(principal(request).map(Caller))
+        let certificate =
+            request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref()).map(|p| p.thumbprint.clone());
+        let address = request.peer_addr().map(|a| a.ip().to_string());
+        match principal(request) {
+            Ok(principal) => {
+                let agent = audit::agent(&principal, certificate, address);
+                Box::pin(ready(Ok(Caller(principal, agent))))
+            }
+            Err(refusal) => {
+                let state = request.app_data::<web::Data<AppState>>().cloned();
+                Box::pin(async move {
+                    if let Some(state) = state {
+                        let agent = audit::agent(&Principal::Anonymous, certificate, address);
+                        let event = audit::refusal_event(&agent, audit::now());
+                        let store = state.store.clone();
+                        let recorded = web::block(move || store.record(vec![AuditRecord::new(&event)])).await;
+                        if !matches!(recorded, Ok(Ok(()))) {
+                            tracing::warn!("a refused authentication could not be recorded in the audit log");
+                        }
+                    }
+                    Err(refusal)
+                })
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL, and the operator CLI. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod audit;
 pub mod cache;
 pub mod capability;
 pub mod cli;

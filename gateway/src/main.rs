@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vaitio::cli::{CertsCommand, DevTokenArgs, PkiArgs};
+use vaitio::cli::{AuditCommand, CertsCommand, DevTokenArgs, PkiArgs};
 use vaitio::config::{Config, ConfigArgs, LogFormat, Mode};
 use vaitio::Application;
 
@@ -27,6 +27,11 @@ enum Command {
         command: CertsCommand,
         #[command(flatten)]
         pki: PkiArgs,
+    },
+    /// The audit log: verify it, or export it for an outside auditor.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Development tools.
     Dev {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate(&args),
         Command::Certs { command, pki } => vaitio::cli::certs(&command, &pki),
         Command::Dev { command: DevCommand::Token(args) } => vaitio::cli::dev_token(&args),
+        Command::Audit { command } => vaitio::cli::audit(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ use fhir_profiles::search::{DateQuery, IndexFact};
 use fhir_profiles::ResourceType;
 use serde_json::{Map, Value};
 
+use crate::audit::{self, AuditRecord, AuditSigner};
 use crate::cache::BoundedMap;
 use crate::crypto::{
     open_body, seal_body, BodyBinding, DataKey, DataKeyCache, KeyEncryptionKey, Pseudonymizer, DATA_KEY_CACHE_SIZE,
@@ -32,6 +33,8 @@ const CHUNK: usize = 500;
 /// What the enforcement point reads of a stored row: never the body.
 pub trait Stored {
     fn resource_type(&self) -> &str;
+    fn id(&self) -> &str;
+    fn version(&self) -> i64;
     fn patient(&self) -> Option<&str>;
     fn security_labels(&self) -> &str;
     fn author(&self) -> (Option<&str>, Option<&str>);
@@ -76,6 +79,12 @@ macro_rules! stored {
         impl Stored for $row {
             fn resource_type(&self) -> &str {
                 &self.resource_type
+            }
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn version(&self) -> i64 {
+                self.version
             }
             fn patient(&self) -> Option<&str> {
                 self.patient.as_deref()
@@ -183,6 +192,10 @@ struct Inner {
     known_ids: BoundedMap<String>,
     /// Compiled patient Consents, for the enforcement point.
     consent_book: ConsentBook,
+    /// On PostgreSQL, the group commit of reads' audit records (writes append their own in
+    /// their transactions); on SQLite, `writer` does both.
+    auditor: Option<WriteQueue>,
+    signer: Arc<AuditSigner>,
 }
 
 pub fn now_millis() -> i64 {
@@ -197,8 +210,16 @@ pub fn instant(millis: i64) -> String {
 }
 
 impl Store {
-    pub fn new(pool: Pool, kek: Box<dyn KeyEncryptionKey>, pseudonyms: Pseudonymizer, sqlite: bool) -> Self {
-        let writer = sqlite.then(|| WriteQueue::start(pool.clone(), pseudonyms.clone(), kek.id().to_owned()));
+    pub fn new(
+        pool: Pool,
+        kek: Box<dyn KeyEncryptionKey>,
+        pseudonyms: Pseudonymizer,
+        signer: AuditSigner,
+        sqlite: bool,
+    ) -> Self {
+        let signer = Arc::new(signer);
+        let queue = || WriteQueue::start(pool.clone(), pseudonyms.clone(), kek.id().to_owned(), signer.clone());
+        let (writer, auditor) = if sqlite { (Some(queue()), None) } else { (None, Some(queue())) };
         let store = Store {
             inner: Arc::new(Inner {
                 pool,
@@ -208,11 +229,14 @@ impl Store {
                 writer,
                 known_ids: BoundedMap::new(50_000),
                 consent_book: ConsentBook::default(),
+                auditor,
+                signer,
             }),
         };
         if sqlite {
             store.checkpoint_in_background();
         }
+        store.sign_audit_checkpoints_in_background();
         store
     }
 
@@ -239,6 +263,37 @@ impl Store {
 
     pub fn pseudonyms(&self) -> &Pseudonymizer {
         &self.inner.pseudonyms
+    }
+
+    /// The key that verifies this deployment's audit checkpoints.
+    pub fn audit_key(&self) -> &audit_log::VerifyingKey {
+        self.inner.signer.verifying_key()
+    }
+
+    /// Commits the audit records of a request that wrote nothing (a read, a search, a refusal),
+    /// together with those of concurrent requests; returns once they are durable. A request
+    /// whose records cannot be written must not answer with data: the error is a 503.
+    pub fn record(&self, audit: Vec<AuditRecord>) -> Result<(), GatewayError> {
+        let queue = self.inner.writer.as_ref().or(self.inner.auditor.as_ref());
+        let queue = queue.ok_or_else(|| GatewayError::Internal("no audit writer".into()))?;
+        queue.submit(Arc::new(Vec::new()), Vec::new(), audit).map(drop)
+    }
+
+    /// Checkpoints are signed every N entries or T seconds; when the log is idle, a tick signs
+    /// the entries that would otherwise wait for the next append. The thread ends with the store.
+    fn sign_audit_checkpoints_in_background(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new().name("audit-checkpoint".into()).spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let Some(inner) = inner.upgrade() else { return };
+            let store = Store { inner };
+            if let Err(error) = store.record(Vec::new()) {
+                tracing::warn!(%error, "the audit checkpoint tick failed");
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no audit checkpoint thread: checkpoints are signed as entries arrive");
+        }
     }
 
     pub fn consent_book(&self) -> &ConsentBook {
@@ -368,8 +423,13 @@ impl Store {
     }
 
     /// Stores a new resource as version 1 of `id` (a fresh, server-chosen id).
-    pub fn create(&self, resource: NewResource, id: &str) -> Result<(Head, Vec<u8>), GatewayError> {
-        self.write_one(Write { resource, id: id.to_owned(), kind: WriteKind::Create })
+    pub fn create(
+        &self,
+        resource: NewResource,
+        id: &str,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(Head, Vec<u8>), GatewayError> {
+        self.write_one(Write { resource, id: id.to_owned(), kind: WriteKind::Create }, audit)
     }
 
     /// Stores a new version of `id`. `if_match` is the version the client last saw, if it said.
@@ -379,12 +439,13 @@ impl Store {
         resource: NewResource,
         id: &str,
         if_match: Option<i64>,
+        audit: Vec<AuditRecord>,
     ) -> Result<(Head, Vec<u8>), GatewayError> {
-        self.write_one(Write { resource, id: id.to_owned(), kind: WriteKind::Update(if_match) })
+        self.write_one(Write { resource, id: id.to_owned(), kind: WriteKind::Update(if_match) }, audit)
     }
 
-    fn write_one(&self, write: Write) -> Result<(Head, Vec<u8>), GatewayError> {
-        self.write_all(vec![write])?
+    fn write_one(&self, write: Write, audit: Vec<AuditRecord>) -> Result<(Head, Vec<u8>), GatewayError> {
+        self.write_all(vec![write], audit)?
             .pop()
             .flatten()
             .ok_or_else(|| GatewayError::Internal("a create or update wrote nothing".into()))
@@ -397,7 +458,10 @@ impl Store {
     /// document costs one commit. Two writers racing to create the same key or the same
     /// resource meet a unique violation; the loser runs again once and then sees the winner's
     /// rows.
-    pub fn write_all(&self, writes: Vec<Write>) -> Result<Written, GatewayError> {
+    ///
+    /// `audit` is appended to the audit log in the same transaction: the records of the change
+    /// commit with it, or neither does.
+    pub fn write_all(&self, writes: Vec<Write>, audit: Vec<AuditRecord>) -> Result<Written, GatewayError> {
         let writes = Arc::new(writes);
         let mut attempt = 0;
         loop {
@@ -407,7 +471,7 @@ impl Store {
             // other conflict would only repeat.
             let may_race = keys.iter().any(|(_, _, wrapped)| wrapped.is_some())
                 || writes.iter().any(|write| matches!(write.kind, WriteKind::CreateIfAbsent));
-            match self.commit(&writes, keys) {
+            match self.commit(&writes, keys, audit.clone()) {
                 Err(GatewayError::Conflict(_)) if attempt < 3 && may_race => continue,
                 other => return other,
             }
@@ -435,13 +499,21 @@ impl Store {
         Ok(keys)
     }
 
-    fn commit(&self, writes: &Arc<Vec<Write>>, keys: NewKeys) -> Result<Written, GatewayError> {
+    fn commit(
+        &self,
+        writes: &Arc<Vec<Write>>,
+        keys: NewKeys,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Written, GatewayError> {
         let written = match &self.inner.writer {
-            Some(queue) => queue.submit(writes.clone(), keys.clone())?,
+            Some(queue) => queue.submit(writes.clone(), keys.clone(), audit)?,
             None => {
-                let context =
-                    WriteContext { pseudonyms: self.inner.pseudonyms.clone(), kek_id: self.inner.kek.id().to_owned() };
-                self.conn()?.transaction(|conn| write_request(conn, &context, &keys, writes))?
+                let context = WriteContext {
+                    pseudonyms: self.inner.pseudonyms.clone(),
+                    kek_id: self.inner.kek.id().to_owned(),
+                    signer: self.inner.signer.clone(),
+                };
+                self.conn()?.transaction(|conn| write_request(conn, &context, &keys, writes, &audit))?
             }
         };
         // Only keys that committed are cached.
@@ -616,14 +688,17 @@ type NewKeys = Vec<(String, DataKey, Option<Vec<u8>>)>;
 struct WriteContext {
     pseudonyms: Pseudonymizer,
     kek_id: String,
+    signer: Arc<AuditSigner>,
 }
 
-/// One request's writes inside an open transaction: its new data keys, then each resource.
+/// One request's writes inside an open transaction: its new data keys, each resource, and last
+/// its audit records (the log's head stays locked from then until the commit).
 fn write_request(
     conn: &mut DbConnection,
     context: &WriteContext,
     keys: &NewKeys,
     writes: &[Write],
+    audit: &[AuditRecord],
 ) -> Result<Written, GatewayError> {
     for (scope, _, wrapped) in keys {
         if let Some(wrapped) = wrapped {
@@ -632,7 +707,7 @@ fn write_request(
             diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
         }
     }
-    writes
+    let written = writes
         .iter()
         .map(|write| {
             let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
@@ -640,7 +715,9 @@ fn write_request(
             let key = key.ok_or_else(|| GatewayError::Internal("no data key for a write".into()))?;
             write_resource(conn, &context.pseudonyms, write, key, scope)
         })
-        .collect()
+        .collect::<Result<Written, GatewayError>>()?;
+    audit::append(conn, audit, &context.signer, now_millis())?;
+    Ok(written)
 }
 
 /// SQLite's writer: one thread, one connection, and group commit. Requests queue their writes;
@@ -656,15 +733,16 @@ struct WriteQueue {
 struct Job {
     writes: Arc<Vec<Write>>,
     keys: NewKeys,
+    audit: Vec<AuditRecord>,
     answer: mpsc::SyncSender<Result<Written, GatewayError>>,
 }
 
 impl WriteQueue {
     const GROUP: usize = 64;
 
-    fn start(pool: Pool, pseudonyms: Pseudonymizer, kek_id: String) -> WriteQueue {
+    fn start(pool: Pool, pseudonyms: Pseudonymizer, kek_id: String, signer: Arc<AuditSigner>) -> WriteQueue {
         let (jobs, queue) = mpsc::channel::<Job>();
-        let context = WriteContext { pseudonyms, kek_id };
+        let context = WriteContext { pseudonyms, kek_id, signer };
         let spawned = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
             let mut held: Option<PooledConnection<Manager>> = None;
             // Ends when the store, and with it the sender, is gone.
@@ -718,7 +796,7 @@ impl WriteQueue {
         let mut results = Vec::with_capacity(group.len());
         let committed = conn.transaction::<_, GatewayError, _>(|conn| {
             for job in &group {
-                results.push(conn.transaction(|conn| write_request(conn, context, &job.keys, &job.writes)));
+                results.push(conn.transaction(|conn| write_request(conn, context, &job.keys, &job.writes, &job.audit)));
             }
             Ok(())
         });
@@ -737,10 +815,10 @@ impl WriteQueue {
     }
 
     /// Queues a request's writes and waits until they are committed (or refused).
-    fn submit(&self, writes: Arc<Vec<Write>>, keys: NewKeys) -> Result<Written, GatewayError> {
+    fn submit(&self, writes: Arc<Vec<Write>>, keys: NewKeys, audit: Vec<AuditRecord>) -> Result<Written, GatewayError> {
         let (answer, answered) = mpsc::sync_channel(1);
         let stopped = || GatewayError::Unavailable("the database writer has stopped".into());
-        self.jobs.send(Job { writes, keys, answer }).map_err(|_| stopped())?;
+        self.jobs.send(Job { writes, keys, audit, answer }).map_err(|_| stopped())?;
         answered.recv().map_err(|_| stopped())?
     }
 }

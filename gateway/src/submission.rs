@@ -8,6 +8,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use audit_log::{Action, Agent, ResourceRef};
 use consent::Principal;
 use fhir_profiles::record::{parse_record, CheckedRecord, RecordLimits, JSON_SCHEMA_V1};
 use fhir_profiles::translate::{translate, DocumentIds, TERHIKKI_SYSTEM};
@@ -15,6 +16,7 @@ use fhir_profiles::{parse_resource, parse_translated, Issue, IssueCode, ProfileE
 use serde_json::Value;
 
 use crate::app::AppState;
+use crate::audit::{self, AuditRecord};
 use crate::enforce::{self, Gate};
 use crate::error::GatewayError;
 use crate::fhir::{prepare, written_document};
@@ -45,7 +47,7 @@ pub async fn submit(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let principal = caller.0;
+    let Caller(principal, agent) = caller;
     let Principal::Professional(professional) = &principal else {
         return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
     };
@@ -65,8 +67,9 @@ pub async fn submit(
         }
         // Two submissions of the same new record at once both try to create its document; the
         // one that loses sees the winner's document on a second run and answers as a repeat.
-        let (status, head, body) = match file_record(&store, &checked, &organisation, &practitioner_id) {
-            Err(GatewayError::Conflict(_)) => file_record(&store, &checked, &organisation, &practitioner_id),
+        let file = || file_record(&store, &checked, &organisation, &practitioner_id, &agent);
+        let (status, head, body) = match file() {
+            Err(GatewayError::Conflict(_)) => file(),
             other => other,
         }?;
         // The author wrote it, but what they get back still passes the enforcement point (a
@@ -86,6 +89,7 @@ fn file_record(
     checked: &CheckedRecord,
     organisation: &str,
     practitioner_id: &str,
+    agent: &Agent,
 ) -> Result<(StatusCode, Head, Vec<u8>), GatewayError> {
     let pseudonyms = store.pseudonyms();
     let record_id = checked.record.record_id.clone();
@@ -140,15 +144,31 @@ fn file_record(
             let stored: Value =
                 serde_json::from_slice(&stored_body).map_err(|e| GatewayError::Internal(e.to_string()))?;
             if content(&stored) == compared {
+                // Nothing written, but the submission (and what it answered) is recorded.
+                let resource = ResourceRef {
+                    resource_type: "Bundle".into(),
+                    id: head.id.clone(),
+                    version: Some(head.version.to_string()),
+                };
+                store.record(vec![submission_record(agent, resource, head.patient.clone())])?;
                 return Ok((StatusCode::OK, head, stored_body));
             }
             (StatusCode::OK, WriteKind::Update(Some(head.version)))
         }
     };
+    let version = match &kind {
+        WriteKind::Update(Some(current)) => current + 1,
+        _ => 1,
+    };
+    let record = submission_record(
+        agent,
+        ResourceRef { resource_type: "Bundle".into(), id: id.clone(), version: Some(version.to_string()) },
+        resource.patient.clone(),
+    );
     writes.push(Write { resource, id, kind });
-    // The participants and the document commit together, or not at all.
+    // The participants, the document and the audit record commit together, or not at all.
     let (head, body) = store
-        .write_all(writes)?
+        .write_all(writes, vec![record])?
         .pop()
         .flatten()
         .ok_or_else(|| GatewayError::Internal("the document was not written".into()))?;
@@ -158,6 +178,10 @@ fn file_record(
         }
     }
     Ok((status, head, body))
+}
+
+fn submission_record(agent: &Agent, document: ResourceRef, patient: Option<String>) -> AuditRecord {
+    AuditRecord::new(&audit::write_event(Action::Submission, agent, audit::observer(), document, patient, audit::now()))
 }
 
 /// A document's Patient, Practitioner or Organization: one stored resource per identifier,
@@ -218,8 +242,9 @@ pub async fn validate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     // Validation reads nothing stored, but it is a service for authenticated callers only: the
-    // `Caller` extractor has refused everyone else before this line.
-    let _ = caller;
+    // `Caller` extractor has refused everyone else before this line. It is audited like any use.
+    let Caller(_, agent) = caller;
+    let store = state.store.clone();
     let params = http::query_pairs(&request);
     let output = http::negotiate(&request, &params)?;
     http::only_params(&params, &[])?;
@@ -230,7 +255,13 @@ pub async fn validate(
         None => None,
     };
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let outcome = web::block(move || validation_outcome(expected, &bytes)).await?;
+    let outcome = web::block(move || -> Result<Value, GatewayError> {
+        let outcome = validation_outcome(expected, &bytes);
+        let event = audit::events(Action::Validate, &agent, audit::observer(), None, &[], audit::now());
+        store.record(event.iter().map(AuditRecord::new).collect())?;
+        Ok(outcome)
+    })
+    .await??;
     Ok(http::fhir_json(StatusCode::OK, outcome.to_string().into_bytes(), output))
 }
 

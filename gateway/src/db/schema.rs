@@ -67,3 +67,37 @@ diesel::table! {
         generation -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_entries (seq) {
+        seq -> BigInt,
+        recorded -> BigInt,
+        patient -> Nullable<Text>,
+        organisation -> Nullable<Text>,
+        agent -> Nullable<Text>,
+        action -> Text,
+        event -> Binary,
+        leaf -> Binary,
+        prev -> Binary,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (size) {
+        size -> BigInt,
+        note -> Text,
+        created -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        size -> BigInt,
+        frontier -> Binary,
+        last_leaf -> Binary,
+        last_prev -> Binary,
+        checkpoint_size -> BigInt,
+        checkpoint_at -> BigInt,
+    }
+}

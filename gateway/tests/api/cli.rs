@@ -215,6 +215,9 @@ fn unsafe_configurations_are_refused_with_the_reason() {
             "--index-key-file",
             "keys/index.hex",
         ];
+        refused(dir.path(), &base, &[], "keys.audit_signing_key");
+        vaitio::audit::AuditSigner::generate_file(&keys.join("audit-signing.pem")).unwrap();
+        let base = [&base[..], &["--audit-signing-key", "keys/audit-signing.pem"]].concat();
         refused(dir.path(), &base, &[], "needs tls.client_ca");
         let with_ca = [&base[..], &["--tls-client-ca", "pki/ca.pem"]].concat();
         refused(dir.path(), &with_ca, &[], "professional identity provider");
@@ -234,7 +237,7 @@ fn migrate_applies_once_and_help_documents_the_settings() {
     let dir = tempfile::tempdir().unwrap();
     let first = vaitio(dir.path()).args(["migrate"]).output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(String::from_utf8_lossy(&first.stdout).starts_with("3 migration(s) applied"));
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("4 migration(s) applied"));
     let again = vaitio(dir.path()).args(["migrate"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
     let help = vaitio(dir.path()).args(["serve", "--help"]).output().unwrap();

@@ -1,0 +1,479 @@
+//! The audit trail's gateway side: who a request's agent is, the events a request produces from
+//! what the enforcement point decided, and appending them to the log in the database.
+//!
+//! Appends are serial across every node: a writer locks the log's head row (PostgreSQL: `SELECT
+//! ... FOR UPDATE`; SQLite has one writer), resumes the Merkle frontier from it, appends, signs a
+//! checkpoint when one is due, and writes the head back, all in the transaction of the request
+//! (or of the group commit) that the events record. An event that cannot be written fails that
+//! transaction: a write is not kept and a read returns no data.
+
+use std::path::Path;
+
+use audit_log::{
+    Action, Agent, AuditEvent, ConsentDecision, Decision, LogHead, MerkleTree, Outcome, PurposeOfUse, ResourceRef,
+    Sha256Hash, SignedCheckpoint, SigningKey, StoredEntry, UnixMillis, VerifyingKey, Who,
+};
+use consent::{Principal, Purpose};
+use diesel::prelude::*;
+
+use crate::db::schema::{audit_checkpoints, audit_entries, audit_head};
+use crate::db::DbConnection;
+use crate::error::GatewayError;
+
+/// The key that signs checkpoints, with the log's name and how often to sign.
+pub struct AuditSigner {
+    key: SigningKey,
+    /// Sign when this many entries are unsigned…
+    every_entries: u64,
+    /// …or when the oldest unsigned one is this old (milliseconds), whichever comes first.
+    every_millis: i64,
+}
+
+/// The gateway instance named as the observer of its events: the host's name.
+pub fn observer() -> &'static str {
+    static OBSERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OBSERVER.get_or_init(|| {
+        let host = std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty());
+        format!("vaitio@{}", host.unwrap_or_else(|| "localhost".into()))
+    })
+}
+
+/// The time of an event: now.
+pub fn now() -> UnixMillis {
+    let millis = u64::try_from(crate::store::now_millis()).unwrap_or(0);
+    UnixMillis::new(millis).unwrap_or_else(|_| UnixMillis::new(0).expect("the epoch is a time"))
+}
+
+/// The name of the log in its checkpoints (C2SP origin). Every node of a deployment signs with
+/// the same key under the same name.
+pub const ORIGIN: &str = "vaitio-audit";
+pub const CHECKPOINT_ENTRIES: u64 = 1000;
+pub const CHECKPOINT_MILLIS: i64 = 10_000;
+
+impl AuditSigner {
+    pub fn new(key: SigningKey, every_entries: u64, every_millis: i64) -> Self {
+        AuditSigner { key, every_entries: every_entries.max(1), every_millis: every_millis.max(1) }
+    }
+
+    /// Reads an Ed25519 private key (PEM).
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("audit signing key {}: {e}", path.display()))?;
+        let key =
+            SigningKey::from_pem(ORIGIN, &pem).map_err(|e| format!("audit signing key {}: {e}", path.display()))?;
+        Ok(AuditSigner::new(key, CHECKPOINT_ENTRIES, CHECKPOINT_MILLIS))
+    }
+
+    /// Writes a new Ed25519 private key (PEM, mode 0600): development mode's first run.
+    pub fn generate_file(path: &Path) -> Result<(), String> {
+        let key = openssl::pkey::PKey::generate_ed25519().map_err(|e| e.to_string())?;
+        let pem = key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        certs::write_file(path, &pem, true).map_err(|e| e.to_string())
+    }
+
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        self.key.verifying_key()
+    }
+}
+
+/// An event ready to append: its canonical bytes and the columns searched beside them.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    event: Vec<u8>,
+    recorded: i64,
+    patient: Option<String>,
+    organisation: Option<String>,
+    agent: Option<String>,
+    action: &'static str,
+}
+
+impl AuditRecord {
+    pub fn new(event: &AuditEvent) -> Self {
+        let (organisation, agent) = match &event.agent.who {
+            Who::Practitioner { terhikki, organisation, .. } => (Some(organisation.clone()), Some(terhikki.clone())),
+            Who::Patient { pseudonym } => (None, Some(pseudonym.clone())),
+            Who::Auditor { subject, organisation } | Who::Administrator { subject, organisation } => {
+                (Some(organisation.clone()), Some(subject.clone()))
+            }
+            Who::Unidentified => (None, None),
+        };
+        AuditRecord {
+            event: event.canonical_bytes(),
+            recorded: event.recorded.as_millis() as i64,
+            patient: event.patient.clone(),
+            organisation,
+            agent,
+            action: action_name(event.action),
+        }
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Read => "read",
+        Action::Vread => "vread",
+        Action::History => "history",
+        Action::Search => "search",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::Submission => "submission",
+        Action::Validate => "validate",
+        Action::ConsentChange => "consent-change",
+        Action::ConsentDecision => "consent-decision",
+        Action::BreakTheGlass => "break-the-glass",
+        Action::AuthenticationRefused => "authentication-refused",
+        Action::AdministratorAction => "administrator-action",
+    }
+}
+
+/// The agent of a request: who (by identifier), the connection's certificate, the address, why.
+pub fn agent(principal: &Principal, client_certificate: Option<String>, address: Option<String>) -> Agent {
+    let (who, purpose, reason) = match principal {
+        Principal::Professional(p) => (
+            Who::Practitioner {
+                terhikki: p.practitioner.clone(),
+                role: p.role.as_str().to_owned(),
+                organisation: p.organisation.clone(),
+            },
+            Some(match p.purpose {
+                Purpose::Treatment => PurposeOfUse::Treatment,
+                Purpose::EmergencyTreatment => PurposeOfUse::EmergencyTreatment,
+                Purpose::BreakTheGlass => PurposeOfUse::BreakTheGlass,
+            }),
+            p.reason.clone(),
+        ),
+        Principal::Patient { pseudonym } => {
+            (Who::Patient { pseudonym: pseudonym.clone() }, Some(PurposeOfUse::PatientRequested), None)
+        }
+        Principal::Auditor { subject, organisation } => (
+            Who::Auditor { subject: subject.clone(), organisation: organisation.clone() },
+            Some(PurposeOfUse::Compliance),
+            None,
+        ),
+        Principal::Administrator { subject, organisation } => (
+            Who::Administrator { subject: subject.clone(), organisation: organisation.clone() },
+            Some(PurposeOfUse::SystemAdministration),
+            None,
+        ),
+        Principal::Anonymous => (Who::Unidentified, None, None),
+    };
+    Agent { who, client_certificate, address, purpose, reason }
+}
+
+/// What the enforcement point decided about one resource, for the audit log.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub patient: Option<String>,
+    pub resource: ResourceRef,
+    pub permit: bool,
+    pub break_the_glass: bool,
+    pub rule: consent::Rule,
+    pub consent_id: Option<String>,
+    pub provision: Option<String>,
+}
+
+/// The events of one request: per patient, one event of the action over what was released
+/// (flagged as break-the-glass when emergency access opened any of it), and one consent-decision
+/// event over what was withheld; an action that touched no one's data gets one event of its own.
+pub fn events(
+    action: Action,
+    agent: &Agent,
+    observer: &str,
+    query: Option<&str>,
+    judged: &[Judged],
+    now: UnixMillis,
+) -> Vec<AuditEvent> {
+    let event = |action, outcome, patient: Option<String>, resources, consent| AuditEvent {
+        action,
+        outcome,
+        recorded: now,
+        agent: agent.clone(),
+        observer: observer.to_owned(),
+        resources,
+        patient,
+        query: query.map(str::to_owned),
+        consent,
+    };
+    // Patients in the order first judged; each resource once, as last judged (a search judges a
+    // head and then its version).
+    let mut patients: Vec<Option<&str>> = Vec::new();
+    for judged in judged {
+        if !patients.contains(&judged.patient.as_deref()) {
+            patients.push(judged.patient.as_deref());
+        }
+    }
+    let mut events = Vec::new();
+    for patient in patients {
+        let mut latest: Vec<&Judged> = Vec::new();
+        for judged in judged.iter().filter(|j| j.patient.as_deref() == patient) {
+            match latest.iter_mut().find(|seen| seen.resource == judged.resource) {
+                Some(seen) => *seen = judged,
+                None => latest.push(judged),
+            }
+        }
+        let decision = |j: &Judged, decision| ConsentDecision {
+            decision,
+            rule: j.rule.to_string(),
+            consent_id: j.consent_id.clone(),
+            provision: j.provision.clone(),
+        };
+        let permitted: Vec<&Judged> = latest.iter().copied().filter(|j| j.permit).collect();
+        if let Some(first) = permitted.first() {
+            let emergency = permitted.iter().any(|j| j.break_the_glass);
+            events.push(event(
+                if emergency { Action::BreakTheGlass } else { action },
+                Outcome::Success,
+                patient.map(str::to_owned),
+                permitted.iter().map(|j| j.resource.clone()).collect(),
+                Some(decision(first, Decision::Permit)),
+            ));
+        }
+        let denied: Vec<&Judged> = latest.iter().copied().filter(|j| !j.permit).collect();
+        if let Some(first) = denied.first() {
+            events.push(event(
+                Action::ConsentDecision,
+                Outcome::MinorFailure,
+                patient.map(str::to_owned),
+                denied.iter().map(|j| j.resource.clone()).collect(),
+                Some(decision(first, Decision::Deny)),
+            ));
+        }
+    }
+    if events.is_empty() {
+        events.push(event(action, Outcome::Success, None, Vec::new(), None));
+    }
+    events
+}
+
+/// The event of a refused authentication: no identity, only where the request came from.
+pub fn refusal_event(agent: &Agent, now: UnixMillis) -> AuditEvent {
+    AuditEvent {
+        action: Action::AuthenticationRefused,
+        outcome: Outcome::MinorFailure,
+        recorded: now,
+        agent: agent.clone(),
+        observer: observer().to_owned(),
+        resources: Vec::new(),
+        patient: None,
+        query: None,
+        consent: None,
+    }
+}
+
+/// The event of a write: what was written, for whom.
+pub fn write_event(
+    action: Action,
+    agent: &Agent,
+    observer: &str,
+    resource: ResourceRef,
+    patient: Option<String>,
+    now: UnixMillis,
+) -> AuditEvent {
+    AuditEvent {
+        action,
+        outcome: Outcome::Success,
+        recorded: now,
+        agent: agent.clone(),
+        observer: observer.to_owned(),
+        resources: vec![resource],
+        patient,
+        query: None,
+        consent: None,
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = audit_head)]
+struct HeadRow {
+    size: i64,
+    frontier: Vec<u8>,
+    last_leaf: Vec<u8>,
+    last_prev: Vec<u8>,
+    checkpoint_size: i64,
+    checkpoint_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_entries)]
+struct EntryRow<'a> {
+    seq: i64,
+    recorded: i64,
+    patient: Option<&'a str>,
+    organisation: Option<&'a str>,
+    agent: Option<&'a str>,
+    action: &'a str,
+    event: &'a [u8],
+    leaf: &'a [u8],
+    prev: &'a [u8],
+}
+
+fn hash(bytes: &[u8]) -> Result<Sha256Hash, GatewayError> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| GatewayError::Internal("the audit head is damaged".into()))?;
+    Ok(Sha256Hash::from_bytes(bytes))
+}
+
+fn damaged(error: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Internal(format!("the audit head is damaged: {error}"))
+}
+
+/// Appends `records` to the log inside the caller's transaction, and signs a checkpoint when
+/// one is due (also with no records: the idle tick). Serial across nodes by the head row's lock.
+pub fn append(
+    conn: &mut DbConnection,
+    records: &[AuditRecord],
+    signer: &AuditSigner,
+    now_millis: i64,
+) -> Result<(), GatewayError> {
+    let head: HeadRow = match conn {
+        DbConnection::Postgres(pg) => {
+            audit_head::table.find(1).for_update().select(HeadRow::as_select()).first(pg).map_err(unavailable)?
+        }
+        DbConnection::Sqlite(sqlite) => {
+            audit_head::table.find(1).select(HeadRow::as_select()).first(sqlite).map_err(unavailable)?
+        }
+    };
+    let size = u64::try_from(head.size).map_err(damaged)?;
+    let frontier = head.frontier.chunks(32).map(hash).collect::<Result<Vec<_>, _>>()?;
+    let tree = MerkleTree::from_frontier(size, frontier).map_err(damaged)?;
+    let last = if size == 0 {
+        None
+    } else {
+        Some(StoredEntry { seq: size - 1, event: &[], leaf: hash(&head.last_leaf)?, prev: hash(&head.last_prev)? })
+    };
+    let mut log = LogHead::resume(tree, last.as_ref()).map_err(damaged)?;
+    let mut last_hashes = (head.last_leaf, head.last_prev);
+    if !records.is_empty() {
+        let entries: Vec<(StoredEntry<'_>, &AuditRecord)> =
+            records.iter().map(|record| (log.append(&record.event), record)).collect();
+        let leaves: Vec<([u8; 32], [u8; 32])> =
+            entries.iter().map(|(entry, _)| (*entry.leaf.as_bytes(), *entry.prev.as_bytes())).collect();
+        let rows: Vec<EntryRow<'_>> = entries
+            .iter()
+            .zip(&leaves)
+            .map(|((entry, record), (leaf, prev))| EntryRow {
+                seq: entry.seq as i64,
+                recorded: record.recorded,
+                patient: record.patient.as_deref(),
+                organisation: record.organisation.as_deref(),
+                agent: record.agent.as_deref(),
+                action: record.action,
+                event: &record.event,
+                leaf,
+                prev,
+            })
+            .collect();
+        match conn {
+            DbConnection::Postgres(pg) => {
+                diesel::insert_into(audit_entries::table).values(&rows).execute(pg).map_err(unavailable)?;
+            }
+            DbConnection::Sqlite(sqlite) => {
+                for row in &rows {
+                    diesel::insert_into(audit_entries::table).values(row).execute(sqlite).map_err(unavailable)?;
+                }
+            }
+        }
+        if let Some((leaf, prev)) = leaves.last() {
+            last_hashes = (leaf.to_vec(), prev.to_vec());
+        }
+    }
+    let size = log.size() as i64;
+    let unsigned = size - head.checkpoint_size;
+    let (mut checkpoint_size, mut checkpoint_at) = (head.checkpoint_size, head.checkpoint_at);
+    // A checkpoint is due when enough entries are unsigned, or when unsigned ones have waited
+    // long enough; never for an unchanged size (checkpoint sizes must grow).
+    if unsigned > 0
+        && (unsigned as u64 >= signer.every_entries || now_millis - head.checkpoint_at >= signer.every_millis)
+    {
+        let time = UnixMillis::new(now_millis as u64).map_err(damaged)?;
+        let checkpoint = log.checkpoint(ORIGIN, time).map_err(damaged)?;
+        let signed: SignedCheckpoint = signer.key.sign(checkpoint).map_err(damaged)?;
+        diesel::insert_into(audit_checkpoints::table)
+            .values((
+                audit_checkpoints::size.eq(size),
+                audit_checkpoints::note.eq(signed.to_note()),
+                audit_checkpoints::created.eq(now_millis),
+            ))
+            .execute(conn)
+            .map_err(unavailable)?;
+        checkpoint_size = size;
+        checkpoint_at = now_millis;
+    } else if unsigned == 0 {
+        // Nothing waits to be signed: the clock for the next checkpoint starts with the next entry.
+        checkpoint_at = now_millis;
+    }
+    let frontier: Vec<u8> = log.tree().frontier().iter().flat_map(|h| h.as_bytes().to_vec()).collect();
+    diesel::update(audit_head::table.find(1))
+        .set((
+            audit_head::size.eq(size),
+            audit_head::frontier.eq(frontier),
+            audit_head::last_leaf.eq(last_hashes.0),
+            audit_head::last_prev.eq(last_hashes.1),
+            audit_head::checkpoint_size.eq(checkpoint_size),
+            audit_head::checkpoint_at.eq(checkpoint_at),
+        ))
+        .execute(conn)
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// An audit record that cannot be written stops the request: 503, nothing kept, nothing shown.
+fn unavailable(error: diesel::result::Error) -> GatewayError {
+    GatewayError::Unavailable(format!("the audit record could not be written: {error}"))
+}
+
+/// One stored entry as read back for verification and export.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = audit_entries)]
+pub struct EntryOut {
+    pub seq: i64,
+    pub event: Vec<u8>,
+    pub leaf: Vec<u8>,
+    pub prev: Vec<u8>,
+}
+
+impl EntryOut {
+    /// The entry as the verifier reads it; a hash of the wrong length reads as zeros, which no
+    /// honest log holds, so the verifier names the row.
+    pub fn stored(&self) -> StoredEntry<'_> {
+        let hash = |bytes: &[u8]| Sha256Hash::from_bytes(bytes.try_into().unwrap_or([0; 32]));
+        StoredEntry { seq: self.seq as u64, event: &self.event, leaf: hash(&self.leaf), prev: hash(&self.prev) }
+    }
+}
+
+/// The stored checkpoints, oldest first.
+pub fn checkpoints(conn: &mut DbConnection) -> Result<Vec<SignedCheckpoint>, String> {
+    let notes: Vec<String> = audit_checkpoints::table
+        .order(audit_checkpoints::size.asc())
+        .select(audit_checkpoints::note)
+        .load(conn)
+        .map_err(|e| e.to_string())?;
+    notes.iter().map(|note| SignedCheckpoint::from_note(note).map_err(|e| e.to_string())).collect()
+}
+
+/// Streams the stored entries in log order, `BATCH` at a time, to `each`.
+pub fn for_each_entry(
+    conn: &mut DbConnection,
+    mut each: impl FnMut(&EntryOut) -> Result<(), String>,
+) -> Result<(), String> {
+    const BATCH: i64 = 10_000;
+    let mut after = -1i64;
+    loop {
+        // Ordered by storage order as the rows' sequence numbers claim it: the verifier checks
+        // that they are the positions.
+        let batch: Vec<EntryOut> = audit_entries::table
+            .filter(audit_entries::seq.gt(after))
+            .order(audit_entries::seq.asc())
+            .limit(BATCH)
+            .select(EntryOut::as_select())
+            .load(conn)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = batch.last() else { return Ok(()) };
+        after = last.seq;
+        for entry in &batch {
+            each(entry)?;
+        }
+    }
+}
