@@ -79,17 +79,17 @@ pub fn cases() -> Vec<Case> {
 
 /// A fresh patient's record as the run's practitioner filed it: the document (a note), the
 /// service event's Encounter (not a note), and an Encounter of another service event.
-struct Scene {
-    org: String,
-    hetu: String,
-    patient: String,
-    document: String,
-    service_event: String,
-    event: String,
-    other_event: String,
+pub(crate) struct Scene {
+    pub org: String,
+    pub hetu: String,
+    pub patient: String,
+    pub document: String,
+    pub service_event: String,
+    pub event: String,
+    pub other_event: String,
 }
 
-fn scene(ctx: &Context) -> Result<Result<Scene, Outcome>, String> {
+pub(crate) fn scene(ctx: &Context) -> Result<Result<Scene, Outcome>, String> {
     let Some((org, author)) = identity(ctx) else {
         return Ok(Err(Outcome::Skip("needs --token of a practitioner (its org and sub make the record)".into())));
     };
@@ -146,7 +146,12 @@ fn created(client: &Client, body: &Value) -> Result<String, String> {
 
 /// Another professional of the run's organisation, on the run's certificate; `emergency` is a
 /// purpose of use with its stated reason.
-fn professional(ctx: &Context, practitioner: &str, role: &str, emergency: Option<&str>) -> Result<Client, String> {
+pub(crate) fn professional(
+    ctx: &Context,
+    practitioner: &str,
+    role: &str,
+    emergency: Option<&str>,
+) -> Result<Client, String> {
     let token = variant(ctx, |claims, _| {
         claims["sub"] = json!(practitioner);
         claims["role"] = json!(role);
@@ -162,7 +167,7 @@ fn professional(ctx: &Context, practitioner: &str, role: &str, emergency: Option
 }
 
 /// The patient of `hetu`, with a citizen token and no certificate.
-fn patient(ctx: &Context, hetu: &str) -> Result<Client, String> {
+pub(crate) fn patient(ctx: &Context, hetu: &str) -> Result<Client, String> {
     let token = variant(ctx, |claims, _| {
         claims["sub"] = json!(hetu);
         claims["role"] = json!("patient");

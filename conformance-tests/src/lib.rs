@@ -1,6 +1,7 @@
 //! The auditors' conformance suite: cases run against a live deployment over HTTPS, and reports
 //! in four formats. The gateway's own tests run the same cases against gateways they start.
 
+pub mod audit;
 pub mod cases;
 pub mod client;
 pub mod consent;

@@ -106,7 +106,33 @@ pub fn search_params(resource_type: ResourceType) -> Vec<SearchParam> {
                 documentation: "When the document was assembled",
             },
         ]),
-        AuditEvent => params.extend([PATIENT, DATE]),
+        AuditEvent => params.extend([
+            SearchParam {
+                name: "patient",
+                kind: ParamKind::Reference,
+                definition: "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
+                documentation: "Events about this patient: Patient/{id}, or with :identifier a HETU (urn:oid:1.2.246.21|{hetu}) \
+                    or a pseudonym (https://fhir.vaitio.fi/sid/patient-pseudonym|{pseudonym}). A patient sees only their own",
+            },
+            SearchParam {
+                name: "date",
+                kind: ParamKind::Date,
+                definition: "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
+                documentation: "When the event was recorded (prefixes eq, ne, lt, le, gt, ge)",
+            },
+            SearchParam {
+                name: "agent",
+                kind: ParamKind::Token,
+                definition: "https://fhir.vaitio.fi/SearchParameter/AuditEvent-agent",
+                documentation: "The acting practitioner's Terhikki number, a staff subject, or a patient pseudonym",
+            },
+            SearchParam {
+                name: "organization",
+                kind: ParamKind::Token,
+                definition: "https://fhir.vaitio.fi/SearchParameter/AuditEvent-organization",
+                documentation: "The acting organisation's OID",
+            },
+        ]),
     }
     params
 }

@@ -17,7 +17,7 @@ use crate::error::GatewayError;
 use crate::identity::{Identity, IssuerKind, PeerCertificate};
 use crate::metrics::{self, Metrics};
 use crate::store::Store;
-use crate::{fhir, http, submission};
+use crate::{access_log, fhir, http, submission};
 
 /// What every handler shares.
 pub struct AppState {
@@ -118,7 +118,9 @@ impl Application {
         let sqlite = matches!(config.database, DatabaseUrl::Sqlite(_));
         let pseudonyms = Pseudonymizer::new(index_key);
         let identity = build_identity(&config, pseudonyms.clone())?;
-        let signer = AuditSigner::from_file(&config.audit_signing_key).map_err(StartError)?;
+        let signer = AuditSigner::from_file(&config.audit_signing_key)
+            .map_err(StartError)?
+            .with_schedule(config.audit_checkpoint_entries, config.audit_checkpoint_millis);
         let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), pseudonyms, signer, sqlite);
         let tls =
             certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum, Some(&config.client_auth))
@@ -179,6 +181,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/psychotherapy-records")
                 .route(web::post().to(submission::submit))
+                .default_service(web::to(fhir::method_not_allowed)),
+        )
+        .service(
+            web::resource("/AuditEvent")
+                .route(web::get().to(access_log::search))
                 .default_service(web::to(fhir::method_not_allowed)),
         )
         .service(

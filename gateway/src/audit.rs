@@ -55,6 +55,11 @@ impl AuditSigner {
         AuditSigner { key, every_entries: every_entries.max(1), every_millis: every_millis.max(1) }
     }
 
+    /// Signs every `entries` entries or `millis` milliseconds, whichever comes first.
+    pub fn with_schedule(self, entries: u64, millis: i64) -> Self {
+        AuditSigner::new(self.key, entries, millis)
+    }
+
     /// Reads an Ed25519 private key (PEM).
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let pem = std::fs::read(path).map_err(|e| format!("audit signing key {}: {e}", path.display()))?;
@@ -75,6 +80,11 @@ impl AuditSigner {
 
     pub fn verifying_key(&self) -> &VerifyingKey {
         self.key.verifying_key()
+    }
+
+    /// How often an idle log is checked for a checkpoint that is due.
+    pub fn tick(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.every_millis.clamp(50, 1000) as u64)
     }
 }
 
@@ -475,5 +485,94 @@ pub fn for_each_entry(
         for entry in &batch {
             each(entry)?;
         }
+    }
+}
+
+/// What a reader of the audit log asks for; every filter ANDed.
+#[derive(Default)]
+pub struct LogQuery {
+    pub ids: Option<Vec<i64>>,
+    pub patients: Option<Vec<String>>,
+    pub agents: Vec<String>,
+    pub organisations: Vec<String>,
+    /// Recorded between, in epoch milliseconds, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub offset: usize,
+    pub count: usize,
+}
+
+/// How many entries match, and a page of them: position and event bytes, newest first.
+pub type LogPage = (i64, Vec<(i64, Vec<u8>)>);
+
+/// A page of the log, newest first, and how many entries match in all.
+pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, GatewayError> {
+    use crate::db::schema::audit_entries::dsl as e;
+    // Boxed queries are per backend; the filters are the same on both.
+    macro_rules! filtered {
+        () => {{
+            let mut q = e::audit_entries.into_boxed();
+            if let Some(ids) = &query.ids {
+                q = q.filter(e::seq.eq_any(ids.clone()));
+            }
+            if let Some(patients) = &query.patients {
+                q = q.filter(e::patient.eq_any(patients.clone()));
+            }
+            if !query.agents.is_empty() {
+                q = q.filter(e::agent.eq_any(query.agents.clone()));
+            }
+            if !query.organisations.is_empty() {
+                q = q.filter(e::organisation.eq_any(query.organisations.clone()));
+            }
+            if let Some(from) = query.from {
+                q = q.filter(e::recorded.ge(from));
+            }
+            if let Some(to) = query.to {
+                q = q.filter(e::recorded.le(to));
+            }
+            q
+        }};
+    }
+    macro_rules! run {
+        ($conn:expr) => {{
+            let total: i64 = filtered!().count().get_result($conn)?;
+            let page: Vec<(i64, Vec<u8>)> = filtered!()
+                .order(e::seq.desc())
+                .offset(query.offset as i64)
+                .limit(query.count as i64)
+                .select((e::seq, e::event))
+                .load($conn)?;
+            Ok((total, page))
+        }};
+    }
+    match conn {
+        DbConnection::Postgres(pg) => run!(pg),
+        DbConnection::Sqlite(sqlite) => run!(sqlite),
+    }
+}
+
+/// Verifies the stored log from its first entry against `key`: `Ok(Err(problem))` names the
+/// first bad position; `Err` is a failure to read the database.
+pub fn verify_database(
+    conn: &mut DbConnection,
+    key: &VerifyingKey,
+) -> Result<Result<audit_log::Verified, audit_log::Problem>, String> {
+    let checkpoints = checkpoints(conn)?;
+    let mut verifier = match audit_log::Verifier::new(&checkpoints, key) {
+        Ok(verifier) => verifier,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let mut problem = None;
+    let read = for_each_entry(conn, |entry| match verifier.push(entry.stored()) {
+        Ok(()) => Ok(()),
+        Err(found) => {
+            problem = Some(found);
+            Err("stopped at the first problem".into())
+        }
+    });
+    match (problem, read) {
+        (Some(problem), _) => Ok(Err(problem)),
+        (None, Err(error)) => Err(error),
+        (None, Ok(())) => Ok(verifier.finish()),
     }
 }

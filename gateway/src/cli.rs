@@ -215,26 +215,7 @@ pub fn audit(command: &AuditCommand) -> Result<(), String> {
             let (pool, _) = crate::app::open_database(&config).map_err(|e| e.to_string())?;
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             let started = std::time::Instant::now();
-            let checkpoints = crate::audit::checkpoints(&mut conn)?;
-            let mut verifier = match audit_log::Verifier::new(&checkpoints, &key) {
-                Ok(verifier) => verifier,
-                Err(problem) => return report_verification(Err(problem), started),
-            };
-            let mut problem = None;
-            crate::audit::for_each_entry(&mut conn, |entry| {
-                if problem.is_none() {
-                    if let Err(found) = verifier.push(entry.stored()) {
-                        problem = Some(found);
-                        return Err("stop".into());
-                    }
-                }
-                Ok(())
-            })
-            .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })?;
-            match problem {
-                Some(problem) => report_verification(Err(problem), started),
-                None => report_verification(verifier.finish(), started),
-            }
+            report_verification(crate::audit::verify_database(&mut conn, &key)?, started)
         }
         AuditCommand::Export { out, config } => {
             let config = Config::resolve(config).map_err(|e| e.to_string())?;

@@ -139,6 +139,15 @@ struct FileConfig {
     /// The consent policy's knobs, read by the consent crate itself (an unknown knob is refused).
     #[serde(default)]
     policy: consent::Policy,
+    #[serde(default)]
+    audit: FileAudit,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    checkpoint_entries: Option<u64>,
+    checkpoint_seconds: Option<f64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -207,6 +216,10 @@ pub struct Config {
     pub max_count: usize,
     /// What the patient's choices combine with: `[policy]` in the TOML file.
     pub policy: consent::Policy,
+    /// Sign an audit checkpoint every this many entries…
+    pub audit_checkpoint_entries: u64,
+    /// …or when unsigned entries have waited this long (milliseconds).
+    pub audit_checkpoint_millis: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +368,17 @@ impl Config {
             args.citizen_jwks.clone().or(file.identity.citizen_jwks),
             "citizen",
         )?;
+        let audit_checkpoint_entries = file.audit.checkpoint_entries.unwrap_or(crate::audit::CHECKPOINT_ENTRIES);
+        let audit_checkpoint_millis = match file.audit.checkpoint_seconds {
+            Some(seconds) if !(0.001..=86_400.0).contains(&seconds) => {
+                return refuse("audit checkpoint_seconds must be between 0.001 and 86400")
+            }
+            Some(seconds) => (seconds * 1000.0) as i64,
+            None => crate::audit::CHECKPOINT_MILLIS,
+        };
+        if audit_checkpoint_entries == 0 {
+            return refuse("audit checkpoint_entries must be at least 1");
+        }
         let token_audience =
             args.token_audience.clone().or(file.identity.audience).unwrap_or_else(|| "vaitio".to_owned());
         let client_ca = args.tls_client_ca.clone().or(file.tls.client_ca);
@@ -414,6 +438,8 @@ impl Config {
             default_count,
             max_count,
             policy: file.policy,
+            audit_checkpoint_entries,
+            audit_checkpoint_millis,
         })
     }
 }

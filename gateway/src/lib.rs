@@ -1,6 +1,7 @@
 //! Vaitio, the gateway: HTTPS listener, FHIR REST API, encrypted storage on SQLite or
 //! PostgreSQL, and the operator CLI. See ARCHITECTURE.md for the map.
 
+pub mod access_log;
 pub mod app;
 pub mod audit;
 pub mod cache;

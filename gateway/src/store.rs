@@ -270,6 +270,11 @@ impl Store {
         self.inner.signer.verifying_key()
     }
 
+    /// A page of the audit log (see [`audit::search_log`]).
+    pub fn read_log(&self, query: &audit::LogQuery) -> Result<audit::LogPage, GatewayError> {
+        audit::search_log(&mut *self.conn()?, query)
+    }
+
     /// Commits the audit records of a request that wrote nothing (a read, a search, a refusal),
     /// together with those of concurrent requests; returns once they are durable. A request
     /// whose records cannot be written must not answer with data: the error is a 503.
@@ -283,8 +288,9 @@ impl Store {
     /// the entries that would otherwise wait for the next append. The thread ends with the store.
     fn sign_audit_checkpoints_in_background(&self) {
         let inner = Arc::downgrade(&self.inner);
+        let tick = self.inner.signer.tick();
         let spawned = std::thread::Builder::new().name("audit-checkpoint".into()).spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+            std::thread::sleep(tick);
             let Some(inner) = inner.upgrade() else { return };
             let store = Store { inner };
             if let Err(error) = store.record(Vec::new()) {

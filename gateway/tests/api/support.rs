@@ -117,6 +117,57 @@ impl TestGateway {
         Some(gateway)
     }
 
+    /// A second gateway node on this one's database, sharing its keys and PKI: what a
+    /// deployment runs behind a load balancer. Use this node's helpers for certificates and
+    /// tokens, and [`TestGateway::on_node`] to point their clients at the second node.
+    pub fn second_node(&self) -> TestGateway {
+        let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..self.config.clone() };
+        let (sender, receiver) = mpsc::channel();
+        let server_config = config.clone();
+        let thread = thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match Application::build(server_config) {
+                    Ok(app) => {
+                        let _ = sender.send(Ok((app.port(), app.handle())));
+                        let _ = app.run_until_stopped().await;
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error.to_string()));
+                    }
+                }
+            });
+        });
+        let (port, server) = receiver.recv().expect("the gateway thread answers").expect("the second node starts");
+        let base_url = format!("https://localhost:{port}");
+        TestGateway {
+            client: Self::on_node(&self.client, &base_url),
+            dir: tempfile::tempdir().expect("temp dir"),
+            base_url,
+            config,
+            backend: self.backend,
+            database: self.database.clone(),
+            server: Some(server),
+            thread: Some(thread),
+        }
+    }
+
+    /// `client`, talking to the node at `base_url` instead.
+    pub fn on_node(client: &Client, base_url: &str) -> Client {
+        Client::new(Target { base_url: base_url.to_owned(), ..client.target().clone() }).unwrap()
+    }
+
+    /// A connection to this gateway's database, as an operator (or an attacker) would open one.
+    pub fn database(&self) -> diesel::r2d2::PooledConnection<vaitio::db::Manager> {
+        vaitio::db::pool(&self.config.database, 1).unwrap().get().unwrap()
+    }
+
+    /// Verifies the audit log in the database against this deployment's checkpoint key.
+    pub fn verify_audit_log(&self) -> Result<audit_log::Verified, audit_log::Problem> {
+        let key =
+            vaitio::audit::AuditSigner::from_file(&self.config.audit_signing_key).unwrap().verifying_key().clone();
+        vaitio::audit::verify_database(&mut self.database(), &key).unwrap()
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("pki").join("ca.pem")
     }

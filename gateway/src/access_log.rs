@@ -1,0 +1,214 @@
+//! `GET /AuditEvent`: the audit log as its readers see it. A patient reads every access to
+//! their own data (who, which organisation, which role, why, break-the-glass and its reason),
+//! newest first, paged; an auditor searches all of it by patient, agent, organisation and time.
+//! The events hold identifiers and pseudonyms only, never clinical content. Nobody else reads
+//! the log, and reading it is itself recorded.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use audit_log::{Action, PATIENT_PSEUDONYM};
+use consent::Principal;
+use fhir_profiles::search::{DatePrefix, DateQuery};
+use fhir_profiles::{stored_patient_id, Hetu, HETU_SYSTEM};
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::audit::{self, AuditRecord, LogQuery};
+use crate::error::GatewayError;
+use crate::http;
+use crate::identity::Caller;
+use crate::store::{instant, now_millis, Store};
+
+const PARAMS: [&str; 9] =
+    ["_id", "_lastUpdated", "patient", "patient:identifier", "agent", "organization", "date", "_count", "_offset"];
+
+/// `GET /AuditEvent`
+pub async fn search(
+    request: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let Caller(principal, agent) = caller;
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    // Who may read: a patient their own entries, an auditor all of them. Asked before the
+    // parameters, so nobody else learns what the log can be asked.
+    let own = match &principal {
+        Principal::Patient { pseudonym } => Some(pseudonym.clone()),
+        Principal::Auditor { .. } => None,
+        other => {
+            return Err(GatewayError::Forbidden(format!(
+                "the audit log is read by patients (their own entries) and auditors, not by a {}",
+                other.kind()
+            )))
+        }
+    };
+    http::only_params(&params, &PARAMS)?;
+    let mut query = LogQuery { count: state.config.default_count, ..LogQuery::default() };
+    let base = http::base_url(&request, &state);
+    let (store, max_count) = (state.store.clone(), state.config.max_count);
+    let names: Vec<String> = params.iter().map(|(name, _)| http::printable(name)).collect();
+    let (total, page, query) = web::block(move || -> Result<_, GatewayError> {
+        for (name, value) in &params {
+            match name.as_str() {
+                "patient" | "patient:identifier" => {
+                    let found = patients(&store, name, value)?;
+                    query.patients.get_or_insert_with(Vec::new).extend(found);
+                }
+                "agent" => query.agents.extend(values(value).map(|v| token_value(v).to_owned())),
+                "organization" => query.organisations.extend(values(value).map(|v| {
+                    let v = token_value(v);
+                    v.strip_prefix("urn:oid:").unwrap_or(v).to_owned()
+                })),
+                // An entry's id is its position in the log; anything else matches nothing.
+                "_id" => query.ids.get_or_insert_with(Vec::new).extend(values(value).map(|v| v.parse().unwrap_or(-1))),
+                "date" | "_lastUpdated" => {
+                    let date = DateQuery::parse(value).ok_or_else(|| {
+                        GatewayError::BadRequest(
+                            "'date' takes a FHIR date with an optional prefix (eq, lt, le, gt, ge)".into(),
+                        )
+                    })?;
+                    let (from, to) = match date.prefix {
+                        DatePrefix::Eq => (Some(date.start * 1000), Some(date.end * 1000 + 999)),
+                        DatePrefix::Ge => (Some(date.start * 1000), None),
+                        DatePrefix::Gt => (Some(date.end * 1000 + 1000), None),
+                        DatePrefix::Le => (None, Some(date.end * 1000 + 999)),
+                        DatePrefix::Lt => (None, Some(date.start * 1000 - 1)),
+                        DatePrefix::Ne => return Err(GatewayError::BadRequest("'date' does not take ne here".into())),
+                    };
+                    query.from = query.from.max(from);
+                    query.to = match (query.to, to) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                "_count" => {
+                    query.count = value
+                        .parse::<usize>()
+                        .map_err(|_| GatewayError::BadRequest("_count must be a whole number".into()))?
+                        .min(max_count)
+                }
+                "_offset" => {
+                    query.offset =
+                        value.parse().map_err(|_| GatewayError::BadRequest("_offset must be a whole number".into()))?
+                }
+                _ => {}
+            }
+        }
+        // A patient's query is narrowed to their own entries, whatever it named.
+        if let Some(own) = &own {
+            let asked = query.patients.take();
+            query.patients = Some(match asked {
+                Some(asked) => asked.into_iter().filter(|p| p == own).collect(),
+                None => vec![own.clone()],
+            });
+        }
+        let (total, page) = store.read_log(&query)?;
+        // Reading the log is an access too, recorded before the answer.
+        let mut event = audit::events(
+            Action::Search,
+            &agent,
+            audit::observer(),
+            Some(&format!("AuditEvent?{}", names.join("&"))),
+            &[],
+            audit::now(),
+        )
+        .remove(0);
+        event.patient = own;
+        store.record(vec![AuditRecord::new(&event)])?;
+        Ok((total, page, query))
+    })
+    .await??;
+    let entries: Vec<Value> = page
+        .into_iter()
+        .map(|(seq, bytes)| {
+            let mut resource: Map<String, Value> = serde_json::from_slice(&bytes)
+                .map_err(|e| GatewayError::Internal(format!("an audit entry is not JSON: {e}")))?;
+            // The stored bytes carry no id; the entry's position is its id.
+            let mut with_id = Map::with_capacity(resource.len() + 1);
+            with_id.insert("resourceType".into(), resource.remove("resourceType").unwrap_or(json!("AuditEvent")));
+            with_id.insert("id".into(), json!(seq.to_string()));
+            with_id.extend(resource);
+            Ok(json!({"fullUrl": format!("{base}/AuditEvent/{seq}"), "resource": with_id, "search": {"mode": "match"}}))
+        })
+        .collect::<Result<_, GatewayError>>()?;
+    let total = usize::try_from(total).unwrap_or(0);
+    let link = |offset| page_url(&base, &request, &state.store, offset, query.count);
+    let mut links = vec![json!({"relation": "self", "url": link(query.offset)})];
+    if query.count > 0 && query.offset + query.count < total {
+        links.push(json!({"relation": "next", "url": link(query.offset + query.count)}));
+    }
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "meta": {"lastUpdated": instant(now_millis())},
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": entries,
+    });
+    Ok(http::fhir_json(StatusCode::OK, bundle.to_string().into_bytes(), output))
+}
+
+fn values(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').filter(|v| !v.is_empty())
+}
+
+/// The value of a token `system|value`, `|value` or `value`.
+fn token_value(token: &str) -> &str {
+    token.rsplit_once('|').map_or(token, |(_, value)| value)
+}
+
+/// The pseudonyms a `patient` parameter names: a stored Patient, a HETU, or a pseudonym.
+fn patients(store: &Store, name: &str, value: &str) -> Result<Vec<String>, GatewayError> {
+    let mut found = Vec::new();
+    for value in values(value) {
+        if name == "patient" {
+            let id = stored_patient_id(value).unwrap_or(value);
+            found.extend(store.patient_pseudonym(id)?);
+            continue;
+        }
+        match value.split_once('|') {
+            Some((HETU_SYSTEM, hetu)) => {
+                let hetu = Hetu::parse(hetu).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+                found.push(store.pseudonyms().patient_from_hetu(&hetu));
+            }
+            Some((PATIENT_PSEUDONYM, pseudonym)) => found.push(pseudonym.to_owned()),
+            _ => {
+                return Err(GatewayError::BadRequest(format!(
+                    "patient:identifier takes {HETU_SYSTEM}|{{hetu}} or {PATIENT_PSEUDONYM}|{{pseudonym}}"
+                )))
+            }
+        }
+    }
+    // Named but not found: the query matches nothing rather than everything.
+    if found.is_empty() {
+        found.push(String::new());
+    }
+    Ok(found)
+}
+
+/// A paging link. A HETU the reader named is carried as its pseudonym, which finds the same
+/// entries: the identity code is not written back into the response.
+fn page_url(base: &str, request: &HttpRequest, store: &Store, offset: usize, count: usize) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in http::query_pairs(request) {
+        if name == "patient:identifier" {
+            let values: Vec<String> = values(&value)
+                .map(|v| match v.split_once('|') {
+                    Some((HETU_SYSTEM, hetu)) => match Hetu::parse(hetu) {
+                        Ok(hetu) => format!("{PATIENT_PSEUDONYM}|{}", store.pseudonyms().patient_from_hetu(&hetu)),
+                        Err(_) => String::new(),
+                    },
+                    _ => v.to_owned(),
+                })
+                .collect();
+            query.append_pair(&name, &values.join(","));
+        } else if name != "_offset" && name != "_count" {
+            query.append_pair(&name, &value);
+        }
+    }
+    query.append_pair("_count", &count.to_string());
+    query.append_pair("_offset", &offset.to_string());
+    format!("{base}/AuditEvent?{}", query.finish())
+}
