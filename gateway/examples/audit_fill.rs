@@ -17,7 +17,8 @@ use vaitio::config::Config;
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let data_dir = PathBuf::from(args.next().ok_or("usage: audit_fill <data dir> <entries>")?);
-    let entries: u64 = args.next().ok_or("usage: audit_fill <data dir> <entries>")?.parse().map_err(|_| "entries: a number")?;
+    let entries: u64 =
+        args.next().ok_or("usage: audit_fill <data dir> <entries>")?.parse().map_err(|_| "entries: a number")?;
     let config = Config::development(&data_dir, "127.0.0.1:0".parse().map_err(|_| "address")?);
     if !config.audit_signing_key.exists() {
         AuditSigner::generate_file(&config.audit_signing_key)?;
@@ -48,10 +49,15 @@ fn record(n: u64) -> AuditRecord {
         purpose: Purpose::Treatment,
         reason: None,
     });
-    let agent = audit::agent(&principal, Some(format!("{:064x}", n % 977)), Some(format!("10.0.{}.{}", n % 250, n % 199)));
+    let agent =
+        audit::agent(&principal, Some(format!("{:064x}", n % 977)), Some(format!("10.0.{}.{}", n % 250, n % 199)));
     let judged = Judged {
         patient: Some(format!("{:064x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) / 7)),
-        resource: ResourceRef { resource_type: "Encounter".into(), id: format!("{:032x}", n), version: Some("1".into()) },
+        resource: ResourceRef {
+            resource_type: "Encounter".into(),
+            id: format!("{:032x}", n),
+            version: Some("1".into()),
+        },
         permit: n % 13 != 0,
         break_the_glass: false,
         rule: if n % 13 != 0 { consent::Rule::Treatment } else { consent::Rule::NoteRestrictedToAuthor },

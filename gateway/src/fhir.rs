@@ -61,6 +61,32 @@ fn context(request: &HttpRequest, caller: Caller) -> Result<Context, GatewayErro
     Ok(Context { resource_type, principal, agent, output, params })
 }
 
+/// What the blocking part of a handler needs: who asks (and how the audit log names them), and
+/// the store and policy that answer.
+struct Work {
+    principal: Principal,
+    agent: Agent,
+    store: Store,
+    policy: consent::Policy,
+}
+
+impl Work {
+    fn gate(&self) -> Gate<'_> {
+        Gate::new(&self.principal, &self.store, self.policy)
+    }
+}
+
+impl Context {
+    fn work(&self, state: &AppState) -> Work {
+        Work {
+            principal: self.principal.clone(),
+            agent: self.agent.clone(),
+            store: state.store.clone(),
+            policy: state.config.policy,
+        }
+    }
+}
+
 fn ensure_writable(resource_type: ResourceType) -> Result<(), GatewayError> {
     if resource_type.is_writable() {
         Ok(())
@@ -236,19 +262,18 @@ pub async fn create(
     let writer = author(&ctx.principal, ctx.resource_type)?;
     http::only_params(&ctx.params, &[])?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let (resource_type, principal, agent, store, policy) =
-        (ctx.resource_type, ctx.principal.clone(), ctx.agent.clone(), state.store.clone(), state.config.policy);
+    let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
     let (head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let parsed = parse_resource(resource_type, &bytes)?;
-        check_own_consent(&store, &principal, &parsed)?;
+        check_own_consent(&work.store, &work.principal, &parsed)?;
         // The server assigns ids on create; the pseudonym of a Patient without a HETU derives
         // from that id, so the id is chosen before the pseudonym.
         let id = uuid::Uuid::new_v4().to_string();
-        let resource = prepare(&store, parsed, Some(&id), writer)?;
-        let record = write_record(&agent, resource_type, &id, 1, resource.patient.clone());
-        let (head, body) = store.create(resource, &id, vec![record])?;
+        let resource = prepare(&work.store, parsed, Some(&id), writer)?;
+        let record = write_record(&work.agent, resource_type, &id, 1, resource.patient.clone());
+        let (head, body) = work.store.create(resource, &id, vec![record])?;
         // The caller wrote it, but what they get back still passes the enforcement point.
-        let visible = Gate::new(&principal, &store, policy).permits(&head)?;
+        let visible = work.gate().permits(&head)?;
         Ok((head, body, visible))
     })
     .await??;
@@ -269,25 +294,24 @@ pub async fn update(
     http::only_params(&ctx.params, &[])?;
     let expected = http::if_match(&request)?;
     let bytes = http::fhir_body(&request, payload, &state).await?;
-    let (resource_type, principal, agent, store, policy) =
-        (ctx.resource_type, ctx.principal.clone(), ctx.agent.clone(), state.store.clone(), state.config.policy);
+    let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
     let (head, body, visible) = web::block(move || -> Result<_, GatewayError> {
         let parsed = parse_resource(resource_type, &bytes)?;
         if parsed.id() != Some(id.as_str()) {
             return Err(GatewayError::BadRequest("the resource's id must equal the id in the URL".into()));
         }
-        let gate = Gate::new(&principal, &store, policy);
+        let gate = work.gate();
         // A resource the caller may not see is, to them, one that does not exist.
-        let Some(current) = released_head(&gate, &store, resource_type, &id)? else {
-            gate.record_not_found(Action::Update, &agent)?;
+        let Some(current) = released_head(&gate, &work.store, resource_type, &id)? else {
+            gate.record_not_found(Action::Update, &work.agent)?;
             return Err(not_found(resource_type, &id));
         };
-        check_own_consent(&store, &principal, &parsed)?;
-        let resource = prepare(&store, parsed, Some(&id), writer)?;
-        let record = write_record(&agent, resource_type, &id, current.get().version + 1, resource.patient.clone());
-        let (head, body) = store.update(resource, &id, expected, vec![record])?;
+        check_own_consent(&work.store, &work.principal, &parsed)?;
+        let resource = prepare(&work.store, parsed, Some(&id), writer)?;
+        let record = write_record(&work.agent, resource_type, &id, current.get().version + 1, resource.patient.clone());
+        let (head, body) = work.store.update(resource, &id, expected, vec![record])?;
         // Judged afresh: a patient's new Consent may have changed what the writer may read.
-        let visible = Gate::new(&principal, &store, policy).permits(&head)?;
+        let visible = work.gate().permits(&head)?;
         Ok((head, body, visible))
     })
     .await??;
@@ -338,32 +362,25 @@ async fn one_version(
     version: Option<i64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let (resource_type, principal, agent, store, asked, policy) = (
-        ctx.resource_type,
-        ctx.principal.clone(),
-        ctx.agent.clone(),
-        state.store.clone(),
-        id.clone(),
-        state.config.policy,
-    );
+    let (resource_type, work, asked) = (ctx.resource_type, ctx.work(&state), id.clone());
     let action = if version.is_some() { Action::Vread } else { Action::Read };
     let found = web::block(move || -> Result<_, GatewayError> {
-        let gate = Gate::new(&principal, &store, policy);
+        let gate = work.gate();
         // An older version is judged together with the current one: a resource withheld now
         // is withheld in every version.
-        let row = match released_head(&gate, &store, resource_type, &id)? {
+        let row = match released_head(&gate, &work.store, resource_type, &id)? {
             Some(_) => {
-                store.version(resource_type, &id, version)?.map(|row| gate.release_one(row)).transpose()?.flatten()
+                work.store.version(resource_type, &id, version)?.map(|row| gate.release_one(row)).transpose()?.flatten()
             }
             None => None,
         };
         let Some(row) = row else {
-            gate.record_not_found(action, &agent)?;
+            gate.record_not_found(action, &work.agent)?;
             return Ok(None);
         };
-        let body = store.open(&row)?;
+        let body = work.store.open(&row)?;
         // Nothing is answered before its audit record is durable.
-        gate.record(action, &agent, None)?;
+        gate.record(action, &work.agent, None)?;
         Ok(Some((row, body)))
     })
     .await??;
@@ -520,29 +537,22 @@ pub async fn history(
     http::only_params(&ctx.params, &["_count", "_offset"])?;
     let paging = paging(&ctx.params, &state)?;
     let base = http::base_url(&request, &state);
-    let (resource_type, principal, agent, store, lookup, policy) = (
-        ctx.resource_type,
-        ctx.principal.clone(),
-        ctx.agent.clone(),
-        state.store.clone(),
-        id.clone(),
-        state.config.policy,
-    );
+    let (resource_type, work, lookup) = (ctx.resource_type, ctx.work(&state), id.clone());
     let rows = web::block(move || -> Result<_, GatewayError> {
-        let gate = Gate::new(&principal, &store, policy);
-        if released_head(&gate, &store, resource_type, &lookup)?.is_none() {
-            gate.record_not_found(Action::History, &agent)?;
+        let gate = work.gate();
+        if released_head(&gate, &work.store, resource_type, &lookup)?.is_none() {
+            gate.record_not_found(Action::History, &work.agent)?;
             return Ok(None);
         }
-        let released = gate.release(store.history(resource_type, &lookup)?)?;
+        let released = gate.release(work.store.history(resource_type, &lookup)?)?;
         let total = released.len();
         let page: Vec<Released<VersionRow>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
         let mut opened = Vec::with_capacity(page.len());
         for row in page {
-            let body = store.open(&row)?;
+            let body = work.store.open(&row)?;
             opened.push((row, body));
         }
-        gate.record(Action::History, &agent, None)?;
+        gate.record(Action::History, &work.agent, None)?;
         Ok(Some((total, opened, paging)))
     })
     .await??;
@@ -844,31 +854,31 @@ pub async fn search(
     let includes = includes(ctx.resource_type, &ctx.params)?;
     let paging = paging(&ctx.params, &state)?;
     let base = http::base_url(&request, &state);
-    let (resource_type, principal, agent, store, policy) =
-        (ctx.resource_type, ctx.principal.clone(), ctx.agent.clone(), state.store.clone(), state.config.policy);
+    let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
     let query = query_shape(resource_type.as_str(), &ctx.params);
     let (total, matches, included, paging) = web::block(move || -> Result<_, GatewayError> {
-        let gate = Gate::new(&principal, &store, policy);
-        let criteria = criteria(&store, filters)?;
+        let gate = work.gate();
+        let criteria = criteria(&work.store, filters)?;
         // Released before counting and paging: the total and the pages cover only what this
         // caller may see.
-        let released = gate.release(store.search(resource_type, &criteria)?)?;
+        let released = gate.release(work.store.search(resource_type, &criteria)?)?;
         let total = released.len();
         let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
         let mut included: Vec<Released<Head>> = Vec::new();
         let patients = patients_of(&page);
         if includes.patients && resource_type != ResourceType::Patient && !patients.is_empty() {
-            included
-                .extend(gate.release(store.search(ResourceType::Patient, &[Criterion::Patients(patients.clone())])?)?);
+            included.extend(
+                gate.release(work.store.search(ResourceType::Patient, &[Criterion::Patients(patients.clone())])?)?,
+            );
         }
         for source in includes.reverse {
             if !patients.is_empty() {
-                included.extend(gate.release(store.search(source, &[Criterion::Patients(patients.clone())])?)?);
+                included.extend(gate.release(work.store.search(source, &[Criterion::Patients(patients.clone())])?)?);
             }
         }
-        let matches = open_current(&gate, &store, &page)?;
-        let included = open_current(&gate, &store, &included)?;
-        gate.record(Action::Search, &agent, Some(&query))?;
+        let matches = open_current(&gate, &work.store, &page)?;
+        let included = open_current(&gate, &work.store, &included)?;
+        gate.record(Action::Search, &work.agent, Some(&query))?;
         Ok((total, matches, included, paging))
     })
     .await??;
@@ -885,17 +895,18 @@ pub async fn everything(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     let Caller(principal, agent) = caller;
+    let work = Work { principal, agent, store: state.store.clone(), policy: state.config.policy };
     let params = http::query_pairs(&request);
     let output = http::negotiate(&request, &params)?;
     http::only_params(&params, &["_count", "_offset"])?;
     let id = path_id(&request, ResourceType::Patient)?;
     let paging = paging(&params, &state)?;
     let base = http::base_url(&request, &state);
-    let (store, policy, lookup) = (state.store.clone(), state.config.policy, id.clone());
+    let lookup = id.clone();
     let found = web::block(move || -> Result<_, GatewayError> {
-        let gate = Gate::new(&principal, &store, policy);
-        let Some(patient) = released_head(&gate, &store, ResourceType::Patient, &lookup)? else {
-            gate.record_not_found(Action::Search, &agent)?;
+        let gate = work.gate();
+        let Some(patient) = released_head(&gate, &work.store, ResourceType::Patient, &lookup)? else {
+            gate.record_not_found(Action::Search, &work.agent)?;
             return Ok(None);
         };
         let Some(pseudonym) = patient.get().patient.clone() else { return Ok(None) };
@@ -908,12 +919,12 @@ pub async fn everything(
                 continue;
             }
             let criteria = [Criterion::Patients(vec![pseudonym.clone()])];
-            released.extend(gate.release(store.search(resource_type, &criteria)?)?);
+            released.extend(gate.release(work.store.search(resource_type, &criteria)?)?);
         }
         let total = released.len();
         let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
-        let opened = open_current(&gate, &store, &page)?;
-        gate.record(Action::Search, &agent, Some("Patient/$everything"))?;
+        let opened = open_current(&gate, &work.store, &page)?;
+        gate.record(Action::Search, &work.agent, Some("Patient/$everything"))?;
         Ok(Some((total, opened, paging)))
     })
     .await??;

@@ -799,10 +799,22 @@ impl WriteQueue {
                 }
             },
         };
-        let mut results = Vec::with_capacity(group.len());
+        let mut results: Vec<Result<Written, GatewayError>> = Vec::with_capacity(group.len());
         let committed = conn.transaction::<_, GatewayError, _>(|conn| {
+            // Requests that only record (reads) append together, in one savepoint: one turn of
+            // the log's head for all of them. Should that fail, each is tried alone below, so
+            // one bad record cannot refuse the others.
+            let recording_only = |job: &Job| job.writes.is_empty() && job.keys.is_empty();
+            let records: Vec<AuditRecord> =
+                group.iter().filter(|job| recording_only(job)).flat_map(|job| job.audit.iter().cloned()).collect();
+            let together = !records.is_empty()
+                && conn.transaction(|conn| audit::append(conn, &records, &context.signer, now_millis())).is_ok();
             for job in &group {
-                results.push(conn.transaction(|conn| write_request(conn, context, &job.keys, &job.writes, &job.audit)));
+                results.push(if together && recording_only(job) {
+                    Ok(Vec::new())
+                } else {
+                    conn.transaction(|conn| write_request(conn, context, &job.keys, &job.writes, &job.audit))
+                });
             }
             Ok(())
         });

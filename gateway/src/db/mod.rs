@@ -138,6 +138,9 @@ pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, SetupError> {
             .map_err(|e| r2d2_error(e.to_string()))?;
     }
     r2d2::Pool::builder()
+        // A pooled SQLite connection is a handle on a local file: there is no server connection
+        // to lose, so checking it with a query at every checkout only costs a statement parse.
+        .test_on_check_out(!matches!(url, DatabaseUrl::Sqlite(_)))
         .max_size(size)
         .connection_timeout(Duration::from_secs(10))
         .build(Manager { url: url.clone() })

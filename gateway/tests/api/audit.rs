@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
-use serde_json::{json, Value};
+use serde_json::json;
 use vaitio::db::DbConnection;
 use vaitio_conformance::client::Client;
 
-use super::submission::record;
+use super::submission::{record, submit};
 use super::support::*;
 
 const GP: &str = "10055555555";
@@ -61,17 +61,6 @@ fn last_seq(gateway: &TestGateway) -> i64 {
         .load(&mut *gateway.database())
         .unwrap();
     rows[0].last
-}
-
-fn submit(client: &Client, body: &Value) -> vaitio_conformance::client::Answer {
-    client
-        .send(
-            "POST",
-            "/psychotherapy-records",
-            &[("Content-Type", "application/json")],
-            Some(body.to_string().as_bytes()),
-        )
-        .unwrap()
 }
 
 fn emergency_doctor(gateway: &TestGateway) -> Client {

@@ -23,7 +23,7 @@ pub fn record() -> Value {
     })
 }
 
-fn submit(client: &Client, body: &Value) -> Answer {
+pub fn submit(client: &Client, body: &Value) -> Answer {
     client
         .send(
             "POST",

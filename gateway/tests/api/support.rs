@@ -78,23 +78,7 @@ impl TestGateway {
             database = Some(name);
         }
         adjust(&mut config);
-        let (sender, receiver) = mpsc::channel();
-        let server_config = config.clone();
-        let thread = thread::spawn(move || {
-            let system = actix_web::rt::System::new();
-            system.block_on(async move {
-                match Application::build(server_config) {
-                    Ok(app) => {
-                        let _ = sender.send(Ok((app.port(), app.handle())));
-                        let _ = app.run_until_stopped().await;
-                    }
-                    Err(error) => {
-                        let _ = sender.send(Err(error.to_string()));
-                    }
-                }
-            });
-        });
-        let (port, server) = receiver.recv().expect("the gateway thread answers").expect("the gateway starts");
+        let (port, server, thread) = start(config.clone());
         let base_url = format!("https://localhost:{port}");
         let mut gateway = TestGateway {
             client: Client::new(Target {
@@ -122,22 +106,7 @@ impl TestGateway {
     /// tokens, and [`TestGateway::on_node`] to point their clients at the second node.
     pub fn second_node(&self) -> TestGateway {
         let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..self.config.clone() };
-        let (sender, receiver) = mpsc::channel();
-        let server_config = config.clone();
-        let thread = thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                match Application::build(server_config) {
-                    Ok(app) => {
-                        let _ = sender.send(Ok((app.port(), app.handle())));
-                        let _ = app.run_until_stopped().await;
-                    }
-                    Err(error) => {
-                        let _ = sender.send(Err(error.to_string()));
-                    }
-                }
-            });
-        });
-        let (port, server) = receiver.recv().expect("the gateway thread answers").expect("the second node starts");
+        let (port, server, thread) = start(config.clone());
         let base_url = format!("https://localhost:{port}");
         TestGateway {
             client: Self::on_node(&self.client, &base_url),
@@ -276,6 +245,26 @@ impl TestGateway {
         assert_eq!(answer.status, 201, "create {resource_type}: {}", answer.text());
         answer.json().unwrap()["id"].as_str().unwrap().to_owned()
     }
+}
+
+/// Runs a gateway on a thread of its own; returns its port, its handle and the thread.
+fn start(config: Config) -> (u16, actix_web::dev::ServerHandle, thread::JoinHandle<()>) {
+    let (sender, receiver) = mpsc::channel();
+    let thread = thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match Application::build(config) {
+                Ok(app) => {
+                    let _ = sender.send(Ok((app.port(), app.handle())));
+                    let _ = app.run_until_stopped().await;
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error.to_string()));
+                }
+            }
+        });
+    });
+    let (port, server) = receiver.recv().expect("the gateway thread answers").expect("the gateway starts");
+    (port, server, thread)
 }
 
 impl Drop for TestGateway {
