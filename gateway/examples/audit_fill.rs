@@ -58,9 +58,9 @@ fn record(n: u64) -> AuditRecord {
             id: format!("{:032x}", n),
             version: Some("1".into()),
         },
-        permit: n % 13 != 0,
+        permit: !n.is_multiple_of(13),
         break_the_glass: false,
-        rule: if n % 13 != 0 { consent::Rule::Treatment } else { consent::Rule::NoteRestrictedToAuthor },
+        rule: if !n.is_multiple_of(13) { consent::Rule::Treatment } else { consent::Rule::NoteRestrictedToAuthor },
         consent_id: None,
         provision: None,
     };

@@ -463,12 +463,23 @@ pub fn checkpoints(conn: &mut DbConnection) -> Result<Vec<SignedCheckpoint>, Str
     notes.iter().map(|note| SignedCheckpoint::from_note(note).map_err(|e| e.to_string())).collect()
 }
 
-/// Streams the stored entries in log order, `BATCH` at a time, to `each`.
+/// Streams the stored entries in log order to `each`.
 pub fn for_each_entry(
     conn: &mut DbConnection,
     mut each: impl FnMut(&EntryOut) -> Result<(), String>,
 ) -> Result<(), String> {
-    const BATCH: i64 = 10_000;
+    let mut failed = Ok(());
+    read_batches(conn, |batch| {
+        failed = batch.iter().try_for_each(&mut each);
+        failed.is_ok()
+    })?;
+    failed
+}
+
+/// Reads the stored entries in log order, a batch at a time, until `each` returns false. Small
+/// batches keep the memory in use (and in cache) small.
+fn read_batches(conn: &mut DbConnection, mut each: impl FnMut(Vec<EntryOut>) -> bool) -> Result<(), String> {
+    const BATCH: i64 = 2_000;
     let mut after = -1i64;
     loop {
         // Ordered by storage order as the rows' sequence numbers claim it: the verifier checks
@@ -482,8 +493,8 @@ pub fn for_each_entry(
             .map_err(|e| e.to_string())?;
         let Some(last) = batch.last() else { return Ok(()) };
         after = last.seq;
-        for entry in &batch {
-            each(entry)?;
+        if !each(batch) {
+            return Ok(());
         }
     }
 }
@@ -552,7 +563,8 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
 }
 
 /// Verifies the stored log from its first entry against `key`: `Ok(Err(problem))` names the
-/// first bad position; `Err` is a failure to read the database.
+/// first bad position; `Err` is a failure to read the database. One thread reads the entries
+/// while another verifies them: reading a large log costs about as much as hashing it.
 pub fn verify_database(
     conn: &mut DbConnection,
     key: &VerifyingKey,
@@ -562,17 +574,18 @@ pub fn verify_database(
         Ok(verifier) => verifier,
         Err(problem) => return Ok(Err(problem)),
     };
-    let mut problem = None;
-    let read = for_each_entry(conn, |entry| match verifier.push(entry.stored()) {
-        Ok(()) => Ok(()),
-        Err(found) => {
-            problem = Some(found);
-            Err("stopped at the first problem".into())
+    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<EntryOut>>(4);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_batches(conn, |batch| batches.send(batch).is_ok()));
+        for batch in received {
+            for entry in &batch {
+                if let Err(problem) = verifier.push(entry.stored()) {
+                    // Dropping the receiver stops the reader at its next batch.
+                    return Ok(Err(problem));
+                }
+            }
         }
-    });
-    match (problem, read) {
-        (Some(problem), _) => Ok(Err(problem)),
-        (None, Err(error)) => Err(error),
-        (None, Ok(())) => Ok(verifier.finish()),
-    }
+        reader.join().map_err(|_| "the reader of the audit log failed".to_owned())??;
+        Ok(verifier.finish())
+    })
 }

@@ -537,10 +537,21 @@ impl Store {
             return Ok(generations);
         }
         let mut conn = self.conn()?;
+        let columns = (consent_generations::patient, consent_generations::generation);
+        if let [patient] = patients {
+            // The common case (a read): a statement SQLite keeps prepared, unlike an IN list.
+            let row: Option<(String, i64)> = consent_generations::table
+                .filter(consent_generations::patient.eq(patient))
+                .select(columns)
+                .first(&mut conn)
+                .optional()?;
+            generations.extend(row);
+            return Ok(generations);
+        }
         for chunk in patients.chunks(CHUNK) {
             let rows: Vec<(String, i64)> = consent_generations::table
                 .filter(consent_generations::patient.eq_any(chunk))
-                .select((consent_generations::patient, consent_generations::generation))
+                .select(columns)
                 .load(&mut conn)?;
             generations.extend(rows);
         }
