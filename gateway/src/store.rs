@@ -184,17 +184,15 @@ struct Inner {
     kek: Box<dyn KeyEncryptionKey>,
     pseudonyms: Pseudonymizer,
     data_keys: DataKeyCache,
-    /// SQLite allows one writer: every write goes to one thread holding one connection, which
-    /// commits the writes of concurrent requests together ([`WriteQueue`]). PostgreSQL writers
-    /// take pooled connections and run concurrently.
-    writer: Option<WriteQueue>,
+    /// Every write and every audit record of this node goes to one thread holding one
+    /// connection, which commits those of concurrent requests together ([`WriteQueue`]): SQLite
+    /// allows one writer, and on either backend the audit log's appends are serial (its head
+    /// row is locked until the commit), so one commit per group is what lets them scale.
+    writer: WriteQueue,
     /// `type|identifier token` → id, for [`Store::id_by_identifier`].
     known_ids: BoundedMap<String>,
     /// Compiled patient Consents, for the enforcement point.
     consent_book: ConsentBook,
-    /// On PostgreSQL, the group commit of reads' audit records (writes append their own in
-    /// their transactions); on SQLite, `writer` does both.
-    auditor: Option<WriteQueue>,
     signer: Arc<AuditSigner>,
 }
 
@@ -218,8 +216,7 @@ impl Store {
         sqlite: bool,
     ) -> Self {
         let signer = Arc::new(signer);
-        let queue = || WriteQueue::start(pool.clone(), pseudonyms.clone(), kek.id().to_owned(), signer.clone());
-        let (writer, auditor) = if sqlite { (Some(queue()), None) } else { (None, Some(queue())) };
+        let writer = WriteQueue::start(pool.clone(), pseudonyms.clone(), kek.id().to_owned(), signer.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 pool,
@@ -229,7 +226,6 @@ impl Store {
                 writer,
                 known_ids: BoundedMap::new(50_000),
                 consent_book: ConsentBook::default(),
-                auditor,
                 signer,
             }),
         };
@@ -279,9 +275,7 @@ impl Store {
     /// together with those of concurrent requests; returns once they are durable. A request
     /// whose records cannot be written must not answer with data: the error is a 503.
     pub fn record(&self, audit: Vec<AuditRecord>) -> Result<(), GatewayError> {
-        let queue = self.inner.writer.as_ref().or(self.inner.auditor.as_ref());
-        let queue = queue.ok_or_else(|| GatewayError::Internal("no audit writer".into()))?;
-        queue.submit(Arc::new(Vec::new()), Vec::new(), audit).map(drop)
+        self.inner.writer.submit(Arc::new(Vec::new()), Vec::new(), audit).map(drop)
     }
 
     /// Checkpoints are signed every N entries or T seconds; when the log is idle, a tick signs
@@ -511,17 +505,7 @@ impl Store {
         keys: NewKeys,
         audit: Vec<AuditRecord>,
     ) -> Result<Written, GatewayError> {
-        let written = match &self.inner.writer {
-            Some(queue) => queue.submit(writes.clone(), keys.clone(), audit)?,
-            None => {
-                let context = WriteContext {
-                    pseudonyms: self.inner.pseudonyms.clone(),
-                    kek_id: self.inner.kek.id().to_owned(),
-                    signer: self.inner.signer.clone(),
-                };
-                self.conn()?.transaction(|conn| write_request(conn, &context, &keys, writes, &audit))?
-            }
-        };
+        let written = self.inner.writer.submit(writes.clone(), keys.clone(), audit)?;
         // Only keys that committed are cached.
         for (scope, key, _) in keys {
             self.inner.data_keys.put(&scope, key);
@@ -737,7 +721,8 @@ fn write_request(
     Ok(written)
 }
 
-/// SQLite's writer: one thread, one connection, and group commit. Requests queue their writes;
+/// A node's writer: one thread, one connection, and group commit. Requests queue their writes
+/// and audit records;
 /// the thread takes every request waiting (up to [`WriteQueue::GROUP`]), writes each inside a
 /// savepoint of one transaction, commits once, and only then answers them all. A request whose
 /// writes fail is rolled back to its savepoint alone. The queue is first come, first served, so
@@ -760,7 +745,7 @@ impl WriteQueue {
     fn start(pool: Pool, pseudonyms: Pseudonymizer, kek_id: String, signer: Arc<AuditSigner>) -> WriteQueue {
         let (jobs, queue) = mpsc::channel::<Job>();
         let context = WriteContext { pseudonyms, kek_id, signer };
-        let spawned = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
+        let spawned = std::thread::Builder::new().name("group-commit".into()).spawn(move || {
             let mut held: Option<PooledConnection<Manager>> = None;
             // Ends when the store, and with it the sender, is gone.
             while let Ok(first) = queue.recv() {
@@ -780,13 +765,13 @@ impl WriteQueue {
                     if let Some(conn) = held.take() {
                         std::mem::forget(conn);
                     }
-                    tracing::error!("the SQLite writer recovered from a panic; that group was refused");
+                    tracing::error!("the writer recovered from a panic; that group was refused");
                 }
             }
         });
         if let Err(error) = spawned {
             // Without its writer the store cannot write; say so at once rather than hang later.
-            panic!("cannot start the SQLite writer thread: {error}");
+            panic!("cannot start the writer thread: {error}");
         }
         WriteQueue { jobs }
     }
