@@ -692,8 +692,10 @@ struct WriteContext {
     signer: Arc<AuditSigner>,
 }
 
-/// One request's writes inside an open transaction: its new data keys, each resource, and last
-/// its audit records (the log's head stays locked from then until the commit).
+/// One request's writes inside an open transaction: first its audit records, then its new data
+/// keys and each resource. Appending first takes the log's head lock before any row lock, so
+/// writers on several nodes always lock in the same order and cannot deadlock; the head stays
+/// locked until the commit either way.
 fn write_request(
     conn: &mut DbConnection,
     context: &WriteContext,
@@ -701,6 +703,7 @@ fn write_request(
     writes: &[Write],
     audit: &[AuditRecord],
 ) -> Result<Written, GatewayError> {
+    audit::append(conn, audit, &context.signer, now_millis())?;
     for (scope, _, wrapped) in keys {
         if let Some(wrapped) = wrapped {
             let row =
@@ -708,7 +711,7 @@ fn write_request(
             diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
         }
     }
-    let written = writes
+    writes
         .iter()
         .map(|write| {
             let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
@@ -716,9 +719,7 @@ fn write_request(
             let key = key.ok_or_else(|| GatewayError::Internal("no data key for a write".into()))?;
             write_resource(conn, &context.pseudonyms, write, key, scope)
         })
-        .collect::<Result<Written, GatewayError>>()?;
-    audit::append(conn, audit, &context.signer, now_millis())?;
-    Ok(written)
+        .collect()
 }
 
 /// A node's writer: one thread, one connection, and group commit. Requests queue their writes
