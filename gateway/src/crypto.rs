@@ -158,12 +158,30 @@ pub struct BodyBinding<'a> {
     pub id: &'a str,
     pub version: i64,
     pub key_scope: &'a str,
+    /// What the enforcement point decides on, kept in clear beside the body: bound into the
+    /// authenticated data, so a row relabelled (or re-attributed, or moved to another patient or
+    /// service event) in the database no longer opens, rather than opening for the wrong reader.
+    pub patient: Option<&'a str>,
+    pub security_labels: &'a str,
+    pub author: (Option<&'a str>, Option<&'a str>),
+    pub service_event: Option<&'a str>,
 }
 
 impl BodyBinding<'_> {
     fn aad(&self) -> Vec<u8> {
-        format!("vaitio:resource:v1:{}/{}/_history/{}:{}", self.resource_type, self.id, self.version, self.key_scope)
-            .into_bytes()
+        // A JSON array: every value delimited, none able to run into the next.
+        let bound = serde_json::json!([
+            self.resource_type,
+            self.id,
+            self.version,
+            self.key_scope,
+            self.patient,
+            self.security_labels,
+            self.author.0,
+            self.author.1,
+            self.service_event,
+        ]);
+        format!("vaitio:resource:v2:{bound}").into_bytes()
     }
 }
 
@@ -255,7 +273,16 @@ mod tests {
     #[test]
     fn a_sealed_body_opens_only_where_it_was_bound() {
         let key = DataKey::generate().unwrap();
-        let at = BodyBinding { resource_type: "Composition", id: "a", version: 1, key_scope: "p" };
+        let at = BodyBinding {
+            resource_type: "Composition",
+            id: "a",
+            version: 1,
+            key_scope: "p",
+            patient: Some("p"),
+            security_labels: "PSYTHPN R",
+            author: (Some("1.2.246.10.1"), Some("10012345678")),
+            service_event: Some("1.2.246.10.1.77.1"),
+        };
         let sealed = seal_body(&key, &at, b"note text").unwrap();
         assert!(!sealed.windows(9).any(|w| w == b"note text"));
         assert_eq!(open_body(&key, &at, &sealed).unwrap(), b"note text");
@@ -263,6 +290,15 @@ mod tests {
         assert!(open_body(&key, &moved, &sealed).is_err());
         let other = DataKey::generate().unwrap();
         assert!(open_body(&other, &BodyBinding { version: 1, ..moved }, &sealed).is_err());
+        // Metadata changed beside the body: it no longer opens.
+        for changed in [
+            BodyBinding { security_labels: "R", ..at },
+            BodyBinding { author: (Some("1.2.246.10.1"), Some("10099999999")), ..at },
+            BodyBinding { service_event: None, ..at },
+            BodyBinding { patient: Some("q"), ..at },
+        ] {
+            assert!(open_body(&key, &changed, &sealed).is_err());
+        }
     }
 
     #[test]

@@ -399,6 +399,10 @@ impl Store {
             id: &row.id,
             version: row.version,
             key_scope: &row.key_scope,
+            patient: row.patient.as_deref(),
+            security_labels: &row.security_labels,
+            author: (row.author_org.as_deref(), row.author_practitioner.as_deref()),
+            service_event: row.service_event.as_deref(),
         };
         Ok(open_body(&key, &binding, &row.body)?)
     }
@@ -878,7 +882,16 @@ fn write_resource(
     let updating = current.is_some();
     let last_updated = now_millis();
     let body = stamped_body(&resource.json, resource_type, id, version, last_updated)?;
-    let binding = BodyBinding { resource_type, id, version, key_scope: scope };
+    let binding = BodyBinding {
+        resource_type,
+        id,
+        version,
+        key_scope: scope,
+        patient: resource.patient.as_deref(),
+        security_labels: &resource.security_labels,
+        author: (resource.author_org.as_deref(), resource.author_practitioner.as_deref()),
+        service_event: resource.service_event.as_deref(),
+    };
     let row = VersionRow {
         resource_type: resource_type.to_owned(),
         id: id.to_owned(),

@@ -96,3 +96,30 @@ on_both_backends! {
         assert!(!moved.text().contains("2026-01-10"), "the moved body leaked");
     }
 }
+
+on_both_backends! {
+    fn a_row_relabelled_in_the_database_does_not_open_for_anyone(gateway) {
+        use diesel::connection::SimpleConnection;
+        let patient_id = gateway.create(&patient(HETU));
+        let note = gateway.create(&note_composition(&patient_id, NOTE));
+        let gp = gateway.professional(ORG, "10055555555", "physician");
+        assert_eq!(gp.get(&format!("/Composition/{note}")).unwrap().status, 404);
+        // Someone with the database strips the note's labels, in the head and every version.
+        gateway
+            .database()
+            .batch_execute(&format!(
+                "UPDATE resource_heads SET security_labels = '' WHERE id = '{note}'; \
+                 UPDATE resource_versions SET security_labels = '' WHERE id = '{note}';"
+            ))
+            .unwrap();
+        // The decision now says yes, but the body was sealed with its labels: it does not open.
+        for client in [&gp, &gateway.client] {
+            let answer = client.get(&format!("/Composition/{note}")).unwrap();
+            assert_ne!(answer.status, 200, "{}", answer.text());
+            assert!(answer.is_operation_outcome());
+            assert!(!answer.text().contains(NOTE));
+        }
+        let search = gp.get(&format!("/Composition?patient={patient_id}")).unwrap();
+        assert!(!search.text().contains(NOTE));
+    }
+}
