@@ -65,6 +65,6 @@ fn record(n: u64) -> AuditRecord {
         provision: None,
     };
     let now = UnixMillis::new(1_790_000_000_000 + n).expect("a time");
-    let event = audit::events(Action::Read, &agent, audit::observer(), None, &[judged], now).remove(0);
+    let event = audit::events(Action::Read, &agent, None, &[judged], now).remove(0);
     AuditRecord::new(&event)
 }

@@ -6,7 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use audit_log::{Action, PATIENT_PSEUDONYM};
+use audit_log::{Action, Outcome, PATIENT_PSEUDONYM};
 use consent::Principal;
 use fhir_profiles::search::{DatePrefix, DateQuery};
 use fhir_profiles::{stored_patient_id, Hetu, HETU_SYSTEM};
@@ -105,16 +105,8 @@ pub async fn search(
         }
         let (total, page) = store.read_log(&query)?;
         // Reading the log is an access too, recorded before the answer.
-        let mut event = audit::events(
-            Action::Search,
-            &agent,
-            audit::observer(),
-            Some(&format!("AuditEvent?{}", names.join("&"))),
-            &[],
-            audit::now(),
-        )
-        .remove(0);
-        event.patient = own;
+        let mut event = audit::event(Action::Search, Outcome::Success, &agent, own, Vec::new(), audit::now());
+        event.query = Some(format!("AuditEvent?{}", names.join("&")));
         store.record(vec![AuditRecord::new(&event)])?;
         Ok((total, page, query))
     })

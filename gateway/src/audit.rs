@@ -191,21 +191,14 @@ pub struct Judged {
 pub fn events(
     action: Action,
     agent: &Agent,
-    observer: &str,
     query: Option<&str>,
     judged: &[Judged],
     now: UnixMillis,
 ) -> Vec<AuditEvent> {
-    let event = |action, outcome, patient: Option<String>, resources, consent| AuditEvent {
-        action,
-        outcome,
-        recorded: now,
-        agent: agent.clone(),
-        observer: observer.to_owned(),
-        resources,
-        patient,
+    let event = |action, outcome, patient, resources, consent| AuditEvent {
         query: query.map(str::to_owned),
         consent,
+        ..event(action, outcome, agent, patient, resources, now)
     };
     // Patients in the order first judged; each resource once, as last judged (a search judges a
     // head and then its version).
@@ -258,37 +251,24 @@ pub fn events(
     events
 }
 
-/// The event of a refused authentication: no identity, only where the request came from.
-pub fn refusal_event(agent: &Agent, now: UnixMillis) -> AuditEvent {
-    AuditEvent {
-        action: Action::AuthenticationRefused,
-        outcome: Outcome::MinorFailure,
-        recorded: now,
-        agent: agent.clone(),
-        observer: observer().to_owned(),
-        resources: Vec::new(),
-        patient: None,
-        query: None,
-        consent: None,
-    }
-}
-
-/// The event of a write: what was written, for whom.
-pub fn write_event(
+/// One event as this gateway observes it, with no query and no consent decision: a write (what
+/// was written, for whom), a refused authentication (no identity, only where the request came
+/// from), or an action that judged nothing.
+pub fn event(
     action: Action,
+    outcome: Outcome,
     agent: &Agent,
-    observer: &str,
-    resource: ResourceRef,
     patient: Option<String>,
+    resources: Vec<ResourceRef>,
     now: UnixMillis,
 ) -> AuditEvent {
     AuditEvent {
         action,
-        outcome: Outcome::Success,
+        outcome,
         recorded: now,
         agent: agent.clone(),
-        observer: observer.to_owned(),
-        resources: vec![resource],
+        observer: observer().to_owned(),
+        resources,
         patient,
         query: None,
         consent: None,

@@ -100,7 +100,7 @@ impl<'a> Gate<'a> {
         outcome: Outcome,
     ) -> Vec<AuditRecord> {
         let judged = self.judged.borrow();
-        let mut events = audit::events(action, agent, audit::observer(), query, &judged, audit::now());
+        let mut events = audit::events(action, agent, query, &judged, audit::now());
         if judged.is_empty() {
             for event in &mut events {
                 event.outcome = outcome;

@@ -4,7 +4,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use audit_log::{Action, Agent, ResourceRef};
+use audit_log::{Action, Agent, Outcome, ResourceRef};
 use consent::{PatientConsent, Principal, SecurityLabel};
 use fhir_profiles::search::{index_facts, search_params, DateQuery, ParamKind, TokenQuery};
 use fhir_profiles::{
@@ -406,7 +406,7 @@ fn write_record(
     };
     let resource =
         ResourceRef { resource_type: resource_type.to_string(), id: id.to_owned(), version: Some(version.to_string()) };
-    AuditRecord::new(&audit::write_event(action, agent, audit::observer(), resource, patient, audit::now()))
+    AuditRecord::new(&audit::event(action, Outcome::Success, agent, patient, vec![resource], audit::now()))
 }
 
 /// What the audit log keeps of a search: the type and the parameter names, never their values

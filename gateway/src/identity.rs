@@ -29,6 +29,7 @@ use crate::app::AppState;
 use crate::audit::{self, AuditRecord};
 use crate::crypto::Pseudonymizer;
 use crate::error::GatewayError;
+use audit_log::{Action, Outcome};
 
 pub const DEV_ISSUER: &str = "urn:vaitio:development-issuer";
 pub const DEV_KID: &str = "vaitio-development-1";
@@ -302,7 +303,14 @@ impl FromRequest for Caller {
                 Box::pin(async move {
                     if let Some(state) = state {
                         let agent = audit::agent(&Principal::Anonymous, certificate, address);
-                        let event = audit::refusal_event(&agent, audit::now());
+                        let event = audit::event(
+                            Action::AuthenticationRefused,
+                            Outcome::MinorFailure,
+                            &agent,
+                            None,
+                            Vec::new(),
+                            audit::now(),
+                        );
                         let store = state.store.clone();
                         let recorded = web::block(move || store.record(vec![AuditRecord::new(&event)])).await;
                         if !matches!(recorded, Ok(Ok(()))) {

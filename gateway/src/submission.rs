@@ -8,7 +8,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use audit_log::{Action, Agent, ResourceRef};
+use audit_log::{Action, Agent, Outcome, ResourceRef};
 use consent::Principal;
 use fhir_profiles::record::{parse_record, CheckedRecord, RecordLimits, JSON_SCHEMA_V1};
 use fhir_profiles::translate::{translate, DocumentIds, TERHIKKI_SYSTEM};
@@ -181,7 +181,7 @@ fn file_record(
 }
 
 fn submission_record(agent: &Agent, document: ResourceRef, patient: Option<String>) -> AuditRecord {
-    AuditRecord::new(&audit::write_event(Action::Submission, agent, audit::observer(), document, patient, audit::now()))
+    AuditRecord::new(&audit::event(Action::Submission, Outcome::Success, agent, patient, vec![document], audit::now()))
 }
 
 /// A document's Patient, Practitioner or Organization: one stored resource per identifier,
@@ -257,8 +257,8 @@ pub async fn validate(
     let bytes = http::fhir_body(&request, payload, &state).await?;
     let outcome = web::block(move || -> Result<Value, GatewayError> {
         let outcome = validation_outcome(expected, &bytes);
-        let event = audit::events(Action::Validate, &agent, audit::observer(), None, &[], audit::now());
-        store.record(event.iter().map(AuditRecord::new).collect())?;
+        let event = audit::event(Action::Validate, Outcome::Success, &agent, None, Vec::new(), audit::now());
+        store.record(vec![AuditRecord::new(&event)])?;
         Ok(outcome)
     })
     .await??;
