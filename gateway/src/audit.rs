@@ -319,10 +319,10 @@ pub fn append(
 ) -> Result<(), GatewayError> {
     let head: HeadRow = match conn {
         DbConnection::Postgres(pg) => {
-            audit_head::table.find(1).for_update().select(HeadRow::as_select()).first(pg).map_err(unavailable)?
+            audit_head::table.find(1).for_update().select(HeadRow::as_select()).get_result(pg).map_err(unavailable)?
         }
         DbConnection::Sqlite(sqlite) => {
-            audit_head::table.find(1).select(HeadRow::as_select()).first(sqlite).map_err(unavailable)?
+            audit_head::table.find(1).select(HeadRow::as_select()).get_result(sqlite).map_err(unavailable)?
         }
     };
     let size = u64::try_from(head.size).map_err(damaged)?;

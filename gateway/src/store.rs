@@ -321,27 +321,24 @@ impl Store {
             .filter(resource_heads::resource_type.eq(resource_type.as_str()))
             .filter(resource_heads::id.eq(id))
             .select(Head::as_select())
-            .first(&mut self.conn()?)
+            .get_result(&mut self.conn()?)
             .optional()?)
     }
 
-    /// One version, or the current one when `version` is `None`.
+    /// One version of a resource (the current one is named by its head).
     pub fn version(
         &self,
         resource_type: ResourceType,
         id: &str,
-        version: Option<i64>,
+        version: i64,
     ) -> Result<Option<VersionRow>, GatewayError> {
-        let mut conn = self.conn()?;
-        let query = resource_versions::table
+        Ok(resource_versions::table
             .filter(resource_versions::resource_type.eq(resource_type.as_str()))
             .filter(resource_versions::id.eq(id))
-            .select(VersionRow::as_select());
-        let row = match version {
-            Some(version) => query.filter(resource_versions::version.eq(version)).first(&mut conn).optional()?,
-            None => query.order(resource_versions::version.desc()).first(&mut conn).optional()?,
-        };
-        Ok(row)
+            .filter(resource_versions::version.eq(version))
+            .select(VersionRow::as_select())
+            .get_result(&mut self.conn()?)
+            .optional()?)
     }
 
     /// Every version, newest first.
@@ -414,7 +411,7 @@ impl Store {
         let wrapped: Option<Vec<u8>> = data_keys::table
             .filter(data_keys::scope.eq(scope))
             .select(data_keys::wrapped_key)
-            .first(&mut self.conn()?)
+            .get_result(&mut self.conn()?)
             .optional()?;
         match wrapped {
             Some(wrapped) => {
@@ -531,7 +528,7 @@ impl Store {
             let row: Option<(String, i64)> = consent_generations::table
                 .filter(consent_generations::patient.eq(patient))
                 .select(columns)
-                .first(&mut conn)
+                .get_result(&mut conn)
                 .optional()?;
             generations.extend(row);
             return Ok(generations);
@@ -858,7 +855,7 @@ fn write_resource(
             .filter(resource_heads::resource_type.eq(resource_type))
             .filter(resource_heads::id.eq(id))
             .select(Head::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()?,
     };
     let version = match (kind, &current) {

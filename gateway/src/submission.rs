@@ -137,7 +137,7 @@ fn file_record(
                 ));
             }
             let current = store
-                .version(ResourceType::Bundle, &id, Some(head.version))?
+                .version(ResourceType::Bundle, &id, head.version)?
                 .map(enforce::read_internally)
                 .ok_or_else(|| GatewayError::Internal("the current version vanished".into()))?;
             let stored_body = store.open(&current)?;
