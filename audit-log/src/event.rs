@@ -5,7 +5,10 @@
 //! text, so none can be recorded by mistake; the one free text is a professional's stated reason
 //! for emergency access, which the law asks to be recorded and shown to the patient.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::base64;
 use crate::time::UnixMillis;
@@ -263,22 +266,6 @@ impl Action {
     }
 }
 
-/// A coding with its display: for the event's `type` and `subtype`, which a person reading the
-/// log looks at first.
-fn coding((system, code, display): Code) -> Value {
-    json!({"system": system, "code": code, "display": display})
-}
-
-/// A coding without display: the rest repeats in every one of millions of events, and the code
-/// system says it all.
-fn code(system: &str, code: &str) -> Value {
-    json!({"system": system, "code": code})
-}
-
-fn identifier(system: &str, value: &str) -> Value {
-    json!({"identifier": {"system": system, "value": value}})
-}
-
 impl AuditEvent {
     /// The FHIR R4 AuditEvent.
     ///
@@ -307,30 +294,9 @@ impl AuditEvent {
     ///
     /// Members appear in the order written here, which [`AuditEvent::canonical_bytes`] relies
     /// on: `resourceType`, `type`, `subtype`, `action`, `recorded`, `outcome`, `agent`, `source`,
-    /// `entity`, and within each element in the order of this function's code.
+    /// `entity`, and within each element in the order of the `Fhir*` structs' fields.
     pub fn to_fhir(&self) -> Value {
-        let (event_type, subtype, action) = self.action.codes();
-        let mut entities: Vec<Value> = self.resources.iter().map(resource_entity).collect();
-        entities.extend(self.patient.as_deref().map(patient_entity));
-        entities.extend(self.query.as_deref().map(query_entity));
-        entities.extend(self.consent.as_ref().map(consent_entity));
-        let mut event = json!({
-            "resourceType": "AuditEvent",
-            "type": coding(event_type),
-            "subtype": [coding(subtype)],
-            "action": action,
-            "recorded": self.recorded.to_string(),
-            "outcome": self.outcome.code(),
-            "agent": self.agent.to_fhir(&self.observer),
-            "source": {
-                "observer": {"display": self.observer},
-                "type": [code(SOURCE_TYPE, "4")],
-            },
-        });
-        if !entities.is_empty() {
-            event["entity"] = Value::Array(entities);
-        }
-        event
+        serde_json::to_value(self.fhir()).expect("an AuditEvent has string keys and no failing member")
     }
 
     /// The bytes that are stored, hashed into the log and exported: the compact JSON of
@@ -339,120 +305,265 @@ impl AuditEvent {
     /// bytes as they are and never renders again, so the form needs to be fixed, not reproducible
     /// by others.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Display of a Value is its compact serialisation, and it cannot fail.
-        self.to_fhir().to_string().into_bytes()
+        // Serialised straight from borrowed structs: every read renders one, and building a
+        // `serde_json::Value` tree first cost a read about 45 µs of allocation.
+        let mut bytes = Vec::with_capacity(2560);
+        serde_json::to_writer(&mut bytes, &self.fhir()).expect("an AuditEvent has string keys and no failing member");
+        bytes
+    }
+
+    fn fhir(&self) -> FhirEvent<'_> {
+        let (event_type, subtype, action) = self.action.codes();
+        let mut entity: Vec<FhirEntity<'_>> = self.resources.iter().map(FhirEntity::resource).collect();
+        entity.extend(self.patient.as_deref().map(FhirEntity::patient));
+        entity.extend(self.query.as_deref().map(FhirEntity::query));
+        entity.extend(self.consent.as_ref().map(FhirEntity::consent));
+        FhirEvent {
+            resource_type: "AuditEvent",
+            event_type: Coding::shown(event_type),
+            subtype: [Coding::shown(subtype)],
+            action,
+            recorded: self.recorded.to_string(),
+            outcome: self.outcome.code(),
+            agent: self.agent.fhir(&self.observer),
+            source: FhirSource {
+                observer: Reference::display(&self.observer),
+                source_type: [Coding::new(SOURCE_TYPE, "4")],
+            },
+            entity,
+        }
     }
 }
 
 impl Agent {
-    fn to_fhir(&self, observer: &str) -> Vec<Value> {
+    fn fhir<'a>(&'a self, observer: &'a str) -> Vec<FhirAgent<'a>> {
         let mut agents = Vec::with_capacity(4);
-        let mut requester = Map::new();
-        requester.insert("type".into(), json!({"coding": [code(PARTICIPATION_TYPE, "IRCP")]}));
         let (who, role, organisation) = match &self.who {
             Who::Practitioner { terhikki, role, organisation } => {
-                (Some(identifier(TERHIKKI, terhikki)), Some((PROFESSIONAL_ROLE, role.as_str())), Some(organisation))
+                (Some(Reference::identifier(TERHIKKI, terhikki)), Some((PROFESSIONAL_ROLE, role.as_str())), Some(organisation))
             }
-            Who::Patient { pseudonym } => {
-                (Some(identifier(PATIENT_PSEUDONYM, pseudonym)), Some((ROLE_CLASS, "PAT")), None)
-            }
+            Who::Patient { pseudonym } => (Some(Reference::identifier(PATIENT_PSEUDONYM, pseudonym)), Some((ROLE_CLASS, "PAT")), None),
             Who::Auditor { subject, organisation } => {
-                (Some(identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "auditor")), Some(organisation))
+                (Some(Reference::identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "auditor")), Some(organisation))
             }
             Who::Administrator { subject, organisation } => {
-                (Some(identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "administrator")), Some(organisation))
+                (Some(Reference::identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "administrator")), Some(organisation))
             }
             Who::Unidentified => (None, None, None),
         };
-        if let Some((system, role_code)) = role {
-            requester.insert("role".into(), json!([{"coding": [code(system, role_code)]}]));
-        }
-        if let Some(who) = who {
-            requester.insert("who".into(), who);
-        }
-        requester.insert("requestor".into(), Value::Bool(true));
-        if self.purpose.is_some() || self.reason.is_some() {
-            let mut concept = Map::new();
-            if let Some(purpose) = self.purpose {
-                concept.insert("coding".into(), json!([code(ACT_REASON, purpose.code())]));
-            }
-            if let Some(reason) = &self.reason {
-                concept.insert("text".into(), Value::String(reason.clone()));
-            }
-            requester.insert("purposeOfUse".into(), json!([concept]));
-        }
-        agents.push(Value::Object(requester));
-
+        let purpose = (self.purpose.is_some() || self.reason.is_some()).then(|| {
+            [Concept {
+                coding: self.purpose.map(|purpose| [Coding::new(ACT_REASON, purpose.code())]),
+                text: self.reason.as_deref(),
+            }]
+        });
+        agents.push(FhirAgent {
+            purpose_of_use: purpose,
+            role: role.map(|(system, code)| [Concept::coded(system, code)]),
+            who,
+            ..FhirAgent::new(PARTICIPATION_TYPE, "IRCP", true)
+        });
         if let Some(organisation) = organisation {
-            agents.push(json!({
-                "type": {"coding": [code(ROLE_CLASS, "PROV")]},
-                "who": identifier(URI, &format!("urn:oid:{organisation}")),
-                "requestor": false,
-            }));
+            agents.push(FhirAgent {
+                who: Some(Reference {
+                    identifier: Some(Identifier { system: URI, value: Cow::Owned(format!("urn:oid:{organisation}")) }),
+                    ..Reference::default()
+                }),
+                ..FhirAgent::new(ROLE_CLASS, "PROV", false)
+            });
         }
-
         if self.client_certificate.is_some() || self.address.is_some() {
-            let mut client = Map::new();
-            client.insert("type".into(), json!({"coding": [code(DCM, "110153")]}));
-            if let Some(thumbprint) = &self.client_certificate {
-                client.insert("who".into(), identifier(CLIENT_CERTIFICATE, thumbprint));
-            }
-            client.insert("requestor".into(), Value::Bool(false));
-            if let Some(address) = &self.address {
-                client.insert("network".into(), json!({"address": address, "type": "2"}));
-            }
-            agents.push(Value::Object(client));
+            agents.push(FhirAgent {
+                who: self.client_certificate.as_deref().map(|thumbprint| Reference::identifier(CLIENT_CERTIFICATE, thumbprint)),
+                network: self.address.as_deref().map(|address| Network { address, network_type: "2" }),
+                ..FhirAgent::new(DCM, "110153", false)
+            });
         }
-
-        agents.push(json!({
-            "type": {"coding": [code(DCM, "110152")]},
-            "who": {"display": observer},
-            "requestor": false,
-        }));
+        agents.push(FhirAgent { who: Some(Reference::display(observer)), ..FhirAgent::new(DCM, "110152", false) });
         agents
     }
 }
 
-fn resource_entity(resource: &ResourceRef) -> Value {
-    json!({
-        "what": {"reference": resource.reference()},
-        "type": code(ENTITY_TYPE, "2"),
-        "role": code(OBJECT_ROLE, "4"),
-    })
+// The FHIR shapes an event is rendered through. Field order is member order in the output.
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FhirEvent<'a> {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    event_type: Coding<'a>,
+    subtype: [Coding<'a>; 1],
+    action: &'static str,
+    recorded: String,
+    outcome: &'static str,
+    agent: Vec<FhirAgent<'a>>,
+    source: FhirSource<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entity: Vec<FhirEntity<'a>>,
 }
 
-fn patient_entity(pseudonym: &str) -> Value {
-    json!({
-        "what": identifier(PATIENT_PSEUDONYM, pseudonym),
-        "type": code(ENTITY_TYPE, "1"),
-        "role": code(OBJECT_ROLE, "1"),
-    })
+/// A coding: with its display for the event's `type` and `subtype`, which a person reading the
+/// log looks at first; without elsewhere, where it repeats in every one of millions of events and
+/// the code system says it all.
+#[derive(Serialize)]
+struct Coding<'a> {
+    system: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
 }
 
-fn query_entity(query: &str) -> Value {
-    json!({
-        "type": code(ENTITY_TYPE, "2"),
-        "role": code(OBJECT_ROLE, "24"),
-        "description": query,
-        "query": base64::encode(query.as_bytes()),
-    })
-}
-
-fn consent_entity(decision: &ConsentDecision) -> Value {
-    let mut entity = Map::new();
-    if let Some(id) = &decision.consent_id {
-        entity.insert("what".into(), json!({"reference": format!("Consent/{id}")}));
+impl<'a> Coding<'a> {
+    fn new(system: &'a str, code: &'a str) -> Self {
+        Coding { system, code, display: None }
     }
-    entity.insert("type".into(), code(RESOURCE_TYPES, "Consent"));
-    let mut details = vec![
-        json!({"type": "decision", "valueString": decision.decision.code()}),
-        json!({"type": "rule", "valueString": decision.rule}),
-    ];
-    if let Some(provision) = &decision.provision {
-        details.push(json!({"type": "provision", "valueString": provision}));
+
+    fn shown((system, code, display): Code) -> Self {
+        Coding { system, code, display: Some(display) }
     }
-    entity.insert("detail".into(), Value::Array(details));
-    Value::Object(entity)
+}
+
+#[derive(Serialize)]
+struct Concept<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coding: Option<[Coding<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+impl<'a> Concept<'a> {
+    fn coded(system: &'a str, code: &'a str) -> Self {
+        Concept { coding: Some([Coding::new(system, code)]), text: None }
+    }
+}
+
+#[derive(Serialize)]
+struct Identifier<'a> {
+    system: &'a str,
+    value: Cow<'a, str>,
+}
+
+#[derive(Serialize, Default)]
+struct Reference<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<Identifier<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+impl<'a> Reference<'a> {
+    fn literal(reference: String) -> Self {
+        Reference { reference: Some(reference), ..Reference::default() }
+    }
+
+    fn identifier(system: &'a str, value: &'a str) -> Self {
+        Reference { identifier: Some(Identifier { system, value: Cow::Borrowed(value) }), ..Reference::default() }
+    }
+
+    fn display(display: &'a str) -> Self {
+        Reference { display: Some(display), ..Reference::default() }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FhirAgent<'a> {
+    #[serde(rename = "type")]
+    agent_type: Concept<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<[Concept<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    who: Option<Reference<'a>>,
+    requestor: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose_of_use: Option<[Concept<'a>; 1]>,
+}
+
+impl<'a> FhirAgent<'a> {
+    fn new(system: &'a str, code: &'a str, requestor: bool) -> Self {
+        FhirAgent {
+            agent_type: Concept::coded(system, code),
+            role: None,
+            who: None,
+            requestor,
+            network: None,
+            purpose_of_use: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    address: &'a str,
+    #[serde(rename = "type")]
+    network_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct FhirSource<'a> {
+    observer: Reference<'a>,
+    #[serde(rename = "type")]
+    source_type: [Coding<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct FhirEntity<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    what: Option<Reference<'a>>,
+    #[serde(rename = "type")]
+    entity_type: Coding<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Coding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    detail: Vec<Detail<'a>>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    #[serde(rename = "type")]
+    detail_type: &'static str,
+    #[serde(rename = "valueString")]
+    value: &'a str,
+}
+
+impl<'a> FhirEntity<'a> {
+    fn new(what: Option<Reference<'a>>, entity_type: Coding<'a>, role: Option<Coding<'a>>) -> Self {
+        FhirEntity { what, entity_type, role, description: None, query: None, detail: Vec::new() }
+    }
+
+    fn resource(resource: &'a ResourceRef) -> Self {
+        let what = Reference::literal(resource.reference());
+        FhirEntity::new(Some(what), Coding::new(ENTITY_TYPE, "2"), Some(Coding::new(OBJECT_ROLE, "4")))
+    }
+
+    fn patient(pseudonym: &'a str) -> Self {
+        let what = Reference::identifier(PATIENT_PSEUDONYM, pseudonym);
+        FhirEntity::new(Some(what), Coding::new(ENTITY_TYPE, "1"), Some(Coding::new(OBJECT_ROLE, "1")))
+    }
+
+    fn query(query: &'a str) -> Self {
+        FhirEntity {
+            description: Some(query),
+            query: Some(base64::encode(query.as_bytes())),
+            ..FhirEntity::new(None, Coding::new(ENTITY_TYPE, "2"), Some(Coding::new(OBJECT_ROLE, "24")))
+        }
+    }
+
+    fn consent(decision: &'a ConsentDecision) -> Self {
+        let what = decision.consent_id.as_ref().map(|id| Reference::literal(format!("Consent/{id}")));
+        let mut detail =
+            vec![Detail { detail_type: "decision", value: decision.decision.code() }, Detail { detail_type: "rule", value: &decision.rule }];
+        detail.extend(decision.provision.as_deref().map(|provision| Detail { detail_type: "provision", value: provision }));
+        FhirEntity { detail, ..FhirEntity::new(what, Coding::new(RESOURCE_TYPES, "Consent"), None) }
+    }
 }
 
 #[cfg(test)]

@@ -267,5 +267,6 @@ async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
         up,
         pool.connections,
         pool.idle_connections,
+        state.store.writer_stats(),
     ))
 }

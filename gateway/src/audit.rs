@@ -287,7 +287,7 @@ struct HeadRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = audit_entries)]
+#[diesel(table_name = audit_entries, treat_none_as_default_value = false)]
 struct EntryRow<'a> {
     seq: i64,
     recorded: i64,
@@ -360,6 +360,8 @@ pub fn append(
                 diesel::insert_into(audit_entries::table).values(&rows).execute(pg).map_err(unavailable)?;
             }
             DbConnection::Sqlite(sqlite) => {
+                // One prepared statement run per row: SQLite has no round trips to save, and a
+                // multi-row INSERT would be a new statement for every group size.
                 for row in &rows {
                     diesel::insert_into(audit_entries::table).values(row).execute(sqlite).map_err(unavailable)?;
                 }
@@ -395,17 +397,15 @@ pub fn append(
         checkpoint_at = now_millis;
     }
     let frontier: Vec<u8> = log.tree().frontier().iter().flat_map(|h| h.as_bytes().to_vec()).collect();
-    diesel::update(audit_head::table.find(1))
-        .set((
-            audit_head::size.eq(size),
-            audit_head::frontier.eq(frontier),
-            audit_head::last_leaf.eq(last_hashes.0),
-            audit_head::last_prev.eq(last_hashes.1),
-            audit_head::checkpoint_size.eq(checkpoint_size),
-            audit_head::checkpoint_at.eq(checkpoint_at),
-        ))
-        .execute(conn)
-        .map_err(unavailable)?;
+    let update = diesel::update(audit_head::table.find(1)).set((
+        audit_head::size.eq(size),
+        audit_head::frontier.eq(frontier),
+        audit_head::last_leaf.eq(last_hashes.0),
+        audit_head::last_prev.eq(last_hashes.1),
+        audit_head::checkpoint_size.eq(checkpoint_size),
+        audit_head::checkpoint_at.eq(checkpoint_at),
+    ));
+    crate::on_backend!(conn, |conn| update.execute(conn)).map_err(unavailable)?;
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use fhir_profiles::Hetu;
 use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::audit::{self, AuditRecord};
@@ -159,7 +160,8 @@ impl Identity {
     }
 
     fn verify(&self, token: &str) -> Result<Verified, GatewayError> {
-        let digest = openssl::sha::sha256(token.as_bytes());
+        // sha2, not OpenSSL's one-shot digest, which looks its algorithm up again on every call.
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = chrono::Utc::now().timestamp();
         if let Some(hit) = self.cache.lock().ok().and_then(|cache| cache.get(&digest).cloned()) {
             if hit.claims.exp + LEEWAY_SECONDS as i64 >= now {

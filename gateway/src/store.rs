@@ -5,7 +5,9 @@
 //! opened only for rows that the enforcement point released.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
 use diesel::prelude::*;
 use fhir_profiles::search::{DateQuery, IndexFact};
@@ -43,7 +45,7 @@ pub trait Stored {
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
-#[diesel(table_name = resource_heads)]
+#[diesel(table_name = resource_heads, treat_none_as_default_value = false)]
 pub struct Head {
     pub resource_type: String,
     pub id: String,
@@ -57,7 +59,7 @@ pub struct Head {
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone)]
-#[diesel(table_name = resource_versions)]
+#[diesel(table_name = resource_versions, treat_none_as_default_value = false)]
 pub struct VersionRow {
     pub resource_type: String,
     pub id: String,
@@ -104,7 +106,7 @@ macro_rules! stored {
 stored!(Head, VersionRow);
 
 #[derive(Insertable)]
-#[diesel(table_name = search_tokens)]
+#[diesel(table_name = search_tokens, treat_none_as_default_value = false)]
 struct TokenRow<'a> {
     resource_type: &'a str,
     id: &'a str,
@@ -114,7 +116,7 @@ struct TokenRow<'a> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = search_dates)]
+#[diesel(table_name = search_dates, treat_none_as_default_value = false)]
 struct DateRow<'a> {
     resource_type: &'a str,
     id: &'a str,
@@ -311,18 +313,21 @@ impl Store {
         Ok(())
     }
 
+    /// The node writer's counters.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.writer.stats
+    }
+
     /// The pseudonym of a stored Patient, `None` when there is no such Patient.
     pub fn patient_pseudonym(&self, patient_id: &str) -> Result<Option<String>, GatewayError> {
         Ok(self.head(ResourceType::Patient, patient_id)?.and_then(|head| head.patient))
     }
 
     pub fn head(&self, resource_type: ResourceType, id: &str) -> Result<Option<Head>, GatewayError> {
-        Ok(resource_heads::table
+        let query = resource_heads::table
             .filter(resource_heads::resource_type.eq(resource_type.as_str()))
-            .filter(resource_heads::id.eq(id))
-            .select(Head::as_select())
-            .get_result(&mut self.conn()?)
-            .optional()?)
+            .filter(resource_heads::id.eq(id));
+        Ok(crate::on_backend!(&mut *self.conn()?, |conn| query.select(Head::as_select()).get_result(conn).optional())?)
     }
 
     /// One version of a resource (the current one is named by its head).
@@ -332,13 +337,14 @@ impl Store {
         id: &str,
         version: i64,
     ) -> Result<Option<VersionRow>, GatewayError> {
-        Ok(resource_versions::table
+        let query = resource_versions::table
             .filter(resource_versions::resource_type.eq(resource_type.as_str()))
             .filter(resource_versions::id.eq(id))
-            .filter(resource_versions::version.eq(version))
+            .filter(resource_versions::version.eq(version));
+        Ok(crate::on_backend!(&mut *self.conn()?, |conn| query
             .select(VersionRow::as_select())
-            .get_result(&mut self.conn()?)
-            .optional()?)
+            .get_result(conn)
+            .optional())?)
     }
 
     /// Every version, newest first.
@@ -525,11 +531,8 @@ impl Store {
         let columns = (consent_generations::patient, consent_generations::generation);
         if let [patient] = patients {
             // The common case (a read): a statement SQLite keeps prepared, unlike an IN list.
-            let row: Option<(String, i64)> = consent_generations::table
-                .filter(consent_generations::patient.eq(patient))
-                .select(columns)
-                .get_result(&mut conn)
-                .optional()?;
+            let query = consent_generations::table.filter(consent_generations::patient.eq(patient)).select(columns);
+            let row: Option<(String, i64)> = crate::on_backend!(&mut *conn, |conn| query.get_result(conn).optional())?;
             generations.extend(row);
             return Ok(generations);
         }
@@ -697,6 +700,32 @@ struct WriteContext {
 /// keys and each resource. Appending first takes the log's head lock before any row lock, so
 /// writers on several nodes always lock in the same order and cannot deadlock; the head stays
 /// locked until the commit either way.
+/// The writer's transaction. On SQLite it begins `IMMEDIATE`, taking the write lock (waiting
+/// for it under the busy timeout) before it reads the audit head: a deferred transaction that
+/// reads and then writes cannot wait, and fails with "database is locked" if any other
+/// connection wrote in between (`vaitio migrate`, another process on the same file); that
+/// failure would refuse every read in the group with 503.
+fn write_transaction(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<(), GatewayError>,
+) -> Result<(), GatewayError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?,
+        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
+    match work(conn) {
+        Ok(()) => Ok(Manager::commit_transaction(conn)?),
+        Err(error) => {
+            // The work's error says more than a failed rollback would; a connection left in a
+            // transaction is dropped by the caller.
+            let _ = Manager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}
+
 fn write_request(
     conn: &mut DbConnection,
     context: &WriteContext,
@@ -732,6 +761,17 @@ fn write_request(
 /// a connection's cache whenever another connection has written).
 struct WriteQueue {
     jobs: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+/// What the writer has done since the node started, for `/metrics`: the mean group size
+/// (`jobs / groups`) says how much group commit is saving, and `busy` how close the one writer
+/// is to saturation.
+#[derive(Default, Debug)]
+pub struct WriterStats {
+    pub groups: AtomicU64,
+    pub jobs: AtomicU64,
+    pub busy_micros: AtomicU64,
 }
 
 struct Job {
@@ -747,6 +787,8 @@ impl WriteQueue {
     fn start(pool: Pool, pseudonyms: Pseudonymizer, kek_id: String, signer: Arc<AuditSigner>) -> WriteQueue {
         let (jobs, queue) = mpsc::channel::<Job>();
         let context = WriteContext { pseudonyms, kek_id, signer };
+        let stats = Arc::new(WriterStats::default());
+        let counted = stats.clone();
         let spawned = std::thread::Builder::new().name("group-commit".into()).spawn(move || {
             let mut held: Option<PooledConnection<Manager>> = None;
             // Ends when the store, and with it the sender, is gone.
@@ -758,9 +800,13 @@ impl WriteQueue {
                         Err(_) => break,
                     }
                 }
+                let started = Instant::now();
+                counted.groups.fetch_add(1, Ordering::Relaxed);
+                counted.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     Self::commit_group(&mut held, &pool, &context, group)
                 }));
+                counted.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 if outcome.is_err() {
                     // The group's requests see their answers dropped (503). The connection may
                     // be inside a transaction, so it goes back to no pool: it is forgotten.
@@ -775,7 +821,7 @@ impl WriteQueue {
             // Without its writer the store cannot write; say so at once rather than hang later.
             panic!("cannot start the writer thread: {error}");
         }
-        WriteQueue { jobs }
+        WriteQueue { jobs, stats }
     }
 
     /// Writes a group in one transaction, one savepoint per request, and answers each request.
@@ -798,7 +844,7 @@ impl WriteQueue {
             },
         };
         let mut results: Vec<Result<Written, GatewayError>> = Vec::with_capacity(group.len());
-        let committed = conn.transaction::<_, GatewayError, _>(|conn| {
+        let committed = write_transaction(conn, |conn| {
             // Requests that only record (reads) append together, in one savepoint: one turn of
             // the log's head for all of them. Should that fail, each is tried alone below, so
             // one bad record cannot refuse the others.
