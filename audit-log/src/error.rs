@@ -26,6 +26,8 @@ pub enum AuditError {
     MalformedNote(&'static str),
     #[error("the stored event is not a JSON object")]
     EventNotJson,
+    #[error("the stored event is not an audit event of this format")]
+    EventUnreadable,
     #[error("export line: not one JSON object of the export's members (column {column})")]
     ExportJson { column: usize },
     #[error("export line: {0}")]

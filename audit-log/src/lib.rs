@@ -1,8 +1,8 @@
 //! The tamper-evident audit log.
 //!
-//! Every access and decision in the gateway becomes an [`AuditEvent`], a FHIR R4 AuditEvent
-//! shaped after IHE Basic Audit Log Patterns that holds identifiers and pseudonyms only. Its
-//! [canonical bytes](AuditEvent::canonical_bytes) are appended to a log ([`LogHead`]) that is
+//! Every access and decision in the gateway becomes an [`AuditEvent`], which holds identifiers
+//! and pseudonyms only and renders as a FHIR R4 AuditEvent shaped after IHE Basic Audit Log
+//! Patterns. Its compact [canonical bytes](AuditEvent::canonical_bytes) are appended to a log ([`LogHead`]) that is
 //! both an RFC 6962 Merkle tree and a hash chain, and whose state is signed from time to time as
 //! a [`SignedCheckpoint`] with an Ed25519 key kept outside the database. [`verify`] recomputes
 //! it all from the first entry; [`verify_export`] does the same for an auditor's NDJSON

@@ -26,6 +26,20 @@ impl UnixMillis {
     }
 }
 
+/// Milliseconds as a JSON integer, in the canonical bytes.
+impl serde::Serialize for UnixMillis {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UnixMillis {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let millis = u64::deserialize(deserializer)?;
+        UnixMillis::new(millis).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The FHIR `instant` in UTC with milliseconds, e.g. `2024-05-01T09:30:00.250Z`.
 impl fmt::Display for UnixMillis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,7 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use audit_log::{Action, Outcome, PATIENT_PSEUDONYM};
+use audit_log::{Action, AuditEvent, Outcome, PATIENT_PSEUDONYM};
 use consent::Principal;
 use fhir_profiles::search::{DatePrefix, DateQuery};
 use fhir_profiles::{stored_patient_id, Hetu, HETU_SYSTEM};
@@ -114,8 +114,11 @@ pub async fn search(
     let entries: Vec<Value> = page
         .into_iter()
         .map(|(seq, bytes)| {
-            let mut resource: Map<String, Value> = serde_json::from_slice(&bytes)
-                .map_err(|e| GatewayError::Internal(format!("an audit entry is not JSON: {e}")))?;
+            let event = AuditEvent::from_canonical(&bytes)
+                .map_err(|e| GatewayError::Internal(format!("audit entry {seq}: {e}")))?;
+            let Value::Object(mut resource) = event.to_fhir() else {
+                return Err(GatewayError::Internal("an AuditEvent renders as a JSON object".into()));
+            };
             // The stored bytes carry no id; the entry's position is its id.
             let mut with_id = Map::with_capacity(resource.len() + 1);
             with_id.insert("resourceType".into(), resource.remove("resourceType").unwrap_or(json!("AuditEvent")));

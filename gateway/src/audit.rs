@@ -115,29 +115,11 @@ impl AuditRecord {
             patient: event.patient.clone(),
             organisation,
             agent,
-            action: action_name(event.action),
+            action: event.action.name(),
         }
     }
 }
 
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Create => "create",
-        Action::Read => "read",
-        Action::Vread => "vread",
-        Action::History => "history",
-        Action::Search => "search",
-        Action::Update => "update",
-        Action::Delete => "delete",
-        Action::Submission => "submission",
-        Action::Validate => "validate",
-        Action::ConsentChange => "consent-change",
-        Action::ConsentDecision => "consent-decision",
-        Action::BreakTheGlass => "break-the-glass",
-        Action::AuthenticationRefused => "authentication-refused",
-        Action::AdministratorAction => "administrator-action",
-    }
-}
 
 /// The agent of a request: who (by identifier), the connection's certificate, the address, why.
 pub fn agent(principal: &Principal, client_certificate: Option<String>, address: Option<String>) -> Agent {

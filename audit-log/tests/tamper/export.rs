@@ -53,7 +53,9 @@ fn lines_read_back_as_written() {
     assert!(entry_line.ends_with(&format!(r#","event":{event}}}"#)), "{entry_line}");
     let value: serde_json::Value = serde_json::from_str(entry_line).unwrap();
     assert_eq!(value["leaf"], log.rows[0].leaf.to_hex());
-    assert_eq!(value["event"]["resourceType"], "AuditEvent");
+    assert_eq!(value["event"]["action"], "read");
+    let event = audit_log::AuditEvent::from_canonical(value["event"].to_string().as_bytes()).unwrap();
+    assert_eq!(event.to_fhir()["resourceType"], "AuditEvent");
 }
 
 #[test]
