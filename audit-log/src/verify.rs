@@ -237,6 +237,14 @@ impl Verifier {
 
     /// Checks the next entry in storage order.
     pub fn push(&mut self, entry: StoredEntry<'_>) -> Result<(), Problem> {
+        let leaf = leaf_hash(entry.event);
+        self.push_hashed(entry, leaf)
+    }
+
+    /// [`Verifier::push`] with the event's leaf hash, `SHA-256(0x00 ‖ event)`, already computed
+    /// by the caller ([`leaf_hash`]): hashing the events is most of the work and needs no
+    /// order, so a reader can spread it over threads and keep only the ordered part here.
+    pub fn push_hashed(&mut self, entry: StoredEntry<'_>, event_leaf: Sha256Hash) -> Result<(), Problem> {
         let position = self.tree.size();
         let in_sequence = entry.seq == position;
         let link_broken = entry.prev != self.expected_prev;
@@ -275,7 +283,7 @@ impl Verifier {
             self.pending = Some(Pending::Gap { position, found_seq: entry.seq });
             return Ok(());
         }
-        let leaf = leaf_hash(entry.event);
+        let leaf = event_leaf;
         if leaf != entry.leaf || (link_broken && !link_explained) {
             match self.pending.take() {
                 Some(pending) => return Err(pending.settle(None)),

@@ -10,14 +10,14 @@
 use std::path::Path;
 
 use audit_log::{
-    Action, Agent, AuditEvent, ConsentDecision, Decision, LogHead, MerkleTree, Outcome, PurposeOfUse, ResourceRef,
+    leaf_hash, Action, Agent, AuditEvent, ConsentDecision, Decision, LogHead, MerkleTree, Outcome, PurposeOfUse, ResourceRef,
     Sha256Hash, SignedCheckpoint, SigningKey, StoredEntry, UnixMillis, VerifyingKey, Who,
 };
 use consent::{Principal, Purpose};
 use diesel::prelude::*;
 
 use crate::db::schema::{audit_checkpoints, audit_entries, audit_head};
-use crate::db::DbConnection;
+use crate::db::{DbConnection, Pool};
 use crate::error::GatewayError;
 
 /// The key that signs checkpoints, with the log's name and how often to sign.
@@ -525,29 +525,91 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
 }
 
 /// Verifies the stored log from its first entry against `key`: `Ok(Err(problem))` names the
-/// first bad position; `Err` is a failure to read the database. One thread reads the entries
-/// while another verifies them: reading a large log costs about as much as hashing it.
+/// first thing wrong, `Err` is a failure to read.
+///
+/// Readers, each with its own connection, take turns at ranges of [`VERIFY_BATCH`]
+/// positions and compute the leaf hash of every event they read (the bulk of the work, and
+/// order-free); the calling thread takes the ranges back in order and checks what needs order
+/// (positions, the chain, the Merkle roots, the checkpoints).
 pub fn verify_database(
-    conn: &mut DbConnection,
+    pool: &Pool,
     key: &VerifyingKey,
 ) -> Result<Result<audit_log::Verified, audit_log::Problem>, String> {
-    let checkpoints = checkpoints(conn)?;
+    let checkpoints = checkpoints(&mut *pool.get().map_err(|e| e.to_string())?)?;
     let mut verifier = match audit_log::Verifier::new(&checkpoints, key) {
         Ok(verifier) => verifier,
         Err(problem) => return Ok(Err(problem)),
     };
-    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<EntryOut>>(4);
+    let last: Option<i64> = audit_entries::table
+        .select(diesel::dsl::max(audit_entries::seq))
+        .get_result(&mut *pool.get().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let Some(last) = last else { return Ok(verifier.finish()) };
+    // Three readers beat two by about a tenth on two cores (a reader waits on the database
+    // part of the time); the ordered part needs well under a core.
+    const READERS: i64 = 3;
+    type Hashed = Vec<(EntryOut, Sha256Hash)>;
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_batches(conn, |batch| batches.send(batch).is_ok()));
-        for batch in received {
-            for entry in &batch {
-                if let Err(problem) = verifier.push(entry.stored()) {
-                    // Dropping the receiver stops the reader at its next batch.
-                    return Ok(Err(problem));
+        let mut readers = Vec::new();
+        let mut channels = Vec::new();
+        for reader in 0..READERS {
+            let (batches, received) = std::sync::mpsc::sync_channel::<Hashed>(2);
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            if let DbConnection::Sqlite(sqlite) = &mut *conn {
+                // Pages mapped rather than copied in by a read call each, as the whole log passes
+                // through once: about a tenth faster. Mapped pages of the file count in the
+                // process's resident size, up to this bound. (Only this connection, which only
+                // reads.)
+                use diesel::connection::SimpleConnection;
+                sqlite.batch_execute("PRAGMA mmap_size = 1073741824").map_err(|e| e.to_string())?;
+            }
+            channels.push(received);
+            readers.push(scope.spawn(move || -> Result<(), String> {
+                let mut start = reader * VERIFY_BATCH;
+                while start <= last {
+                    let rows = read_range(&mut conn, start, start + VERIFY_BATCH)?;
+                    let hashed = rows.into_iter().map(|row| { let leaf = leaf_hash(&row.event); (row, leaf) }).collect();
+                    if batches.send(hashed).is_err() {
+                        // The verifier stopped at a problem.
+                        return Ok(());
+                    }
+                    start += READERS * VERIFY_BATCH;
+                }
+                Ok(())
+            }));
+        }
+        let mut range = 0usize;
+        let mut problem = None;
+        'ranges: while let Ok(batch) = channels[range % channels.len()].recv() {
+            for (entry, leaf) in &batch {
+                if let Err(found) = verifier.push_hashed(entry.stored(), *leaf) {
+                    problem = Some(found);
+                    break 'ranges;
                 }
             }
+            range += 1;
         }
-        reader.join().map_err(|_| "the reader of the audit log failed".to_owned())??;
-        Ok(verifier.finish())
+        // Dropping the receivers stops the readers at their next range.
+        drop(channels);
+        for reader in readers {
+            reader.join().map_err(|_| "a reader of the audit log failed".to_owned())??;
+        }
+        Ok(match problem {
+            Some(problem) => Err(problem),
+            None => verifier.finish(),
+        })
     })
+}
+
+/// Positions per range a verifying reader reads at once.
+const VERIFY_BATCH: i64 = 4_096;
+
+/// The stored entries with positions in `start..end`, in order of position.
+fn read_range(conn: &mut DbConnection, start: i64, end: i64) -> Result<Vec<EntryOut>, String> {
+    audit_entries::table
+        .filter(audit_entries::seq.ge(start).and(audit_entries::seq.lt(end)))
+        .order(audit_entries::seq.asc())
+        .select(EntryOut::as_select())
+        .load(conn)
+        .map_err(|e| e.to_string())
 }

@@ -213,9 +213,8 @@ pub fn audit(command: &AuditCommand) -> Result<(), String> {
                 None => crate::audit::AuditSigner::from_file(&config.audit_signing_key)?.verifying_key().clone(),
             };
             let (pool, _) = crate::app::open_database(&config).map_err(|e| e.to_string())?;
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
             let started = std::time::Instant::now();
-            report_verification(crate::audit::verify_database(&mut conn, &key)?, started)
+            report_verification(crate::audit::verify_database(&pool, &key)?, started)
         }
         AuditCommand::Export { out, config } => {
             let config = Config::resolve(config).map_err(|e| e.to_string())?;

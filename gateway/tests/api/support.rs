@@ -134,7 +134,7 @@ impl TestGateway {
     pub fn verify_audit_log(&self) -> Result<audit_log::Verified, audit_log::Problem> {
         let key =
             vaitio::audit::AuditSigner::from_file(&self.config.audit_signing_key).unwrap().verifying_key().clone();
-        vaitio::audit::verify_database(&mut self.database(), &key).unwrap()
+        vaitio::audit::verify_database(&vaitio::db::pool(&self.config.database, 2).unwrap(), &key).unwrap()
     }
 
     pub fn ca(&self) -> PathBuf {
