@@ -30,6 +30,8 @@ pub const CLIENT_CERTIFICATE: &str = "https://fhir.vaitio.fi/sid/client-certific
 pub const PROFESSIONAL_ROLE: &str = "https://fhir.vaitio.fi/CodeSystem/professional-role";
 /// `auditor` and `administrator`.
 pub const STAFF_ROLE: &str = "https://fhir.vaitio.fi/CodeSystem/staff-role";
+/// `who.identifier.system` of an operator at the host's console: `user@host`.
+pub const HOST_ACCOUNT: &str = "https://fhir.vaitio.fi/sid/host-account";
 /// Purposes of use.
 pub const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
@@ -171,6 +173,12 @@ pub enum Who {
     Administrator {
         subject: String,
         organisation: String,
+    },
+    /// A person at the gateway host's console, running the operator command line (`vaitio
+    /// migrate`, `vaitio audit export`), by operating-system account as `user@host`. The host's
+    /// own login is the authentication; no token or certificate is involved.
+    Operator {
+        account: String,
     },
     /// No verified identity, as in a refused authentication; the client certificate and address
     /// still say where the request came from.
@@ -410,6 +418,9 @@ impl Agent {
             }
             Who::Administrator { subject, organisation } => {
                 (Some(Reference::identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "administrator")), Some(organisation))
+            }
+            Who::Operator { account } => {
+                (Some(Reference::identifier(HOST_ACCOUNT, account)), Some((STAFF_ROLE, "administrator")), None)
             }
             Who::Unidentified => (None, None, None),
         };
@@ -846,6 +857,7 @@ mod tests {
             Who::Auditor { subject: "a".into(), organisation: ORG.into() },
             Who::Administrator { subject: "b".into(), organisation: ORG.into() },
             Who::Unidentified,
+            Who::Operator { account: "ops@gateway-1".into() },
         ];
         let actions = [Action::Search, Action::ConsentDecision, Action::BreakTheGlass, Action::AuthenticationRefused];
         for (n, who) in whos.into_iter().enumerate() {
@@ -859,7 +871,7 @@ mod tests {
                     consent_id: Some("c-1".into()),
                     provision: (n == 0).then(|| "Consent.provision.provision[0]".into()),
                 });
-                if n == 4 {
+                if n >= 4 {
                     original.resources.clear();
                     original.patient = None;
                     original.agent.client_certificate = None;
@@ -868,6 +880,31 @@ mod tests {
                 assert_eq!(AuditEvent::from_canonical(&bytes).unwrap(), original, "{}", String::from_utf8_lossy(&bytes));
             }
         }
+    }
+
+    #[test]
+    fn an_operator_at_the_console_is_named_by_host_account() {
+        let agent = Agent {
+            who: Who::Operator { account: "ops@gateway-1".into() },
+            client_certificate: None,
+            address: None,
+            purpose: Some(PurposeOfUse::SystemAdministration),
+            reason: None,
+        };
+        let mut action = event(Action::AdministratorAction, agent);
+        action.query = Some("audit export".into());
+        let fhir = action.to_fhir();
+        assert_eq!(fhir["subtype"][0]["code"], "110132");
+        let user = &fhir["agent"][0];
+        assert_eq!(user["who"]["identifier"]["system"], HOST_ACCOUNT);
+        assert_eq!(user["who"]["identifier"]["value"], "ops@gateway-1");
+        assert_eq!(user["role"][0]["coding"][0]["code"], "administrator");
+        assert_eq!(user["purposeOfUse"][0]["coding"][0]["code"], "HSYSADMIN");
+        // No organisation and no client: the agents are the operator and the gateway.
+        assert_eq!(fhir["agent"].as_array().unwrap().len(), 2);
+        let bytes = action.canonical_bytes();
+        assert!(std::str::from_utf8(&bytes).unwrap().contains(r#""who":{"kind":"operator","account":"ops@gateway-1"}"#));
+        assert_eq!(AuditEvent::from_canonical(&bytes).unwrap(), action);
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub use checkpoint::{Checkpoint, KeyId, SignedCheckpoint, SigningKey, VerifyingK
 pub use error::AuditError;
 pub use event::{
     Action, Agent, AuditEvent, ConsentDecision, Decision, Outcome, PurposeOfUse, ResourceRef, Who, ACT_REASON,
-    CLIENT_CERTIFICATE, PATIENT_PSEUDONYM, PROFESSIONAL_ROLE, STAFF_ROLE, STAFF_SUBJECT, TERHIKKI, URI,
+    CLIENT_CERTIFICATE, HOST_ACCOUNT, PATIENT_PSEUDONYM, PROFESSIONAL_ROLE, STAFF_ROLE, STAFF_SUBJECT, TERHIKKI, URI,
 };
 pub use export::{verify_export, ExportLine};
 pub use hash::{chain_hash, leaf_hash, node_hash, Sha256Hash, EMPTY_ROOT, GENESIS};

@@ -38,6 +38,52 @@ pub fn observer() -> &'static str {
     })
 }
 
+/// The operating-system account running this process, as `user@host`: who an operator command
+/// is recorded as.
+pub fn operator_account() -> String {
+    // The login's name where the environment carries it (sudo keeps the invoking user's), else
+    // the numeric uid, which the kernel always knows.
+    let uid = || {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+        Some(format!("uid-{}", line.split_whitespace().nth(1)?))
+    };
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|user| !user.is_empty())
+        .or_else(uid)
+        .unwrap_or_else(|| "unknown".into());
+    let host = observer().trim_start_matches("vaitio@");
+    format!("{user}@{host}")
+}
+
+/// Appends the record of an operator's command (`vaitio migrate`, `vaitio audit export`) to the
+/// log, committed before the command goes on: a command whose record cannot be written is not
+/// run. `command` names the command and its non-secret arguments.
+pub fn record_operator_action(
+    pool: &Pool,
+    signer: &AuditSigner,
+    command: &str,
+    outcome: Outcome,
+) -> Result<(), String> {
+    let agent = Agent {
+        who: Who::Operator { account: operator_account() },
+        client_certificate: None,
+        address: None,
+        purpose: Some(PurposeOfUse::SystemAdministration),
+        reason: None,
+    };
+    let mut action = event(Action::AdministratorAction, outcome, &agent, None, Vec::new(), now());
+    action.query = Some(command.to_owned());
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    crate::store::write_transaction(&mut conn, |conn| {
+        append(conn, &[AuditRecord::new(&action)], signer, crate::store::now_millis())
+    })
+    .map_err(|e| format!("the operator action could not be recorded in the audit log: {e}"))
+}
+
 /// The time of an event: now.
 pub fn now() -> UnixMillis {
     let millis = u64::try_from(crate::store::now_millis()).unwrap_or(0);
@@ -107,6 +153,7 @@ impl AuditRecord {
             Who::Auditor { subject, organisation } | Who::Administrator { subject, organisation } => {
                 (Some(organisation.clone()), Some(subject.clone()))
             }
+            Who::Operator { account } => (None, Some(account.clone())),
             Who::Unidentified => (None, None),
         };
         AuditRecord {

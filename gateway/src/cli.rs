@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use certs::{CertificateAuthority, OrganisationOid, Validity};
 
+use audit_log::Outcome;
+
 use crate::config::{Config, ConfigArgs, Mode};
 use crate::identity;
 
@@ -208,18 +210,29 @@ pub fn audit(command: &AuditCommand) -> Result<(), String> {
         }
         AuditCommand::Verify { export: None, public_key, config } => {
             let config = Config::resolve(config).map_err(|e| e.to_string())?;
+            let (pool, signer) = operator_log(&config)?;
             let key = match public_key {
                 Some(path) => read_public_key(path)?,
-                None => crate::audit::AuditSigner::from_file(&config.audit_signing_key)?.verifying_key().clone(),
+                None => signer.verifying_key().clone(),
             };
-            let (pool, _) = crate::app::open_database(&config).map_err(|e| e.to_string())?;
             let started = std::time::Instant::now();
-            report_verification(crate::audit::verify_database(&pool, &key)?, started)
+            let verified = crate::audit::verify_database(&pool, &key)?;
+            // Recorded once verified, so the count printed is of the log as it was found.
+            let (what, outcome) = match &verified {
+                Ok(verified) => (format!("audit verify: {} entries verified", verified.entries), Outcome::Success),
+                Err(problem) => (
+                    format!("audit verify: fails at position {}", problem.position().map_or(-1, |p| p as i64)),
+                    Outcome::MajorFailure,
+                ),
+            };
+            crate::audit::record_operator_action(&pool, &signer, &what, outcome)?;
+            report_verification(verified, started)
         }
         AuditCommand::Export { out, config } => {
             let config = Config::resolve(config).map_err(|e| e.to_string())?;
-            let signer = crate::audit::AuditSigner::from_file(&config.audit_signing_key)?;
-            let (pool, _) = crate::app::open_database(&config).map_err(|e| e.to_string())?;
+            let (pool, signer) = operator_log(&config)?;
+            // An export hands the whole log to someone: it is recorded before it is written.
+            crate::audit::record_operator_action(&pool, &signer, "audit export", Outcome::Success)?;
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
             let mut file = std::io::BufWriter::new(file);
@@ -245,6 +258,22 @@ pub fn audit(command: &AuditCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The checkpoint key, for an operator command that records itself in the audit log.
+/// Development generates a missing key, as `serve` would; production requires it.
+pub fn operator_signer(config: &Config) -> Result<crate::audit::AuditSigner, String> {
+    if config.mode == Mode::Development && !config.audit_signing_key.exists() {
+        crate::audit::AuditSigner::generate_file(&config.audit_signing_key)?;
+    }
+    Ok(crate::audit::AuditSigner::from_file(&config.audit_signing_key)?
+        .with_schedule(config.audit_checkpoint_entries, config.audit_checkpoint_millis))
+}
+
+/// The database, migrated, and the checkpoint key.
+fn operator_log(config: &Config) -> Result<(crate::db::Pool, crate::audit::AuditSigner), String> {
+    let (pool, _) = crate::app::open_database(config).map_err(|e| e.to_string())?;
+    Ok((pool, operator_signer(config)?))
 }
 
 fn read_public_key(path: &std::path::Path) -> Result<audit_log::VerifyingKey, String> {

@@ -77,7 +77,11 @@ fn main() -> ExitCode {
 fn migrate(args: &ConfigArgs) -> Result<(), String> {
     let config = Config::resolve(args).map_err(|e| e.to_string())?;
     init_logging(config.log_format);
-    let (_, applied) = vaitio::app::open_database(&config).map_err(|e| e.to_string())?;
+    let (pool, applied) = vaitio::app::open_database(&config).map_err(|e| e.to_string())?;
+    // Recorded once the audit tables exist: on a new database the migrations create them.
+    let signer = vaitio::cli::operator_signer(&config)?;
+    let what = format!("migrate: {applied} migration(s) applied");
+    vaitio::audit::record_operator_action(&pool, &signer, &what, audit_log::Outcome::Success)?;
     println!("{applied} migration(s) applied to {}", config.database.redacted());
     Ok(())
 }

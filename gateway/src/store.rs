@@ -734,7 +734,7 @@ struct WriteContext {
 /// reads and then writes cannot wait, and fails with "database is locked" if any other
 /// connection wrote in between (`vaitio migrate`, another process on the same file); that
 /// failure would refuse every read in the group with 503.
-fn write_transaction(
+pub(crate) fn write_transaction(
     conn: &mut DbConnection,
     work: impl FnOnce(&mut DbConnection) -> Result<(), GatewayError>,
 ) -> Result<(), GatewayError> {

@@ -240,6 +240,33 @@ fn migrate_applies_once_and_help_documents_the_settings() {
     assert!(String::from_utf8_lossy(&first.stdout).starts_with("4 migration(s) applied"));
     let again = vaitio(dir.path()).args(["migrate"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
+
+    // Operator commands are administrator actions in the audit log, by host account.
+    let run = |args: &[&str]| {
+        let out = vaitio(dir.path()).args(args).env("USER", "ops").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["audit", "verify"]);
+    run(&["audit", "export", "--out", "log.ndjson"]);
+    let export = std::fs::read_to_string(dir.path().join("log.ndjson")).unwrap();
+    let recorded: Vec<(String, String)> = export
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["kind"] == "entry")
+        .map(|line| {
+            let event = &line["event"];
+            assert_eq!(event["action"], "administrator-action", "{event}");
+            assert_eq!(event["agent"]["who"]["kind"], "operator", "{event}");
+            assert_eq!(event["agent"]["purpose"], "HSYSADMIN", "{event}");
+            (event["query"].as_str().unwrap().to_owned(), event["agent"]["who"]["account"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let commands: Vec<&str> = recorded.iter().map(|(command, _)| command.as_str()).collect();
+    assert_eq!(
+        commands,
+        ["migrate: 4 migration(s) applied", "migrate: 0 migration(s) applied", "audit verify: 2 entries verified", "audit export"]
+    );
+    assert!(recorded[2].1.starts_with("ops@"), "{recorded:?}");
     let help = vaitio(dir.path()).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     for documented in [
