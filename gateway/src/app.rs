@@ -159,69 +159,47 @@ impl Application {
     }
 }
 
-/// The route table. Search's `_search` path is registered before `{id}` so it is not read as an id.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/metadata", web::get().to(metadata))
-        .route("/health", web::get().to(health))
-        .route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(health))
-        .route("/metrics", web::get().to(prometheus))
-        .route("/psychotherapy-records/schema", web::get().to(submission::schema))
-        .service(
-            web::resource("/$validate")
-                .route(web::post().to(submission::validate))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}/$validate")
-                .route(web::post().to(submission::validate))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/psychotherapy-records")
-                .route(web::post().to(submission::submit))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/AuditEvent")
-                .route(web::get().to(access_log::search))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/Patient/{id}/$everything")
-                .route(web::get().to(fhir::everything))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}/_search")
-                .route(web::get().to(fhir::search))
-                .route(web::post().to(fhir::search))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}/{id}/_history/{vid}")
-                .route(web::get().to(fhir::vread))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}/{id}/_history")
-                .route(web::get().to(fhir::history))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}/{id}")
-                .route(web::get().to(fhir::read))
-                .route(web::put().to(fhir::update))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}")
-                .route(web::get().to(fhir::search))
-                .route(web::post().to(fhir::create))
-                .default_service(web::to(fhir::method_not_allowed)),
-        )
-        .default_service(web::to(unknown_endpoint));
+/// Declares the route table once: [`ROUTES`] lists it as data (the audit tests walk it, so a
+/// route added without its expected audit events fails them) and [`routes`] registers it. Each
+/// pattern answers other methods with 405; a path matching no pattern gets 404.
+macro_rules! route_table {
+    ($( $pattern:literal => [ $( $method:ident => $handler:path ),+ ] ),+ $(,)?) => {
+        /// Every route: its pattern and methods, in the order they are matched.
+        pub const ROUTES: &[(&str, &[&str])] = &[ $( ($pattern, &[ $( stringify!($method) ),+ ]) ),+ ];
+
+        /// Registers [`ROUTES`].
+        pub fn routes(config: &mut web::ServiceConfig) {
+            $(
+                config.service(
+                    web::resource($pattern)
+                        $( .route(web::$method().to($handler)) )+
+                        .default_service(web::to(fhir::method_not_allowed)),
+                );
+            )+
+            config.default_service(web::to(unknown_endpoint));
+        }
+    };
+}
+
+// Order matters where patterns overlap: `/$validate` and `_search` are matched before `{id}`, so
+// neither is read as a resource id, and `/Patient/{id}/$everything` before the generic paths.
+route_table! {
+    "/metadata" => [get => metadata],
+    "/health" => [get => health],
+    "/health/live" => [get => live],
+    "/health/ready" => [get => health],
+    "/metrics" => [get => prometheus],
+    "/psychotherapy-records/schema" => [get => submission::schema],
+    "/$validate" => [post => submission::validate],
+    "/{type}/$validate" => [post => submission::validate],
+    "/psychotherapy-records" => [post => submission::submit],
+    "/AuditEvent" => [get => access_log::search],
+    "/Patient/{id}/$everything" => [get => fhir::everything],
+    "/{type}/_search" => [get => fhir::search, post => fhir::search],
+    "/{type}/{id}/_history/{vid}" => [get => fhir::vread],
+    "/{type}/{id}/_history" => [get => fhir::history],
+    "/{type}/{id}" => [get => fhir::read, put => fhir::update],
+    "/{type}" => [get => fhir::search, post => fhir::create],
 }
 
 async fn unknown_endpoint() -> Result<HttpResponse, GatewayError> {

@@ -156,29 +156,60 @@ on_both_backends! {
         let mut document = record();
         document["record_id"] = json!("EMR-AUDIT-1");
 
-        type Step<'a> = (&'a str, Box<dyn Fn() -> u16 + 'a>, &'a [&'a str]);
+        let client = &gateway.client;
+        let form = |path: &str, body: &str| {
+            client.send("POST", path, &[("Content-Type", "application/x-www-form-urlencoded")], Some(body.as_bytes())).unwrap().status
+        };
+        // Each step names the route it must reach (method and pattern, as `ROUTES` has them);
+        // `/metrics` counts requests by route, which confirms it did.
+        type Step<'a> = (&'a str, &'a str, &'a str, Box<dyn Fn() -> u16 + 'a>, &'a [&'a str]);
         let steps: Vec<Step<'_>> = vec![
-            ("capabilities", Box::new(|| gateway.get("/metadata").status), &[]),
-            ("read", Box::new(|| gateway.get(&format!("/Encounter/{visit}")).status), &["read"]),
-            ("vread", Box::new(|| gateway.get(&format!("/Encounter/{visit}/_history/1")).status), &["vread"]),
-            ("history", Box::new(|| gateway.get(&format!("/Encounter/{visit}/_history")).status), &["history"]),
-            ("search", Box::new(|| gateway.get(&format!("/Encounter?patient={patient_id}")).status), &["search"]),
-            ("everything", Box::new(|| gateway.get(&format!("/Patient/{patient_id}/$everything")).status), &["search"]),
-            ("absent", Box::new(|| gateway.get("/Encounter/no-such-id").status), &["read"]),
-            ("create", Box::new(|| gateway.post("/Encounter", &encounter(&patient_id, "2026-03-09")).status), &["create"]),
-            ("update", Box::new(|| gateway.put(&format!("/Encounter/{visit}"), &visit_update, None).status), &["update"]),
-            ("submission", Box::new(|| submit(&gateway.client, &document).status), &["submission"]),
-            ("validate", Box::new(|| gateway.post("/$validate", &patient(HETU)).status), &["validate"]),
-            ("note withheld from a GP", Box::new(|| gp.get(&format!("/Composition/{note}")).unwrap().status), &["consent-decision"]),
-            ("consent change", Box::new(|| me.post_json("/Consent", &consent).unwrap().status), &["consent-change"]),
-            ("a patient's log", Box::new(|| me.get("/AuditEvent").unwrap().status), &["search"]),
-            ("an auditor's search", Box::new(|| auditor.get("/AuditEvent?agent=10012345678").unwrap().status), &["search"]),
-            ("refused authentication", Box::new(|| anonymous.get("/Patient").unwrap().status), &["authentication-refused"]),
+            ("capabilities", "get", "/metadata", Box::new(|| gateway.get("/metadata").status), &[]),
+            ("health", "get", "/health", Box::new(|| gateway.get("/health").status), &[]),
+            ("liveness", "get", "/health/live", Box::new(|| gateway.get("/health/live").status), &[]),
+            ("readiness", "get", "/health/ready", Box::new(|| gateway.get("/health/ready").status), &[]),
+            ("metrics", "get", "/metrics", Box::new(|| gateway.get("/metrics").status), &[]),
+            ("record schema", "get", "/psychotherapy-records/schema", Box::new(|| gateway.get("/psychotherapy-records/schema").status), &[]),
+            ("read", "get", "/{type}/{id}", Box::new(|| gateway.get(&format!("/Encounter/{visit}")).status), &["read"]),
+            ("vread", "get", "/{type}/{id}/_history/{vid}", Box::new(|| gateway.get(&format!("/Encounter/{visit}/_history/1")).status), &["vread"]),
+            ("history", "get", "/{type}/{id}/_history", Box::new(|| gateway.get(&format!("/Encounter/{visit}/_history")).status), &["history"]),
+            ("search", "get", "/{type}", Box::new(|| gateway.get(&format!("/Encounter?patient={patient_id}")).status), &["search"]),
+            ("search by GET _search", "get", "/{type}/_search", Box::new(|| gateway.get(&format!("/Encounter/_search?patient={patient_id}")).status), &["search"]),
+            ("search by POST _search", "post", "/{type}/_search", Box::new(|| form("/Encounter/_search", &format!("patient={patient_id}"))), &["search"]),
+            ("everything", "get", "/Patient/{id}/$everything", Box::new(|| gateway.get(&format!("/Patient/{patient_id}/$everything")).status), &["search"]),
+            ("absent", "get", "/{type}/{id}", Box::new(|| gateway.get("/Encounter/no-such-id").status), &["read"]),
+            ("create", "post", "/{type}", Box::new(|| gateway.post("/Encounter", &encounter(&patient_id, "2026-03-09")).status), &["create"]),
+            ("update", "put", "/{type}/{id}", Box::new(|| gateway.put(&format!("/Encounter/{visit}"), &visit_update, None).status), &["update"]),
+            ("submission", "post", "/psychotherapy-records", Box::new(|| submit(&gateway.client, &document).status), &["submission"]),
+            ("validate", "post", "/$validate", Box::new(|| gateway.post("/$validate", &patient(HETU)).status), &["validate"]),
+            ("validate a type", "post", "/{type}/$validate", Box::new(|| gateway.post("/Patient/$validate", &patient(HETU)).status), &["validate"]),
+            ("note withheld from a GP", "get", "/{type}/{id}", Box::new(|| gp.get(&format!("/Composition/{note}")).unwrap().status), &["consent-decision"]),
+            ("consent change", "post", "/{type}", Box::new(|| me.post_json("/Consent", &consent).unwrap().status), &["consent-change"]),
+            ("a patient's log", "get", "/AuditEvent", Box::new(|| me.get("/AuditEvent").unwrap().status), &["search"]),
+            ("an auditor's search", "get", "/AuditEvent", Box::new(|| auditor.get("/AuditEvent?agent=10012345678").unwrap().status), &["search"]),
+            ("refused authentication", "get", "/{type}", Box::new(|| anonymous.get("/Patient").unwrap().status), &["authentication-refused"]),
         ];
-        for (name, step, expected) in &steps {
-            let before = last_seq(&gateway);
+        // The walk covers the route table: a route added without a step here fails.
+        for (pattern, methods) in vaitio::app::ROUTES {
+            for method in *methods {
+                assert!(
+                    steps.iter().any(|(_, m, p, _, _)| m == method && p == pattern),
+                    "no step of this test reaches {method} {pattern}: say which audit events it writes"
+                );
+            }
+        }
+        let requests = |method: &str, pattern: &str| -> u64 {
+            let label = format!("vaitio_http_requests_total{{method=\"{}\",route=\"{pattern}\",", method.to_uppercase());
+            gateway.get("/metrics").text().lines()
+                .filter(|line| line.starts_with(&label))
+                .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum()
+        };
+        for (name, method, pattern, step, expected) in &steps {
+            let (before, counted) = (last_seq(&gateway), requests(method, pattern));
             let status = step();
             assert!(status < 500, "{name}: HTTP {status}");
+            assert!(requests(method, pattern) > counted, "{name} did not reach {method} {pattern}");
             assert_eq!(actions_after(&gateway, before), *expected, "{name}");
         }
     }
