@@ -366,16 +366,17 @@ async fn one_version(
     let action = if version.is_some() { Action::Vread } else { Action::Read };
     let found = web::block(move || -> Result<_, GatewayError> {
         let gate = work.gate();
-        // An older version is judged together with the current one: a resource withheld now
-        // is withheld in every version.
-        let row = match released_head(&gate, &work.store, resource_type, &id)? {
-            Some(head) => work
-                .store
-                .version(resource_type, &id, version.unwrap_or(head.get().version))?
-                .map(|row| gate.release_one(row))
-                .transpose()?
-                .flatten(),
-            None => None,
+        let row = match version {
+            // The current version carries the head's metadata: judging it is judging the head.
+            None => work.store.current(resource_type, &id)?.map(|row| gate.release_one(row)).transpose()?.flatten(),
+            // An older version is judged together with the current one: a resource withheld
+            // now is withheld in every version.
+            Some(version) => match released_head(&gate, &work.store, resource_type, &id)? {
+                Some(_) => {
+                    work.store.version(resource_type, &id, version)?.map(|row| gate.release_one(row)).transpose()?.flatten()
+                }
+                None => None,
+            },
         };
         let Some(row) = row else {
             gate.record_not_found(action, &work.agent)?;

@@ -369,6 +369,23 @@ impl Store {
         Ok(crate::on_backend!(&mut *self.conn()?, |conn| query.select(Head::as_select()).get_result(conn).optional())?)
     }
 
+    /// The current version of a resource, found through its head in one query (a read by id).
+    pub fn current(&self, resource_type: ResourceType, id: &str) -> Result<Option<VersionRow>, GatewayError> {
+        let current = resource_heads::table
+            .filter(resource_heads::resource_type.eq(resource_type.as_str()))
+            .filter(resource_heads::id.eq(id))
+            .select(resource_heads::version)
+            .single_value();
+        let query = resource_versions::table
+            .filter(resource_versions::resource_type.eq(resource_type.as_str()))
+            .filter(resource_versions::id.eq(id))
+            .filter(resource_versions::version.nullable().eq(current));
+        Ok(crate::on_backend!(&mut *self.conn()?, |conn| query
+            .select(VersionRow::as_select())
+            .get_result(conn)
+            .optional())?)
+    }
+
     /// One version of a resource (the current one is named by its head).
     pub fn version(
         &self,

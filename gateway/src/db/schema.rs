@@ -101,3 +101,5 @@ diesel::table! {
         checkpoint_at -> BigInt,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(resource_heads, resource_versions);
