@@ -187,7 +187,8 @@ pub enum Criterion {
 }
 
 /// The length of SQLite's write-ahead log (in pages) past which the background checkpoint starts
-/// it over: 128 MiB, a few seconds of audited reads at full speed. Every restart holds the
+/// it over: 128 MiB, a few seconds of audited reads or ingest at full speed (SQLite's own
+/// threshold, 256 MiB, stays the backstop). Every restart holds the
 /// writer for a moment, so not too often; the log file keeps this size and is written over.
 const WAL_RESTART_FRAMES: i32 = 32_768;
 
@@ -255,9 +256,10 @@ impl Store {
 
     /// SQLite copies the write-ahead log into the database file in checkpoints. Left to itself
     /// it runs one inside whichever commit crosses the threshold, and that request waits for
-    /// it; here a thread runs them instead, every second, beside the writers. Each one ends in an
-    /// fsync that stalls the writer's own log writes for a few milliseconds on ext4, so they are
-    /// not run more often (every quarter second made p99 latency of reads about a third worse).
+    /// it; here a thread runs them instead, every three seconds, beside the writers. Each one
+    /// ends in an fsync that stalls the writer's own log writes for a few milliseconds on ext4,
+    /// so they are not run more often (in alternating runs of audited reads, p99 was 6.2-9.3 ms
+    /// checkpointing every second and 4.9-7.4 ms every three; every quarter second, worse still).
     /// The thread ends with the store. (Connections keep a high automatic threshold as a
     /// backstop.)
     ///
@@ -280,7 +282,7 @@ impl Store {
         };
         let inner = Arc::downgrade(&self.inner);
         let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+            std::thread::sleep(std::time::Duration::from_secs(3));
             let Some(inner) = inner.upgrade() else { return };
             let Ok(mut conn) = inner.pool.get() else { continue };
             let outcome = checkpoint(&mut conn, "PASSIVE").and_then(|frames| {
