@@ -409,16 +409,22 @@ impl Agent {
     fn fhir<'a>(&'a self, observer: &'a str) -> Vec<FhirAgent<'a>> {
         let mut agents = Vec::with_capacity(4);
         let (who, role, organisation) = match &self.who {
-            Who::Practitioner { terhikki, role, organisation } => {
-                (Some(Reference::identifier(TERHIKKI, terhikki)), Some((PROFESSIONAL_ROLE, role.as_str())), Some(organisation))
+            Who::Practitioner { terhikki, role, organisation } => (
+                Some(Reference::identifier(TERHIKKI, terhikki)),
+                Some((PROFESSIONAL_ROLE, role.as_str())),
+                Some(organisation),
+            ),
+            Who::Patient { pseudonym } => {
+                (Some(Reference::identifier(PATIENT_PSEUDONYM, pseudonym)), Some((ROLE_CLASS, "PAT")), None)
             }
-            Who::Patient { pseudonym } => (Some(Reference::identifier(PATIENT_PSEUDONYM, pseudonym)), Some((ROLE_CLASS, "PAT")), None),
             Who::Auditor { subject, organisation } => {
                 (Some(Reference::identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "auditor")), Some(organisation))
             }
-            Who::Administrator { subject, organisation } => {
-                (Some(Reference::identifier(STAFF_SUBJECT, subject)), Some((STAFF_ROLE, "administrator")), Some(organisation))
-            }
+            Who::Administrator { subject, organisation } => (
+                Some(Reference::identifier(STAFF_SUBJECT, subject)),
+                Some((STAFF_ROLE, "administrator")),
+                Some(organisation),
+            ),
             Who::Operator { account } => {
                 (Some(Reference::identifier(HOST_ACCOUNT, account)), Some((STAFF_ROLE, "administrator")), None)
             }
@@ -447,7 +453,10 @@ impl Agent {
         }
         if self.client_certificate.is_some() || self.address.is_some() {
             agents.push(FhirAgent {
-                who: self.client_certificate.as_deref().map(|thumbprint| Reference::identifier(CLIENT_CERTIFICATE, thumbprint)),
+                who: self
+                    .client_certificate
+                    .as_deref()
+                    .map(|thumbprint| Reference::identifier(CLIENT_CERTIFICATE, thumbprint)),
                 network: self.address.as_deref().map(|address| Network { address, network_type: "2" }),
                 ..FhirAgent::new(DCM, "110153", false)
             });
@@ -632,9 +641,13 @@ impl<'a> FhirEntity<'a> {
 
     fn consent(decision: &'a ConsentDecision) -> Self {
         let what = decision.consent_id.as_ref().map(|id| Reference::literal(format!("Consent/{id}")));
-        let mut detail =
-            vec![Detail { detail_type: "decision", value: decision.decision.code() }, Detail { detail_type: "rule", value: &decision.rule }];
-        detail.extend(decision.provision.as_deref().map(|provision| Detail { detail_type: "provision", value: provision }));
+        let mut detail = vec![
+            Detail { detail_type: "decision", value: decision.decision.code() },
+            Detail { detail_type: "rule", value: &decision.rule },
+        ];
+        detail.extend(
+            decision.provision.as_deref().map(|provision| Detail { detail_type: "provision", value: provision }),
+        );
         FhirEntity { detail, ..FhirEntity::new(what, Coding::new(RESOURCE_TYPES, "Consent"), None) }
     }
 }
@@ -862,8 +875,15 @@ mod tests {
         let actions = [Action::Search, Action::ConsentDecision, Action::BreakTheGlass, Action::AuthenticationRefused];
         for (n, who) in whos.into_iter().enumerate() {
             for action in actions {
-                let mut original = event(action, Agent { who: who.clone(), ..practitioner(PurposeOfUse::BreakTheGlass, Some("unconscious, \u{e4}")) });
-                original.outcome = [Outcome::Success, Outcome::MinorFailure, Outcome::SeriousFailure, Outcome::MajorFailure][n % 4];
+                let mut original = event(
+                    action,
+                    Agent {
+                        who: who.clone(),
+                        ..practitioner(PurposeOfUse::BreakTheGlass, Some("unconscious, \u{e4}"))
+                    },
+                );
+                original.outcome =
+                    [Outcome::Success, Outcome::MinorFailure, Outcome::SeriousFailure, Outcome::MajorFailure][n % 4];
                 original.query = (n % 2 == 0).then(|| "Bundle?patient&_count".into());
                 original.consent = (n % 3 != 2).then(|| ConsentDecision {
                     decision: if n % 2 == 0 { Decision::Deny } else { Decision::Permit },
@@ -877,7 +897,12 @@ mod tests {
                     original.agent.client_certificate = None;
                 }
                 let bytes = original.canonical_bytes();
-                assert_eq!(AuditEvent::from_canonical(&bytes).unwrap(), original, "{}", String::from_utf8_lossy(&bytes));
+                assert_eq!(
+                    AuditEvent::from_canonical(&bytes).unwrap(),
+                    original,
+                    "{}",
+                    String::from_utf8_lossy(&bytes)
+                );
             }
         }
     }
@@ -903,7 +928,9 @@ mod tests {
         // No organisation and no client: the agents are the operator and the gateway.
         assert_eq!(fhir["agent"].as_array().unwrap().len(), 2);
         let bytes = action.canonical_bytes();
-        assert!(std::str::from_utf8(&bytes).unwrap().contains(r#""who":{"kind":"operator","account":"ops@gateway-1"}"#));
+        assert!(std::str::from_utf8(&bytes)
+            .unwrap()
+            .contains(r#""who":{"kind":"operator","account":"ops@gateway-1"}"#));
         assert_eq!(AuditEvent::from_canonical(&bytes).unwrap(), action);
     }
 

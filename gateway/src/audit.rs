@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use audit_log::{
-    leaf_hash, Action, Agent, AuditEvent, ConsentDecision, Decision, LogHead, MerkleTree, Outcome, PurposeOfUse, ResourceRef,
-    Sha256Hash, SignedCheckpoint, SigningKey, StoredEntry, UnixMillis, VerifyingKey, Who,
+    leaf_hash, Action, Agent, AuditEvent, ConsentDecision, Decision, LogHead, MerkleTree, Outcome, PurposeOfUse,
+    ResourceRef, Sha256Hash, SignedCheckpoint, SigningKey, StoredEntry, UnixMillis, VerifyingKey, Who,
 };
 use consent::{Principal, Purpose};
 use diesel::prelude::*;
@@ -166,7 +166,6 @@ impl AuditRecord {
         }
     }
 }
-
 
 /// The agent of a request: who (by identifier), the connection's certificate, the address, why.
 pub fn agent(principal: &Principal, client_certificate: Option<String>, address: Option<String>) -> Agent {
@@ -615,7 +614,13 @@ pub fn verify_database(
                 let mut start = reader * VERIFY_BATCH;
                 while start <= last {
                     let rows = read_range(&mut conn, start, start + VERIFY_BATCH)?;
-                    let hashed = rows.into_iter().map(|row| { let leaf = leaf_hash(&row.event); (row, leaf) }).collect();
+                    let hashed = rows
+                        .into_iter()
+                        .map(|row| {
+                            let leaf = leaf_hash(&row.event);
+                            (row, leaf)
+                        })
+                        .collect();
                     if batches.send(hashed).is_err() {
                         // The verifier stopped at a problem.
                         return Ok(());

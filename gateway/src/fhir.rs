@@ -372,9 +372,12 @@ async fn one_version(
             // An older version is judged together with the current one: a resource withheld
             // now is withheld in every version.
             Some(version) => match released_head(&gate, &work.store, resource_type, &id)? {
-                Some(_) => {
-                    work.store.version(resource_type, &id, version)?.map(|row| gate.release_one(row)).transpose()?.flatten()
-                }
+                Some(_) => work
+                    .store
+                    .version(resource_type, &id, version)?
+                    .map(|row| gate.release_one(row))
+                    .transpose()?
+                    .flatten(),
                 None => None,
             },
         };

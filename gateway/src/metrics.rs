@@ -81,16 +81,27 @@ impl Metrics {
         let _ = writeln!(out, "vaitio_db_pool_idle_connections {pool_idle}");
         let counters = [
             ("vaitio_writer_groups_total", "Transactions the node's writer committed (or tried to).", &writer.groups),
-            ("vaitio_writer_jobs_total", "Requests whose writes and audit records those transactions carried.", &writer.jobs),
+            (
+                "vaitio_writer_jobs_total",
+                "Requests whose writes and audit records those transactions carried.",
+                &writer.jobs,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        let _ = writeln!(out, "# HELP vaitio_writer_busy_seconds_total Time the node's writer spent writing and committing.");
+        let _ = writeln!(
+            out,
+            "# HELP vaitio_writer_busy_seconds_total Time the node's writer spent writing and committing."
+        );
         let _ = writeln!(out, "# TYPE vaitio_writer_busy_seconds_total counter");
-        let _ = writeln!(out, "vaitio_writer_busy_seconds_total {}", writer.busy_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "vaitio_writer_busy_seconds_total {}",
+            writer.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         out
     }
 }

@@ -985,7 +985,13 @@ impl WriteQueue {
             let mut written = results.into_iter();
             results = group
                 .iter()
-                .map(|job| if recording_only(job) { Ok(Vec::new()) } else { written.next().unwrap_or_else(|| Ok(Vec::new())) })
+                .map(|job| {
+                    if recording_only(job) {
+                        Ok(Vec::new())
+                    } else {
+                        written.next().unwrap_or_else(|| Ok(Vec::new()))
+                    }
+                })
                 .collect();
         } else {
             // Something failed and all of it was rolled back. Again, each request in its own
@@ -999,7 +1005,9 @@ impl WriteQueue {
                     results.push(if together && recording_only(job) {
                         Ok(Vec::new())
                     } else {
-                        conn.transaction(|conn| write_request(conn, context, &job.keys, &job.writes, &job.sealed, &job.audit))
+                        conn.transaction(|conn| {
+                            write_request(conn, context, &job.keys, &job.writes, &job.sealed, &job.audit)
+                        })
                     });
                 }
                 Ok(())

@@ -264,7 +264,12 @@ fn migrate_applies_once_and_help_documents_the_settings() {
     let commands: Vec<&str> = recorded.iter().map(|(command, _)| command.as_str()).collect();
     assert_eq!(
         commands,
-        ["migrate: 4 migration(s) applied", "migrate: 0 migration(s) applied", "audit verify: 2 entries verified", "audit export"]
+        [
+            "migrate: 4 migration(s) applied",
+            "migrate: 0 migration(s) applied",
+            "audit verify: 2 entries verified",
+            "audit export"
+        ]
     );
     assert!(recorded[2].1.starts_with("ops@"), "{recorded:?}");
     let help = vaitio(dir.path()).args(["serve", "--help"]).output().unwrap();
