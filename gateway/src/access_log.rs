@@ -114,11 +114,7 @@ pub async fn search(
     let entries: Vec<Value> = page
         .into_iter()
         .map(|(seq, bytes)| {
-            let event = AuditEvent::from_canonical(&bytes)
-                .map_err(|e| GatewayError::Internal(format!("audit entry {seq}: {e}")))?;
-            let Value::Object(mut resource) = event.to_fhir() else {
-                return Err(GatewayError::Internal("an AuditEvent renders as a JSON object".into()));
-            };
+            let mut resource = rendered(seq, &bytes)?;
             // The stored bytes carry no id; the entry's position is its id.
             let mut with_id = Map::with_capacity(resource.len() + 1);
             with_id.insert("resourceType".into(), resource.remove("resourceType").unwrap_or(json!("AuditEvent")));
@@ -143,6 +139,22 @@ pub async fn search(
         "entry": entries,
     });
     Ok(http::fhir_json(StatusCode::OK, bundle.to_string().into_bytes(), output))
+}
+
+/// The FHIR AuditEvent of a stored entry. Entries written before events were stored compact
+/// hold the FHIR rendering itself, and are served as they are.
+fn rendered(seq: i64, bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    let rendering = match AuditEvent::from_canonical(bytes) {
+        Ok(event) => event.to_fhir(),
+        Err(error) => match serde_json::from_slice::<Value>(bytes) {
+            Ok(stored) if stored["resourceType"] == "AuditEvent" => stored,
+            _ => return Err(GatewayError::Internal(format!("audit entry {seq}: {error}"))),
+        },
+    };
+    match rendering {
+        Value::Object(resource) => Ok(resource),
+        _ => Err(GatewayError::Internal(format!("audit entry {seq} is not a JSON object"))),
+    }
 }
 
 fn values(value: &str) -> impl Iterator<Item = &str> {
@@ -206,4 +218,37 @@ fn page_url(base: &str, request: &HttpRequest, store: &Store, offset: usize, cou
     query.append_pair("_count", &count.to_string());
     query.append_pair("_offset", &offset.to_string());
     format!("{base}/AuditEvent?{}", query.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audit_log::{Agent, PurposeOfUse, UnixMillis, Who};
+
+    #[test]
+    fn entries_render_whether_stored_compact_or_as_fhir() {
+        let event = AuditEvent {
+            action: Action::Read,
+            outcome: Outcome::Success,
+            recorded: UnixMillis::new(1_795_912_322_589).unwrap(),
+            agent: Agent {
+                who: Who::Patient { pseudonym: "p-1".into() },
+                client_certificate: None,
+                address: Some("127.0.0.1".into()),
+                purpose: Some(PurposeOfUse::PatientRequested),
+                reason: None,
+            },
+            observer: "vaitio@test".into(),
+            resources: Vec::new(),
+            patient: Some("p-1".into()),
+            query: None,
+            consent: None,
+        };
+        let compact = rendered(7, &event.canonical_bytes()).unwrap();
+        let earlier = rendered(8, event.to_fhir().to_string().as_bytes()).unwrap();
+        assert_eq!(compact, earlier);
+        assert_eq!(compact["resourceType"], "AuditEvent");
+        assert!(rendered(9, br#"{"action":"read"}"#).is_err());
+        assert!(rendered(10, b"not json").is_err());
+    }
 }
