@@ -427,3 +427,44 @@ fn two_nodes_write_one_consistent_log() {
     assert_eq!(verified.entries as i64, last_seq(&first) + 1);
     assert_eq!(verified.unsigned_tail(), 0);
 }
+
+/// Fail closed on PostgreSQL when the gateway's role loses the right to append to the log (as
+/// a database administrator revoking a grant would do): the gateway connects as an ordinary
+/// role that owns its tables, the role's INSERT on `audit_entries` is revoked, and a read and a
+/// write are refused with nothing kept.
+#[test]
+fn a_revoked_grant_on_the_log_refuses_requests() {
+    let Some(admin_url) = postgres_or_skip() else { return };
+    let role = format!("gateway_{}", uuid::Uuid::new_v4().simple());
+    let (url, name) = fresh_postgres_database(&admin_url);
+    use diesel::Connection;
+    let mut admin = diesel::pg::PgConnection::establish(&admin_url).unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN; ALTER DATABASE {name} OWNER TO {role};")).unwrap();
+    // postgres://user@host:port/db: the same database, as the gateway's own role.
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let at_host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let as_role = format!("{scheme}://{role}@{at_host}");
+    let gateway = TestGateway::spawn_with(Backend::Postgres, |config| {
+        config.database = vaitio::db::DatabaseUrl::parse(&as_role).unwrap();
+        config.audit_checkpoint_entries = 5;
+        config.audit_checkpoint_millis = 100;
+    })
+    .unwrap();
+    let patient_id = gateway.create(&patient(HETU));
+    let encounters = |gateway: &TestGateway| {
+        gateway.get(&format!("/Encounter?patient={patient_id}")).json().unwrap()["total"].as_u64().unwrap()
+    };
+    let before = encounters(&gateway);
+    let mut owner = diesel::pg::PgConnection::establish(&as_role).unwrap();
+    owner.batch_execute(&format!("REVOKE INSERT ON audit_entries FROM {role}")).unwrap();
+
+    let read = gateway.get(&format!("/Patient/{patient_id}"));
+    assert_eq!(read.status, 503, "{}", read.text());
+    assert!(read.is_operation_outcome() && !read.text().contains(FAMILY));
+    assert_eq!(gateway.post("/Encounter", &encounter(&patient_id, "2026-04-02")).status, 503);
+
+    owner.batch_execute(&format!("GRANT INSERT ON audit_entries TO {role}")).unwrap();
+    assert_eq!(encounters(&gateway), before, "the refused create left nothing");
+    assert_eq!(gateway.get(&format!("/Patient/{patient_id}")).status, 200);
+    gateway.verify_audit_log().expect("the log is whole");
+}
