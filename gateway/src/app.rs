@@ -159,6 +159,11 @@ impl Application {
     }
 }
 
+/// The pattern of the route a request matched, kept with the route so that metrics need not
+/// match the path against the table a second time.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutePattern(pub &'static str);
+
 /// Declares the route table once: [`ROUTES`] lists it as data (the audit tests walk it, so a
 /// route added without its expected audit events fails them) and [`routes`] registers it. Each
 /// pattern answers other methods with 405; a path matching no pattern gets 404.
@@ -172,6 +177,7 @@ macro_rules! route_table {
             $(
                 config.service(
                     web::resource($pattern)
+                        .app_data(RoutePattern($pattern))
                         $( .route(web::$method().to($handler)) )+
                         .default_service(web::to(fhir::method_not_allowed)),
                 );

@@ -425,16 +425,61 @@ pub fn append(
         checkpoint_at = now_millis;
     }
     let frontier: Vec<u8> = log.tree().frontier().iter().flat_map(|h| h.as_bytes().to_vec()).collect();
-    let update = diesel::update(audit_head::table.find(1)).set((
-        audit_head::size.eq(size),
-        audit_head::frontier.eq(frontier),
-        audit_head::last_leaf.eq(last_hashes.0),
-        audit_head::last_prev.eq(last_hashes.1),
-        audit_head::checkpoint_size.eq(checkpoint_size),
-        audit_head::checkpoint_at.eq(checkpoint_at),
-    ));
+    let update = HeadUpdate {
+        size,
+        frontier: &frontier,
+        last_leaf: &last_hashes.0,
+        last_prev: &last_hashes.1,
+        checkpoint_size,
+        checkpoint_at,
+    };
     crate::on_backend!(conn, |conn| update.execute(conn)).map_err(unavailable)?;
     Ok(())
+}
+
+/// `UPDATE audit_head … WHERE id = 1`, written out so that it is one statement diesel keeps
+/// prepared: its own UPDATE builder never is (a changeset may leave columns out), and the head
+/// is written back in every group the writer commits.
+struct HeadUpdate<'a> {
+    size: i64,
+    frontier: &'a [u8],
+    last_leaf: &'a [u8],
+    last_prev: &'a [u8],
+    checkpoint_size: i64,
+    checkpoint_at: i64,
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for HeadUpdate<'_>
+where
+    DB: diesel::backend::Backend,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    [u8]: diesel::serialize::ToSql<diesel::sql_types::Binary, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Binary};
+        out.push_sql("UPDATE audit_head SET size = ");
+        out.push_bind_param::<BigInt, _>(&self.size)?;
+        out.push_sql(", frontier = ");
+        out.push_bind_param::<Binary, _>(self.frontier)?;
+        out.push_sql(", last_leaf = ");
+        out.push_bind_param::<Binary, _>(self.last_leaf)?;
+        out.push_sql(", last_prev = ");
+        out.push_bind_param::<Binary, _>(self.last_prev)?;
+        out.push_sql(", checkpoint_size = ");
+        out.push_bind_param::<BigInt, _>(&self.checkpoint_size)?;
+        out.push_sql(", checkpoint_at = ");
+        out.push_bind_param::<BigInt, _>(&self.checkpoint_at)?;
+        out.push_sql(" WHERE id = 1");
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for HeadUpdate<'_> {}
+
+/// The statement's text depends on nothing but the type: diesel may find it by type.
+impl diesel::query_builder::QueryId for HeadUpdate<'_> {
+    type QueryId = HeadUpdate<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 /// An audit record that cannot be written stops the request: 503, nothing kept, nothing shown.

@@ -2,7 +2,7 @@
 //! logs each one by route pattern (never the path's values or the query string, which may hold a
 //! HETU).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -10,26 +10,27 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use crate::app::AppState;
+use crate::app::{AppState, RoutePattern};
 use crate::store::WriterStats;
 
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    requests: Mutex<HashMap<(Method, &'static str, u16), u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     duration_micros: AtomicU64,
     count: AtomicU64,
 }
 
 impl Metrics {
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn observe(&self, method: &Method, route: &'static str, status: u16, seconds: f64) {
         if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+            *requests.entry((method.clone(), route, status)).or_default() += 1;
         }
         for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
             if seconds <= bound {
@@ -46,7 +47,9 @@ impl Metrics {
         let _ = writeln!(out, "# HELP vaitio_http_requests_total HTTP requests by method, route pattern and status.");
         let _ = writeln!(out, "# TYPE vaitio_http_requests_total counter");
         if let Ok(requests) = self.requests.lock() {
-            for ((method, route, status), count) in requests.iter() {
+            let mut counted: Vec<_> = requests.iter().collect();
+            counted.sort_by(|((m1, r1, s1), _), ((m2, r2, s2), _)| (m1.as_str(), r1, s1).cmp(&(m2.as_str(), r2, s2)));
+            for ((method, route, status), count) in counted {
                 let _ = writeln!(
                     out,
                     "vaitio_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
@@ -112,10 +115,10 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).await?;
+    let route = response.request().app_data::<RoutePattern>().map_or("unmatched", |pattern| pattern.0);
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     if let Some(state) = state {
