@@ -945,8 +945,9 @@ impl WriteQueue {
                 Ok(mut conn) => {
                     if let DbConnection::Sqlite(sqlite) = &mut *conn {
                         // The writer touches index pages all over the database; SQLite's
-                        // default 2 MiB cache made it read many of them again per group. (Larger is slower: every
-                        // commit sweeps the cache, which took a sixth of the writer at 32 MiB.)
+                        // default 2 MiB cache made it read many of them again per group.
+                        // (Larger is slower: every commit sweeps the cache, which took a sixth
+                        // of the writer at 32 MiB.)
                         use diesel::connection::SimpleConnection;
                         if let Err(error) = sqlite.batch_execute("PRAGMA cache_size = -8192") {
                             tracing::warn!(%error, "the writer keeps SQLite's default page cache");
@@ -982,16 +983,11 @@ impl WriteQueue {
             Ok(())
         });
         if committed.is_ok() {
+            // `results` holds the writing requests' answers, in order; the others only recorded.
             let mut written = results.into_iter();
             results = group
                 .iter()
-                .map(|job| {
-                    if recording_only(job) {
-                        Ok(Vec::new())
-                    } else {
-                        written.next().unwrap_or_else(|| Ok(Vec::new()))
-                    }
-                })
+                .map(|job| if recording_only(job) { Ok(Vec::new()) } else { written.next().unwrap_or(Ok(Vec::new())) })
                 .collect();
         } else {
             // Something failed and all of it was rolled back. Again, each request in its own
