@@ -32,9 +32,15 @@ pub struct AuditSigner {
 /// The gateway instance named as the observer of its events: the host's name.
 pub fn observer() -> &'static str {
     static OBSERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    OBSERVER.get_or_init(|| {
+    OBSERVER.get_or_init(|| format!("vaitio@{}", host_name()))
+}
+
+/// This host's name, as `/etc/hostname` gives it.
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
         let host = std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty());
-        format!("vaitio@{}", host.unwrap_or_else(|| "localhost".into()))
+        host.unwrap_or_else(|| "localhost".into())
     })
 }
 
@@ -55,8 +61,7 @@ pub fn operator_account() -> String {
         .filter(|user| !user.is_empty())
         .or_else(uid)
         .unwrap_or_else(|| "unknown".into());
-    let host = observer().trim_start_matches("vaitio@");
-    format!("{user}@{host}")
+    format!("{user}@{}", host_name())
 }
 
 /// Appends the record of an operator's command (`vaitio migrate`, `vaitio audit export`) to the

@@ -786,15 +786,21 @@ pub(crate) fn write_transaction(
     }
 }
 
-fn write_request(
+/// One request's audit records, then its rows: every writer takes the log's head lock before
+/// any row lock, so nodes cannot deadlock.
+fn write_request(conn: &mut DbConnection, context: &WriteContext, job: &Job) -> Result<Written, GatewayError> {
+    audit::append(conn, &job.audit, &context.signer, now_millis())?;
+    write_rows(conn, context, &job.keys, &job.writes, &job.sealed)
+}
+
+/// A request's new data keys and resource rows.
+fn write_rows(
     conn: &mut DbConnection,
     context: &WriteContext,
     keys: &NewKeys,
     writes: &[Write],
     sealed: &[Option<Sealed>],
-    audit: &[AuditRecord],
 ) -> Result<Written, GatewayError> {
-    audit::append(conn, audit, &context.signer, now_millis())?;
     for (scope, _, wrapped) in keys {
         if let Some(wrapped) = wrapped {
             let row =
@@ -964,21 +970,19 @@ impl WriteQueue {
             },
         };
         let recording_only = |job: &Job| job.writes.is_empty() && job.keys.is_empty();
-        let records: Vec<AuditRecord> =
-            group.iter().filter(|job| recording_only(job)).flat_map(|job| job.audit.iter().cloned()).collect();
         // First the common case, that every request's writes succeed: the whole group in one
-        // transaction, the reads' records appended together, no savepoints. A savepoint makes
-        // SQLite copy each page a request touches into a sub-journal first, which was a fifth
-        // of the writer's time during ingest.
+        // transaction, every request's audit records appended together (one turn of the log's
+        // head, before any row, as in `write_request`), no savepoints. A savepoint makes SQLite
+        // copy each page a request touches into a sub-journal first, which was a fifth of the
+        // writer's time during ingest.
         let mut results: Vec<Result<Written, GatewayError>> = Vec::with_capacity(group.len());
         let mut committed = write_transaction(conn, |conn| {
             // Also with no records at all: the idle tick is such a request, and the append is
             // where a checkpoint that is due gets signed.
-            if group.iter().any(recording_only) {
-                audit::append(conn, &records, &context.signer, now_millis())?;
-            }
+            let all: Vec<AuditRecord> = group.iter().flat_map(|job| job.audit.iter().cloned()).collect();
+            audit::append(conn, &all, &context.signer, now_millis())?;
             for job in group.iter().filter(|job| !recording_only(job)) {
-                results.push(Ok(write_request(conn, context, &job.keys, &job.writes, &job.sealed, &job.audit)?));
+                results.push(Ok(write_rows(conn, context, &job.keys, &job.writes, &job.sealed)?));
             }
             Ok(())
         });
@@ -994,6 +998,8 @@ impl WriteQueue {
             // savepoint, so that one request's failure (a version conflict, a refused record)
             // answers that request alone.
             results = Vec::with_capacity(group.len());
+            let records: Vec<AuditRecord> =
+                group.iter().filter(|job| recording_only(job)).flat_map(|job| job.audit.iter().cloned()).collect();
             committed = write_transaction(conn, |conn| {
                 let together = !records.is_empty()
                     && conn.transaction(|conn| audit::append(conn, &records, &context.signer, now_millis())).is_ok();
@@ -1001,9 +1007,7 @@ impl WriteQueue {
                     results.push(if together && recording_only(job) {
                         Ok(Vec::new())
                     } else {
-                        conn.transaction(|conn| {
-                            write_request(conn, context, &job.keys, &job.writes, &job.sealed, &job.audit)
-                        })
+                        conn.transaction(|conn| write_request(conn, context, job))
                     });
                 }
                 Ok(())
