@@ -2,6 +2,14 @@
 
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: a submission builds and drops a JSON tree of a few
+/// hundred nodes on each of many request threads, and glibc's malloc spent over a third of the
+/// request threads' time in allocation and chunk consolidation. Ingest took a fifth to two
+/// fifths less CPU per document with mimalloc; it holds more memory per thread (peak RSS about
+/// 110 MB instead of 58 MB under the ingest benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use vaitio::cli::{AuditCommand, CertsCommand, DevTokenArgs, PkiArgs};
 use vaitio::config::{Config, ConfigArgs, LogFormat, Mode};

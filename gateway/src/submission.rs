@@ -102,10 +102,11 @@ fn file_record(
     ids.patient = patient.id().to_owned();
     ids.practitioner = practitioner.id().to_owned();
     ids.organization = organization.id().to_owned();
+    let existing = store.head(ResourceType::Bundle, &ids.document)?;
     let document = translate(checked, &ids, &instant(crate::store::now_millis()));
-    // The profiles and the gateway's rules read what the translation made: a translation
-    // bug is refused here, not stored.
-    let compared = content(&document);
+    // Compared with the stored version only when there is one: a copy of the whole document
+    // was a twentieth of a new submission's time.
+    let compared = existing.as_ref().map(|_| content(&document));
     let author = (organisation.to_owned(), practitioner_id.to_owned());
     let mut writes = Vec::new();
     let participants = [
@@ -121,12 +122,13 @@ fn file_record(
             writes.push(Write { resource, id: id.clone(), kind: WriteKind::CreateIfAbsent });
         }
     }
+    // The profiles and the gateway's rules read what the translation made: a translation bug is
+    // refused here, not stored.
     let parsed = parse_translated(ResourceType::Bundle, document).map_err(translation_bug)?;
     let id = ids.document.clone();
     let resource = prepare(store, parsed, Some(&id), Some(author))?;
-    let (status, kind) = match store.head(ResourceType::Bundle, &id)? {
-        None => (StatusCode::CREATED, WriteKind::Create),
-        Some(head) => {
+    let (status, kind) = match (existing, compared) {
+        (Some(head), Some(compared)) => {
             // Only the therapist who wrote the document may send a new version of it. Asked of
             // authorship, not of the enforcement point: a patient's denial may hide the
             // document even from its author, and must not freeze the author's record.
@@ -155,6 +157,7 @@ fn file_record(
             }
             (StatusCode::OK, WriteKind::Update(Some(head.version)))
         }
+        _ => (StatusCode::CREATED, WriteKind::Create),
     };
     let version = match &kind {
         WriteKind::Update(Some(current)) => current + 1,

@@ -102,4 +102,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(resource_heads, resource_versions);
+diesel::allow_tables_to_appear_in_same_query!(resource_heads, resource_versions, search_tokens);
