@@ -1046,8 +1046,20 @@ impl WriteQueue {
             // where a checkpoint that is due gets signed.
             let all: Vec<AuditRecord> = group.iter().flat_map(|job| job.audit.iter().cloned()).collect();
             audit::append(conn, &all, &context.signer, now_millis())?;
-            for job in group.iter().filter(|job| !recording_only(job)) {
-                results.push(Ok(write_rows(conn, context, &job.keys, &job.writes, &job.sealed)?));
+            let writing: Vec<&Job> = group.iter().filter(|job| !recording_only(job)).collect();
+            let only_creating = writing.iter().flat_map(|job| job.writes.iter()).all(|write| {
+                matches!(write.kind, WriteKind::Create | WriteKind::CreateIfAbsent)
+                    && write.resource.resource_type != ResourceType::Consent
+            });
+            // Only on PostgreSQL: SQLite runs in-process, so a statement costs no round trip,
+            // while a multi-row INSERT of varying length is prepared afresh for every group
+            // (its writer took 540 µs a document one row at a time and 880-960 µs batched).
+            if only_creating && matches!(conn, DbConnection::Postgres(_)) {
+                results.extend(write_created(conn, context, &writing)?.into_iter().map(Ok));
+            } else {
+                for job in writing {
+                    results.push(Ok(write_rows(conn, context, &job.keys, &job.writes, &job.sealed)?));
+                }
             }
             Ok(())
         });
@@ -1154,32 +1166,9 @@ fn write_resource(
             (last_updated, body, sealed)
         }
     };
-    let row = VersionRow {
-        resource_type: resource_type.to_owned(),
-        id: id.to_owned(),
-        version,
-        patient: resource.patient.clone(),
-        key_scope: scope.to_owned(),
-        security_labels: resource.security_labels.clone(),
-        author_org: resource.author_org.clone(),
-        author_practitioner: resource.author_practitioner.clone(),
-        last_updated,
-        method: if updating { "PUT" } else { "POST" }.to_owned(),
-        body: sealed,
-        service_event: resource.service_event.clone(),
-    };
-    diesel::insert_into(resource_versions::table).values(&row).execute(conn).map_err(conflict)?;
-    let head = Head {
-        resource_type: resource_type.to_owned(),
-        id: id.to_owned(),
-        version,
-        patient: resource.patient.clone(),
-        security_labels: resource.security_labels.clone(),
-        author_org: resource.author_org.clone(),
-        author_practitioner: resource.author_practitioner.clone(),
-        last_updated,
-        service_event: resource.service_event.clone(),
-    };
+    let rows = new_rows(pseudonyms, write, scope, version, last_updated, sealed, updating);
+    diesel::insert_into(resource_versions::table).values(&rows.version).execute(conn).map_err(conflict)?;
+    let head = rows.head;
     if updating {
         let target = resource_heads::table
             .filter(resource_heads::resource_type.eq(resource_type))
@@ -1208,8 +1197,7 @@ fn write_resource(
     } else {
         diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
     }
-    let patient = resource.patient.as_deref();
-    if let (ResourceType::Consent, Some(patient)) = (resource.resource_type, patient) {
+    if let (ResourceType::Consent, Some(patient)) = (resource.resource_type, resource.patient.as_deref()) {
         // Every node's cache of this patient's compiled Consents is stale from this commit on.
         // (The multi-backend connection has no upsert; each backend has its own.)
         let values = (consent_generations::patient.eq(patient), consent_generations::generation.eq(1i64));
@@ -1229,13 +1217,62 @@ fn write_resource(
                 .execute(conn)?,
         };
     }
-    let token_rows: Vec<TokenRow<'_>> = identifier_tokens(pseudonyms, &resource.facts)
+    insert_rows!(conn, search_tokens::table, &rows.tokens);
+    insert_rows!(conn, search_dates::table, &rows.dates);
+    Ok(Some((head, body)))
+}
+
+/// The rows of one new version of a resource: the version, its head, and its index rows.
+struct NewRows<'a> {
+    version: VersionRow,
+    head: Head,
+    tokens: Vec<TokenRow<'a>>,
+    dates: Vec<DateRow<'a>>,
+}
+
+fn new_rows<'a>(
+    pseudonyms: &Pseudonymizer,
+    write: &'a Write,
+    scope: &str,
+    version: i64,
+    last_updated: i64,
+    sealed: Vec<u8>,
+    updating: bool,
+) -> NewRows<'a> {
+    let Write { resource, id, .. } = write;
+    let resource_type = resource.resource_type.as_str();
+    let head = Head {
+        resource_type: resource_type.to_owned(),
+        id: id.clone(),
+        version,
+        patient: resource.patient.clone(),
+        security_labels: resource.security_labels.clone(),
+        author_org: resource.author_org.clone(),
+        author_practitioner: resource.author_practitioner.clone(),
+        last_updated,
+        service_event: resource.service_event.clone(),
+    };
+    let version = VersionRow {
+        resource_type: head.resource_type.clone(),
+        id: head.id.clone(),
+        version,
+        patient: head.patient.clone(),
+        key_scope: scope.to_owned(),
+        security_labels: head.security_labels.clone(),
+        author_org: head.author_org.clone(),
+        author_practitioner: head.author_practitioner.clone(),
+        last_updated,
+        method: if updating { "PUT" } else { "POST" }.to_owned(),
+        body: sealed,
+        service_event: head.service_event.clone(),
+    };
+    let patient = resource.patient.as_deref();
+    let tokens = identifier_tokens(pseudonyms, &resource.facts)
         .into_iter()
         .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
         .collect();
-    insert_rows!(conn, search_tokens::table, &token_rows);
     let mut seen = HashSet::new();
-    let date_rows: Vec<DateRow<'_>> = resource
+    let dates = resource
         .facts
         .iter()
         .filter_map(|fact| match fact {
@@ -1245,9 +1282,86 @@ fn write_resource(
             _ => None,
         })
         .collect();
-    insert_rows!(conn, search_dates::table, &date_rows);
-    Ok(Some((head, body)))
+    NewRows { version, head, tokens, dates }
 }
+
+/// A group's writes when every one creates a resource (ingest's case: a document and its new
+/// participants), each table's rows of the whole group in one statement. On PostgreSQL every
+/// statement is a round trip and a parse-bind-execute in the server, and the server's CPU per
+/// document was as large as the gateway's; this takes the writer's statements from about seven
+/// per document to five per group. A `CreateIfAbsent` whose resource exists (one query for the
+/// group) or was created earlier in the group writes nothing. Any conflict fails the group,
+/// which then runs again request by request.
+fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job]) -> Result<Vec<Written>, GatewayError> {
+    let maybe_present: Vec<&str> = jobs
+        .iter()
+        .flat_map(|job| job.writes.iter())
+        .filter(|write| matches!(write.kind, WriteKind::CreateIfAbsent))
+        .map(|write| write.id.as_str())
+        .collect();
+    let present: HashSet<(String, String)> = if maybe_present.is_empty() {
+        HashSet::new()
+    } else {
+        let query = resource_heads::table
+            .filter(resource_heads::id.eq_any(&maybe_present))
+            .select((resource_heads::resource_type, resource_heads::id));
+        crate::on_backend!(&mut *conn, |c| query.load::<(String, String)>(c))?.into_iter().collect()
+    };
+    let now = now_millis();
+    let mut planned: HashSet<(&str, &str)> = HashSet::new();
+    let (mut keys, mut versions, mut heads, mut tokens, mut dates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        for (scope, _, wrapped) in &job.keys {
+            if let Some(wrapped) = wrapped {
+                keys.push(NewDataKey { scope, kek_id: &context.kek_id, wrapped_key: wrapped.clone(), created_at: now });
+            }
+        }
+        let mut written = Vec::with_capacity(job.writes.len());
+        for (write, sealed) in job.writes.iter().zip(job.sealed.iter()) {
+            let resource_type = write.resource.resource_type.as_str();
+            let is_new = planned.insert((resource_type, write.id.as_str()))
+                && !present.contains(&(resource_type.to_owned(), write.id.clone()));
+            if !is_new && matches!(write.kind, WriteKind::CreateIfAbsent) {
+                written.push(None);
+                continue;
+            }
+            let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
+            let ready = sealed.as_ref().ok_or_else(|| GatewayError::Internal("no version 1 sealed ahead".into()))?;
+            let rows = new_rows(&context.pseudonyms, write, scope, 1, ready.last_updated, ready.sealed.clone(), false);
+            written.push(Some((rows.head.clone(), ready.plain.clone())));
+            versions.push(rows.version);
+            heads.push(rows.head);
+            tokens.extend(rows.tokens);
+            dates.extend(rows.dates);
+        }
+        results.push(written);
+    }
+    // PostgreSQL takes at most 65,535 parameters a statement; a group stays far below.
+    crate::on_backend!(&mut *conn, |c| {
+        for chunk in keys.chunks(BATCH_ROWS) {
+            diesel::insert_into(data_keys::table).values(chunk).execute(c).map_err(conflict)?;
+        }
+        for chunk in versions.chunks(BATCH_ROWS) {
+            diesel::insert_into(resource_versions::table).values(chunk).execute(c).map_err(conflict)?;
+        }
+        for chunk in heads.chunks(BATCH_ROWS) {
+            diesel::insert_into(resource_heads::table).values(chunk).execute(c).map_err(conflict)?;
+        }
+        for chunk in tokens.chunks(BATCH_ROWS) {
+            diesel::insert_into(search_tokens::table).values(chunk).execute(c).map_err(conflict)?;
+        }
+        for chunk in dates.chunks(BATCH_ROWS) {
+            diesel::insert_into(search_dates::table).values(chunk).execute(c).map_err(conflict)?;
+        }
+        Ok::<(), GatewayError>(())
+    })?;
+    Ok(results)
+}
+
+/// Rows per multi-row INSERT in [`write_created`].
+const BATCH_ROWS: usize = 1_000;
 
 /// The HMAC tokens of a resource's identifier facts, without repeats. Each identifier is
 /// findable by `system|value`, by `value` alone, and (without a system) by `|value`.
