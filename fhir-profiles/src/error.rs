@@ -90,3 +90,42 @@ impl fmt::Display for IssueCode {
         f.write_str(self.as_str())
     }
 }
+
+/// Where an element is, as the FHIRPath an [`Issue`] names, written out only when an issue
+/// names it. The validators walk every element of a document; formatting each one's path as
+/// they went was a third of validating one.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'p> {
+    Root(&'p str),
+    Key(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
+}
+
+impl<'p> Path<'p> {
+    pub(crate) fn key(&'p self, key: &'p str) -> Path<'p> {
+        Path::Key(self, key)
+    }
+
+    pub(crate) fn index(&'p self, index: usize) -> Path<'p> {
+        Path::Index(self, index)
+    }
+
+    /// The name of the element (the last key), for messages.
+    pub(crate) fn element(&self) -> &'p str {
+        match *self {
+            Path::Root(root) => root.rsplit('.').next().unwrap_or(root),
+            Path::Key(_, key) => key,
+            Path::Index(parent, _) => parent.element(),
+        }
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(root) => f.write_str(root),
+            Path::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Path::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}

@@ -2,7 +2,7 @@ use fhir_model::r4b::resources::Resource;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::error::{Issue, IssueCode, ProfileError};
+use crate::error::{Issue, IssueCode, Path, ProfileError};
 use crate::hetu::{Hetu, HETU_SYSTEM};
 use crate::resource_type::ResourceType;
 
@@ -464,23 +464,26 @@ fn document_invariants(json: &Map<String, Value>, entries: &[Value], rules: &mut
             );
         }
     }
+    let root = Path::Root("Bundle");
+    let entry_path = root.key("entry");
     for (index, entry) in entries.iter().enumerate() {
         if let Some(resource) = entry.get("resource") {
-            unresolved_references(resource, &format!("Bundle.entry[{index}].resource"), &full_urls, rules);
+            let at = entry_path.index(index);
+            unresolved_references(resource, &at.key("resource"), &full_urls, rules);
         }
     }
 }
 
 fn unresolved_references(
     value: &Value,
-    path: &str,
+    path: &Path<'_>,
     full_urls: &std::collections::HashSet<&str>,
     rules: &mut Vec<Issue>,
 ) {
     match value {
         Value::Object(object) => {
             for (key, child) in object {
-                let child_path = format!("{path}.{key}");
+                let child_path = path.key(key);
                 if key == "reference" {
                     if let Some(reference) = child.as_str().filter(|r| r.starts_with("urn:uuid:")) {
                         if !full_urls.contains(reference) {
@@ -489,7 +492,7 @@ fn unresolved_references(
                                     IssueCode::Invalid,
                                     "the reference does not resolve to an entry of the document",
                                 )
-                                .at(child_path),
+                                .at(child_path.to_string()),
                             );
                         }
                     }
@@ -500,7 +503,7 @@ fn unresolved_references(
         }
         Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                unresolved_references(item, &format!("{path}[{index}]"), full_urls, rules);
+                unresolved_references(item, &path.index(index), full_urls, rules);
             }
         }
         _ => {}

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Issue, IssueCode};
+use crate::error::{Issue, IssueCode, Path};
 
 /// Where Vaitio's canonical URLs start.
 pub const CANONICAL_BASE: &str = "https://fhir.vaitio.fi/";
@@ -299,14 +299,16 @@ impl Profiles {
         };
         let declared = resource.get("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
         let mut checked_mandatory = false;
+        let root = Path::Root(resource_type);
         for (index, url) in declared.iter().enumerate() {
-            let at = format!("{resource_type}.meta.profile[{index}]");
             let Some(url) = url.as_str().filter(|u| u.starts_with(CANONICAL_BASE)) else { continue };
             checked_mandatory |= Some(url) == mandatory;
-            run.resource(url, resource, resource_type, Some(&at));
+            let meta = root.key("meta");
+            let profile = meta.key("profile");
+            run.resource(url, resource, &root, Some(&profile.index(index)));
         }
         if let Some(url) = mandatory.filter(|_| !checked_mandatory) {
-            run.resource(url, resource, resource_type, None);
+            run.resource(url, resource, &root, None);
         }
         run.issues
     }
@@ -471,18 +473,21 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn issue(&mut self, code: IssueCode, message: String, at: &str) {
-        self.issues.push(Issue::new(code, message).at(at));
+    fn issue(&mut self, code: IssueCode, message: String, at: &Path<'_>) {
+        self.issues.push(Issue::new(code, message).at(at.to_string()));
     }
 
     /// `resource` (at `path`) against the profile `url`; `declared_at` is where the resource
     /// names the profile, for an unknown one.
-    fn resource(&mut self, url: &str, resource: &'a Value, path: &str, declared_at: Option<&str>) {
+    fn resource(&mut self, url: &str, resource: &'a Value, path: &Path<'_>, declared_at: Option<&Path<'_>>) {
         let profiles = self.profiles;
         let Some(definition) = profiles.structures.get(url) else {
-            let at = declared_at.map(str::to_owned).unwrap_or_else(|| format!("{path}.meta.profile"));
             // The URL is the client's text: named by its place, not echoed.
-            self.issue(IssueCode::NotSupported, "not a profile this gateway publishes".to_owned(), &at);
+            let message = "not a profile this gateway publishes".to_owned();
+            match declared_at {
+                Some(at) => self.issue(IssueCode::NotSupported, message, at),
+                None => self.issue(IssueCode::NotSupported, message, &path.key("meta").key("profile")),
+            }
             return;
         };
         let actual = text(resource, "resourceType").unwrap_or("");
@@ -495,7 +500,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn children(&mut self, node: &Node, object: &'a Map<String, Value>, path: &str) {
+    fn children(&mut self, node: &Node, object: &'a Map<String, Value>, path: &Path<'_>) {
         for (name, child) in &node.children {
             let (key, value) = match name.strip_suffix("[x]") {
                 Some(stem) => {
@@ -510,41 +515,46 @@ impl<'a> Run<'a> {
                             self.issue(
                                 IssueCode::Value,
                                 format!("{stem}[x] must be of type {}", child.rule.types.join(" or ")),
-                                &format!("{path}.{key}"),
+                                &path.key(key),
                             );
                         }
                     }
-                    (found.map_or_else(|| stem.to_owned(), |(k, _)| k.clone()), found.map(|(_, v)| v))
+                    (found.map_or(stem, |(k, _)| k.as_str()), found.map(|(_, v)| v))
                 }
-                None => (name.clone(), object.get(name.as_str())),
+                None => (name.as_str(), object.get(name.as_str())),
             };
-            let at = format!("{path}.{key}");
+            let at = path.key(key);
             match value {
                 Some(Value::Array(items)) => {
-                    let items: Vec<(String, &'a Value)> =
-                        items.iter().enumerate().map(|(i, item)| (format!("{at}[{i}]"), item)).collect();
+                    let items: Vec<(Path<'_>, &'a Value)> =
+                        items.iter().enumerate().map(|(i, item)| (at.index(i), item)).collect();
                     self.items(child, &items, &at);
                 }
                 Some(Value::Null) | None => self.items(child, &[], &at),
-                Some(item) => self.items(child, &[(at.clone(), item)], &at),
+                Some(item) => self.items(child, &[(at, item)], &at),
             }
         }
     }
 
-    fn cardinality(&mut self, rule: &Rule, count: usize, what: &str, at: &str) {
+    /// `slice` names the kind of item counted, when a slice's cardinality is checked.
+    fn cardinality(&mut self, rule: &Rule, count: usize, slice: Option<&str>, at: &Path<'_>) {
+        let what = || match slice {
+            Some(name) => format!("'{}' of kind '{name}'", at.element()),
+            None => format!("'{}'", at.element()),
+        };
         if count < rule.min {
-            let message = format!("{what} must occur at least {} time(s), found {count}", rule.min);
+            let message = format!("{} must occur at least {} time(s), found {count}", what(), rule.min);
             self.issue(IssueCode::Required, message, at);
         }
         if let Some(max) = rule.max.filter(|max| count > *max) {
-            let message = format!("{what} may occur at most {max} time(s), found {count}");
+            let message = format!("{} may occur at most {max} time(s), found {count}", what());
             self.issue(IssueCode::Structure, message, at);
         }
     }
 
-    fn items(&mut self, node: &Node, items: &[(String, &'a Value)], at: &str) {
-        let element = at.rsplit('.').next().unwrap_or(at);
-        self.cardinality(&node.rule, items.len(), &format!("'{element}'"), at);
+    fn items(&mut self, node: &Node, items: &[(Path<'_>, &'a Value)], at: &Path<'_>) {
+        let element = at.element();
+        self.cardinality(&node.rule, items.len(), None, at);
         for (path, item) in items {
             self.item(node, item, path);
         }
@@ -565,11 +575,11 @@ impl<'a> Run<'a> {
             }
         }
         for ((name, slice), count) in node.slices.iter().zip(counts) {
-            self.cardinality(&slice.rule, count, &format!("'{element}' of kind '{name}'"), at);
+            self.cardinality(&slice.rule, count, Some(name), at);
         }
     }
 
-    fn item(&mut self, node: &Node, item: &'a Value, path: &str) {
+    fn item(&mut self, node: &Node, item: &'a Value, path: &Path<'_>) {
         let rule = &node.rule;
         if let Some(fixed) = &rule.fixed {
             if item != fixed {
@@ -612,8 +622,8 @@ impl<'a> Run<'a> {
     }
 
     /// A reference inside a document must resolve to one of its entries, of a target profile.
-    fn reference(&mut self, targets: &[String], item: &Value, path: &str) {
-        let at = format!("{path}.reference");
+    fn reference(&mut self, targets: &[String], item: &Value, path: &Path<'_>) {
+        let at = path.key("reference");
         let Some(reference) = text(item, "reference") else {
             self.issue(IssueCode::Required, "the reference must name an entry of the document".into(), &at);
             return;
