@@ -1293,20 +1293,24 @@ fn new_rows<'a>(
 /// group) or was created earlier in the group writes nothing. Any conflict fails the group,
 /// which then runs again request by request.
 fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job]) -> Result<Vec<Written>, GatewayError> {
-    let maybe_present: Vec<&str> = jobs
+    let maybe_present: Vec<&Write> = jobs
         .iter()
         .flat_map(|job| job.writes.iter())
         .filter(|write| matches!(write.kind, WriteKind::CreateIfAbsent))
-        .map(|write| write.id.as_str())
         .collect();
-    let present: HashSet<(String, String)> = if maybe_present.is_empty() {
-        HashSet::new()
-    } else {
+    // One lookup by the heads' primary key each: with `id = ANY(…)` PostgreSQL chose to scan the
+    // growing table (2-5 ms a group at 8,000 documents).
+    let mut present: HashSet<(String, String)> = HashSet::new();
+    for write in maybe_present {
+        let resource_type = write.resource.resource_type.as_str();
         let query = resource_heads::table
-            .filter(resource_heads::id.eq_any(&maybe_present))
-            .select((resource_heads::resource_type, resource_heads::id));
-        crate::on_backend!(&mut *conn, |c| query.load::<(String, String)>(c))?.into_iter().collect()
-    };
+            .filter(resource_heads::resource_type.eq(resource_type))
+            .filter(resource_heads::id.eq(write.id.as_str()))
+            .select(resource_heads::id);
+        if crate::on_backend!(&mut *conn, |c| query.get_result::<String>(c).optional())?.is_some() {
+            present.insert((resource_type.to_owned(), write.id.clone()));
+        }
+    }
     let now = now_millis();
     let mut planned: HashSet<(&str, &str)> = HashSet::new();
     let (mut keys, mut versions, mut heads, mut tokens, mut dates) =
