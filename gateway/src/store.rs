@@ -311,9 +311,9 @@ impl Store {
                     }
                     Ok(frames)
                 });
-                // Under heavy writes (ingest writes about 130 kB of log per document) the log
-                // would outgrow the automatic threshold within three seconds, and commits would
-                // checkpoint inline again; then the thread comes back sooner.
+                // Under heavy writes (ingest writes some 19 pages, about 80 kB, of log per
+                // document) the log would outgrow the automatic threshold within a few seconds, and
+                // commits would checkpoint inline again; then the thread comes back sooner.
                 pause = match outcome {
                     Ok(frames) if frames >= WAL_BUSY_FRAMES => CHECKPOINT_PAUSE_BUSY,
                     Ok(_) => CHECKPOINT_PAUSE,
@@ -394,10 +394,7 @@ impl Store {
     }
 
     pub fn head(&self, resource_type: ResourceType, id: &str) -> Result<Option<Head>, GatewayError> {
-        let query = resource_heads::table
-            .filter(resource_heads::resource_type.eq(resource_type.as_str()))
-            .filter(resource_heads::id.eq(id));
-        Ok(crate::on_backend!(&mut *self.conn()?, |conn| query.select(Head::as_select()).get_result(conn).optional())?)
+        Ok(head_on(&mut *self.conn()?, resource_type.as_str(), id)?)
     }
 
     /// The current version of a resource, found through its head in one query (a read by id).
@@ -845,12 +842,8 @@ fn write_rows(
     writes: &[Write],
     sealed: &[Option<Sealed>],
 ) -> Result<Written, GatewayError> {
-    for (scope, _, wrapped) in keys {
-        if let Some(wrapped) = wrapped {
-            let row =
-                NewDataKey { scope, kek_id: &context.kek_id, wrapped_key: wrapped.clone(), created_at: now_millis() };
-            diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
-        }
+    for row in new_key_rows(keys, &context.kek_id, now_millis()) {
+        diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
     }
     writes
         .iter()
@@ -1134,12 +1127,7 @@ fn write_resource(
     let resource_type = resource.resource_type.as_str();
     let current: Option<Head> = match kind {
         WriteKind::Create => None,
-        WriteKind::Update(_) | WriteKind::CreateIfAbsent => resource_heads::table
-            .filter(resource_heads::resource_type.eq(resource_type))
-            .filter(resource_heads::id.eq(id))
-            .select(Head::as_select())
-            .get_result(conn)
-            .optional()?,
+        WriteKind::Update(_) | WriteKind::CreateIfAbsent => head_on(conn, resource_type, id)?,
     };
     let version = match (kind, &current) {
         (WriteKind::Create, _) | (WriteKind::CreateIfAbsent, None) => 1,
@@ -1305,11 +1293,7 @@ fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job])
     let mut present: HashSet<(String, String)> = HashSet::new();
     for write in maybe_present {
         let resource_type = write.resource.resource_type.as_str();
-        let query = resource_heads::table
-            .filter(resource_heads::resource_type.eq(resource_type))
-            .filter(resource_heads::id.eq(write.id.as_str()))
-            .select(resource_heads::id);
-        if crate::on_backend!(&mut *conn, |c| query.get_result::<String>(c).optional())?.is_some() {
+        if head_on(conn, resource_type, &write.id)?.is_some() {
             present.insert((resource_type.to_owned(), write.id.clone()));
         }
     }
@@ -1319,11 +1303,7 @@ fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job])
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        for (scope, _, wrapped) in &job.keys {
-            if let Some(wrapped) = wrapped {
-                keys.push(NewDataKey { scope, kek_id: &context.kek_id, wrapped_key: wrapped.clone(), created_at: now });
-            }
-        }
+        keys.extend(new_key_rows(&job.keys, &context.kek_id, now));
         let mut written = Vec::with_capacity(job.writes.len());
         for (write, sealed) in job.writes.iter().zip(job.sealed.iter()) {
             let resource_type = write.resource.resource_type.as_str();
@@ -1364,6 +1344,22 @@ fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job])
         Ok::<(), GatewayError>(())
     })?;
     Ok(results)
+}
+
+/// A resource's head, looked up on the concrete connection (a prepared statement found by the
+/// query's type): by the API's reads, and by the writer before an update or a `CreateIfAbsent`.
+fn head_on(conn: &mut DbConnection, resource_type: &str, id: &str) -> diesel::QueryResult<Option<Head>> {
+    let query =
+        resource_heads::table.filter(resource_heads::resource_type.eq(resource_type)).filter(resource_heads::id.eq(id));
+    crate::on_backend!(conn, |c| query.select(Head::as_select()).get_result(c).optional())
+}
+
+/// The rows of a request's newly generated data keys (those it found stored carry no wrapped
+/// key and write nothing).
+fn new_key_rows<'a>(keys: &'a NewKeys, kek_id: &'a str, now: i64) -> impl Iterator<Item = NewDataKey<'a>> {
+    keys.iter().filter_map(move |(scope, _, wrapped)| {
+        wrapped.as_ref().map(|wrapped| NewDataKey { scope, kek_id, wrapped_key: wrapped.clone(), created_at: now })
+    })
 }
 
 /// Rows per multi-row INSERT in [`write_created`].
