@@ -3,11 +3,11 @@
 //!
 //! Pure: no I/O. The gateway hands bytes in and gets typed, checked facts back.
 //!
-//! fhir-model offers R4B rather than R4; for every resource type listed in [`ResourceType`] the
-//! R4B and R4 (4.0.1) structures are the same, so its types serve as the R4 parser. It drops
-//! elements it does not know, so [`parse_resource`] compares the parsed form with the input and
-//! refuses anything it would have dropped: the original bytes are the record of truth and must not
-//! hold content the model never checked.
+//! The R4 model (fhir-model's R4B types, through the `r4-model` crate; for every resource type
+//! listed in [`ResourceType`] the R4B and R4 (4.0.1) structures are the same) serves as the R4
+//! parser. It drops elements it does not know, so [`parse_resource`] compares the model's view
+//! with the input and refuses anything it would have dropped: the original bytes are the record
+//! of truth and must not hold content the model never checked.
 
 mod error;
 mod hetu;

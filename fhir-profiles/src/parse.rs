@@ -1,5 +1,3 @@
-use fhir_model::r4b::resources::Resource;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Issue, IssueCode, Path, ProfileError};
@@ -151,15 +149,14 @@ fn json_error(error: &serde_json::Error) -> String {
 /// The model's view must hold everything the submitter sent: anything it dropped is an element
 /// that R4 does not have here, and is refused rather than silently lost.
 fn check_model(value: &Value) -> Result<(), ProfileError> {
-    // Deserialising from a borrowed Value: no copy of the document.
-    let model = Resource::deserialize(value).map_err(|e| {
+    let back = r4_model::round_trip(value).map_err(|error| {
         ProfileError::structure(Issue::new(
             IssueCode::Structure,
-            format!("the resource does not match FHIR R4: {}", model_error(&e)),
+            match error {
+                r4_model::ModelError::Read(e) => format!("the resource does not match FHIR R4: {}", model_error(&e)),
+                r4_model::ModelError::Write(e) => format!("the resource cannot be represented: {e}"),
+            },
         ))
-    })?;
-    let back = serde_json::to_value(&model).map_err(|e| {
-        ProfileError::structure(Issue::new(IssueCode::Structure, format!("the resource cannot be represented: {e}")))
     })?;
     let mut dropped = Vec::new();
     let root = value.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");

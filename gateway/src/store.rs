@@ -105,6 +105,10 @@ macro_rules! stored {
 }
 stored!(Head, VersionRow);
 
+/// An index row belongs to one version of its resource and is never changed or removed: a
+/// new version adds its own rows, and every query joins the head to keep only the current
+/// version's. So a write never reads or deletes index rows, and the rows can be keyed for
+/// lookup alone (the table is its own search index) rather than also by resource.
 #[derive(Insertable)]
 #[diesel(table_name = search_tokens, treat_none_as_default_value = false)]
 struct TokenRow<'a> {
@@ -113,6 +117,7 @@ struct TokenRow<'a> {
     param: &'a str,
     token: String,
     patient: Option<&'a str>,
+    version: i64,
 }
 
 #[derive(Insertable)]
@@ -124,6 +129,7 @@ struct DateRow<'a> {
     range_start: i64,
     range_end: i64,
     patient: Option<&'a str>,
+    version: i64,
 }
 
 #[derive(Insertable)]
@@ -656,7 +662,8 @@ impl Store {
             .inner_join(
                 resource_heads::table.on(resource_heads::resource_type
                     .eq(search_tokens::resource_type)
-                    .and(resource_heads::id.eq(search_tokens::id))),
+                    .and(resource_heads::id.eq(search_tokens::id))
+                    .and(resource_heads::version.eq(search_tokens::version))),
             )
             .filter(search_tokens::resource_type.eq(rt))
             .filter(search_tokens::param.eq("identifier"))
@@ -697,6 +704,12 @@ impl Store {
                     for chunk in tokens.chunks(CHUNK) {
                         found.extend(
                             search_tokens::table
+                                .inner_join(
+                                    resource_heads::table.on(resource_heads::resource_type
+                                        .eq(search_tokens::resource_type)
+                                        .and(resource_heads::id.eq(search_tokens::id))
+                                        .and(resource_heads::version.eq(search_tokens::version))),
+                                )
                                 .filter(search_tokens::resource_type.eq(rt))
                                 .filter(search_tokens::param.eq(param))
                                 .filter(search_tokens::token.eq_any(chunk))
@@ -720,6 +733,12 @@ impl Store {
                     found
                 }
                 Criterion::Dates { param, queries } => search_dates::table
+                    .inner_join(
+                        resource_heads::table.on(resource_heads::resource_type
+                            .eq(search_dates::resource_type)
+                            .and(resource_heads::id.eq(search_dates::id))
+                            .and(resource_heads::version.eq(search_dates::version))),
+                    )
                     .filter(search_dates::resource_type.eq(rt))
                     .filter(search_dates::param.eq(param))
                     .select((search_dates::id, search_dates::range_start, search_dates::range_end))
@@ -1174,16 +1193,6 @@ fn write_resource(
                 resource_heads::service_event.eq(&head.service_event),
             ))
             .execute(conn)?;
-        diesel::delete(
-            search_tokens::table
-                .filter(search_tokens::resource_type.eq(resource_type))
-                .filter(search_tokens::id.eq(id)),
-        )
-        .execute(conn)?;
-        diesel::delete(
-            search_dates::table.filter(search_dates::resource_type.eq(resource_type)).filter(search_dates::id.eq(id)),
-        )
-        .execute(conn)?;
     } else {
         diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
     }
@@ -1259,16 +1268,22 @@ fn new_rows<'a>(
     let patient = resource.patient.as_deref();
     let tokens = identifier_tokens(pseudonyms, &resource.facts)
         .into_iter()
-        .map(|(param, token)| TokenRow { resource_type, id, param, token, patient })
+        .map(|(param, token)| TokenRow { resource_type, id, param, token, patient, version: head.version })
         .collect();
     let mut seen = HashSet::new();
     let dates = resource
         .facts
         .iter()
         .filter_map(|fact| match fact {
-            IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => {
-                Some(DateRow { resource_type, id, param, range_start: *start, range_end: *end, patient })
-            }
+            IndexFact::Date { param, start, end } if seen.insert((*param, *start, *end)) => Some(DateRow {
+                resource_type,
+                id,
+                param,
+                range_start: *start,
+                range_end: *end,
+                patient,
+                version: head.version,
+            }),
             _ => None,
         })
         .collect();

@@ -41,23 +41,25 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_tokens (resource_type, id, param, token) {
+    search_tokens (resource_type, param, token, id, version) {
         resource_type -> Text,
         id -> Text,
         param -> Text,
         token -> Text,
         patient -> Nullable<Text>,
+        version -> BigInt,
     }
 }
 
 diesel::table! {
-    search_dates (resource_type, id, param, range_start, range_end) {
+    search_dates (resource_type, param, range_start, range_end, id, version) {
         resource_type -> Text,
         id -> Text,
         param -> Text,
         range_start -> BigInt,
         range_end -> BigInt,
         patient -> Nullable<Text>,
+        version -> BigInt,
     }
 }
 
@@ -102,4 +104,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(resource_heads, resource_versions, search_tokens);
+diesel::allow_tables_to_appear_in_same_query!(resource_heads, resource_versions, search_tokens, search_dates);

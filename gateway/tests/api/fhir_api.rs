@@ -206,6 +206,26 @@ on_both_backends! {
         assert_eq!(total(&gateway, "/Encounter?_lastUpdated=ge2020-01-01"), 6);
         assert_eq!(total(&gateway, "/Encounter?_lastUpdated=lt2020-01-01"), 0);
 
+        // An update's index replaces the old version's: the old identifier and date no longer
+        // find it (their rows stay, filed under version 1), the new ones do, and going back to
+        // the first values finds it once.
+        let moved_id = &encounters[4];
+        let mut moved = gateway.get(&format!("/Encounter/{moved_id}")).json().unwrap();
+        moved["identifier"][0]["value"] = json!("urn:oid:1.2.246.10.12345678.10.1.77.2");
+        moved["period"] = json!({"start": "2026-04-01T10:00:00+02:00", "end": "2026-04-01T10:00:00+02:00"});
+        assert_eq!(gateway.put(&format!("/Encounter/{moved_id}"), &moved, None).status, 200);
+        assert_eq!(total(&gateway, "/Encounter?identifier=urn:oid:1.2.246.10.12345678.10.1.77.1"), 5);
+        assert_eq!(total(&gateway, "/Encounter?identifier=urn:oid:1.2.246.10.12345678.10.1.77.2"), 1);
+        assert_eq!(total(&gateway, "/Encounter?date=2026-03-05"), 0);
+        assert_eq!(total(&gateway, "/Encounter?date=2026-04-01"), 1);
+        moved["identifier"][0]["value"] = json!("urn:oid:1.2.246.10.12345678.10.1.77.1");
+        moved["period"] = json!({"start": "2026-03-05T10:00:00+02:00", "end": "2026-03-05T10:00:00+02:00"});
+        assert_eq!(gateway.put(&format!("/Encounter/{moved_id}"), &moved, None).status, 200);
+        assert_eq!(total(&gateway, "/Encounter?identifier=urn:oid:1.2.246.10.12345678.10.1.77.1"), 6);
+        assert_eq!(total(&gateway, "/Encounter?identifier=urn:oid:1.2.246.10.12345678.10.1.77.2"), 0);
+        assert_eq!(total(&gateway, "/Encounter?date=2026-03-05"), 1);
+        assert_eq!(total(&gateway, "/Encounter?date=2026-04-01"), 0);
+
         // Paging: 5 results, 2 a page; every result once, links to follow.
         let mut seen = Vec::new();
         let mut next = Some(format!("/Encounter?patient={aino}&_count=2"));
