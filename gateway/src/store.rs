@@ -563,7 +563,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let keys = self.data_keys_for(&writes)?;
+            let keys = self.data_keys_for(&writes, attempt == 1)?;
             let sealed = Arc::new(seal_new_versions(&writes, &keys)?);
             // Only a derived id or a new data key can meet a concurrent writer's equal row; any
             // other conflict would only repeat.
@@ -578,14 +578,25 @@ impl Store {
 
     /// The data key of each scope the writes need, generated (and wrapped) where none exists yet.
     /// Outside the transaction: unwrapping is CPU work and may read.
-    fn data_keys_for(&self, writes: &[Write]) -> Result<NewKeys, GatewayError> {
+    ///
+    /// On the `first` attempt, the scope of a Patient these writes create is not looked up: a
+    /// new patient has no key yet (a new patient's first document is most of ingest, and the
+    /// lookup was one query of every such submission). Where a key exists all the same (another
+    /// request created it a moment ago, or a second Patient resource carries the same HETU),
+    /// inserting the new one meets it, and the next attempt looks it up.
+    fn data_keys_for(&self, writes: &[Write], first: bool) -> Result<NewKeys, GatewayError> {
         let mut keys: NewKeys = Vec::new();
         for write in writes {
             let scope = write.resource.patient.clone().unwrap_or_else(|| SHARED_SCOPE.to_owned());
             if keys.iter().any(|(s, _, _)| *s == scope) {
                 continue;
             }
-            match self.data_key(&scope)? {
+            let new_patient = first
+                && write.resource.resource_type == ResourceType::Patient
+                && matches!(write.kind, WriteKind::Create | WriteKind::CreateIfAbsent)
+                && self.inner.data_keys.get(&scope).is_none();
+            let stored = if new_patient { None } else { self.data_key(&scope)? };
+            match stored {
                 Some(key) => keys.push((scope, key, None)),
                 None => {
                     let key = DataKey::generate()?;
@@ -1068,8 +1079,8 @@ impl WriteQueue {
             // Only on PostgreSQL: SQLite runs in-process, so a statement costs no round trip,
             // while a multi-row INSERT of varying length is prepared afresh for every group
             // (its writer took 540 µs a document one row at a time and 880-960 µs batched).
-            if only_creating && matches!(conn, DbConnection::Postgres(_)) {
-                results.extend(write_created(conn, context, &writing)?.into_iter().map(Ok));
+            if let (true, DbConnection::Postgres(pg)) = (only_creating, &mut *conn) {
+                results.extend(write_created(pg, context, &writing)?.into_iter().map(Ok));
             } else {
                 for job in writing {
                     results.push(Ok(write_rows(conn, context, &job.keys, &job.writes, &job.sealed)?));
@@ -1294,43 +1305,32 @@ fn new_rows<'a>(
 /// participants), each table's rows of the whole group in one statement. On PostgreSQL every
 /// statement is a round trip and a parse-bind-execute in the server, and the server's CPU per
 /// document was as large as the gateway's; this takes the writer's statements from about seven
-/// per document to five per group. A `CreateIfAbsent` whose resource exists (one query for the
-/// group) or was created earlier in the group writes nothing. Any conflict fails the group,
-/// which then runs again request by request.
-fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job]) -> Result<Vec<Written>, GatewayError> {
-    let maybe_present: Vec<&Write> = jobs
-        .iter()
-        .flat_map(|job| job.writes.iter())
-        .filter(|write| matches!(write.kind, WriteKind::CreateIfAbsent))
-        .collect();
-    // One lookup by the heads' primary key each: with `id = ANY(…)` PostgreSQL chose to scan the
-    // growing table (2-5 ms a group at 8,000 documents).
-    let mut present: HashSet<(String, String)> = HashSet::new();
-    for write in maybe_present {
-        let resource_type = write.resource.resource_type.as_str();
-        if head_on(conn, resource_type, &write.id)?.is_some() {
-            present.insert((resource_type.to_owned(), write.id.clone()));
-        }
-    }
+/// per document to five per group. A `CreateIfAbsent` whose resource exists (its head's insert
+/// does nothing) or was created earlier in the group writes nothing. Any other conflict fails
+/// the group, which then runs again request by request.
+fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job]) -> Result<Vec<Written>, GatewayError> {
     let now = now_millis();
     let mut planned: HashSet<(&str, &str)> = HashSet::new();
     let (mut keys, mut versions, mut heads, mut tokens, mut dates) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Where each planned resource's answer sits in `results`, and whether it may exist already.
+    let mut answers: Vec<(usize, usize, bool)> = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for (n, job) in jobs.iter().enumerate() {
         keys.extend(new_key_rows(&job.keys, &context.kek_id, now));
         let mut written = Vec::with_capacity(job.writes.len());
         for (write, sealed) in job.writes.iter().zip(job.sealed.iter()) {
             let resource_type = write.resource.resource_type.as_str();
-            let is_new = planned.insert((resource_type, write.id.as_str()))
-                && !present.contains(&(resource_type.to_owned(), write.id.clone()));
-            if !is_new && matches!(write.kind, WriteKind::CreateIfAbsent) {
+            let if_absent = matches!(write.kind, WriteKind::CreateIfAbsent);
+            if !planned.insert((resource_type, write.id.as_str())) && if_absent {
+                // Created earlier in this group.
                 written.push(None);
                 continue;
             }
             let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
             let ready = sealed.as_ref().ok_or_else(|| GatewayError::Internal("no version 1 sealed ahead".into()))?;
             let rows = new_rows(&context.pseudonyms, write, scope, 1, ready.last_updated, ready.sealed.clone(), false);
+            answers.push((n, written.len(), if_absent));
             written.push(Some((rows.head.clone(), ready.plain.clone())));
             versions.push(rows.version);
             heads.push(rows.head);
@@ -1340,24 +1340,45 @@ fn write_created(conn: &mut DbConnection, context: &WriteContext, jobs: &[&Job])
         results.push(written);
     }
     // PostgreSQL takes at most 65,535 parameters a statement; a group stays far below.
-    crate::on_backend!(&mut *conn, |c| {
-        for chunk in keys.chunks(BATCH_ROWS) {
-            diesel::insert_into(data_keys::table).values(chunk).execute(c).map_err(conflict)?;
+    for chunk in keys.chunks(BATCH_ROWS) {
+        diesel::insert_into(data_keys::table).values(chunk).execute(conn).map_err(conflict)?;
+    }
+    // The heads first: a `CreateIfAbsent` whose resource exists (stored by an earlier group or
+    // another node) inserts no head, and then none of its other rows. One statement for the
+    // group; looking each one up first took a round trip a document.
+    let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(heads.len());
+    for chunk in heads.chunks(BATCH_ROWS) {
+        inserted.extend(
+            diesel::insert_into(resource_heads::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .returning((resource_heads::resource_type, resource_heads::id))
+                .get_results::<(String, String)>(conn)?,
+        );
+    }
+    let is_inserted = |resource_type: &str, id: &str| inserted.contains(&(resource_type.to_owned(), id.to_owned()));
+    for ((n, at, if_absent), head) in answers.iter().zip(&heads) {
+        if !is_inserted(&head.resource_type, &head.id) {
+            if !if_absent {
+                // A created resource met an existing one: the group runs again request by
+                // request, and this request alone is refused.
+                return Err(GatewayError::Conflict("the resource was created concurrently".into()));
+            }
+            results[*n][*at] = None;
         }
-        for chunk in versions.chunks(BATCH_ROWS) {
-            diesel::insert_into(resource_versions::table).values(chunk).execute(c).map_err(conflict)?;
-        }
-        for chunk in heads.chunks(BATCH_ROWS) {
-            diesel::insert_into(resource_heads::table).values(chunk).execute(c).map_err(conflict)?;
-        }
-        for chunk in tokens.chunks(BATCH_ROWS) {
-            diesel::insert_into(search_tokens::table).values(chunk).execute(c).map_err(conflict)?;
-        }
-        for chunk in dates.chunks(BATCH_ROWS) {
-            diesel::insert_into(search_dates::table).values(chunk).execute(c).map_err(conflict)?;
-        }
-        Ok::<(), GatewayError>(())
-    })?;
+    }
+    versions.retain(|row| is_inserted(&row.resource_type, &row.id));
+    tokens.retain(|row| is_inserted(row.resource_type, row.id));
+    dates.retain(|row| is_inserted(row.resource_type, row.id));
+    for chunk in versions.chunks(BATCH_ROWS) {
+        diesel::insert_into(resource_versions::table).values(chunk).execute(conn).map_err(conflict)?;
+    }
+    for chunk in tokens.chunks(BATCH_ROWS) {
+        diesel::insert_into(search_tokens::table).values(chunk).execute(conn).map_err(conflict)?;
+    }
+    for chunk in dates.chunks(BATCH_ROWS) {
+        diesel::insert_into(search_dates::table).values(chunk).execute(conn).map_err(conflict)?;
+    }
     Ok(results)
 }
 

@@ -12,3 +12,6 @@ ALTER TABLE search_dates DROP CONSTRAINT search_dates_pkey;
 ALTER TABLE search_dates DROP COLUMN version;
 ALTER TABLE search_dates ADD PRIMARY KEY (resource_type, id, param, range_start, range_end);
 CREATE INDEX search_dates_lookup ON search_dates (resource_type, param, range_start, range_end, id);
+
+ALTER TABLE resource_versions ALTER COLUMN body SET STORAGE EXTENDED;
+ALTER TABLE resource_versions RESET (toast_tuple_target);

@@ -20,3 +20,9 @@ ALTER TABLE search_dates ALTER COLUMN version SET NOT NULL;
 ALTER TABLE search_dates DROP CONSTRAINT search_dates_pkey;
 DROP INDEX search_dates_lookup;
 ALTER TABLE search_dates ADD PRIMARY KEY (resource_type, param, range_start, range_end, id, version);
+
+-- A version's body is ciphertext and does not compress: PostgreSQL no longer tries, and keeps a
+-- body in line whenever its row fits a page (by default it moves anything over 2 kB out of line,
+-- into TOAST chunks that are each a heap row and an index entry of their own).
+ALTER TABLE resource_versions ALTER COLUMN body SET STORAGE EXTERNAL;
+ALTER TABLE resource_versions SET (toast_tuple_target = 8160);
