@@ -15,3 +15,6 @@ CREATE INDEX search_dates_lookup ON search_dates (resource_type, param, range_st
 
 ALTER TABLE resource_versions ALTER COLUMN body SET STORAGE EXTENDED;
 ALTER TABLE resource_versions RESET (toast_tuple_target);
+
+DROP INDEX resource_heads_patient;
+CREATE INDEX resource_heads_patient ON resource_heads (resource_type, patient);

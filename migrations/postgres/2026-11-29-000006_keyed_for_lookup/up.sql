@@ -26,3 +26,8 @@ ALTER TABLE search_dates ADD PRIMARY KEY (resource_type, param, range_start, ran
 -- into TOAST chunks that are each a heap row and an index entry of their own).
 ALTER TABLE resource_versions ALTER COLUMN body SET STORAGE EXTERNAL;
 ALTER TABLE resource_versions SET (toast_tuple_target = 8160);
+
+-- By patient first: a new patient's first document adds a Patient and a Bundle head, and with
+-- the type first their entries sat on two random pages of this index instead of one.
+DROP INDEX resource_heads_patient;
+CREATE INDEX resource_heads_patient ON resource_heads (patient, resource_type);

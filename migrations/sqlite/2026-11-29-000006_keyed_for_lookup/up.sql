@@ -57,7 +57,9 @@ INSERT INTO resource_heads_keyed
     FROM resource_heads;
 DROP TABLE resource_heads;
 ALTER TABLE resource_heads_keyed RENAME TO resource_heads;
-CREATE INDEX resource_heads_patient ON resource_heads (resource_type, patient);
+-- By patient first: a new patient's first document adds a Patient and a Bundle head, and with
+-- the type first their entries sat on two random pages of this index instead of one.
+CREATE INDEX resource_heads_patient ON resource_heads (patient, resource_type);
 
 CREATE TABLE data_keys_keyed (
     scope TEXT PRIMARY KEY NOT NULL,
