@@ -123,3 +123,45 @@ on_both_backends! {
         assert!(!search.text().contains(NOTE));
     }
 }
+
+/// A connection the server dropped (a restart, a failover) is not handed out again. A pooled
+/// connection that answered within the last half second leaves the pool unchecked, so right
+/// after the server drops every session each connection may fail the one request that meets
+/// it, and is then replaced; a connection idle for longer is checked on the way out, and a dead
+/// one is replaced before any request sees it.
+#[test]
+fn connections_the_server_dropped_are_replaced() {
+    let Some(admin_url) = postgres_or_skip() else { return };
+    let gateway = TestGateway::spawn(Backend::Postgres).unwrap();
+    let database = gateway.database.clone().unwrap();
+    let patient_id = gateway.create(&patient(HETU));
+    let read = || gateway.get(&format!("/Patient/{patient_id}")).status;
+    assert_eq!(read(), 200);
+    let drop_sessions = || {
+        use diesel::Connection;
+        let mut admin = diesel::pg::PgConnection::establish(&admin_url).unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(&mut admin)
+        .unwrap();
+    };
+    use diesel::RunQueryDsl;
+
+    // At once: at most one failure per connection (the pool's four and the writer's).
+    drop_sessions();
+    let statuses: Vec<u16> = (0..20).map(|_| read()).collect();
+    let failed = statuses.iter().filter(|status| **status != 200).count();
+    assert!(failed <= 5, "{statuses:?}");
+    assert!(statuses[10..].iter().all(|status| *status == 200), "{statuses:?}");
+
+    // After a pause: the pooled connections are checked and replaced unseen; only the
+    // writer's, held between groups, fails its next group once.
+    drop_sessions();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let statuses: Vec<u16> = (0..10).map(|_| read()).collect();
+    assert!(statuses.iter().filter(|status| **status != 200).count() <= 1, "{statuses:?}");
+    assert!(statuses[2..].iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(gateway.post("/Encounter", &encounter(&patient_id, "2026-04-02")).status, 201);
+}
