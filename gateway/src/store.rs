@@ -1156,12 +1156,13 @@ fn write_resource(
     let id = id.as_str();
     let resource_type = resource.resource_type.as_str();
     let current: Option<Head> = match kind {
-        WriteKind::Create => None,
-        WriteKind::Update(_) | WriteKind::CreateIfAbsent => head_on(conn, resource_type, id)?,
+        // A `CreateIfAbsent` learns whether its resource exists by inserting the head (below):
+        // for a new patient's first document the lookup was a miss every time.
+        WriteKind::Create | WriteKind::CreateIfAbsent => None,
+        WriteKind::Update(_) => head_on(conn, resource_type, id)?,
     };
     let version = match (kind, &current) {
-        (WriteKind::Create, _) | (WriteKind::CreateIfAbsent, None) => 1,
-        (WriteKind::CreateIfAbsent, Some(_)) => return Ok(None),
+        (WriteKind::Create | WriteKind::CreateIfAbsent, _) => 1,
         (WriteKind::Update(_), None) => {
             return Err(GatewayError::NotFound { resource_type: resource_type.to_owned(), id: id.to_owned() })
         }
@@ -1187,8 +1188,22 @@ fn write_resource(
         }
     };
     let rows = new_rows(pseudonyms, write, scope, version, last_updated, sealed, updating);
-    diesel::insert_into(resource_versions::table).values(&rows.version).execute(conn).map_err(conflict)?;
     let head = rows.head;
+    if !updating {
+        let inserted = if matches!(kind, WriteKind::CreateIfAbsent) {
+            crate::on_backend!(&mut *conn, |c| diesel::insert_into(resource_heads::table)
+                .values(&head)
+                .on_conflict_do_nothing()
+                .execute(c))?
+        } else {
+            diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?
+        };
+        if inserted == 0 {
+            // It exists: stored earlier, or by another request of this group.
+            return Ok(None);
+        }
+    }
+    diesel::insert_into(resource_versions::table).values(&rows.version).execute(conn).map_err(conflict)?;
     if updating {
         let target = resource_heads::table
             .filter(resource_heads::resource_type.eq(resource_type))
@@ -1204,8 +1219,6 @@ fn write_resource(
                 resource_heads::service_event.eq(&head.service_event),
             ))
             .execute(conn)?;
-    } else {
-        diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?;
     }
     if let (ResourceType::Consent, Some(patient)) = (resource.resource_type, resource.patient.as_deref()) {
         // Every node's cache of this patient's compiled Consents is stale from this commit on.
