@@ -123,8 +123,9 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
             "identifier": [{"use": "official",
                 "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NNFIN"}]},
                 "system": HETU_SYSTEM, "value": checked.hetu.expose()}],
-            "name": human_name(&record.patient.given, &record.patient.family),
+            "name": null,
         });
+        patient["name"] = human_name(&record.patient.given, &record.patient.family);
         if let Some(gender) = record.patient.gender {
             patient["gender"] = json!(gender.code());
         }
@@ -133,13 +134,14 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         }
         patient
     };
-    let practitioner = json!({
+    let mut practitioner = json!({
         "resourceType": "Practitioner",
         "meta": {"profile": [PRACTITIONER_PROFILE]},
         "identifier": [{"use": "official", "system": TERHIKKI_SYSTEM, "value": record.therapist.terhikki}],
-        "name": human_name(&record.therapist.given, &record.therapist.family),
+        "name": null,
         "qualification": [{"code": {"text": record.therapist.profession}}],
     });
+    practitioner["name"] = human_name(&record.therapist.given, &record.therapist.family);
     let organization = json!({
         "resourceType": "Organization",
         "meta": {"profile": [ORGANIZATION_PROFILE]},
@@ -152,17 +154,21 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         if let Some(end) = &record.service_event.end {
             period["end"] = json!(end);
         }
-        json!({
+        let mut service_event = json!({
             "resourceType": "Encounter",
             "meta": {"profile": [SERVICE_EVENT_PROFILE]},
             "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.service_event.oid)}],
             "status": if record.service_event.end.is_some() { "finished" } else { "in-progress" },
             "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
             "type": [{"coding": [{"system": SNOMED, "code": "75516001", "display": "Psychotherapy (regime/therapy)"}]}],
-            "subject": reference(&ids.patient),
-            "period": period,
-            "serviceProvider": reference(&ids.organization),
-        })
+            "subject": null,
+            "period": null,
+            "serviceProvider": null,
+        });
+        service_event["subject"] = reference(&ids.patient);
+        service_event["period"] = period;
+        service_event["serviceProvider"] = reference(&ids.organization);
+        service_event
     };
     let (class_code, class_display) = match record.session.setting {
         Setting::InPerson => ("AMB", "ambulatory"),
@@ -195,19 +201,24 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
                     "text": format!("{modality_display} psychotherapy session")},
                 {"coding": [{"system": SESSION_SETTING_SYSTEM, "code": setting_code, "display": setting_display}]},
             ],
-            "subject": reference(&ids.patient),
-            "participant": [{"individual": reference(&ids.practitioner)}],
+            "subject": null,
+            "participant": [{"individual": null}],
             "period": {"start": session_start.to_rfc3339_opts(seconds, false), "end": session_end.to_rfc3339_opts(seconds, false)},
             "length": {"value": record.session.minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
-            "serviceProvider": reference(&ids.organization),
-            "partOf": reference(&ids.service_event),
+            "serviceProvider": null,
+            "partOf": null,
         });
+        session["subject"] = reference(&ids.patient);
+        session["participant"][0]["individual"] = reference(&ids.practitioner);
+        session["serviceProvider"] = reference(&ids.organization);
+        session["partOf"] = reference(&ids.service_event);
         let diagnoses: Vec<Value> = record
             .diagnoses
             .iter()
             .zip(&ids.conditions)
             .map(|(diagnosis, id)| {
-                let mut entry = json!({"condition": reference(id)});
+                let mut entry = json!({"condition": null});
+                entry["condition"] = reference(id);
                 if diagnosis.primary {
                     entry["rank"] = json!(1);
                 }
@@ -215,7 +226,7 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
             })
             .collect();
         if !diagnoses.is_empty() {
-            session["diagnosis"] = json!(diagnoses);
+            session["diagnosis"] = Value::Array(diagnoses);
         }
         session
     };
@@ -223,17 +234,20 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         .diagnoses
         .iter()
         .map(|diagnosis| {
-            json!({
+            let mut condition = json!({
                 "resourceType": "Condition",
                 "meta": {"profile": [DIAGNOSIS_PROFILE]},
                 "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
                 "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
                 "code": {"coding": [{"system": ICD10_SYSTEM, "code": diagnosis.icd10}]},
-                "subject": reference(&ids.patient),
-                "encounter": reference(&ids.session),
+                "subject": null,
+                "encounter": null,
                 "recordedDate": session_start.date_naive().to_string(),
-            })
+            });
+            condition["subject"] = reference(&ids.patient);
+            condition["encounter"] = reference(&ids.session);
+            condition
         })
         .collect();
     let observations: Vec<Value> = record
@@ -241,19 +255,23 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         .iter()
         .map(|assessment| {
             let known = instrument(&assessment.instrument);
-            json!({
+            let mut observation = json!({
                 "resourceType": "Observation",
                 "meta": {"profile": [ASSESSMENT_PROFILE]},
                 "status": "final",
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}],
                 "code": {"coding": [{"system": LOINC, "code": known.map(|i| i.loinc).unwrap_or_default(),
                     "display": known.map(|i| i.display).unwrap_or_default()}], "text": assessment.instrument},
-                "subject": reference(&ids.patient),
-                "encounter": reference(&ids.session),
+                "subject": null,
+                "encounter": null,
                 "effectiveDateTime": assessment.date,
-                "performer": [reference(&ids.practitioner)],
+                "performer": [null],
                 "valueInteger": assessment.score,
-            })
+            });
+            observation["subject"] = reference(&ids.patient);
+            observation["encounter"] = reference(&ids.session);
+            observation["performer"][0] = reference(&ids.practitioner);
+            observation
         })
         .collect();
 
@@ -262,8 +280,9 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         NoteKind::Intake => "Intake note",
         NoteKind::Closing => "Closing note",
     };
-    // `json!` copies every value it is given; the large ones (narratives, sections, entries)
-    // are moved in afterwards instead, so the note text is not copied at each level.
+    // `json!` copies every value it is given (through serde); built values (narratives,
+    // sections, entries, references, labels) are moved into a `null` placeholder afterwards
+    // instead, which keeps the member order.
     let section = |title: &str, code: &str, display: &str, text: Value| {
         let mut section =
             json!({"title": title, "code": {"coding": [{"system": LOINC, "code": code, "display": display}]}});
@@ -298,18 +317,23 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     }
     let mut composition = json!({
         "resourceType": "Composition",
-        "meta": {"profile": [COMPOSITION_PROFILE], "security": note_labels()},
+        "meta": {"profile": [COMPOSITION_PROFILE], "security": null},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.composition)},
         "status": "final",
         "type": {"coding": [{"system": LOINC, "code": "34904-3", "display": "Mental health Progress note"}]},
-        "subject": reference(&ids.patient),
-        "encounter": reference(&ids.session),
+        "subject": null,
+        "encounter": null,
         "date": session_start.to_rfc3339_opts(seconds, false),
-        "author": [reference(&ids.practitioner)],
+        "author": [null],
         "title": "Psychotherapy session note",
         "confidentiality": "R",
-        "custodian": reference(&ids.organization),
+        "custodian": null,
     });
+    composition["meta"]["security"] = note_labels();
+    composition["subject"] = reference(&ids.patient);
+    composition["encounter"] = reference(&ids.session);
+    composition["author"][0] = reference(&ids.practitioner);
+    composition["custodian"] = reference(&ids.organization);
     composition["section"] = Value::Array(sections);
 
     let mut entries = vec![
@@ -324,11 +348,12 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     entries.extend(ids.observations.iter().map(String::as_str).zip(observations));
     let mut bundle = json!({
         "resourceType": "Bundle",
-        "meta": {"profile": [DOCUMENT_PROFILE], "security": note_labels()},
+        "meta": {"profile": [DOCUMENT_PROFILE], "security": null},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.document)},
         "type": "document",
         "timestamp": assembled,
     });
+    bundle["meta"]["security"] = note_labels();
     bundle["entry"] = entries
         .into_iter()
         .map(|(id, resource)| {
