@@ -217,7 +217,7 @@ impl Pseudonymizer {
         Pseudonymizer { keyed }
     }
 
-    fn mac(&self, parts: &[&str]) -> String {
+    fn digest(&self, parts: &[&str]) -> [u8; 32] {
         let mut mac = self.keyed.clone();
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -225,7 +225,11 @@ impl Pseudonymizer {
             }
             mac.update(part.as_bytes());
         }
-        hex::encode(mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        hex::encode(self.digest(parts))
     }
 
     /// The patient pseudonym of a HETU: the same person gets the same pseudonym in every row.
@@ -249,15 +253,14 @@ impl Pseudonymizer {
     /// A stable, unguessable UUID (version 4 layout) for `parts`: document ids derived from an
     /// organisation's own record ids, so a repeated submission finds its document.
     pub fn uuid(&self, parts: &[&str]) -> String {
-        let mut all = vec!["uuid"];
+        let mut all = Vec::with_capacity(parts.len() + 1);
+        all.push("uuid");
         all.extend_from_slice(parts);
-        let digest = hex::decode(self.mac(&all)).unwrap_or_default();
+        let digest = self.digest(&all);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let hex = hex::encode(bytes);
-        format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+        // The version 4 and RFC 4122 variant bits, as a random UUID has them.
+        uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
     }
 
     /// The token that matches an identifier value whatever its system.
@@ -340,6 +343,26 @@ mod tests {
         assert_ne!(a.patient_from_hetu(&hetu), b.patient_from_hetu(&hetu));
         assert_ne!(a.token("identifier", None, "x"), a.token_any_system("identifier", "x"));
         assert!(!a.patient_from_hetu(&hetu).contains("131052"));
+    }
+
+    #[test]
+    fn derived_uuids_keep_the_layout_that_stored_ids_have() {
+        // Stored document ids were derived as the HMAC's first 16 bytes with the version and
+        // variant bits set, written as lowercase hyphenated hex: a resubmission must find them.
+        let a = Pseudonymizer::new(SecretKey::generate().unwrap());
+        let parts = ["document", "1.2.246.10.12345678.10.1", "EMR-2026-000123", "composition"];
+        let mut all = vec!["uuid"];
+        all.extend_from_slice(&parts);
+        let digest = hex::decode(a.mac(&all)).unwrap();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex = hex::encode(bytes);
+        let expected = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+        assert_eq!(a.uuid(&parts), expected);
+        assert_eq!(a.uuid(&parts), a.uuid(&parts));
+        assert_ne!(a.uuid(&parts), a.uuid(&parts[..3]));
     }
 
     #[test]
