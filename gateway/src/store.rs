@@ -32,6 +32,18 @@ const SHARED_SCOPE: &str = "shared";
 /// Bound on ids in one `IN (...)` list: SQLite limits bound parameters per statement.
 const CHUNK: usize = 500;
 
+/// The join of an index table (`search_tokens`, `search_dates`) to the heads that keeps only
+/// the rows of each resource's current version: the one rule that makes old versions' index
+/// rows invisible, for every query that reads an index.
+macro_rules! current_version_of {
+    ($index:ident) => {
+        resource_heads::table.on(resource_heads::resource_type
+            .eq($index::resource_type)
+            .and(resource_heads::id.eq($index::id))
+            .and(resource_heads::version.eq($index::version)))
+    };
+}
+
 /// What the enforcement point reads of a stored row: never the body.
 pub trait Stored {
     fn resource_type(&self) -> &str;
@@ -107,8 +119,9 @@ stored!(Head, VersionRow);
 
 /// An index row belongs to one version of its resource and is never changed or removed: a
 /// new version adds its own rows, and every query joins the head to keep only the current
-/// version's. So a write never reads or deletes index rows, and the rows can be keyed for
-/// lookup alone (the table is its own search index) rather than also by resource.
+/// version's (`current_version_of!`). So a write never reads or deletes index rows, and the
+/// rows can be keyed for lookup alone (the table is its own search index) rather than also by
+/// resource.
 #[derive(Insertable)]
 #[diesel(table_name = search_tokens, treat_none_as_default_value = false)]
 struct TokenRow<'a> {
@@ -670,12 +683,7 @@ impl Store {
         let rt = resource_type.as_str();
         let mut conn = self.conn()?;
         let mut matches: Vec<(i64, String)> = crate::on_backend!(&mut *conn, |c| search_tokens::table
-            .inner_join(
-                resource_heads::table.on(resource_heads::resource_type
-                    .eq(search_tokens::resource_type)
-                    .and(resource_heads::id.eq(search_tokens::id))
-                    .and(resource_heads::version.eq(search_tokens::version))),
-            )
+            .inner_join(current_version_of!(search_tokens))
             .filter(search_tokens::resource_type.eq(rt))
             .filter(search_tokens::param.eq("identifier"))
             .filter(search_tokens::token.eq(&token))
@@ -715,12 +723,7 @@ impl Store {
                     for chunk in tokens.chunks(CHUNK) {
                         found.extend(
                             search_tokens::table
-                                .inner_join(
-                                    resource_heads::table.on(resource_heads::resource_type
-                                        .eq(search_tokens::resource_type)
-                                        .and(resource_heads::id.eq(search_tokens::id))
-                                        .and(resource_heads::version.eq(search_tokens::version))),
-                                )
+                                .inner_join(current_version_of!(search_tokens))
                                 .filter(search_tokens::resource_type.eq(rt))
                                 .filter(search_tokens::param.eq(param))
                                 .filter(search_tokens::token.eq_any(chunk))
@@ -744,12 +747,7 @@ impl Store {
                     found
                 }
                 Criterion::Dates { param, queries } => search_dates::table
-                    .inner_join(
-                        resource_heads::table.on(resource_heads::resource_type
-                            .eq(search_dates::resource_type)
-                            .and(resource_heads::id.eq(search_dates::id))
-                            .and(resource_heads::version.eq(search_dates::version))),
-                    )
+                    .inner_join(current_version_of!(search_dates))
                     .filter(search_dates::resource_type.eq(rt))
                     .filter(search_dates::param.eq(param))
                     .select((search_dates::id, search_dates::range_start, search_dates::range_end))
