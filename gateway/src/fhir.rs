@@ -21,7 +21,7 @@ use crate::enforce::{Gate, Released};
 use crate::error::GatewayError;
 use crate::http::{self, Output, Return};
 use crate::identity::Caller;
-use crate::store::{instant, now_millis, Criterion, Head, NewResource, Store, VersionRow};
+use crate::store::{instant, now_millis, Criterion, Head, NewResource, Store, TokenMatch, VersionRow};
 
 /// The resource type named in the path, or 404.
 fn resource_type(request: &HttpRequest) -> Result<ResourceType, GatewayError> {
@@ -688,14 +688,17 @@ fn token_queries(values: &[&str], name: &str) -> Result<Vec<TokenQuery>, Gateway
         .collect()
 }
 
-fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<String> {
+fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<TokenMatch> {
     let pseudonyms = store.pseudonyms();
     values
         .iter()
-        .map(|value| match value {
-            TokenQuery::AnySystem(value) => pseudonyms.token_any_system(param, value),
-            TokenQuery::NoSystem(value) => pseudonyms.token(param, None, value),
-            TokenQuery::System { system, value } => pseudonyms.token(param, Some(system), value),
+        .map(|query| {
+            let (value, exact) = match query {
+                TokenQuery::AnySystem(value) => (value, None),
+                TokenQuery::NoSystem(value) => (value, Some(pseudonyms.token(param, None, value))),
+                TokenQuery::System { system, value } => (value, Some(pseudonyms.token(param, Some(system), value))),
+            };
+            TokenMatch { any: pseudonyms.token_any_system(param, value), exact }
         })
         .collect()
 }

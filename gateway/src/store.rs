@@ -131,6 +131,43 @@ struct TokenRow<'a> {
     token: String,
     patient: Option<&'a str>,
     version: i64,
+    system_token: Option<String>,
+}
+
+/// What a token search asks of an identifier, in the terms of the index: the identifier's
+/// any-system token (`value` in any system), and, for `system|value` or `|value`, the token
+/// of that exact form.
+///
+/// An identifier is filed in one row, under `any` with `exact` beside it (`system_token`);
+/// rows written before migration 7, and a second identifier of one resource with the same
+/// value in another system, are filed under `exact` alone, with no `system_token`. Every
+/// lookup reads both forms: the rows whose key is `any` or `exact`, then [`TokenMatch::admits`].
+#[derive(Clone, Debug)]
+pub struct TokenMatch {
+    pub any: String,
+    pub exact: Option<String>,
+}
+
+impl TokenMatch {
+    /// Whether an index row (its key and its `system_token`) is an identifier this asks for.
+    pub fn admits(&self, token: &str, system_token: Option<&str>) -> bool {
+        match &self.exact {
+            None => token == self.any,
+            Some(exact) => match system_token {
+                Some(system_token) => token == self.any && system_token == exact,
+                None => token == exact,
+            },
+        }
+    }
+
+    /// The keys to read: the rows any of `matches` may admit are filed under these.
+    fn keys(matches: &[TokenMatch]) -> Vec<&str> {
+        let mut keys: Vec<&str> =
+            matches.iter().flat_map(|m| std::iter::once(m.any.as_str()).chain(m.exact.as_deref())).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
 }
 
 #[derive(Insertable)]
@@ -199,7 +236,7 @@ struct Sealed {
 /// A search criterion; several are ANDed, the values inside one are ORed.
 pub enum Criterion {
     Ids(Vec<String>),
-    Tokens { param: String, tokens: Vec<String> },
+    Tokens { param: String, tokens: Vec<TokenMatch> },
     Patients(Vec<String>),
     Dates { param: String, queries: Vec<DateQuery> },
     LastUpdated(Vec<DateQuery>),
@@ -673,8 +710,13 @@ impl Store {
         value: &str,
         usable: impl Fn(&str) -> bool,
     ) -> Result<Option<String>, GatewayError> {
-        let token = self.inner.pseudonyms.token("identifier", Some(system), value);
-        let key = format!("{resource_type}|{token}");
+        let pseudonyms = &self.inner.pseudonyms;
+        let wanted = TokenMatch {
+            any: pseudonyms.token_any_system("identifier", value),
+            exact: Some(pseudonyms.token("identifier", Some(system), value)),
+        };
+        let exact = wanted.exact.as_deref().unwrap_or_default();
+        let key = format!("{resource_type}|{exact}");
         if let Some(id) = self.inner.known_ids.get(&key) {
             return Ok(Some(id));
         }
@@ -682,13 +724,24 @@ impl Store {
         // cache and comes here, so this runs for most submissions.
         let rt = resource_type.as_str();
         let mut conn = self.conn()?;
-        let mut matches: Vec<(i64, String)> = crate::on_backend!(&mut *conn, |c| search_tokens::table
-            .inner_join(current_version_of!(search_tokens))
-            .filter(search_tokens::resource_type.eq(rt))
-            .filter(search_tokens::param.eq("identifier"))
-            .filter(search_tokens::token.eq(&token))
-            .select((resource_heads::last_updated, resource_heads::id))
-            .load(c))?;
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            crate::on_backend!(&mut *conn, |c| search_tokens::table
+                .inner_join(current_version_of!(search_tokens))
+                .filter(search_tokens::resource_type.eq(rt))
+                .filter(search_tokens::param.eq("identifier"))
+                .filter(search_tokens::token.eq(&wanted.any).or(search_tokens::token.eq(exact)))
+                .select((
+                    resource_heads::last_updated,
+                    resource_heads::id,
+                    search_tokens::token,
+                    search_tokens::system_token
+                ))
+                .load(c))?;
+        let mut matches: Vec<(i64, String)> = rows
+            .into_iter()
+            .filter(|(_, _, token, system_token)| wanted.admits(token, system_token.as_deref()))
+            .map(|(updated, id, _, _)| (updated, id))
+            .collect();
         matches.sort();
         let found = matches.into_iter().map(|(_, id)| id).find(|id| usable(id));
         if let Some(id) = &found {
@@ -720,16 +773,17 @@ impl Store {
                 Criterion::Ids(ids) => ids.iter().cloned().collect(),
                 Criterion::Tokens { param, tokens } => {
                     let mut found = HashSet::new();
-                    for chunk in tokens.chunks(CHUNK) {
-                        found.extend(
-                            search_tokens::table
-                                .inner_join(current_version_of!(search_tokens))
-                                .filter(search_tokens::resource_type.eq(rt))
-                                .filter(search_tokens::param.eq(param))
-                                .filter(search_tokens::token.eq_any(chunk))
-                                .select(search_tokens::id)
-                                .load::<String>(&mut conn)?,
-                        );
+                    for chunk in TokenMatch::keys(tokens).chunks(CHUNK) {
+                        let rows: Vec<(String, String, Option<String>)> = search_tokens::table
+                            .inner_join(current_version_of!(search_tokens))
+                            .filter(search_tokens::resource_type.eq(rt))
+                            .filter(search_tokens::param.eq(param))
+                            .filter(search_tokens::token.eq_any(chunk))
+                            .select((search_tokens::id, search_tokens::token, search_tokens::system_token))
+                            .load(&mut conn)?;
+                        found.extend(rows.into_iter().filter_map(|(id, token, system_token)| {
+                            tokens.iter().any(|m| m.admits(&token, system_token.as_deref())).then_some(id)
+                        }));
                     }
                     found
                 }
@@ -871,7 +925,8 @@ fn write_rows(
     sealed: &[Option<Sealed>],
 ) -> Result<Written, GatewayError> {
     for row in new_key_rows(keys, &context.kek_id, now_millis()) {
-        diesel::insert_into(data_keys::table).values(&row).execute(conn).map_err(conflict)?;
+        let insert = diesel::insert_into(data_keys::table).values(&row);
+        crate::on_backend!(&mut *conn, |c| insert.execute(c)).map_err(conflict)?;
     }
     writes
         .iter()
@@ -1194,29 +1249,32 @@ fn write_resource(
                 .on_conflict_do_nothing()
                 .execute(c))?
         } else {
-            diesel::insert_into(resource_heads::table).values(&head).execute(conn).map_err(conflict)?
+            let insert = diesel::insert_into(resource_heads::table).values(&head);
+            crate::on_backend!(&mut *conn, |c| insert.execute(c)).map_err(conflict)?
         };
         if inserted == 0 {
             // It exists: stored earlier, or by another request of this group.
             return Ok(None);
         }
     }
-    diesel::insert_into(resource_versions::table).values(&rows.version).execute(conn).map_err(conflict)?;
+    // Each statement on the concrete connection, where its prepared statement is found by its
+    // type rather than by rendering its SQL (see `on_backend!`).
+    let insert = diesel::insert_into(resource_versions::table).values(&rows.version);
+    crate::on_backend!(&mut *conn, |c| insert.execute(c)).map_err(conflict)?;
     if updating {
         let target = resource_heads::table
             .filter(resource_heads::resource_type.eq(resource_type))
             .filter(resource_heads::id.eq(id));
-        diesel::update(target)
-            .set((
-                resource_heads::version.eq(version),
-                resource_heads::patient.eq(&head.patient),
-                resource_heads::security_labels.eq(&head.security_labels),
-                resource_heads::author_org.eq(&head.author_org),
-                resource_heads::author_practitioner.eq(&head.author_practitioner),
-                resource_heads::last_updated.eq(last_updated),
-                resource_heads::service_event.eq(&head.service_event),
-            ))
-            .execute(conn)?;
+        let update = diesel::update(target).set((
+            resource_heads::version.eq(version),
+            resource_heads::patient.eq(&head.patient),
+            resource_heads::security_labels.eq(&head.security_labels),
+            resource_heads::author_org.eq(&head.author_org),
+            resource_heads::author_practitioner.eq(&head.author_practitioner),
+            resource_heads::last_updated.eq(last_updated),
+            resource_heads::service_event.eq(&head.service_event),
+        ));
+        crate::on_backend!(&mut *conn, |c| update.execute(c))?;
     }
     if let (ResourceType::Consent, Some(patient)) = (resource.resource_type, resource.patient.as_deref()) {
         // Every node's cache of this patient's compiled Consents is stale from this commit on.
@@ -1290,7 +1348,15 @@ fn new_rows<'a>(
     let patient = resource.patient.as_deref();
     let tokens = identifier_tokens(pseudonyms, &resource.facts)
         .into_iter()
-        .map(|(param, token)| TokenRow { resource_type, id, param, token, patient, version: head.version })
+        .map(|(param, token, system_token)| TokenRow {
+            resource_type,
+            id,
+            param,
+            token,
+            patient,
+            version: head.version,
+            system_token,
+        })
         .collect();
     let mut seen = HashSet::new();
     let dates = resource
@@ -1412,22 +1478,31 @@ fn new_key_rows<'a>(keys: &'a NewKeys, kek_id: &'a str, now: i64) -> impl Iterat
 /// Rows per multi-row INSERT in [`write_created`].
 const BATCH_ROWS: usize = 1_000;
 
-/// The HMAC tokens of a resource's identifier facts, without repeats. Each identifier is
-/// findable by `system|value`, by `value` alone, and (without a system) by `|value`.
-fn identifier_tokens(pseudonyms: &Pseudonymizer, facts: &[IndexFact]) -> Vec<(&'static str, String)> {
-    let mut tokens = Vec::new();
-    let mut seen = HashSet::new();
+/// The index rows of a resource's identifier facts (parameter, key, `system_token`), without
+/// repeats. Each identifier is findable by `system|value`, by `value` alone, and (without a
+/// system) by `|value`: it is filed under its any-system token with its exact token beside it.
+/// A second identifier with the same value in another system would need the same key again, so
+/// it is filed under its exact token alone, as every identifier was before migration 7 (see
+/// [`TokenMatch`]).
+fn identifier_tokens(pseudonyms: &Pseudonymizer, facts: &[IndexFact]) -> Vec<(&'static str, String, Option<String>)> {
+    let mut rows = Vec::new();
+    let mut keys = HashSet::new();
+    let mut exacts = HashSet::new();
     for fact in facts {
         if let IndexFact::Token { param, system, value } = fact {
-            for token in [pseudonyms.token(param, system.as_deref(), value), pseudonyms.token_any_system(param, value)]
-            {
-                if seen.insert(token.clone()) {
-                    tokens.push((*param, token));
-                }
+            let exact = pseudonyms.token(param, system.as_deref(), value);
+            if !exacts.insert((*param, exact.clone())) {
+                continue;
+            }
+            let any = pseudonyms.token_any_system(param, value);
+            if keys.insert((*param, any.clone())) {
+                rows.push((*param, any, Some(exact)));
+            } else if keys.insert((*param, exact.clone())) {
+                rows.push((*param, exact, None));
             }
         }
     }
-    tokens
+    rows
 }
 
 fn conflict(error: diesel::result::Error) -> GatewayError {

@@ -48,6 +48,7 @@ diesel::table! {
         token -> Text,
         patient -> Nullable<Text>,
         version -> BigInt,
+        system_token -> Nullable<Text>,
     }
 }
 

@@ -226,6 +226,55 @@ on_both_backends! {
         assert_eq!(total(&gateway, "/Encounter?date=2026-03-05"), 1);
         assert_eq!(total(&gateway, "/Encounter?date=2026-04-01"), 0);
 
+        // One value under two systems, and one with no system: each identifier is found by its
+        // own form only, whether its index rows have the current form (one row per identifier)
+        // or the form written before migration 7 (a row per token, rebuilt here in SQL).
+        let mut shared = encounter(&other, "2026-05-01T10:00:00+02:00");
+        shared["identifier"] = json!([
+            {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.246.10.99"},
+            {"system": "urn:oid:1.2.246.537.6.2", "value": "urn:oid:1.2.246.10.99"},
+            {"value": "no-system-77"}
+        ]);
+        let shared_id = gateway.create(&shared);
+        let forms = |expected: u64, old_form: &str| {
+            for (query, found) in [
+                ("urn:ietf:rfc:3986|urn:oid:1.2.246.10.99", expected),
+                ("urn:oid:1.2.246.537.6.2|urn:oid:1.2.246.10.99", expected),
+                ("urn:oid:1.2.246.10.99", expected),
+                ("|urn:oid:1.2.246.10.99", 0),
+                ("other-system|urn:oid:1.2.246.10.99", 0),
+                ("no-system-77", expected),
+                ("|no-system-77", expected),
+                ("urn:ietf:rfc:3986|no-system-77", 0),
+                ("urn:ietf:rfc:3986|urn:oid:1.2.246.10.99,|no-system-77", expected),
+            ] {
+                let query = query.replace('|', "%7C");
+                assert_eq!(total(&gateway, &format!("/Encounter?identifier={query}")), found, "{query} ({old_form})");
+            }
+        };
+        forms(1, "current form");
+        {
+            use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+            use vaitio::db::schema::search_tokens;
+            let mut conn = gateway.database();
+            // A row per identifier: the second system's shares the first one's key, so it is
+            // filed under its exact token alone.
+            let rows: i64 =
+                search_tokens::table.filter(search_tokens::id.eq(&shared_id)).count().get_result(&mut *conn).unwrap();
+            assert_eq!(rows, 3);
+            for sql in [
+                format!(
+                    "INSERT INTO search_tokens (resource_type, id, param, token, patient, version) \
+                     SELECT resource_type, id, param, system_token, patient, version FROM search_tokens \
+                     WHERE id = '{shared_id}' AND system_token IS NOT NULL"
+                ),
+                format!("UPDATE search_tokens SET system_token = NULL WHERE id = '{shared_id}'"),
+            ] {
+                diesel::sql_query(sql).execute(&mut *conn).unwrap();
+            }
+        }
+        forms(1, "form before migration 7");
+
         // Paging: 5 results, 2 a page; every result once, links to follow.
         let mut seen = Vec::new();
         let mut next = Some(format!("/Encounter?patient={aino}&_count=2"));

@@ -1,0 +1,6 @@
+-- Back to two rows per identifier: each `system_token` becomes a row of its own.
+INSERT INTO search_tokens (resource_type, id, param, token, patient, version)
+    SELECT resource_type, id, param, system_token, patient, version
+    FROM search_tokens WHERE system_token IS NOT NULL
+    ON CONFLICT DO NOTHING;
+ALTER TABLE search_tokens DROP COLUMN system_token;
