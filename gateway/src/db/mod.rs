@@ -207,6 +207,8 @@ fn r2d2_error(message: String) -> SetupError {
 
 pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, SetupError> {
     if let DatabaseUrl::Sqlite(path) = url {
+        // Before the process's first SQLite connection, or never (see the crate).
+        sqlite_page_cache::install();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
@@ -249,6 +251,16 @@ mod tests {
         assert_eq!(DatabaseUrl::parse("data/x.db").unwrap(), DatabaseUrl::Sqlite("data/x.db".into()));
         assert!(DatabaseUrl::parse("postgress://h/db").is_err(), "a typo must not become a SQLite file");
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+    }
+
+    /// Every SQLite connection comes from a pool, and the first pool installs the page cache
+    /// before SQLite initialises: installing again reports it in place.
+    #[test]
+    fn sqlite_pools_run_on_the_page_cache_that_commits_cheaply() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(&DatabaseUrl::Sqlite(dir.path().join("cache.db")), 1).unwrap();
+        drop(pool.get().unwrap());
+        assert!(sqlite_page_cache::install(), "SQLite initialised before the first pool");
     }
 
     #[test]
