@@ -403,7 +403,7 @@ impl Store {
     /// together with those of concurrent requests; returns once they are durable. A request
     /// whose records cannot be written must not answer with data: the error is a 503.
     pub fn record(&self, audit: Vec<AuditRecord>) -> Result<(), GatewayError> {
-        self.inner.writer.submit(Arc::new(Vec::new()), Vec::new(), Arc::new(Vec::new()), audit).map(drop)
+        self.inner.writer.submit(Arc::new(Vec::new()), Vec::new(), Vec::new(), audit).map(drop)
     }
 
     /// Checkpoints are signed every N entries or T seconds; when the log is idle, a tick signs
@@ -614,7 +614,7 @@ impl Store {
         loop {
             attempt += 1;
             let keys = self.data_keys_for(&writes, attempt == 1)?;
-            let sealed = Arc::new(seal_new_versions(&writes, &keys)?);
+            let sealed = seal_new_versions(&writes, &keys)?;
             // Only a derived id or a new data key can meet a concurrent writer's equal row; any
             // other conflict would only repeat.
             let may_race = keys.iter().any(|(_, _, wrapped)| wrapped.is_some())
@@ -662,7 +662,7 @@ impl Store {
         &self,
         writes: &Arc<Vec<Write>>,
         keys: NewKeys,
-        sealed: Arc<Vec<Option<Sealed>>>,
+        sealed: Vec<Option<Sealed>>,
         audit: Vec<AuditRecord>,
     ) -> Result<Written, GatewayError> {
         let written = self.inner.writer.submit(writes.clone(), keys.clone(), sealed, audit)?;
@@ -911,9 +911,9 @@ pub(crate) fn write_transaction(
 
 /// One request's audit records, then its rows: every writer takes the log's head lock before
 /// any row lock, so nodes cannot deadlock.
-fn write_request(conn: &mut DbConnection, context: &WriteContext, job: &Job) -> Result<Written, GatewayError> {
+fn write_request(conn: &mut DbConnection, context: &WriteContext, job: &mut Job) -> Result<Written, GatewayError> {
     audit::append(conn, &job.audit, &context.signer, now_millis())?;
-    write_rows(conn, context, &job.keys, &job.writes, &job.sealed)
+    write_rows(conn, context, &job.keys, &job.writes, &mut job.sealed)
 }
 
 /// A request's new data keys and resource rows.
@@ -922,7 +922,7 @@ fn write_rows(
     context: &WriteContext,
     keys: &NewKeys,
     writes: &[Write],
-    sealed: &[Option<Sealed>],
+    sealed: &mut [Option<Sealed>],
 ) -> Result<Written, GatewayError> {
     for row in new_key_rows(keys, &context.kek_id, now_millis()) {
         let insert = diesel::insert_into(data_keys::table).values(&row);
@@ -935,7 +935,9 @@ fn write_rows(
             let scope = write.resource.patient.as_deref().unwrap_or(SHARED_SCOPE);
             let key = keys.iter().find(|(s, _, _)| s == scope).map(|(_, key, _)| key);
             let key = key.ok_or_else(|| GatewayError::Internal("no data key for a write".into()))?;
-            let prepared = sealed.get(n).and_then(Option::as_ref);
+            // Taken, not copied: the writer owns the job. If the group fails and runs again
+            // request by request, a write whose body was taken seals it afresh.
+            let prepared = sealed.get_mut(n).and_then(Option::take);
             write_resource(conn, &context.pseudonyms, write, key, scope, prepared)
         })
         .collect()
@@ -1014,7 +1016,7 @@ struct Job {
     writes: Arc<Vec<Write>>,
     keys: NewKeys,
     /// For each of `writes`, its version 1 prepared ahead, when it may create one.
-    sealed: Arc<Vec<Option<Sealed>>>,
+    sealed: Vec<Option<Sealed>>,
     audit: Vec<AuditRecord>,
     answer: mpsc::SyncSender<Result<Written, GatewayError>>,
 }
@@ -1086,7 +1088,7 @@ impl WriteQueue {
         held: &mut Option<PooledConnection<Manager>>,
         pool: &Pool,
         context: &WriteContext,
-        group: Vec<Job>,
+        mut group: Vec<Job>,
     ) {
         let conn = match held.as_mut() {
             Some(conn) => conn,
@@ -1123,19 +1125,20 @@ impl WriteQueue {
             // where a checkpoint that is due gets signed.
             let all: Vec<AuditRecord> = group.iter().flat_map(|job| job.audit.iter().cloned()).collect();
             audit::append(conn, &all, &context.signer, now_millis())?;
-            let writing: Vec<&Job> = group.iter().filter(|job| !recording_only(job)).collect();
-            let only_creating = writing.iter().flat_map(|job| job.writes.iter()).all(|write| {
-                matches!(write.kind, WriteKind::Create | WriteKind::CreateIfAbsent)
-                    && write.resource.resource_type != ResourceType::Consent
-            });
+            let only_creating =
+                group.iter().filter(|job| !recording_only(job)).flat_map(|job| job.writes.iter()).all(|write| {
+                    matches!(write.kind, WriteKind::Create | WriteKind::CreateIfAbsent)
+                        && write.resource.resource_type != ResourceType::Consent
+                });
             // Only on PostgreSQL: SQLite runs in-process, so a statement costs no round trip,
             // while a multi-row INSERT of varying length is prepared afresh for every group
             // (its writer took 540 µs a document one row at a time and 880-960 µs batched).
             if let (true, DbConnection::Postgres(pg)) = (only_creating, &mut *conn) {
+                let writing: Vec<&Job> = group.iter().filter(|job| !recording_only(job)).collect();
                 results.extend(write_created(pg, context, &writing)?.into_iter().map(Ok));
             } else {
-                for job in writing {
-                    results.push(Ok(write_rows(conn, context, &job.keys, &job.writes, &job.sealed)?));
+                for job in group.iter_mut().filter(|job| !recording_only(job)) {
+                    results.push(Ok(write_rows(conn, context, &job.keys, &job.writes, &mut job.sealed)?));
                 }
             }
             Ok(())
@@ -1157,7 +1160,7 @@ impl WriteQueue {
             committed = write_transaction(conn, |conn| {
                 let together = !records.is_empty()
                     && conn.transaction(|conn| audit::append(conn, &records, &context.signer, now_millis())).is_ok();
-                for job in &group {
+                for job in &mut group {
                     results.push(if together && recording_only(job) {
                         Ok(Vec::new())
                     } else {
@@ -1186,7 +1189,7 @@ impl WriteQueue {
         &self,
         writes: Arc<Vec<Write>>,
         keys: NewKeys,
-        sealed: Arc<Vec<Option<Sealed>>>,
+        sealed: Vec<Option<Sealed>>,
         audit: Vec<AuditRecord>,
     ) -> Result<Written, GatewayError> {
         let (answer, answered) = mpsc::sync_channel(1);
@@ -1202,7 +1205,7 @@ fn write_resource(
     write: &Write,
     key: &DataKey,
     scope: &str,
-    prepared: Option<&Sealed>,
+    prepared: Option<Sealed>,
 ) -> Result<Option<(Head, Vec<u8>)>, GatewayError> {
     let Write { resource, id, kind } = write;
     let id = id.as_str();
@@ -1232,7 +1235,7 @@ fn write_resource(
     };
     let updating = current.is_some();
     let (last_updated, body, sealed) = match prepared.filter(|_| version == 1) {
-        Some(ready) => (ready.last_updated, ready.plain.clone(), ready.sealed.clone()),
+        Some(ready) => (ready.last_updated, ready.plain, ready.sealed),
         None => {
             let last_updated = now_millis();
             let (body, sealed) = stamp_and_seal(resource, id, version, last_updated, key, scope)?;
