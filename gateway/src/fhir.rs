@@ -692,13 +692,10 @@ fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<TokenMatch> 
     let pseudonyms = store.pseudonyms();
     values
         .iter()
-        .map(|query| {
-            let (value, exact) = match query {
-                TokenQuery::AnySystem(value) => (value, None),
-                TokenQuery::NoSystem(value) => (value, Some(pseudonyms.token(param, None, value))),
-                TokenQuery::System { system, value } => (value, Some(pseudonyms.token(param, Some(system), value))),
-            };
-            TokenMatch { any: pseudonyms.token_any_system(param, value), exact }
+        .map(|query| match query {
+            TokenQuery::AnySystem(value) => TokenMatch::any_system(pseudonyms, param, value),
+            TokenQuery::NoSystem(value) => TokenMatch::exact(pseudonyms, param, None, value),
+            TokenQuery::System { system, value } => TokenMatch::exact(pseudonyms, param, Some(system), value),
         })
         .collect()
 }

@@ -149,6 +149,20 @@ pub struct TokenMatch {
 }
 
 impl TokenMatch {
+    /// An identifier as it is filed and asked for exactly: `system|value`, or `|value` for one
+    /// without a system. The one place that pairs the two tokens, for writes and lookups alike.
+    pub fn exact(pseudonyms: &Pseudonymizer, param: &str, system: Option<&str>, value: &str) -> TokenMatch {
+        TokenMatch {
+            any: pseudonyms.token_any_system(param, value),
+            exact: Some(pseudonyms.token(param, system, value)),
+        }
+    }
+
+    /// `value` in any system.
+    pub fn any_system(pseudonyms: &Pseudonymizer, param: &str, value: &str) -> TokenMatch {
+        TokenMatch { any: pseudonyms.token_any_system(param, value), exact: None }
+    }
+
     /// Whether an index row (its key and its `system_token`) is an identifier this asks for.
     pub fn admits(&self, token: &str, system_token: Option<&str>) -> bool {
         match &self.exact {
@@ -710,11 +724,7 @@ impl Store {
         value: &str,
         usable: impl Fn(&str) -> bool,
     ) -> Result<Option<String>, GatewayError> {
-        let pseudonyms = &self.inner.pseudonyms;
-        let wanted = TokenMatch {
-            any: pseudonyms.token_any_system("identifier", value),
-            exact: Some(pseudonyms.token("identifier", Some(system), value)),
-        };
+        let wanted = TokenMatch::exact(&self.inner.pseudonyms, "identifier", Some(system), value);
         let exact = wanted.exact.as_deref().unwrap_or_default();
         let key = format!("{resource_type}|{exact}");
         if let Some(id) = self.inner.known_ids.get(&key) {
@@ -1500,11 +1510,11 @@ fn identifier_tokens(pseudonyms: &Pseudonymizer, facts: &[IndexFact]) -> Vec<(&'
     let mut exacts = HashSet::new();
     for fact in facts {
         if let IndexFact::Token { param, system, value } = fact {
-            let exact = pseudonyms.token(param, system.as_deref(), value);
+            let TokenMatch { any, exact } = TokenMatch::exact(pseudonyms, param, system.as_deref(), value);
+            let Some(exact) = exact else { continue };
             if !exacts.insert((*param, exact.clone())) {
                 continue;
             }
-            let any = pseudonyms.token_any_system(param, value);
             if keys.insert((*param, any.clone())) {
                 rows.push((*param, any, Some(exact)));
             } else if keys.insert((*param, exact.clone())) {
