@@ -208,7 +208,7 @@ fn r2d2_error(message: String) -> SetupError {
 pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, SetupError> {
     if let DatabaseUrl::Sqlite(path) = url {
         // Before the process's first SQLite connection, or never (see the crate).
-        sqlite_page_cache::install();
+        sqlite_hooks::install();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
@@ -254,13 +254,16 @@ mod tests {
     }
 
     /// Every SQLite connection comes from a pool, and the first pool installs the page cache
-    /// before SQLite initialises: installing again reports it in place.
+    /// and the WAL buffer before SQLite initialises: installing again reports them in place, and
+    /// a write through the pool is buffered.
     #[test]
-    fn sqlite_pools_run_on_the_page_cache_that_commits_cheaply() {
+    fn sqlite_pools_run_on_the_hooks_that_commit_cheaply() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&DatabaseUrl::Sqlite(dir.path().join("cache.db")), 1).unwrap();
-        drop(pool.get().unwrap());
-        assert!(sqlite_page_cache::install(), "SQLite initialised before the first pool");
+        let (buffered, _, _) = sqlite_hooks::wal_buffer::counts();
+        pool.get().unwrap().batch_execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);").unwrap();
+        assert!(sqlite_hooks::install(), "SQLite initialised before the first pool");
+        assert!(sqlite_hooks::wal_buffer::counts().0 > buffered, "the pool's WAL writes were not buffered");
     }
 
     #[test]

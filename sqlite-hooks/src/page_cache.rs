@@ -1,8 +1,7 @@
 //! SQLite's own page cache with one key changed, so that a commit does not sweep it.
 //!
-//! This is Vaitio's only unsafe code (the rest of the workspace forbids it): C callbacks that
-//! forward each call to SQLite's default cache. Kept to forwarding, and tested by the databases
-//! every test writes (and here, by splits checked with `integrity_check`).
+//! C callbacks that forward each call to SQLite's default cache. Kept to forwarding, and tested
+//! by the databases every test writes (and here, by splits checked with `integrity_check`).
 //!
 //! When SQLite splits B-tree pages (`balance_nonroot`) it swaps their page numbers so the new
 //! pages lie in file order, parking one page for a moment under the number of the *locking
@@ -174,7 +173,7 @@ unsafe extern "C" fn shrink(p: *mut ffi::sqlite3_pcache) {
 
 /// Installs the wrapper, once per process, if SQLite has not initialised yet. Returns whether
 /// it is in place.
-pub fn install() -> bool {
+pub(crate) fn install() -> bool {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     INSTALL.call_once(|| {
         let mut methods: ffi::sqlite3_pcache_methods2 = unsafe { std::mem::zeroed() };
@@ -228,7 +227,7 @@ mod tests {
     /// file must stay sound, through commits, a cache smaller than the table, and a reopen.
     #[test]
     fn splits_park_pages_under_a_stand_in_and_the_database_stays_sound() {
-        assert!(super::install(), "the unit tests open no SQLite connection before this");
+        assert!(crate::install(), "the unit tests open no SQLite connection before this");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("splits.db").to_string_lossy().into_owned();
         let before = super::stand_ins();
