@@ -13,7 +13,6 @@ use std::path::Path;
 
 use fhir_profiles::Hetu;
 use hmac::{Hmac, KeyInit, Mac};
-use openssl::rand::rand_bytes;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::Sha256;
@@ -46,9 +45,12 @@ impl fmt::Debug for SecretKey {
 }
 
 impl SecretKey {
+    /// From the operating system's generator (through `ring`, as nonces are): OpenSSL 3's
+    /// `RAND_bytes` looked its generator up under locks on every call, 20 µs of every new
+    /// patient's submission.
     pub fn generate() -> Result<Self, CryptoError> {
         let mut key = [0u8; 32];
-        rand_bytes(&mut key)?;
+        SystemRandom::new().fill(&mut key).map_err(|_| CryptoError::Random)?;
         Ok(SecretKey(key))
     }
 
