@@ -249,7 +249,7 @@ unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
         let mut registry = MAIN_FILES.lock().unwrap_or_else(|e| e.into_inner());
         match this.role {
             Role::Main => {
-                registry.0.retain(|&(_, main)| main != f as usize);
+                registry.0.retain(|&(name, main)| (name, main) != (this.name, f as usize));
                 if !this.partner.is_null() {
                     unsafe { (*this.partner).partner = std::ptr::null_mut() };
                 }
