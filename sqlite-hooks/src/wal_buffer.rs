@@ -18,10 +18,11 @@
 //!   log that lacks what it wrote.
 //! - **A safety net at publication.** The database file's shared-memory barrier and locks (which
 //!   `walIndexWriteHdr` and the lock release go through) flush the connection's WAL buffer too.
-//!   It finds nothing in normal operation (`net_flushes` counts what it finds); if its flush
-//!   fails there is no way to report it, and the process aborts rather than publish frames that
-//!   are not on file: unanswered requests fail, and recovery drops the torn transaction by its
-//!   checksums.
+//!   A commit never leaves anything for it (`counts` reports what it found; the test asserts
+//!   nothing); it can only meet frames that a transaction spilled and then rolled back, which
+//!   lie beyond the log's end and are never published. If its flush fails there is no way to
+//!   report it, and the process aborts rather than publish frames that are not on file:
+//!   unanswered requests fail, and recovery drops the torn transaction by its checksums.
 //!
 //! A WAL file is tied to its connection's database file through the name SQLite gives both:
 //! `sqlite3_filename_database` of the WAL's name is the very pointer the database file was
@@ -41,7 +42,7 @@ const MAX_WRITE: usize = 0x1_f000;
 /// A WAL frame header's size (SQLite's `WAL_FRAME_HDRSIZE`).
 const FRAME_HEADER: usize = 24;
 
-/// How many times the safety net found buffered frames: zero unless the reasoning above is wrong.
+/// How many times the safety net found buffered frames: never those of a commit.
 static NET_FLUSHES: AtomicU64 = AtomicU64::new(0);
 /// How many buffered writes reached the file, for tests and to show the buffer works.
 static FLUSHES: AtomicU64 = AtomicU64::new(0);
