@@ -30,8 +30,6 @@ pub enum CryptoError {
     Random,
     #[error("a value could not be sealed")]
     Seal,
-    #[error("openssl: {0}")]
-    OpenSsl(#[from] openssl::error::ErrorStack),
 }
 
 /// 32 bytes of key material whose `Debug` prints nothing.
