@@ -55,9 +55,8 @@ unsafe impl Send for Base {}
 unsafe impl Sync for Base {}
 static BASE: OnceLock<Base> = OnceLock::new();
 
-/// Open database files by the name pointer they were opened with, so a WAL finds its own.
-struct Registry(Vec<(usize, usize)>);
-static MAIN_FILES: Mutex<Registry> = Mutex::new(Registry(Vec::new()));
+/// Open database files (name pointer, file), so that a WAL finds its own.
+static MAIN_FILES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -186,13 +185,12 @@ impl File {
 }
 
 unsafe extern "C" fn open(
-    vfs: *mut ffi::sqlite3_vfs,
+    _vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
     f: *mut ffi::sqlite3_file,
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    let _ = vfs;
     let base = base();
     // SAFETY: the default VFS has an xOpen.
     let base_open = unsafe { (*base).xOpen }.expect("a VFS opens files");
@@ -215,7 +213,7 @@ unsafe extern "C" fn open(
     let mut registry = MAIN_FILES.lock().unwrap_or_else(|e| e.into_inner());
     if role == Role::Wal {
         key = unsafe { ffi::sqlite3_filename_database(name) } as usize;
-        if let Some(&(_, main)) = registry.0.iter().find(|(k, _)| *k == key) {
+        if let Some(&(_, main)) = registry.iter().find(|(k, _)| *k == key) {
             partner = main as *mut File;
         }
     }
@@ -236,7 +234,7 @@ unsafe extern "C" fn open(
         )
     };
     match role {
-        Role::Main => registry.0.push((key, f as usize)),
+        Role::Main => registry.push((key, f as usize)),
         Role::Wal if !partner.is_null() => unsafe { (*partner).partner = f as *mut File },
         Role::Wal => {}
     }
@@ -250,7 +248,7 @@ unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
         let mut registry = MAIN_FILES.lock().unwrap_or_else(|e| e.into_inner());
         match this.role {
             Role::Main => {
-                registry.0.retain(|&(name, main)| (name, main) != (this.name, f as usize));
+                registry.retain(|&(name, main)| (name, main) != (this.name, f as usize));
                 if !this.partner.is_null() {
                     unsafe { (*this.partner).partner = std::ptr::null_mut() };
                 }
