@@ -9,6 +9,10 @@ use fhir_profiles::record::{parse_record, RecordLimits};
 use fhir_profiles::translate::{translate, DocumentIds};
 use fhir_profiles::{parse_translated, ResourceType};
 
+// The gateway's allocator: allocation is a large part of these stages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORD: &str = include_str!("../tests/golden/01-example-markup-note.record.json");
 
 fn main() {

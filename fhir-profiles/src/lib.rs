@@ -11,6 +11,7 @@
 
 mod error;
 mod hetu;
+mod json;
 mod parse;
 pub mod profiles;
 pub mod record;

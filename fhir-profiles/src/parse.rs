@@ -1,5 +1,7 @@
 use serde_json::{Map, Value};
 
+use crate::json::Member;
+
 use crate::error::{Issue, IssueCode, Path, ProfileError};
 use crate::hetu::{Hetu, HETU_SYSTEM};
 use crate::resource_type::ResourceType;
@@ -59,7 +61,7 @@ pub struct ParsedResource {
 
 impl ParsedResource {
     pub fn id(&self) -> Option<&str> {
-        self.json.get("id").and_then(Value::as_str)
+        self.json.member("id").and_then(Value::as_str)
     }
 }
 
@@ -94,7 +96,7 @@ fn read(expected: ResourceType, value: Value, model: bool) -> Result<ParsedResou
             "the body must be a JSON object holding one FHIR resource",
         )));
     };
-    let declared = match json.get("resourceType") {
+    let declared = match json.member("resourceType") {
         Some(Value::String(name)) => name.as_str(),
         _ => {
             return Err(ProfileError::structure(
@@ -118,7 +120,7 @@ fn read(expected: ResourceType, value: Value, model: bool) -> Result<ParsedResou
         check_model(&value)?;
     }
     let mut rules = Vec::new();
-    if let Some(id) = json.get("id") {
+    if let Some(id) = json.member("id") {
         if !id.as_str().is_some_and(is_valid_id) {
             rules.push(
                 Issue::new(IssueCode::Value, "id must be 1-64 characters of A-Z a-z 0-9 - .")
@@ -159,7 +161,7 @@ fn check_model(value: &Value) -> Result<(), ProfileError> {
         ))
     })?;
     let mut dropped = Vec::new();
-    let root = value.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
+    let root = value.member("resourceType").and_then(Value::as_str).unwrap_or("Resource");
     dropped_elements(value, &back, root, &mut dropped);
     if dropped.is_empty() {
         Ok(())
@@ -188,7 +190,7 @@ fn dropped_elements(input: &Value, model: &Value, path: &str, out: &mut Vec<Stri
         (Value::Object(sent), Value::Object(kept)) => {
             for (key, value) in sent {
                 let child = format!("{path}.{key}");
-                match kept.get(key) {
+                match kept.member(key) {
                     Some(kept_value) => dropped_elements(value, kept_value, &child, out),
                     None if value.is_null() => {}
                     None => out.push(child),
@@ -217,13 +219,13 @@ fn printable(name: &str) -> String {
 
 fn patient_hetus(json: &Map<String, Value>, path: &str, rules: &mut Vec<Issue>) -> Vec<Hetu> {
     let mut hetus = Vec::new();
-    let identifiers = json.get("identifier").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let identifiers = json.member("identifier").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     for (index, identifier) in identifiers.iter().enumerate() {
-        if identifier.get("system").and_then(Value::as_str) != Some(HETU_SYSTEM) {
+        if identifier.member("system").and_then(Value::as_str) != Some(HETU_SYSTEM) {
             continue;
         }
         let at = format!("{path}.identifier[{index}].value");
-        match identifier.get("value").and_then(Value::as_str).map(Hetu::parse) {
+        match identifier.member("value").and_then(Value::as_str).map(Hetu::parse) {
             Some(Ok(hetu)) => hetus.push(hetu),
             Some(Err(error)) => rules.push(Issue::new(IssueCode::Value, error.to_string()).at(at)),
             None => rules.push(Issue::new(IssueCode::Required, "a HETU identifier needs a value").at(at)),
@@ -252,7 +254,7 @@ fn patient_link(resource_type: ResourceType, json: &Map<String, Value>, rules: &
         _ => {
             let element = subject_element(resource_type).unwrap_or("subject");
             let at = format!("{resource_type}.{element}");
-            match json.get(element).and_then(|r| r.get("reference")).and_then(Value::as_str) {
+            match json.get(element).and_then(|r| r.member("reference")).and_then(Value::as_str) {
                 Some(reference) => match stored_patient_id(reference) {
                     Some(id) => PatientLink::Stored(id.to_owned()),
                     None => {
@@ -276,13 +278,13 @@ fn patient_link(resource_type: ResourceType, json: &Map<String, Value>, rules: &
 /// Composition's `custodian` and the Organization entry it resolves to. `None` when the document
 /// names none that resolves (the profile refuses such a document).
 pub fn document_custodian(json: &Map<String, Value>) -> Option<String> {
-    let entries = json.get("entry")?.as_array()?;
-    let composition = entries.first()?.get("resource")?;
-    let reference = composition.get("custodian")?.get("reference")?.as_str()?;
-    let organization = entries.iter().find(|e| e.get("fullUrl").and_then(Value::as_str) == Some(reference))?;
-    organization.get("resource")?.get("identifier")?.as_array()?.iter().find_map(|identifier| {
-        let system = identifier.get("system").and_then(Value::as_str);
-        let value = identifier.get("value").and_then(Value::as_str)?;
+    let entries = json.member("entry")?.as_array()?;
+    let composition = entries.first()?.member("resource")?;
+    let reference = composition.member("custodian")?.member("reference")?.as_str()?;
+    let organization = entries.iter().find(|e| e.member("fullUrl").and_then(Value::as_str) == Some(reference))?;
+    organization.member("resource")?.member("identifier")?.as_array()?.iter().find_map(|identifier| {
+        let system = identifier.member("system").and_then(Value::as_str);
+        let value = identifier.member("value").and_then(Value::as_str)?;
         (system == Some("urn:ietf:rfc:3986")).then(|| value.strip_prefix("urn:oid:").map(str::to_owned)).flatten()
     })
 }
@@ -292,11 +294,11 @@ const OID_SYSTEM: &str = "urn:ietf:rfc:3986";
 
 /// The OID of an `urn:ietf:rfc:3986` identifier with an `urn:oid:` value.
 fn oid_identifier(resource: &Map<String, Value>) -> Option<String> {
-    resource.get("identifier")?.as_array()?.iter().find_map(|identifier| {
-        if identifier.get("system").and_then(Value::as_str) != Some(OID_SYSTEM) {
+    resource.member("identifier")?.as_array()?.iter().find_map(|identifier| {
+        if identifier.member("system").and_then(Value::as_str) != Some(OID_SYSTEM) {
             return None;
         }
-        identifier.get("value")?.as_str()?.strip_prefix("urn:oid:").filter(|oid| !oid.is_empty()).map(str::to_owned)
+        identifier.member("value")?.as_str()?.strip_prefix("urn:oid:").filter(|oid| !oid.is_empty()).map(str::to_owned)
     })
 }
 
@@ -315,8 +317,8 @@ fn service_event_link(
         ResourceType::Composition | ResourceType::Condition | ResourceType::Observation => "encounter",
         _ => return ServiceEventLink::None,
     };
-    match json.get(element) {
-        Some(reference) => match reference.get("reference").and_then(Value::as_str).and_then(stored_encounter_id) {
+    match json.member(element) {
+        Some(reference) => match reference.member("reference").and_then(Value::as_str).and_then(stored_encounter_id) {
             Some(id) => ServiceEventLink::Encounter(id.to_owned()),
             None => {
                 rules.push(
@@ -335,12 +337,12 @@ fn service_event_link(
 
 /// A document belongs to the service event whose Encounter it carries.
 fn document_service_event(json: &Map<String, Value>) -> ServiceEventLink {
-    let entries = json.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let entries = json.member("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     entries
         .iter()
-        .filter_map(|entry| entry.get("resource")?.as_object())
-        .filter(|resource| resource.get("resourceType").and_then(Value::as_str) == Some("Encounter"))
-        .filter(|resource| resource.get("partOf").is_none())
+        .filter_map(|entry| entry.member("resource")?.as_object())
+        .filter(|resource| resource.member("resourceType").and_then(Value::as_str) == Some("Encounter"))
+        .filter(|resource| resource.member("partOf").is_none())
         .find_map(oid_identifier)
         .map_or(ServiceEventLink::None, ServiceEventLink::Oid)
 }
@@ -357,16 +359,16 @@ pub fn stored_patient_id(reference: &str) -> Option<&str> {
 /// A document Bundle: `type = document` and a Composition first whose subject is a Patient,
 /// either stored or inside the Bundle with a HETU.
 fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> PatientLink {
-    if json.get("type").and_then(Value::as_str) != Some("document") {
+    if json.member("type").and_then(Value::as_str) != Some("document") {
         rules.push(Issue::new(IssueCode::Value, "only Bundles of type 'document' are accepted").at("Bundle.type"));
         return PatientLink::None;
     }
-    let entries = json.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let entries = json.member("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     document_invariants(json, entries, rules);
     let Some(composition) = entries
         .first()
-        .and_then(|e| e.get("resource"))
-        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Composition"))
+        .and_then(|e| e.member("resource"))
+        .filter(|r| r.member("resourceType").and_then(Value::as_str) == Some("Composition"))
     else {
         rules.push(
             Issue::new(IssueCode::Invalid, "a document Bundle starts with its Composition")
@@ -375,7 +377,8 @@ fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> Patien
         return PatientLink::None;
     };
     let at = "Bundle.entry[0].resource.subject.reference";
-    let Some(reference) = composition.get("subject").and_then(|s| s.get("reference")).and_then(Value::as_str) else {
+    let Some(reference) = composition.member("subject").and_then(|s| s.member("reference")).and_then(Value::as_str)
+    else {
         rules.push(
             Issue::new(IssueCode::Required, "the Composition must name its patient")
                 .at("Bundle.entry[0].resource.subject"),
@@ -383,11 +386,11 @@ fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> Patien
         return PatientLink::None;
     };
     let embedded =
-        entries.iter().enumerate().find(|(_, e)| e.get("fullUrl").and_then(Value::as_str) == Some(reference));
+        entries.iter().enumerate().find(|(_, e)| e.member("fullUrl").and_then(Value::as_str) == Some(reference));
     match embedded {
         Some((index, entry)) => {
-            let resource = entry.get("resource").and_then(Value::as_object);
-            match resource.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Patient")) {
+            let resource = entry.member("resource").and_then(Value::as_object);
+            match resource.filter(|r| r.member("resourceType").and_then(Value::as_str) == Some("Patient")) {
                 Some(patient) => {
                     let path = format!("Bundle.entry[{index}].resource");
                     let mut hetus = patient_hetus(patient, &path, rules);
@@ -430,20 +433,20 @@ fn document_patient(json: &Map<String, Value>, rules: &mut Vec<Issue>) -> Patien
 /// `bdl-10` (timestamp), `bdl-7` (fullUrl unique), every entry a `fullUrl` and a `resource`, and
 /// every `urn:uuid:` reference resolving to an entry of the same document.
 fn document_invariants(json: &Map<String, Value>, entries: &[Value], rules: &mut Vec<Issue>) {
-    let identifier = json.get("identifier");
-    let has = |key: &str| identifier.and_then(|i| i.get(key)).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    let identifier = json.member("identifier");
+    let has = |key: &str| identifier.and_then(|i| i.member(key)).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
     if !(has("system") && has("value")) {
         rules.push(
             Issue::new(IssueCode::Required, "bdl-9: a document has an identifier with a system and a value")
                 .at("Bundle.identifier"),
         );
     }
-    if json.get("timestamp").and_then(Value::as_str).is_none() {
+    if json.member("timestamp").and_then(Value::as_str).is_none() {
         rules.push(Issue::new(IssueCode::Required, "bdl-10: a document has a timestamp").at("Bundle.timestamp"));
     }
     let mut full_urls = std::collections::HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
-        match entry.get("fullUrl").and_then(Value::as_str) {
+        match entry.member("fullUrl").and_then(Value::as_str) {
             Some(url) if !full_urls.insert(url) => rules.push(
                 Issue::new(IssueCode::Invalid, "bdl-7: fullUrl must be unique in a document")
                     .at(format!("Bundle.entry[{index}].fullUrl")),
@@ -454,7 +457,7 @@ fn document_invariants(json: &Map<String, Value>, entries: &[Value], rules: &mut
                     .at(format!("Bundle.entry[{index}].fullUrl")),
             ),
         }
-        if !entry.get("resource").is_some_and(Value::is_object) {
+        if !entry.member("resource").is_some_and(Value::is_object) {
             rules.push(
                 Issue::new(IssueCode::Required, "every entry of a document has a resource")
                     .at(format!("Bundle.entry[{index}].resource")),
@@ -464,7 +467,7 @@ fn document_invariants(json: &Map<String, Value>, entries: &[Value], rules: &mut
     let root = Path::Root("Bundle");
     let entry_path = root.key("entry");
     for (index, entry) in entries.iter().enumerate() {
-        if let Some(resource) = entry.get("resource") {
+        if let Some(resource) = entry.member("resource") {
             let at = entry_path.index(index);
             unresolved_references(resource, &at.key("resource"), &full_urls, rules);
         }
@@ -511,8 +514,8 @@ fn security_labels(resource_type: ResourceType, json: &Map<String, Value>) -> Ve
     let mut labels = Vec::new();
     collect_security(json, &mut labels);
     if resource_type == ResourceType::Bundle {
-        for entry in json.get("entry").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(resource) = entry.get("resource").and_then(Value::as_object) {
+        for entry in json.member("entry").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(resource) = entry.member("resource").and_then(Value::as_object) {
                 collect_security(resource, &mut labels);
             }
         }
@@ -521,10 +524,10 @@ fn security_labels(resource_type: ResourceType, json: &Map<String, Value>) -> Ve
 }
 
 fn collect_security(json: &Map<String, Value>, out: &mut Vec<SecurityCoding>) {
-    let codings = json.get("meta").and_then(|m| m.get("security")).and_then(Value::as_array);
+    let codings = json.member("meta").and_then(|m| m.member("security")).and_then(Value::as_array);
     for coding in codings.into_iter().flatten() {
         if let (Some(system), Some(code)) =
-            (coding.get("system").and_then(Value::as_str), coding.get("code").and_then(Value::as_str))
+            (coding.member("system").and_then(Value::as_str), coding.member("code").and_then(Value::as_str))
         {
             let label = SecurityCoding { system: system.to_owned(), code: code.to_owned() };
             if !out.contains(&label) {

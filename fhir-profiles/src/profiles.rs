@@ -13,12 +13,13 @@
 //! and `profile` discriminators with open or closed rules. Everything the R4 model itself checks
 //! (datatypes, base cardinalities, unknown elements) happens before, in `parse`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
 use crate::error::{Issue, IssueCode, Path};
+use crate::json::Member;
 
 /// Where Vaitio's canonical URLs start.
 pub const CANONICAL_BASE: &str = "https://fhir.vaitio.fi/";
@@ -172,11 +173,11 @@ fn artifact_error(file: &str, message: impl Into<String>) -> ArtifactError {
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key).and_then(Value::as_str)
+    value.text(key)
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    value.items(key)
 }
 
 impl Profiles {
@@ -281,11 +282,11 @@ impl Profiles {
     /// offline and are left to their owners.
     pub fn validate(&self, resource: &Value) -> Vec<Issue> {
         let resource_type = text(resource, "resourceType").unwrap_or("Resource");
-        let mut run = Run { profiles: self, entries: HashMap::new(), issues: Vec::new() };
+        let mut run = Run { profiles: self, entries: BTreeMap::new(), issues: Vec::new() };
         let document = resource_type == "Bundle" && text(resource, "type") == Some("document");
         if document {
             for entry in array(resource, "entry") {
-                if let (Some(url), Some(resource)) = (text(entry, "fullUrl"), entry.get("resource")) {
+                if let (Some(url), Some(resource)) = (text(entry, "fullUrl"), entry.member("resource")) {
                     run.entries.insert(url, resource);
                 }
             }
@@ -297,7 +298,7 @@ impl Profiles {
             "Consent" => Some(CONSENT_PROFILE),
             _ => None,
         };
-        let declared = resource.get("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
+        let declared = resource.member("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
         let mut checked_mandatory = false;
         let root = Path::Root(resource_type);
         for (index, url) in declared.iter().enumerate() {
@@ -468,7 +469,8 @@ impl CodeSystem {
 /// One validation: the document's entries by `fullUrl`, and the issues found.
 struct Run<'a> {
     profiles: &'a Profiles,
-    entries: HashMap<&'a str, &'a Value>,
+    /// Ordered by comparison: hashing each `urn:uuid:` with SipHash cost more.
+    entries: BTreeMap<&'a str, &'a Value>,
     issues: Vec<Issue>,
 }
 
@@ -521,7 +523,7 @@ impl<'a> Run<'a> {
                     }
                     (found.map_or(stem, |(k, _)| k.as_str()), found.map(|(_, v)| v))
                 }
-                None => (name.as_str(), object.get(name.as_str())),
+                None => (name.as_str(), object.member(name)),
             };
             let at = path.key(key);
             match value {
@@ -615,7 +617,7 @@ impl<'a> Run<'a> {
         };
         match item {
             Value::String(code) => self.profiles.value_set_contains(value_set, None, code),
-            Value::Object(object) if object.contains_key("coding") => array(item, "coding").iter().any(coding),
+            Value::Object(object) if object.member("coding").is_some() => array(item, "coding").iter().any(coding),
             Value::Object(_) => coding(item),
             _ => false,
         }
@@ -632,7 +634,7 @@ impl<'a> Run<'a> {
             self.issue(IssueCode::Invalid, "the reference does not resolve inside the document".into(), &at);
             return;
         };
-        let declared = resource.get("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
+        let declared = resource.member("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
         if !targets.iter().any(|target| declared.iter().any(|d| d.as_str() == Some(target))) {
             let names: Vec<&str> = targets.iter().map(|t| t.rsplit('/').next().unwrap_or(t)).collect();
             self.issue(IssueCode::Invalid, format!("the reference must point to a {}", names.join(" or ")), &at);
@@ -644,7 +646,7 @@ impl<'a> Run<'a> {
 fn matches_pattern(pattern: &Value, value: &Value) -> bool {
     match (pattern, value) {
         (Value::Object(pattern), Value::Object(value)) => {
-            pattern.iter().all(|(key, p)| value.get(key).is_some_and(|v| matches_pattern(p, v)))
+            pattern.iter().all(|(key, p)| value.member(key).is_some_and(|v| matches_pattern(p, v)))
         }
         (Value::Array(pattern), Value::Array(values)) => {
             pattern.iter().all(|p| values.iter().any(|v| matches_pattern(p, v)))
@@ -656,7 +658,7 @@ fn matches_pattern(pattern: &Value, value: &Value) -> bool {
 /// The value at a dotted path below `value` (objects only; the first item of an array).
 fn descend<'v>(mut value: &'v Value, path: &str) -> Option<&'v Value> {
     for key in path.split('.').filter(|k| *k != "$this") {
-        value = value.get(key)?;
+        value = value.member(key)?;
         if let Value::Array(items) = value {
             value = items.first()?;
         }
@@ -701,7 +703,7 @@ fn matches_slice(slicing: &Slicing, slice: &Node, item: &Value) -> bool {
             }
             Discriminator::Profile => rule.resource_profile.as_deref().is_some_and(|profile| {
                 actual
-                    .and_then(|a| a.get("meta"))
+                    .and_then(|a| a.member("meta"))
                     .is_some_and(|meta| array(meta, "profile").iter().any(|p| p.as_str() == Some(profile)))
             }),
         }

@@ -8,6 +8,8 @@
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
+use crate::json::Member;
+
 use crate::resource_type::ResourceType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,8 +154,8 @@ pub fn index_facts(resource_type: ResourceType, json: &Map<String, Value>) -> Ve
     let mut facts = Vec::new();
     use ResourceType::*;
     match resource_type {
-        Composition | Bundle => identifier_facts(json.get("identifier").into_iter(), &mut facts),
-        _ => identifier_facts(json.get("identifier").and_then(Value::as_array).into_iter().flatten(), &mut facts),
+        Composition | Bundle => identifier_facts(json.member("identifier").into_iter(), &mut facts),
+        _ => identifier_facts(json.member("identifier").and_then(Value::as_array).into_iter().flatten(), &mut facts),
     }
     let date_param = match resource_type {
         Condition => "recorded-date",
@@ -161,18 +163,18 @@ pub fn index_facts(resource_type: ResourceType, json: &Map<String, Value>) -> Ve
         _ => "date",
     };
     let date = match resource_type {
-        Encounter => json.get("period").and_then(period_range),
+        Encounter => json.member("period").and_then(period_range),
         Observation => json
-            .get("effectiveDateTime")
-            .or_else(|| json.get("effectiveInstant"))
+            .member("effectiveDateTime")
+            .or_else(|| json.member("effectiveInstant"))
             .and_then(Value::as_str)
             .and_then(date_range)
-            .or_else(|| json.get("effectivePeriod").and_then(period_range)),
-        Composition => json.get("date").and_then(Value::as_str).and_then(date_range),
-        Consent => json.get("dateTime").and_then(Value::as_str).and_then(date_range),
-        Condition => json.get("recordedDate").and_then(Value::as_str).and_then(date_range),
-        Bundle => json.get("timestamp").and_then(Value::as_str).and_then(date_range),
-        AuditEvent => json.get("recorded").and_then(Value::as_str).and_then(date_range),
+            .or_else(|| json.member("effectivePeriod").and_then(period_range)),
+        Composition => json.member("date").and_then(Value::as_str).and_then(date_range),
+        Consent => json.member("dateTime").and_then(Value::as_str).and_then(date_range),
+        Condition => json.member("recordedDate").and_then(Value::as_str).and_then(date_range),
+        Bundle => json.member("timestamp").and_then(Value::as_str).and_then(date_range),
+        AuditEvent => json.member("recorded").and_then(Value::as_str).and_then(date_range),
         Patient | Practitioner | Organization => None,
     };
     if let Some((start, end)) = date {
@@ -183,16 +185,16 @@ pub fn index_facts(resource_type: ResourceType, json: &Map<String, Value>) -> Ve
 
 fn identifier_facts<'a>(identifiers: impl Iterator<Item = &'a Value>, facts: &mut Vec<IndexFact>) {
     for identifier in identifiers {
-        if let Some(value) = identifier.get("value").and_then(Value::as_str) {
-            let system = identifier.get("system").and_then(Value::as_str).map(str::to_owned);
+        if let Some(value) = identifier.member("value").and_then(Value::as_str) {
+            let system = identifier.member("system").and_then(Value::as_str).map(str::to_owned);
             facts.push(IndexFact::Token { param: "identifier", system, value: value.to_owned() });
         }
     }
 }
 
 fn period_range(period: &Value) -> Option<(i64, i64)> {
-    let start = period.get("start").and_then(Value::as_str).and_then(date_range).map(|r| r.0);
-    let end = period.get("end").and_then(Value::as_str).and_then(date_range).map(|r| r.1);
+    let start = period.member("start").and_then(Value::as_str).and_then(date_range).map(|r| r.0);
+    let end = period.member("end").and_then(Value::as_str).and_then(date_range).map(|r| r.1);
     if start.is_none() && end.is_none() {
         return None;
     }

@@ -6,7 +6,9 @@
 //! is labelled `PSYTHPN` and confidentiality `R`.
 
 use chrono::Duration;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
+
+use crate::json::{object, string};
 
 use crate::hetu::HETU_SYSTEM;
 use crate::profiles::{
@@ -76,19 +78,27 @@ pub fn escape_xhtml(text: &str) -> String {
 
 /// A narrative `div`: one paragraph per line of text.
 fn narrative(text: &str) -> Value {
-    let paragraphs: String =
-        text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("<p>{}</p>", escape_xhtml(l))).collect();
-    let body = if paragraphs.is_empty() { "<p></p>".to_owned() } else { paragraphs };
-    let mut text = json!({"status": "generated"});
-    text["div"] = Value::String(format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>"));
-    text
+    let mut div = String::with_capacity(text.len() + 64);
+    div.push_str("<div xmlns=\"http://www.w3.org/1999/xhtml\">");
+    let mut paragraphs = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        div.push_str("<p>");
+        div.push_str(&escape_xhtml(line));
+        div.push_str("</p>");
+        paragraphs += 1;
+    }
+    if paragraphs == 0 {
+        div.push_str("<p></p>");
+    }
+    div.push_str("</div>");
+    object([("status", string("generated")), ("div", Value::String(div))])
 }
 
 /// `PSYTHPN` and confidentiality `R`: what the consent rules act on.
 fn note_labels() -> Value {
-    json!([
-        {"system": ACT_CODE, "code": "PSYTHPN", "display": "psychotherapy note"},
-        {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}
+    Value::Array(vec![
+        coding_with_display(ACT_CODE, "PSYTHPN", "psychotherapy note"),
+        coding_with_display("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R", "restricted"),
     ])
 }
 
@@ -97,16 +107,57 @@ fn urn(id: &str) -> String {
 }
 
 fn reference(id: &str) -> Value {
-    json!({"reference": urn(id)})
+    object([("reference", string(urn(id)))])
+}
+
+fn coding(system: &str, code: &str) -> Value {
+    object([("system", string(system)), ("code", string(code))])
+}
+
+fn coding_with_display(system: &str, code: &str, display: &str) -> Value {
+    object([("system", string(system)), ("code", string(code)), ("display", string(display))])
+}
+
+/// A CodeableConcept of one coding.
+fn concept(coding: Value) -> Value {
+    object([("coding", Value::Array(vec![coding]))])
+}
+
+/// `meta` naming the profile the resource claims.
+fn meta(profile: &str) -> Value {
+    object([("profile", Value::Array(vec![string(profile)]))])
+}
+
+/// `meta` naming the profile, with the note labels.
+fn labelled_meta(profile: &str) -> Value {
+    object([("profile", Value::Array(vec![string(profile)])), ("security", note_labels())])
+}
+
+/// An official identifier.
+fn identifier(system: &str, value: impl Into<String>) -> Value {
+    object([("use", string("official")), ("system", string(system)), ("value", string(value))])
 }
 
 fn human_name(given: &[String], family: &str) -> Value {
     // FHIR has no empty arrays: no given names, no `given`.
-    if given.is_empty() {
-        json!([{"use": "official", "family": family}])
+    let name = if given.is_empty() {
+        object([("use", string("official")), ("family", string(family))])
     } else {
-        json!([{"use": "official", "family": family, "given": given}])
+        let given = given.iter().map(|g| string(g.as_str())).collect();
+        object([("use", string("official")), ("family", string(family)), ("given", Value::Array(given))])
+    };
+    Value::Array(vec![name])
+}
+
+/// Members in order, the absent ones left out.
+fn object_of(members: Vec<(&str, Option<Value>)>) -> Value {
+    let mut map = Map::with_capacity(members.len());
+    for (name, value) in members {
+        if let Some(value) = value {
+            map.insert(name.to_owned(), value);
+        }
     }
+    Value::Object(map)
 }
 
 /// The document of a checked record. `assembled` is the Bundle's timestamp (FHIR instant).
@@ -115,61 +166,68 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
     let session_start = checked.session_start;
     let session_end = session_start + Duration::minutes(i64::from(record.session.minutes));
     let seconds = chrono::SecondsFormat::Secs;
+    // Every object is built at its final size with its members in order (`json::object`): the
+    // `json!` macro grew each map member by member and hashed placeholders twice.
 
-    let patient = {
-        let mut patient = json!({
-            "resourceType": "Patient",
-            "meta": {"profile": [PATIENT_PROFILE]},
-            "identifier": [{"use": "official",
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NNFIN"}]},
-                "system": HETU_SYSTEM, "value": checked.hetu.expose()}],
-            "name": null,
-        });
-        patient["name"] = human_name(&record.patient.given, &record.patient.family);
-        if let Some(gender) = record.patient.gender {
-            patient["gender"] = json!(gender.code());
-        }
-        if let Some(birth) = &record.patient.birth_date {
-            patient["birthDate"] = json!(birth);
-        }
-        patient
-    };
-    let mut practitioner = json!({
-        "resourceType": "Practitioner",
-        "meta": {"profile": [PRACTITIONER_PROFILE]},
-        "identifier": [{"use": "official", "system": TERHIKKI_SYSTEM, "value": record.therapist.terhikki}],
-        "name": null,
-        "qualification": [{"code": {"text": record.therapist.profession}}],
-    });
-    practitioner["name"] = human_name(&record.therapist.given, &record.therapist.family);
-    let organization = json!({
-        "resourceType": "Organization",
-        "meta": {"profile": [ORGANIZATION_PROFILE]},
-        "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.organization.oid)}],
-        "active": true,
-        "name": record.organization.name,
-    });
-    let service_event = {
-        let mut period = json!({"start": record.service_event.start});
-        if let Some(end) = &record.service_event.end {
-            period["end"] = json!(end);
-        }
-        let mut service_event = json!({
-            "resourceType": "Encounter",
-            "meta": {"profile": [SERVICE_EVENT_PROFILE]},
-            "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{}", record.service_event.oid)}],
-            "status": if record.service_event.end.is_some() { "finished" } else { "in-progress" },
-            "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
-            "type": [{"coding": [{"system": SNOMED, "code": "75516001", "display": "Psychotherapy (regime/therapy)"}]}],
-            "subject": null,
-            "period": null,
-            "serviceProvider": null,
-        });
-        service_event["subject"] = reference(&ids.patient);
-        service_event["period"] = period;
-        service_event["serviceProvider"] = reference(&ids.organization);
-        service_event
-    };
+    let patient = object_of(vec![
+        ("resourceType", Some(string("Patient"))),
+        ("meta", Some(meta(PATIENT_PROFILE))),
+        (
+            "identifier",
+            Some(Value::Array(vec![object([
+                ("use", string("official")),
+                ("type", concept(coding("http://terminology.hl7.org/CodeSystem/v2-0203", "NNFIN"))),
+                ("system", string(HETU_SYSTEM)),
+                ("value", string(checked.hetu.expose())),
+            ])])),
+        ),
+        ("name", Some(human_name(&record.patient.given, &record.patient.family))),
+        ("gender", record.patient.gender.map(|gender| string(gender.code()))),
+        ("birthDate", record.patient.birth_date.as_deref().map(string)),
+    ]);
+    let practitioner = object([
+        ("resourceType", string("Practitioner")),
+        ("meta", meta(PRACTITIONER_PROFILE)),
+        ("identifier", Value::Array(vec![identifier(TERHIKKI_SYSTEM, record.therapist.terhikki.as_str())])),
+        ("name", human_name(&record.therapist.given, &record.therapist.family)),
+        (
+            "qualification",
+            Value::Array(vec![object([("code", object([("text", string(record.therapist.profession.as_str()))]))])]),
+        ),
+    ]);
+    let organization = object([
+        ("resourceType", string("Organization")),
+        ("meta", meta(ORGANIZATION_PROFILE)),
+        (
+            "identifier",
+            Value::Array(vec![identifier("urn:ietf:rfc:3986", format!("urn:oid:{}", record.organization.oid))]),
+        ),
+        ("active", Value::Bool(true)),
+        ("name", string(record.organization.name.as_str())),
+    ]);
+    let service_event = object([
+        ("resourceType", string("Encounter")),
+        ("meta", meta(SERVICE_EVENT_PROFILE)),
+        (
+            "identifier",
+            Value::Array(vec![identifier("urn:ietf:rfc:3986", format!("urn:oid:{}", record.service_event.oid))]),
+        ),
+        ("status", string(if record.service_event.end.is_some() { "finished" } else { "in-progress" })),
+        ("class", coding_with_display(ACT_CODE, "AMB", "ambulatory")),
+        (
+            "type",
+            Value::Array(vec![concept(coding_with_display(SNOMED, "75516001", "Psychotherapy (regime/therapy)"))]),
+        ),
+        ("subject", reference(&ids.patient)),
+        (
+            "period",
+            object_of(vec![
+                ("start", Some(string(record.service_event.start.as_str()))),
+                ("end", record.service_event.end.as_deref().map(string)),
+            ]),
+        ),
+        ("serviceProvider", reference(&ids.organization)),
+    ]);
     let (class_code, class_display) = match record.session.setting {
         Setting::InPerson => ("AMB", "ambulatory"),
         Setting::Video | Setting::Phone => ("VR", "virtual"),
@@ -190,64 +248,86 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         Setting::Phone => ("phone", "Phone"),
     };
     let session = {
-        let mut session = json!({
-            "resourceType": "Encounter",
-            "meta": {"profile": [SESSION_PROFILE]},
-            "status": "finished",
-            "class": {"system": ACT_CODE, "code": class_code, "display": class_display},
-            "type": [
-                {"coding": [{"system": SNOMED, "code": type_code, "display": type_display},
-                    {"system": SESSION_MODALITY_SYSTEM, "code": modality_code, "display": modality_display}],
-                    "text": format!("{modality_display} psychotherapy session")},
-                {"coding": [{"system": SESSION_SETTING_SYSTEM, "code": setting_code, "display": setting_display}]},
-            ],
-            "subject": null,
-            "participant": [{"individual": null}],
-            "period": {"start": session_start.to_rfc3339_opts(seconds, false), "end": session_end.to_rfc3339_opts(seconds, false)},
-            "length": {"value": record.session.minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
-            "serviceProvider": null,
-            "partOf": null,
-        });
-        session["subject"] = reference(&ids.patient);
-        session["participant"][0]["individual"] = reference(&ids.practitioner);
-        session["serviceProvider"] = reference(&ids.organization);
-        session["partOf"] = reference(&ids.service_event);
         let diagnoses: Vec<Value> = record
             .diagnoses
             .iter()
             .zip(&ids.conditions)
             .map(|(diagnosis, id)| {
-                let mut entry = json!({"condition": null});
-                entry["condition"] = reference(id);
-                if diagnosis.primary {
-                    entry["rank"] = json!(1);
-                }
-                entry
+                object_of(vec![("condition", Some(reference(id))), ("rank", diagnosis.primary.then(|| Value::from(1)))])
             })
             .collect();
-        if !diagnoses.is_empty() {
-            session["diagnosis"] = Value::Array(diagnoses);
-        }
-        session
+        object_of(vec![
+            ("resourceType", Some(string("Encounter"))),
+            ("meta", Some(meta(SESSION_PROFILE))),
+            ("status", Some(string("finished"))),
+            ("class", Some(coding_with_display(ACT_CODE, class_code, class_display))),
+            (
+                "type",
+                Some(Value::Array(vec![
+                    object([
+                        (
+                            "coding",
+                            Value::Array(vec![
+                                coding_with_display(SNOMED, type_code, type_display),
+                                coding_with_display(SESSION_MODALITY_SYSTEM, modality_code, modality_display),
+                            ]),
+                        ),
+                        ("text", string(format!("{modality_display} psychotherapy session"))),
+                    ]),
+                    concept(coding_with_display(SESSION_SETTING_SYSTEM, setting_code, setting_display)),
+                ])),
+            ),
+            ("subject", Some(reference(&ids.patient))),
+            ("participant", Some(Value::Array(vec![object([("individual", reference(&ids.practitioner))])]))),
+            (
+                "period",
+                Some(object([
+                    ("start", string(session_start.to_rfc3339_opts(seconds, false))),
+                    ("end", string(session_end.to_rfc3339_opts(seconds, false))),
+                ])),
+            ),
+            (
+                "length",
+                Some(object([
+                    ("value", Value::from(record.session.minutes)),
+                    ("unit", string("min")),
+                    ("system", string("http://unitsofmeasure.org")),
+                    ("code", string("min")),
+                ])),
+            ),
+            ("serviceProvider", Some(reference(&ids.organization))),
+            ("partOf", Some(reference(&ids.service_event))),
+            ("diagnosis", (!diagnoses.is_empty()).then_some(Value::Array(diagnoses))),
+        ])
     };
+    let recorded = session_start.date_naive().to_string();
     let conditions: Vec<Value> = record
         .diagnoses
         .iter()
         .map(|diagnosis| {
-            let mut condition = json!({
-                "resourceType": "Condition",
-                "meta": {"profile": [DIAGNOSIS_PROFILE]},
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
-                "code": {"coding": [{"system": ICD10_SYSTEM, "code": diagnosis.icd10}]},
-                "subject": null,
-                "encounter": null,
-                "recordedDate": session_start.date_naive().to_string(),
-            });
-            condition["subject"] = reference(&ids.patient);
-            condition["encounter"] = reference(&ids.session);
-            condition
+            object([
+                ("resourceType", string("Condition")),
+                ("meta", meta(DIAGNOSIS_PROFILE)),
+                (
+                    "clinicalStatus",
+                    concept(coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active")),
+                ),
+                (
+                    "verificationStatus",
+                    concept(coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed")),
+                ),
+                (
+                    "category",
+                    Value::Array(vec![concept(coding(
+                        "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "encounter-diagnosis",
+                    ))]),
+                ),
+                ("code", concept(coding(ICD10_SYSTEM, &diagnosis.icd10))),
+                ("subject", reference(&ids.patient)),
+                ("encounter", reference(&ids.session)),
+                ("recordedDate", string(recorded.as_str())),
+            ])
         })
         .collect();
     let observations: Vec<Value> = record
@@ -255,23 +335,37 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         .iter()
         .map(|assessment| {
             let known = instrument(&assessment.instrument);
-            let mut observation = json!({
-                "resourceType": "Observation",
-                "meta": {"profile": [ASSESSMENT_PROFILE]},
-                "status": "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}],
-                "code": {"coding": [{"system": LOINC, "code": known.map(|i| i.loinc).unwrap_or_default(),
-                    "display": known.map(|i| i.display).unwrap_or_default()}], "text": assessment.instrument},
-                "subject": null,
-                "encounter": null,
-                "effectiveDateTime": assessment.date,
-                "performer": [null],
-                "valueInteger": assessment.score,
-            });
-            observation["subject"] = reference(&ids.patient);
-            observation["encounter"] = reference(&ids.session);
-            observation["performer"][0] = reference(&ids.practitioner);
-            observation
+            object([
+                ("resourceType", string("Observation")),
+                ("meta", meta(ASSESSMENT_PROFILE)),
+                ("status", string("final")),
+                (
+                    "category",
+                    Value::Array(vec![concept(coding(
+                        "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "survey",
+                    ))]),
+                ),
+                (
+                    "code",
+                    object([
+                        (
+                            "coding",
+                            Value::Array(vec![coding_with_display(
+                                LOINC,
+                                known.map(|i| i.loinc).unwrap_or_default(),
+                                known.map(|i| i.display).unwrap_or_default(),
+                            )]),
+                        ),
+                        ("text", string(assessment.instrument.as_str())),
+                    ]),
+                ),
+                ("subject", reference(&ids.patient)),
+                ("encounter", reference(&ids.session)),
+                ("effectiveDateTime", string(assessment.date.as_str())),
+                ("performer", Value::Array(vec![reference(&ids.practitioner)])),
+                ("valueInteger", Value::from(assessment.score)),
+            ])
         })
         .collect();
 
@@ -280,25 +374,24 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         NoteKind::Intake => "Intake note",
         NoteKind::Closing => "Closing note",
     };
-    // `json!` copies every value it is given (through serde); built values (narratives,
-    // sections, entries, references, labels) are moved into a `null` placeholder afterwards
-    // instead, which keeps the member order.
-    let section = |title: &str, code: &str, display: &str, text: Value| {
-        let mut section =
-            json!({"title": title, "code": {"coding": [{"system": LOINC, "code": code, "display": display}]}});
-        section["text"] = text;
-        section
+    let section = |title: &str, code: &str, display: &str, text: Value, entry: Option<Value>| {
+        object_of(vec![
+            ("title", Some(string(title))),
+            ("code", Some(concept(coding_with_display(LOINC, code, display)))),
+            ("text", Some(text)),
+            ("entry", entry),
+        ])
     };
-    let mut sections = vec![section(note_title, "61150-9", "Subjective Narrative", narrative(&record.note.text))];
+    let entries_of = |ids: &[String]| Some(Value::Array(ids.iter().map(|id| reference(id)).collect()));
+    let mut sections = vec![section(note_title, "61150-9", "Subjective Narrative", narrative(&record.note.text), None)];
     if !conditions.is_empty() {
         let listed: Vec<String> = record
             .diagnoses
             .iter()
             .map(|d| format!("{}{}", d.icd10, if d.primary { " (primary)" } else { "" }))
             .collect();
-        let mut diagnoses = section("Diagnoses", "11450-4", "Problem list - Reported", narrative(&listed.join("\n")));
-        diagnoses["entry"] = ids.conditions.iter().map(|id| reference(id)).collect();
-        sections.push(diagnoses);
+        let text = narrative(&listed.join("\n"));
+        sections.push(section("Diagnoses", "11450-4", "Problem list - Reported", text, entries_of(&ids.conditions)));
     }
     if !observations.is_empty() || record.risk.is_some() {
         let mut lines: Vec<String> =
@@ -306,62 +399,50 @@ pub fn translate(checked: &CheckedRecord, ids: &DocumentIds, assembled: &str) ->
         if let Some(risk) = &record.risk {
             lines.push(format!("Suicide risk: {}", risk.suicide.text()));
         }
-        let mut assessment = section("Assessment and risk", "51848-0", "Evaluation note", narrative(&lines.join("\n")));
-        if !observations.is_empty() {
-            assessment["entry"] = ids.observations.iter().map(|id| reference(id)).collect();
-        }
-        sections.push(assessment);
+        let entry = if observations.is_empty() { None } else { entries_of(&ids.observations) };
+        let text = narrative(&lines.join("\n"));
+        sections.push(section("Assessment and risk", "51848-0", "Evaluation note", text, entry));
     }
     if let Some(plan) = record.plan.as_deref().filter(|p| !p.trim().is_empty()) {
-        sections.push(section("Plan", "18776-5", "Plan of care note", narrative(plan)));
+        sections.push(section("Plan", "18776-5", "Plan of care note", narrative(plan), None));
     }
-    let mut composition = json!({
-        "resourceType": "Composition",
-        "meta": {"profile": [COMPOSITION_PROFILE], "security": null},
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.composition)},
-        "status": "final",
-        "type": {"coding": [{"system": LOINC, "code": "34904-3", "display": "Mental health Progress note"}]},
-        "subject": null,
-        "encounter": null,
-        "date": session_start.to_rfc3339_opts(seconds, false),
-        "author": [null],
-        "title": "Psychotherapy session note",
-        "confidentiality": "R",
-        "custodian": null,
-    });
-    composition["meta"]["security"] = note_labels();
-    composition["subject"] = reference(&ids.patient);
-    composition["encounter"] = reference(&ids.session);
-    composition["author"][0] = reference(&ids.practitioner);
-    composition["custodian"] = reference(&ids.organization);
-    composition["section"] = Value::Array(sections);
+    let composition = object([
+        ("resourceType", string("Composition")),
+        ("meta", labelled_meta(COMPOSITION_PROFILE)),
+        ("identifier", object([("system", string("urn:ietf:rfc:3986")), ("value", string(urn(&ids.composition)))])),
+        ("status", string("final")),
+        ("type", concept(coding_with_display(LOINC, "34904-3", "Mental health Progress note"))),
+        ("subject", reference(&ids.patient)),
+        ("encounter", reference(&ids.session)),
+        ("date", string(session_start.to_rfc3339_opts(seconds, false))),
+        ("author", Value::Array(vec![reference(&ids.practitioner)])),
+        ("title", string("Psychotherapy session note")),
+        ("confidentiality", string("R")),
+        ("custodian", reference(&ids.organization)),
+        ("section", Value::Array(sections)),
+    ]);
 
-    let mut entries = vec![
+    let mut entries = Vec::with_capacity(6 + conditions.len() + observations.len());
+    entries.extend([
         (ids.composition.as_str(), composition),
         (ids.patient.as_str(), patient),
         (ids.practitioner.as_str(), practitioner),
         (ids.organization.as_str(), organization),
         (ids.service_event.as_str(), service_event),
         (ids.session.as_str(), session),
-    ];
+    ]);
     entries.extend(ids.conditions.iter().map(String::as_str).zip(conditions));
     entries.extend(ids.observations.iter().map(String::as_str).zip(observations));
-    let mut bundle = json!({
-        "resourceType": "Bundle",
-        "meta": {"profile": [DOCUMENT_PROFILE], "security": null},
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": urn(&ids.document)},
-        "type": "document",
-        "timestamp": assembled,
-    });
-    bundle["meta"]["security"] = note_labels();
-    bundle["entry"] = entries
+    let entries = entries
         .into_iter()
-        .map(|(id, resource)| {
-            let mut entry = serde_json::Map::new();
-            entry.insert("fullUrl".into(), Value::String(urn(id)));
-            entry.insert("resource".into(), resource);
-            Value::Object(entry)
-        })
+        .map(|(id, resource)| object([("fullUrl", string(urn(id))), ("resource", resource)]))
         .collect();
-    bundle
+    object([
+        ("resourceType", string("Bundle")),
+        ("meta", labelled_meta(DOCUMENT_PROFILE)),
+        ("identifier", object([("system", string("urn:ietf:rfc:3986")), ("value", string(urn(&ids.document)))])),
+        ("type", string("document")),
+        ("timestamp", string(assembled)),
+        ("entry", Value::Array(entries)),
+    ])
 }
