@@ -22,6 +22,7 @@ use crate::crypto::{
 use crate::db::schema::{
     consent_generations, data_keys, resource_heads, resource_versions, search_dates, search_tokens,
 };
+use crate::db::unnest::{Column, Unnest};
 use crate::db::{DbConnection, Manager, Pool};
 use crate::enforce::{ConsentBook, Released};
 use crate::error::GatewayError;
@@ -1447,23 +1448,46 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
         }
         results.push(written);
     }
-    // PostgreSQL takes at most 65,535 parameters a statement; a group stays far below.
-    for chunk in keys.chunks(BATCH_ROWS) {
-        diesel::insert_into(data_keys::table).values(chunk).execute(conn).map_err(conflict)?;
+    // One statement a table for the whole group, whose text does not depend on its size
+    // (`db::unnest`).
+    let keys: Vec<NewDataKey> = keys;
+    let rows = Unnest::new(
+        "data_keys",
+        "scope, kek_id, wrapped_key, created_at",
+        vec![
+            Column::Text(keys.iter().map(|k| k.scope).collect()),
+            Column::Text(keys.iter().map(|k| k.kek_id).collect()),
+            Column::Binary(keys.iter().map(|k| k.wrapped_key.as_slice()).collect()),
+            Column::BigInt(keys.iter().map(|k| k.created_at).collect()),
+        ],
+    );
+    if !rows.is_empty() {
+        rows.execute(conn).map_err(conflict)?;
     }
     // The heads first: a `CreateIfAbsent` whose resource exists (stored by an earlier group or
     // another node) inserts no head, and then none of its other rows. One statement for the
     // group; looking each one up first took a round trip a document.
-    let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(heads.len());
-    for chunk in heads.chunks(BATCH_ROWS) {
-        inserted.extend(
-            diesel::insert_into(resource_heads::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .returning((resource_heads::resource_type, resource_heads::id))
-                .get_results::<(String, String)>(conn)?,
-        );
-    }
+    let heads: Vec<Head> = heads;
+    let inserted: HashSet<(String, String)> = Unnest::new(
+        "resource_heads",
+        "resource_type, id, version, patient, security_labels, author_org, author_practitioner, last_updated, \
+         service_event",
+        vec![
+            Column::Text(heads.iter().map(|h| h.resource_type.as_str()).collect()),
+            Column::Text(heads.iter().map(|h| h.id.as_str()).collect()),
+            Column::BigInt(heads.iter().map(|h| h.version).collect()),
+            Column::OptionalText(heads.iter().map(|h| h.patient.as_deref()).collect()),
+            Column::Text(heads.iter().map(|h| h.security_labels.as_str()).collect()),
+            Column::OptionalText(heads.iter().map(|h| h.author_org.as_deref()).collect()),
+            Column::OptionalText(heads.iter().map(|h| h.author_practitioner.as_deref()).collect()),
+            Column::BigInt(heads.iter().map(|h| h.last_updated).collect()),
+            Column::OptionalText(heads.iter().map(|h| h.service_event.as_deref()).collect()),
+        ],
+    )
+    .then(" ON CONFLICT DO NOTHING RETURNING resource_type, id")
+    .get_results::<(String, String)>(conn)?
+    .into_iter()
+    .collect();
     let is_inserted = |resource_type: &str, id: &str| inserted.contains(&(resource_type.to_owned(), id.to_owned()));
     for ((n, at, if_absent), head) in answers.iter().zip(&heads) {
         if !is_inserted(&head.resource_type, &head.id) {
@@ -1478,14 +1502,62 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     versions.retain(|row| is_inserted(&row.resource_type, &row.id));
     tokens.retain(|row| is_inserted(row.resource_type, row.id));
     dates.retain(|row| is_inserted(row.resource_type, row.id));
-    for chunk in versions.chunks(BATCH_ROWS) {
-        diesel::insert_into(resource_versions::table).values(chunk).execute(conn).map_err(conflict)?;
+    let versions: Vec<VersionRow> = versions;
+    let rows = Unnest::new(
+        "resource_versions",
+        "resource_type, id, version, patient, key_scope, security_labels, author_org, author_practitioner, \
+         last_updated, method, body, service_event",
+        vec![
+            Column::Text(versions.iter().map(|v| v.resource_type.as_str()).collect()),
+            Column::Text(versions.iter().map(|v| v.id.as_str()).collect()),
+            Column::BigInt(versions.iter().map(|v| v.version).collect()),
+            Column::OptionalText(versions.iter().map(|v| v.patient.as_deref()).collect()),
+            Column::Text(versions.iter().map(|v| v.key_scope.as_str()).collect()),
+            Column::Text(versions.iter().map(|v| v.security_labels.as_str()).collect()),
+            Column::OptionalText(versions.iter().map(|v| v.author_org.as_deref()).collect()),
+            Column::OptionalText(versions.iter().map(|v| v.author_practitioner.as_deref()).collect()),
+            Column::BigInt(versions.iter().map(|v| v.last_updated).collect()),
+            Column::Text(versions.iter().map(|v| v.method.as_str()).collect()),
+            Column::Binary(versions.iter().map(|v| v.body.as_slice()).collect()),
+            Column::OptionalText(versions.iter().map(|v| v.service_event.as_deref()).collect()),
+        ],
+    );
+    if !rows.is_empty() {
+        rows.execute(conn).map_err(conflict)?;
     }
-    for chunk in tokens.chunks(BATCH_ROWS) {
-        diesel::insert_into(search_tokens::table).values(chunk).execute(conn).map_err(conflict)?;
+    let tokens: Vec<TokenRow> = tokens;
+    let rows = Unnest::new(
+        "search_tokens",
+        "resource_type, id, param, token, patient, version, system_token",
+        vec![
+            Column::Text(tokens.iter().map(|t| t.resource_type).collect()),
+            Column::Text(tokens.iter().map(|t| t.id).collect()),
+            Column::Text(tokens.iter().map(|t| t.param).collect()),
+            Column::Text(tokens.iter().map(|t| t.token.as_str()).collect()),
+            Column::OptionalText(tokens.iter().map(|t| t.patient).collect()),
+            Column::BigInt(tokens.iter().map(|t| t.version).collect()),
+            Column::OptionalText(tokens.iter().map(|t| t.system_token.as_deref()).collect()),
+        ],
+    );
+    if !rows.is_empty() {
+        rows.execute(conn).map_err(conflict)?;
     }
-    for chunk in dates.chunks(BATCH_ROWS) {
-        diesel::insert_into(search_dates::table).values(chunk).execute(conn).map_err(conflict)?;
+    let dates: Vec<DateRow> = dates;
+    let rows = Unnest::new(
+        "search_dates",
+        "resource_type, id, param, range_start, range_end, patient, version",
+        vec![
+            Column::Text(dates.iter().map(|d| d.resource_type).collect()),
+            Column::Text(dates.iter().map(|d| d.id).collect()),
+            Column::Text(dates.iter().map(|d| d.param).collect()),
+            Column::BigInt(dates.iter().map(|d| d.range_start).collect()),
+            Column::BigInt(dates.iter().map(|d| d.range_end).collect()),
+            Column::OptionalText(dates.iter().map(|d| d.patient).collect()),
+            Column::BigInt(dates.iter().map(|d| d.version).collect()),
+        ],
+    );
+    if !rows.is_empty() {
+        rows.execute(conn).map_err(conflict)?;
     }
     Ok(results)
 }
@@ -1505,9 +1577,6 @@ fn new_key_rows<'a>(keys: &'a NewKeys, kek_id: &'a str, now: i64) -> impl Iterat
         wrapped.as_ref().map(|wrapped| NewDataKey { scope, kek_id, wrapped_key: wrapped.clone(), created_at: now })
     })
 }
-
-/// Rows per multi-row INSERT in [`write_created`].
-const BATCH_ROWS: usize = 1_000;
 
 /// The index rows of a resource's identifier facts (parameter, key, `system_token`), without
 /// repeats. Each identifier is findable by `system|value`, by `value` alone, and (without a

@@ -3,6 +3,7 @@
 
 mod connection;
 pub mod schema;
+pub mod unnest;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
