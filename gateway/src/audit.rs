@@ -390,7 +390,25 @@ pub fn append(
             .collect();
         match conn {
             DbConnection::Postgres(pg) => {
-                diesel::insert_into(audit_entries::table).values(&rows).execute(pg).map_err(unavailable)?;
+                // One statement for any number of entries, prepared once (`db::unnest`).
+                use crate::db::unnest::{Column, Unnest};
+                Unnest::new(
+                    "audit_entries",
+                    "seq, recorded, patient, organisation, agent, action, event, leaf, prev",
+                    vec![
+                        Column::BigInt(rows.iter().map(|r| r.seq).collect()),
+                        Column::BigInt(rows.iter().map(|r| r.recorded).collect()),
+                        Column::OptionalText(rows.iter().map(|r| r.patient).collect()),
+                        Column::OptionalText(rows.iter().map(|r| r.organisation).collect()),
+                        Column::OptionalText(rows.iter().map(|r| r.agent).collect()),
+                        Column::Text(rows.iter().map(|r| r.action).collect()),
+                        Column::Binary(rows.iter().map(|r| r.event).collect()),
+                        Column::Binary(rows.iter().map(|r| r.leaf).collect()),
+                        Column::Binary(rows.iter().map(|r| r.prev).collect()),
+                    ],
+                )
+                .execute(pg)
+                .map_err(unavailable)?;
             }
             DbConnection::Sqlite(sqlite) => {
                 // One prepared statement run per row: SQLite has no round trips to save, and a
