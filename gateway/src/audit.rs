@@ -407,7 +407,7 @@ pub fn append(
                         Column::Binary(rows.iter().map(|r| r.prev).collect()),
                     ],
                 )
-                .execute(pg)
+                .insert(pg)
                 .map_err(unavailable)?;
             }
             DbConnection::Sqlite(sqlite) => {

@@ -1451,7 +1451,7 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     // One statement a table for the whole group, whose text does not depend on its size
     // (`db::unnest`).
     let keys: Vec<NewDataKey> = keys;
-    let rows = Unnest::new(
+    Unnest::new(
         "data_keys",
         "scope, kek_id, wrapped_key, created_at",
         vec![
@@ -1460,10 +1460,9 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
             Column::Binary(keys.iter().map(|k| k.wrapped_key.as_slice()).collect()),
             Column::BigInt(keys.iter().map(|k| k.created_at).collect()),
         ],
-    );
-    if !rows.is_empty() {
-        rows.execute(conn).map_err(conflict)?;
-    }
+    )
+    .insert(conn)
+    .map_err(conflict)?;
     // The heads first: a `CreateIfAbsent` whose resource exists (stored by an earlier group or
     // another node) inserts no head, and then none of its other rows. One statement for the
     // group; looking each one up first took a round trip a document.
@@ -1503,7 +1502,7 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     tokens.retain(|row| is_inserted(row.resource_type, row.id));
     dates.retain(|row| is_inserted(row.resource_type, row.id));
     let versions: Vec<VersionRow> = versions;
-    let rows = Unnest::new(
+    Unnest::new(
         "resource_versions",
         "resource_type, id, version, patient, key_scope, security_labels, author_org, author_practitioner, \
          last_updated, method, body, service_event",
@@ -1521,12 +1520,11 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
             Column::Binary(versions.iter().map(|v| v.body.as_slice()).collect()),
             Column::OptionalText(versions.iter().map(|v| v.service_event.as_deref()).collect()),
         ],
-    );
-    if !rows.is_empty() {
-        rows.execute(conn).map_err(conflict)?;
-    }
+    )
+    .insert(conn)
+    .map_err(conflict)?;
     let tokens: Vec<TokenRow> = tokens;
-    let rows = Unnest::new(
+    Unnest::new(
         "search_tokens",
         "resource_type, id, param, token, patient, version, system_token",
         vec![
@@ -1538,12 +1536,11 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
             Column::BigInt(tokens.iter().map(|t| t.version).collect()),
             Column::OptionalText(tokens.iter().map(|t| t.system_token.as_deref()).collect()),
         ],
-    );
-    if !rows.is_empty() {
-        rows.execute(conn).map_err(conflict)?;
-    }
+    )
+    .insert(conn)
+    .map_err(conflict)?;
     let dates: Vec<DateRow> = dates;
-    let rows = Unnest::new(
+    Unnest::new(
         "search_dates",
         "resource_type, id, param, range_start, range_end, patient, version",
         vec![
@@ -1555,10 +1552,9 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
             Column::OptionalText(dates.iter().map(|d| d.patient).collect()),
             Column::BigInt(dates.iter().map(|d| d.version).collect()),
         ],
-    );
-    if !rows.is_empty() {
-        rows.execute(conn).map_err(conflict)?;
-    }
+    )
+    .insert(conn)
+    .map_err(conflict)?;
     Ok(results)
 }
 

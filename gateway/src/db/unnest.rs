@@ -39,8 +39,16 @@ impl<'a> Unnest<'a> {
         self
     }
 
+    /// Inserts the rows, if there are any (no statement for none); answers how many went in.
+    pub fn insert(self, conn: &mut PgConnection) -> QueryResult<usize> {
+        if self.is_empty() {
+            return Ok(0);
+        }
+        self.execute(conn)
+    }
+
     /// Whether there is nothing to insert.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         match self.values.first() {
             Some(Column::Text(v)) => v.is_empty(),
             Some(Column::OptionalText(v)) => v.is_empty(),
