@@ -96,3 +96,33 @@ impl Query for Unnest<'_> {
 }
 
 impl RunQueryDsl<PgConnection> for Unnest<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(rows: usize) -> Unnest<'static> {
+        Unnest::new(
+            "search_dates",
+            "id, range_start",
+            vec![Column::Text(vec!["x"; rows]), Column::BigInt((0..rows as i64).collect())],
+        )
+        .then(" ON CONFLICT DO NOTHING")
+    }
+
+    /// The point of the form: one text, and so one prepared statement, for any number of rows.
+    #[test]
+    fn the_statement_is_the_same_for_any_number_of_rows_and_may_be_cached() {
+        let sql = |rows| {
+            let printed = diesel::debug_query::<Pg, _>(&statement(rows)).to_string();
+            printed.split(" -- binds").next().unwrap_or_default().to_owned()
+        };
+        assert_eq!(
+            sql(1),
+            r#"INSERT INTO "search_dates" (id, range_start) SELECT * FROM unnest($1, $2) ON CONFLICT DO NOTHING"#
+        );
+        assert_eq!(sql(1), sql(37));
+        assert!(statement(3).is_safe_to_cache_prepared(&Pg).unwrap());
+        assert!(statement(0).is_empty() && !statement(1).is_empty());
+    }
+}
