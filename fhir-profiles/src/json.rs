@@ -51,6 +51,15 @@ pub(crate) fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
     Value::Object(map)
 }
 
+/// An object of these members, in this order, leaving out the absent ones.
+pub(crate) fn object_of(members: Vec<(&str, Option<Value>)>) -> Value {
+    let mut map = Map::with_capacity(members.len());
+    for (name, value) in members.into_iter().filter_map(|(name, value)| Some((name, value?))) {
+        map.insert(name.to_owned(), value);
+    }
+    Value::Object(map)
+}
+
 /// A JSON string.
 pub(crate) fn string(text: impl Into<String>) -> Value {
     Value::String(text.into())

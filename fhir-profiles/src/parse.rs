@@ -1,9 +1,8 @@
 use serde_json::{Map, Value};
 
-use crate::json::Member;
-
 use crate::error::{Issue, IssueCode, Path, ProfileError};
 use crate::hetu::{Hetu, HETU_SYSTEM};
+use crate::json::Member;
 use crate::resource_type::ResourceType;
 
 /// A `meta.security` coding as submitted.

@@ -172,14 +172,6 @@ fn artifact_error(file: &str, message: impl Into<String>) -> ArtifactError {
     ArtifactError { file: file.to_owned(), message: message.into() }
 }
 
-fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.text(key)
-}
-
-fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value.items(key)
-}
-
 impl Profiles {
     /// Reads artifacts (file name, JSON). Refuses what the validator would misread: an element
     /// feature it does not interpret is an error, not ignored.
@@ -188,8 +180,8 @@ impl Profiles {
             Profiles { structures: HashMap::new(), value_sets: HashMap::new(), code_systems: HashMap::new() };
         for (file, json) in artifacts {
             let value: Value = serde_json::from_str(json).map_err(|e| artifact_error(file, e.to_string()))?;
-            let url = text(&value, "url").ok_or_else(|| artifact_error(file, "no url"))?.to_owned();
-            match text(&value, "resourceType") {
+            let url = value.text("url").ok_or_else(|| artifact_error(file, "no url"))?.to_owned();
+            match value.text("resourceType") {
                 Some("StructureDefinition") => {
                     let definition = structure_definition(&value).map_err(|m| artifact_error(file, m))?;
                     profiles.structures.insert(url, definition);
@@ -197,7 +189,7 @@ impl Profiles {
                 Some("ValueSet") => {
                     let includes = value
                         .get("compose")
-                        .map(|compose| array(compose, "include"))
+                        .map(|compose| compose.items("include"))
                         .unwrap_or(&[])
                         .iter()
                         .map(|include| include_of(include).map_err(|m| artifact_error(file, m)))
@@ -206,7 +198,7 @@ impl Profiles {
                 }
                 Some("CodeSystem") => {
                     let mut concepts = HashMap::new();
-                    flatten_concepts(array(&value, "concept"), None, &mut concepts);
+                    flatten_concepts(value.items("concept"), None, &mut concepts);
                     let dotted_subcategories = url == crate::translate::ICD10_SYSTEM;
                     profiles.code_systems.insert(url, CodeSystem { concepts, dotted_subcategories });
                 }
@@ -281,12 +273,12 @@ impl Profiles {
     /// declares in `meta.profile`. Profiles outside Vaitio's canonical base cannot be checked
     /// offline and are left to their owners.
     pub fn validate(&self, resource: &Value) -> Vec<Issue> {
-        let resource_type = text(resource, "resourceType").unwrap_or("Resource");
+        let resource_type = resource.text("resourceType").unwrap_or("Resource");
         let mut run = Run { profiles: self, entries: BTreeMap::new(), issues: Vec::new() };
-        let document = resource_type == "Bundle" && text(resource, "type") == Some("document");
+        let document = resource_type == "Bundle" && resource.text("type") == Some("document");
         if document {
-            for entry in array(resource, "entry") {
-                if let (Some(url), Some(resource)) = (text(entry, "fullUrl"), entry.member("resource")) {
+            for entry in resource.items("entry") {
+                if let (Some(url), Some(resource)) = (entry.text("fullUrl"), entry.member("resource")) {
                     run.entries.insert(url, resource);
                 }
             }
@@ -298,7 +290,7 @@ impl Profiles {
             "Consent" => Some(CONSENT_PROFILE),
             _ => None,
         };
-        let declared = resource.member("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
+        let declared = resource.member("meta").map(|m| m.items("profile")).unwrap_or(&[]);
         let mut checked_mandatory = false;
         let root = Path::Root(resource_type);
         for (index, url) in declared.iter().enumerate() {
@@ -316,11 +308,11 @@ impl Profiles {
 }
 
 fn structure_definition(value: &Value) -> Result<StructureDefinition, String> {
-    let resource_type = text(value, "type").ok_or("no type")?.to_owned();
+    let resource_type = value.text("type").ok_or("no type")?.to_owned();
     let mut root = Node::default();
-    let elements = value.get("differential").map(|d| array(d, "element")).unwrap_or(&[]);
+    let elements = value.get("differential").map(|d| d.items("element")).unwrap_or(&[]);
     for element in elements {
-        let id = text(element, "id").ok_or("an element without id")?;
+        let id = element.text("id").ok_or("an element without id")?;
         let mut segments = id.split('.');
         if segments.next() != Some(resource_type.as_str()) {
             return Err(format!("element {id} is not on {resource_type}"));
@@ -373,9 +365,9 @@ fn rule_of(element: &Value) -> Result<Rule, String> {
             }
             key if key.starts_with("fixed") => rule.fixed = Some(value.clone()),
             key if key.starts_with("pattern") => rule.pattern = Some(value.clone()),
-            "binding" => match text(value, "strength") {
+            "binding" => match value.text("strength") {
                 Some("required") => {
-                    rule.value_set = Some(text(value, "valueSet").ok_or("a binding without valueSet")?.to_owned())
+                    rule.value_set = Some(value.text("valueSet").ok_or("a binding without valueSet")?.to_owned())
                 }
                 // Weaker bindings guide rather than constrain.
                 Some("extensible" | "preferred" | "example") => {}
@@ -383,11 +375,11 @@ fn rule_of(element: &Value) -> Result<Rule, String> {
             },
             "type" => {
                 for kind in value.as_array().ok_or("type is not an array")? {
-                    rule.types.push(text(kind, "code").ok_or("a type without code")?.to_owned());
-                    for target in array(kind, "targetProfile") {
+                    rule.types.push(kind.text("code").ok_or("a type without code")?.to_owned());
+                    for target in kind.items("targetProfile") {
                         rule.target_profiles.push(target.as_str().ok_or("targetProfile")?.to_owned());
                     }
-                    if let Some(profile) = array(kind, "profile").first() {
+                    if let Some(profile) = kind.items("profile").first() {
                         rule.resource_profile = Some(profile.as_str().ok_or("profile")?.to_owned());
                     }
                 }
@@ -401,28 +393,28 @@ fn rule_of(element: &Value) -> Result<Rule, String> {
 
 fn slicing_of(slicing: &Value) -> Result<Slicing, String> {
     let mut discriminators = Vec::new();
-    for discriminator in array(slicing, "discriminator") {
-        let kind = match text(discriminator, "type") {
+    for discriminator in slicing.items("discriminator") {
+        let kind = match discriminator.text("type") {
             Some("value") => Discriminator::Value,
             Some("pattern") => Discriminator::Pattern,
             Some("type") => Discriminator::Type,
             Some("profile") => Discriminator::Profile,
             other => return Err(format!("discriminator type {other:?} is not interpreted")),
         };
-        discriminators.push((kind, text(discriminator, "path").ok_or("a discriminator without path")?.to_owned()));
+        discriminators.push((kind, discriminator.text("path").ok_or("a discriminator without path")?.to_owned()));
     }
     if discriminators.is_empty() {
         return Err("slicing without a discriminator".into());
     }
-    Ok(Slicing { discriminators, closed: text(slicing, "rules") == Some("closed") })
+    Ok(Slicing { discriminators, closed: slicing.text("rules") == Some("closed") })
 }
 
 fn include_of(include: &Value) -> Result<Include, String> {
-    let system = text(include, "system").ok_or("an include without system")?.to_owned();
-    let concepts = array(include, "concept").iter().filter_map(|c| text(c, "code")).map(str::to_owned).collect();
+    let system = include.text("system").ok_or("an include without system")?.to_owned();
+    let concepts = include.items("concept").iter().filter_map(|c| c.text("code")).map(str::to_owned).collect();
     let mut below = Vec::new();
-    for filter in array(include, "filter") {
-        match (text(filter, "property"), text(filter, "op"), text(filter, "value")) {
+    for filter in include.items("filter") {
+        match (filter.text("property"), filter.text("op"), filter.text("value")) {
             (Some("concept"), Some("is-a"), Some(value)) => below.push((value.to_owned(), true)),
             (Some("concept"), Some("descendent-of"), Some(value)) => below.push((value.to_owned(), false)),
             _ => return Err("only 'concept is-a' and 'concept descendent-of' filters are interpreted".into()),
@@ -433,9 +425,9 @@ fn include_of(include: &Value) -> Result<Include, String> {
 
 fn flatten_concepts(concepts: &[Value], parent: Option<&str>, out: &mut HashMap<String, Option<String>>) {
     for concept in concepts {
-        if let Some(code) = text(concept, "code") {
+        if let Some(code) = concept.text("code") {
             out.insert(code.to_owned(), parent.map(str::to_owned));
-            flatten_concepts(array(concept, "concept"), Some(code), out);
+            flatten_concepts(concept.items("concept"), Some(code), out);
         }
     }
 }
@@ -492,7 +484,7 @@ impl<'a> Run<'a> {
             }
             return;
         };
-        let actual = text(resource, "resourceType").unwrap_or("");
+        let actual = resource.text("resourceType").unwrap_or("");
         if actual != definition.resource_type {
             self.issue(IssueCode::Invalid, format!("the profile {url} is for {}", definition.resource_type), path);
             return;
@@ -611,13 +603,13 @@ impl<'a> Run<'a> {
 
     fn in_value_set(&self, value_set: &str, item: &Value) -> bool {
         let coding = |coding: &Value| {
-            text(coding, "code").is_some_and(|code| {
-                self.profiles.value_set_contains(value_set, Some(text(coding, "system").unwrap_or("")), code)
+            coding.text("code").is_some_and(|code| {
+                self.profiles.value_set_contains(value_set, Some(coding.text("system").unwrap_or("")), code)
             })
         };
         match item {
             Value::String(code) => self.profiles.value_set_contains(value_set, None, code),
-            Value::Object(object) if object.member("coding").is_some() => array(item, "coding").iter().any(coding),
+            Value::Object(object) if object.member("coding").is_some() => item.items("coding").iter().any(coding),
             Value::Object(_) => coding(item),
             _ => false,
         }
@@ -626,7 +618,7 @@ impl<'a> Run<'a> {
     /// A reference inside a document must resolve to one of its entries, of a target profile.
     fn reference(&mut self, targets: &[String], item: &Value, path: &Path<'_>) {
         let at = path.key("reference");
-        let Some(reference) = text(item, "reference") else {
+        let Some(reference) = item.text("reference") else {
             self.issue(IssueCode::Required, "the reference must name an entry of the document".into(), &at);
             return;
         };
@@ -634,7 +626,7 @@ impl<'a> Run<'a> {
             self.issue(IssueCode::Invalid, "the reference does not resolve inside the document".into(), &at);
             return;
         };
-        let declared = resource.member("meta").map(|m| array(m, "profile")).unwrap_or(&[]);
+        let declared = resource.member("meta").map(|m| m.items("profile")).unwrap_or(&[]);
         if !targets.iter().any(|target| declared.iter().any(|d| d.as_str() == Some(target))) {
             let names: Vec<&str> = targets.iter().map(|t| t.rsplit('/').next().unwrap_or(t)).collect();
             self.issue(IssueCode::Invalid, format!("the reference must point to a {}", names.join(" or ")), &at);
@@ -699,12 +691,12 @@ fn matches_slice(slicing: &Slicing, slice: &Node, item: &Value) -> bool {
                 _ => false,
             },
             Discriminator::Type => {
-                rule.types.first().is_some_and(|t| actual.and_then(|a| text(a, "resourceType")) == Some(t))
+                rule.types.first().is_some_and(|t| actual.and_then(|a| a.text("resourceType")) == Some(t))
             }
             Discriminator::Profile => rule.resource_profile.as_deref().is_some_and(|profile| {
                 actual
                     .and_then(|a| a.member("meta"))
-                    .is_some_and(|meta| array(meta, "profile").iter().any(|p| p.as_str() == Some(profile)))
+                    .is_some_and(|meta| meta.items("profile").iter().any(|p| p.as_str() == Some(profile)))
             }),
         }
     })

@@ -9,7 +9,6 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, 
 use serde_json::{Map, Value};
 
 use crate::json::Member;
-
 use crate::resource_type::ResourceType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

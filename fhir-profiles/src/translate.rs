@@ -6,9 +6,9 @@
 //! is labelled `PSYTHPN` and confidentiality `R`.
 
 use chrono::Duration;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::json::{object, string};
+use crate::json::{object, object_of, string};
 
 use crate::hetu::HETU_SYSTEM;
 use crate::profiles::{
@@ -147,17 +147,6 @@ fn human_name(given: &[String], family: &str) -> Value {
         object([("use", string("official")), ("family", string(family)), ("given", Value::Array(given))])
     };
     Value::Array(vec![name])
-}
-
-/// Members in order, the absent ones left out.
-fn object_of(members: Vec<(&str, Option<Value>)>) -> Value {
-    let mut map = Map::with_capacity(members.len());
-    for (name, value) in members {
-        if let Some(value) = value {
-            map.insert(name.to_owned(), value);
-        }
-    }
-    Value::Object(map)
 }
 
 /// The document of a checked record. `assembled` is the Bundle's timestamp (FHIR instant).

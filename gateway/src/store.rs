@@ -1450,7 +1450,6 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     }
     // One statement a table for the whole group, whose text does not depend on its size
     // (`db::unnest`).
-    let keys: Vec<NewDataKey> = keys;
     Unnest::new(
         "data_keys",
         "scope, kek_id, wrapped_key, created_at",
@@ -1466,7 +1465,6 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     // The heads first: a `CreateIfAbsent` whose resource exists (stored by an earlier group or
     // another node) inserts no head, and then none of its other rows. One statement for the
     // group; looking each one up first took a round trip a document.
-    let heads: Vec<Head> = heads;
     let inserted: HashSet<(String, String)> = Unnest::new(
         "resource_heads",
         "resource_type, id, version, patient, security_labels, author_org, author_practitioner, last_updated, \
@@ -1501,7 +1499,6 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     versions.retain(|row| is_inserted(&row.resource_type, &row.id));
     tokens.retain(|row| is_inserted(row.resource_type, row.id));
     dates.retain(|row| is_inserted(row.resource_type, row.id));
-    let versions: Vec<VersionRow> = versions;
     Unnest::new(
         "resource_versions",
         "resource_type, id, version, patient, key_scope, security_labels, author_org, author_practitioner, \
@@ -1523,7 +1520,6 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     )
     .insert(conn)
     .map_err(conflict)?;
-    let tokens: Vec<TokenRow> = tokens;
     Unnest::new(
         "search_tokens",
         "resource_type, id, param, token, patient, version, system_token",
@@ -1539,7 +1535,6 @@ fn write_created(conn: &mut PgConnection, context: &WriteContext, jobs: &[&Job])
     )
     .insert(conn)
     .map_err(conflict)?;
-    let dates: Vec<DateRow> = dates;
     Unnest::new(
         "search_dates",
         "resource_type, id, param, range_start, range_end, patient, version",
