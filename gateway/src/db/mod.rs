@@ -110,10 +110,10 @@ impl ManageConnection for Manager {
                 // Checkpoints run in a background thread (`Store`). The automatic one runs inside
                 // a commit, and the writer's commit holds up every queued write while it copies
                 // and syncs the database file (80 ms was measured), so it is only a backstop for a
-                // log the thread lets grow past 65,536 pages (256 MiB).
+                // log the thread lets grow past 262,144 pages (1 GiB).
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 65536;",
+                     PRAGMA wal_autocheckpoint = 262144;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
