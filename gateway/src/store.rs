@@ -299,12 +299,13 @@ impl LogWatch {
     /// the tail, and answers when to look next: about when the log will reach
     /// [`WAL_RESTART_FRAMES`] at the rate it last grew.
     ///
-    /// Looking every second whatever the rate, the thread let ingest take the log past SQLite's
-    /// own threshold (then 65,536 frames) while it copied, and the writer's commits each ran a
-    /// checkpoint inline, stalling it for 0.3-2 s every few seconds. Looking at most every three
-    /// seconds, it let ingest that began during a pause take the log to the 1 GiB backstop. So
-    /// it looks at least every second (each look ends in syncs, which stall the writer's log
-    /// writes for a few milliseconds; alternating ingest runs were no slower than with three).
+    /// The automatic threshold must not be reached: past it every commit of the writer runs a
+    /// checkpoint inline (when it was 65,536 frames, ingest took the log past it while the
+    /// thread copied, stalling the writer for 0.3-2 s every few seconds). So the thread looks
+    /// sooner as the log nears the restart length, and at least every second: with pauses of
+    /// up to three seconds, ingest that began during one took the log to the 1 GiB backstop.
+    /// Each look ends in syncs, which stall the writer's log writes for a few milliseconds;
+    /// alternating ingest runs were no slower with one-second than with three-second pauses.
     fn next_look(&mut self, frames: i32, asked: bool) -> Duration {
         let over = std::mem::replace(&mut self.looked, Instant::now()).elapsed();
         self.next_look_after(frames, asked, over)
