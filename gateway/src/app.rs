@@ -136,9 +136,17 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             pool,
         });
+        let workers = crate::config::cores();
         let server = HttpServer::new(move || {
             App::new().app_data(state.clone()).wrap(middleware::from_fn(metrics::observe)).configure(routes)
         })
+        // Each worker's blocking threads do its requests' work, and a submission holds one
+        // until its group commits. Tokio's default (hundreds per worker) let memory grow with
+        // the number of clients: peak RSS 125 MB at 16 concurrent submissions, 700 MB at 256.
+        // Beyond the bound, requests queue for a thread; eight per worker already keep the one
+        // writer busy.
+        .workers(workers)
+        .worker_max_blocking_threads(config.request_threads.div_ceil(workers))
         .on_connect(read_client_certificate)
         .listen_rustls_0_23(listener, tls)
         .map_err(|e| StartError(format!("cannot serve TLS: {e}")))?

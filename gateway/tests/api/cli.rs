@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::support::*;
 use vaitio_conformance::client::{Client, Target};
 
-const VARIABLES: [&str; 14] = [
+const VARIABLES: [&str; 15] = [
     "VAITIO_CONFIG",
     "VAITIO_MODE",
     "VAITIO_DATA_DIR",
@@ -23,6 +23,7 @@ const VARIABLES: [&str; 14] = [
     "VAITIO_INDEX_KEY_FILE",
     "VAITIO_MAX_BODY_BYTES",
     "VAITIO_DB_POOL_SIZE",
+    "VAITIO_REQUEST_THREADS",
     "VAITIO_PLAINTEXT_LISTEN",
 ];
 

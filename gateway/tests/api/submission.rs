@@ -210,3 +210,37 @@ on_both_backends! {
         assert_eq!(gateway.client_with(None, None).post_json("/$validate", &patient(HETU)).unwrap().status, 401);
     }
 }
+
+/// The gateway works on at most `request_threads` requests at once and queues the rest. With a
+/// single thread per worker, clients submitting and reading at once are all answered: no
+/// request's work waits for a thread that another request holds.
+fn many_clients_queue_for_one_request_thread_per_worker(backend: Backend) {
+    let Some(gateway) = TestGateway::spawn_with(backend, |config| config.request_threads = 1) else { return };
+    let answers: Vec<(u16, u16)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let client = gateway.client.clone();
+                scope.spawn(move || {
+                    let mut body = record();
+                    body["record_id"] = json!(format!("EMR-QUEUE-{i}"));
+                    let created = submit(&client, &body);
+                    let id = created.json().map(|d| d["id"].as_str().unwrap_or("").to_owned()).unwrap_or_default();
+                    (created.status, client.get(&format!("/Bundle/{id}")).unwrap().status)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|answer| *answer == (201, 200)), "{answers:?}");
+    assert_eq!(gateway.client.get("/Bundle").unwrap().json().unwrap()["total"], 12);
+}
+
+#[test]
+fn many_clients_queue_for_one_request_thread_per_worker_sqlite() {
+    many_clients_queue_for_one_request_thread_per_worker(Backend::Sqlite);
+}
+
+#[test]
+fn many_clients_queue_for_one_request_thread_per_worker_postgres() {
+    many_clients_queue_for_one_request_thread_per_worker(Backend::Postgres);
+}
