@@ -106,9 +106,9 @@ pub struct ConfigArgs {
     /// Database connections in the pool [default: 8].
     #[arg(long, env = "VAITIO_DB_POOL_SIZE", value_name = "N")]
     pub db_pool_size: Option<u32>,
-    /// Threads that do requests' work (parsing, validation, sealing, the database) at once; more
-    /// requests wait for one. Bounds memory under many concurrent clients
-    /// [default: 8 per CPU core].
+    /// Threads that do requests' work (parsing, validation, sealing, the database) at once,
+    /// split among the server's workers (one per core, rounded up); more requests wait for one.
+    /// Bounds memory under many concurrent clients [default: 8 per CPU core].
     #[arg(long, env = "VAITIO_REQUEST_THREADS", value_name = "N")]
     pub request_threads: Option<usize>,
     /// Log format: text (default) or json.
