@@ -348,13 +348,14 @@ fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRe
     if event_start.is_none() {
         issue(IssueCode::Value, "service_event.start", "not a date (YYYY-MM-DD)".into());
     }
+    let mut event_end = None;
     if let Some(end) = &record.service_event.end {
         match NaiveDate::parse_from_str(end, "%Y-%m-%d") {
             Err(_) => issue(IssueCode::Value, "service_event.end", "not a date (YYYY-MM-DD)".into()),
             Ok(end) if event_start.is_some_and(|start| end < start) => {
                 issue(IssueCode::BusinessRule, "service_event.end", "ends before it starts".into())
             }
-            Ok(_) => {}
+            Ok(end) => event_end = Some(end),
         }
     }
     let session_start = DateTime::parse_from_rfc3339(&record.session.start);
@@ -371,6 +372,17 @@ fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRe
                     "the session is before its service event starts".into(),
                 );
             }
+            if event_end.is_some_and(|end| start.date_naive() > end) {
+                issue(IssueCode::BusinessRule, "session.start", "the session is after its service event ended".into());
+            }
+        }
+    }
+    // A valid HETU can carry a date of birth still to come (the century sign allows it): a
+    // patient born after their session is as impossible as 30 February.
+    if let (Ok(hetu), Ok(start)) = (&hetu, &session_start) {
+        if hetu.birth_date().is_some_and(|born| born > start.date_naive()) {
+            let at = if record.patient.birth_date.is_some() { "patient.birth_date" } else { "patient.hetu" };
+            issue(IssueCode::BusinessRule, at, "the patient is born after the session".into());
         }
     }
     if !(1..=600).contains(&record.session.minutes) {
@@ -384,6 +396,8 @@ fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRe
     if record.diagnoses.iter().filter(|d| d.primary).count() > 1 {
         issue(IssueCode::BusinessRule, "diagnoses", "at most one diagnosis is primary".into());
     }
+    // A date has no time zone: it is not in the future while it is today anywhere (UTC+14).
+    let latest_today = (limits.now.naive_utc() + chrono::Duration::hours(14)).date();
     for (index, assessment) in record.assessments.iter().enumerate() {
         match instrument(&assessment.instrument) {
             None => issue(
@@ -401,8 +415,14 @@ fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRe
             ),
             Some(_) => {}
         }
-        if NaiveDate::parse_from_str(&assessment.date, "%Y-%m-%d").is_err() {
-            issue(IssueCode::Value, &format!("assessments[{index}].date"), "not a date (YYYY-MM-DD)".into());
+        match NaiveDate::parse_from_str(&assessment.date, "%Y-%m-%d") {
+            Err(_) => issue(IssueCode::Value, &format!("assessments[{index}].date"), "not a date (YYYY-MM-DD)".into()),
+            Ok(date) if date > latest_today => issue(
+                IssueCode::BusinessRule,
+                &format!("assessments[{index}].date"),
+                "the assessment is dated in the future".into(),
+            ),
+            Ok(_) => {}
         }
     }
     if record.note.text.trim().is_empty() {

@@ -68,9 +68,10 @@ prop_compose! {
         risk in proptest::option::of(prop_oneof![Just("none"), Just("low"), Just("moderate"), Just("high")]),
     ) -> Value {
         let today = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
-        let birth = NaiveDate::from_ymd_opt(1901, 1, 1).unwrap() + Duration::days(birth_days);
         let event_start = today - Duration::days(event_days_ago);
         let session_day = (event_start + Duration::days(session_after)).min(today);
+        // Born at the latest on the day of the session.
+        let birth = (NaiveDate::from_ymd_opt(1901, 1, 1).unwrap() + Duration::days(birth_days)).min(session_day);
         let mut record = json!({
             "schema": "vaitio.psychotherapy-record/v1",
             "record_id": format!("EMR-{individual}-{birth_days}"),

@@ -92,6 +92,25 @@ fn bad_records_are_refused_naming_the_field() {
     );
     assert_eq!(refused(|r| r["session"]["start"] = json!("2027-01-01T10:00:00+02:00")).0, "session.start");
     assert_eq!(refused(|r| r["session"]["modality"] = json!("telepathic")).0, "session.modality");
+    let after_the_end = refused(|r| r["service_event"]["end"] = json!("2026-03-01"));
+    assert_eq!(after_the_end, ("session.start".into(), "the session is after its service event ended".into()));
+    // Born after the session: a HETU of 2099 (century sign A) with its right check character.
+    let born_later = |r: &mut Value| {
+        r["patient"]["hetu"] = json!("010199A9001");
+        r["patient"].as_object_mut().unwrap().remove("birth_date");
+    };
+    assert_eq!(refused(born_later), ("patient.hetu".into(), "the patient is born after the session".into()));
+    let (at, _) = refused(|r| {
+        born_later(r);
+        r["patient"]["birth_date"] = json!("2099-01-01");
+    });
+    assert_eq!(at, "patient.birth_date");
+    // Dated after today everywhere on Earth (`limits` puts now at 2026-11-28T12:00Z)...
+    assert_eq!(refused(|r| r["assessments"][0]["date"] = json!("2026-11-30")).0, "assessments[0].date");
+    // ...but a date that is already today east of UTC is not in the future.
+    let mut tomorrow = example();
+    tomorrow["assessments"][0]["date"] = json!("2026-11-29");
+    assert!(parse_record(tomorrow.to_string().as_bytes(), &limits()).is_ok());
     assert_eq!(refused(|r| r["assessments"][0]["score"] = json!(99)).0, "assessments[0].score");
     assert_eq!(refused(|r| r["note"]["text"] = json!("x".repeat(70 * 1024))).0, "note.text");
     // The HETU is never echoed.

@@ -105,9 +105,16 @@ on_both_backends! {
         let wrong_hetu = refused(client, 422, |r| r["patient"]["hetu"] = json!("131052-308U"));
         assert_eq!(expression(&wrong_hetu), "patient.hetu");
         assert!(!wrong_hetu.to_string().contains("131052"), "the refusal echoes the HETU");
+        let born_later = refused(client, 422, |r| {
+            r["patient"]["hetu"] = json!("010199A9001");
+            r["patient"].as_object_mut().unwrap().remove("birth_date");
+        });
+        assert_eq!(expression(&born_later), "patient.hetu");
+        assert!(!born_later.to_string().contains("010199"), "the refusal echoes the HETU");
         assert_eq!(expression(&refused(client, 422, |r| r["patient"]["birth_date"] = json!("1952-02-30"))), "patient.birth_date");
         assert_eq!(expression(&refused(client, 422, |r| r["diagnoses"][0]["icd10"] = json!("F99.X"))), "diagnoses[0].icd10");
         assert_eq!(expression(&refused(client, 422, |r| r["session"]["start"] = json!("2099-01-01T10:00:00+02:00"))), "session.start");
+        assert_eq!(expression(&refused(client, 422, |r| r["assessments"][0]["date"] = json!("2099-01-01"))), "assessments[0].date");
         assert_eq!(expression(&refused(client, 422, |r| r["organization"]["oid"] = json!(OTHER_ORG))), "organization.oid");
         assert_eq!(expression(&refused(client, 422, |r| r["note"]["text"] = json!("x".repeat(gateway.config.max_note_bytes + 1)))), "note.text");
         for kind in ["Bundle", "Patient", "Practitioner", "Organization"] {
