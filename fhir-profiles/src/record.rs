@@ -276,8 +276,12 @@ fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> Profile
     let path = error.path().to_string();
     let full = error.inner().to_string();
     let inner = full.split(" at line ").next().unwrap_or(&full);
+    // A field given twice: serde's path stops at the object holding it, so the field is added.
+    let duplicate = inner.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next());
     let message = if inner.starts_with("unknown field") || inner.starts_with("missing field") {
         inner.split(", expected").next().unwrap_or(inner).replace('`', "'")
+    } else if let Some(field) = duplicate {
+        format!("the field '{field}' is given more than once")
     } else if inner.starts_with("unknown variant") {
         format!(
             "not one of the allowed values{}",
@@ -290,7 +294,13 @@ fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> Profile
         "wrong type or value".to_owned()
     };
     let code = if inner.starts_with("missing field") { IssueCode::Required } else { IssueCode::Structure };
-    ProfileError::Structure(vec![Issue::new(code, message).at(if path == "." { String::new() } else { path })])
+    let at = match (path.as_str(), duplicate) {
+        (".", None) => String::new(),
+        (".", Some(field)) => field.to_owned(),
+        (_, Some(field)) => format!("{path}.{field}"),
+        (_, None) => path,
+    };
+    ProfileError::Structure(vec![Issue::new(code, message).at(at)])
 }
 
 fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRecord, ProfileError> {

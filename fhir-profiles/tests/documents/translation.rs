@@ -113,6 +113,18 @@ fn bad_records_are_refused_naming_the_field() {
     assert!(parse_record(tomorrow.to_string().as_bytes(), &limits()).is_ok());
     assert_eq!(refused(|r| r["assessments"][0]["score"] = json!(99)).0, "assessments[0].score");
     assert_eq!(refused(|r| r["note"]["text"] = json!("x".repeat(70 * 1024))).0, "note.text");
+    // A field given twice is named, at the top level and inside an object, without its values.
+    let twice = |json: &str| {
+        let Err(error) = parse_record(json.as_bytes(), &limits()) else { panic!("accepted: {json}") };
+        let issue = error.issues().into_iter().next().unwrap();
+        (issue.expression.unwrap_or_default(), issue.diagnostics)
+    };
+    let text = example().to_string();
+    let top = twice(&text.replacen("\"record_id\":", "\"record_id\":\"EMR-1\",\"record_id\":", 1));
+    assert_eq!(top, ("record_id".into(), "the field 'record_id' is given more than once".into()));
+    let inner = twice(&text.replacen("\"hetu\":", "\"hetu\":\"010101-123N\",\"hetu\":", 1));
+    assert_eq!(inner.0, "patient.hetu");
+    assert!(!inner.1.contains("010101") && !inner.1.contains("131052"), "{}", inner.1);
     // The HETU is never echoed.
     let (_, message) = refused(|r| r["patient"]["hetu"] = json!(12345));
     assert!(!message.contains("12345"), "{message}");
