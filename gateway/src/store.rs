@@ -396,7 +396,7 @@ impl Store {
     /// SQLite copies the write-ahead log into the database file in checkpoints. Left to itself
     /// it runs one inside whichever commit crosses the threshold, and that request (with every
     /// write queued behind it) waits for it; here a thread runs them instead, beside the
-    /// writer, looking at the log every few seconds ([`LogWatch`]). It ends with the store.
+    /// writer, looking at the log at least every second ([`LogWatch`]). It ends with the store.
     ///
     /// A passive checkpoint never blocks the writer, but under steady writes it never finds the
     /// log fully copied at the moment a write begins, which is when SQLite starts the log over:
