@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use audit_log::{Action, ResourceRef, UnixMillis};
 use consent::{Principal, Professional, Purpose, Role};
-use vaitio::audit::{self, AuditRecord, AuditSigner, Judged};
+use store::audit::{append_alone, AuditRecord, AuditSigner};
+use vaitio::audit::{self, Judged};
 use vaitio::config::Config;
 
 fn main() -> Result<(), String> {
@@ -21,18 +22,16 @@ fn main() -> Result<(), String> {
         args.next().ok_or("usage: audit_fill <data dir> <entries>")?.parse().map_err(|_| "entries: a number")?;
     let config = Config::development(&data_dir, "127.0.0.1:0".parse().map_err(|_| "address")?);
     if !config.audit_signing_key.exists() {
-        AuditSigner::generate_file(&config.audit_signing_key)?;
+        audit::generate_signing_key_file(&config.audit_signing_key).map_err(|e| e.to_string())?;
     }
-    let signer = AuditSigner::from_file(&config.audit_signing_key)?.with_schedule(1000, i64::MAX / 2);
+    let signer =
+        AuditSigner::from_file(&config.audit_signing_key).map_err(|e| e.to_string())?.with_schedule(1000, i64::MAX / 2);
     let (pool, _) = vaitio::app::open_database(&config).map_err(|e| e.to_string())?;
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut written = 0u64;
     while written < entries {
         let batch: Vec<AuditRecord> = (written..(written + 1000).min(entries)).map(record).collect();
-        let now = i64::try_from(audit::now().as_millis()).unwrap_or(0);
-        diesel::Connection::transaction(&mut *conn, |conn| audit::append(conn, &batch, &signer, now))
-            .map_err(|e| e.to_string())?;
+        append_alone(&pool, &batch, &signer).map_err(|e| e.to_string())?;
         written += batch.len() as u64;
     }
     let seconds = started.elapsed().as_secs_f64();

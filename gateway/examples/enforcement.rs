@@ -12,11 +12,11 @@ use consent::{Principal, Professional, Purpose, Role};
 use fhir_profiles::search::index_facts;
 use fhir_profiles::{parse_resource_value, ResourceType};
 use serde_json::{json, Value};
-use vaitio::audit::AuditSigner;
-use vaitio::crypto::{FileKek, Pseudonymizer, SecretKey};
-use vaitio::db::{self, DatabaseUrl};
-use vaitio::enforce::Gate;
-use vaitio::store::{Head, NewResource, Store, VersionRow, Write, WriteKind};
+use store::audit::AuditSigner;
+use store::crypto::{FileKek, Pseudonymizer, SecretKey};
+use store::db::{self, DatabaseUrl};
+use store::{Head, NewResource, VersionRow, Write, WriteKind};
+use vaitio::enforce::Enforcement;
 
 const ORG: &str = "1.2.246.10.12345678.10.1";
 const OTHER_ORG: &str = "1.2.246.10.87654321.10.1";
@@ -87,11 +87,10 @@ struct Figures {
     released: usize,
 }
 
-fn measure(store: &Store, principal: &Principal, heads: &[Head], versions: &[VersionRow]) -> Figures {
-    let policy = consent::Policy::default();
+fn measure(enforcement: &Enforcement, principal: &Principal, heads: &[Head], versions: &[VersionRow]) -> Figures {
     let search = |heads: Vec<Head>, versions: Vec<VersionRow>| {
         let started = Instant::now();
-        let gate = Gate::new(principal, store, policy);
+        let gate = enforcement.gate(principal);
         let released = gate.release(heads).expect("release heads").len();
         let released_versions = gate.release(versions).expect("release versions").len();
         assert_eq!(released, released_versions);
@@ -129,10 +128,11 @@ fn main() {
     db::migrate(&mut pool.get().expect("a connection")).expect("migrations");
     let pseudonyms = Pseudonymizer::new(SecretKey::generate().expect("a key"));
     let signing_key = dir.path().join("audit-signing.pem");
-    AuditSigner::generate_file(&signing_key).expect("an audit signing key");
+    vaitio::audit::generate_signing_key_file(&signing_key).expect("an audit signing key");
     let signer = AuditSigner::from_file(&signing_key).expect("the audit signing key");
     let kek = Box::new(FileKek::new(SecretKey::generate().expect("a key")));
-    let store = Store::new(pool, kek, pseudonyms.clone(), signer, true);
+    let (store, opener) = store::Store::new(pool, kek, pseudonyms.clone(), signer);
+    let enforcement = Enforcement::new(store.clone(), opener, consent::Policy::default());
 
     // 100 patients, each with five Consents stored (encrypted) like any patient's.
     let patients: Vec<(String, String)> = (0..100)
@@ -212,7 +212,7 @@ fn main() {
         for (who, principal) in [("author", &author), ("GP", &gp)] {
             // The node's book is shared: the author's first search loads and compiles the
             // Consents (cold); the GP's first search finds them compiled.
-            report(name, who, measure(&store, principal, &heads, &versions));
+            report(name, who, measure(&enforcement, principal, &heads, &versions));
         }
     }
 }

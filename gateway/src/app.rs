@@ -1,36 +1,44 @@
 //! Start-up: the same path in `main` and in tests. `Application::build` checks keys, opens and
-//! migrates the database, binds the TLS listener; `run_until_stopped` serves.
+//! migrates the database, binds the TLS listener; `run_until_stopped` serves. The route table is
+//! here, and only here.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
-use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
-use serde_json::json;
+use actix_web::{middleware, web, App, HttpServer};
+use store::audit::AuditSigner;
+use store::crypto::{CryptoError, FileKek, Pseudonymizer, SecretKey};
+use store::db::{self, Pool};
+use store::{Store, StoreError};
 
-use crate::audit::AuditSigner;
-use crate::capability::capability_statement;
+use crate::api::{access_log, read, search, submission, system, write};
 use crate::config::{Config, Mode};
-use crate::crypto::{FileKek, Pseudonymizer, SecretKey};
-use crate::db::{self, DatabaseUrl};
+use crate::enforce::Enforcement;
 use crate::error::GatewayError;
-use crate::identity::{Identity, IssuerKind, PeerCertificate};
-use crate::metrics::{self, Metrics};
-use crate::store::Store;
-use crate::{access_log, fhir, http, submission};
+use crate::identity::{Identity, IssuerKind, KeyError, PeerCertificate};
+use crate::metrics::{self, Metrics, RoutePattern};
+use crate::state::AppState;
 
-/// What every handler shares.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub identity: Identity,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub pool: db::Pool,
-}
-
+/// Why the gateway (or an operator command) could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
+pub enum StartError {
+    #[error("development PKI: {0}")]
+    DevelopmentPki(certs::CertsError),
+    #[error(transparent)]
+    Key(#[from] CryptoError),
+    #[error(transparent)]
+    Issuer(#[from] KeyError),
+    #[error("cannot open the database {database}: {cause}")]
+    Database { database: String, cause: StoreError },
+    #[error("TLS: {0}")]
+    Tls(certs::CertsError),
+    #[error("cannot listen on {address}: {cause}")]
+    Listen { address: String, cause: std::io::Error },
+    #[error("cannot serve TLS: {0}")]
+    Serve(std::io::Error),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
 
 pub struct Application {
     server: actix_web::dev::Server,
@@ -46,17 +54,17 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
     let mut created = false;
     let pki_dir = config.data_dir.join("pki");
     if !config.tls_cert.exists() || !config.tls_key.exists() {
-        let pki = certs::DevPki::ensure(&pki_dir).map_err(|e| StartError(format!("development PKI: {e}")))?;
+        let pki = certs::DevPki::ensure(&pki_dir).map_err(StartError::DevelopmentPki)?;
         created |= pki.created;
     }
     for key in [&config.kek_file, &config.index_key_file] {
         if !key.exists() {
-            SecretKey::generate_file(key).map_err(|e| StartError(e.to_string()))?;
+            SecretKey::generate_file(key)?;
             created = true;
         }
     }
     if !config.audit_signing_key.exists() {
-        AuditSigner::generate_file(&config.audit_signing_key).map_err(StartError)?;
+        crate::audit::generate_signing_key_file(&config.audit_signing_key)?;
         created = true;
     }
     Ok(created)
@@ -66,13 +74,13 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
 fn build_identity(config: &Config, pseudonyms: Pseudonymizer) -> Result<Identity, StartError> {
     let mut identity = Identity::new(&config.token_audience, pseudonyms);
     if let Some((issuer, jwks)) = &config.professional_issuer {
-        identity.trust_jwks_file(issuer, IssuerKind::Professional, jwks).map_err(StartError)?;
+        identity.trust_jwks_file(issuer, IssuerKind::Professional, jwks)?;
     }
     if let Some((issuer, jwks)) = &config.citizen_issuer {
-        identity.trust_jwks_file(issuer, IssuerKind::Citizen, jwks).map_err(StartError)?;
+        identity.trust_jwks_file(issuer, IssuerKind::Citizen, jwks)?;
     }
     if let Some(key) = &config.development_issuer_key {
-        identity.trust_development_issuer(key).map_err(StartError)?;
+        identity.trust_development_issuer(key)?;
     }
     Ok(identity)
 }
@@ -94,13 +102,18 @@ fn read_client_certificate(connection: &dyn std::any::Any, extensions: &mut acti
 }
 
 /// Opens the pool and applies the pending migrations (`vaitio migrate` and every start).
-pub fn open_database(config: &Config) -> Result<(db::Pool, usize), StartError> {
-    let pool = db::pool(&config.database, config.db_pool_size)
-        .map_err(|e| StartError(format!("cannot open the database {}: {e}", config.database.redacted())))?;
-    let mut conn =
-        pool.get().map_err(|e| StartError(format!("cannot connect to {}: {e}", config.database.redacted())))?;
-    let applied = db::migrate(&mut conn).map_err(StartError)?;
+pub fn open_database(config: &Config) -> Result<(Pool, usize), StartError> {
+    let failed = |cause| StartError::Database { database: config.database.redacted(), cause };
+    let pool = db::pool(&config.database, config.db_pool_size).map_err(failed)?;
+    let mut conn = pool.get().map_err(|e| failed(e.into()))?;
+    let applied = db::migrate(&mut conn).map_err(failed)?;
     Ok((pool, applied))
+}
+
+/// The checkpoint key, with the configured schedule.
+pub fn audit_signer(config: &Config) -> Result<AuditSigner, StartError> {
+    Ok(AuditSigner::from_file(&config.audit_signing_key)?
+        .with_schedule(config.audit_checkpoint_entries, config.audit_checkpoint_millis))
 }
 
 impl Application {
@@ -109,36 +122,38 @@ impl Application {
             Mode::Development => prepare_development(&config)?,
             Mode::Production => false,
         };
-        let kek = SecretKey::from_file(&config.kek_file).map_err(|e| StartError(e.to_string()))?;
-        let index_key = SecretKey::from_file(&config.index_key_file).map_err(|e| StartError(e.to_string()))?;
+        let kek = SecretKey::from_file(&config.kek_file)?;
+        let index_key = SecretKey::from_file(&config.index_key_file)?;
         let (pool, applied) = open_database(&config)?;
         if applied > 0 {
             tracing::info!(applied, backend = config.database.backend_name(), "migrations applied");
         }
-        let sqlite = matches!(config.database, DatabaseUrl::Sqlite(_));
         let pseudonyms = Pseudonymizer::new(index_key);
         let identity = build_identity(&config, pseudonyms.clone())?;
-        let signer = AuditSigner::from_file(&config.audit_signing_key)
-            .map_err(StartError)?
-            .with_schedule(config.audit_checkpoint_entries, config.audit_checkpoint_millis);
-        let store = Store::new(pool.clone(), Box::new(FileKek::new(kek)), pseudonyms, signer, sqlite);
+        let signer = audit_signer(&config)?;
+        let (store, opener) = Store::new(pool, Box::new(FileKek::new(kek)), pseudonyms, signer);
+        let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy));
         let tls =
             certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum, Some(&config.client_auth))
-                .map_err(|e| StartError(format!("TLS: {e}")))?;
+                .map_err(StartError::Tls)?;
         let listener = TcpListener::bind(config.listen)
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
-        let port = listener.local_addr().map_err(|e| StartError(e.to_string()))?.port();
+            .map_err(|cause| StartError::Listen { address: config.listen.to_string(), cause })?;
+        let port = listener
+            .local_addr()
+            .map_err(|cause| StartError::Listen { address: config.listen.to_string(), cause })?
+            .port();
         let config = Arc::new(config);
-        let state = web::Data::new(AppState {
-            config: config.clone(),
-            identity,
-            store,
-            metrics: Arc::new(Metrics::default()),
-            pool,
-        });
+        let metrics = Arc::new(Metrics::default());
+        let state =
+            web::Data::new(AppState { config: config.clone(), identity, store, enforcement, metrics: metrics.clone() });
+        let metrics = web::Data::from(metrics);
         let workers = crate::config::cores();
         let server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).wrap(middleware::from_fn(metrics::observe)).configure(routes)
+            App::new()
+                .app_data(state.clone())
+                .app_data(metrics.clone())
+                .wrap(middleware::from_fn(metrics::observe))
+                .configure(routes)
         })
         // Each worker's blocking threads do its requests' work, and a submission holds one
         // until its group commits. Tokio's default (hundreds per worker) let memory grow with
@@ -149,7 +164,7 @@ impl Application {
         .worker_max_blocking_threads(config.request_threads.div_ceil(workers))
         .on_connect(read_client_certificate)
         .listen_rustls_0_23(listener, tls)
-        .map_err(|e| StartError(format!("cannot serve TLS: {e}")))?
+        .map_err(StartError::Serve)?
         .run();
         Ok(Application { server, port, first_run, config })
     }
@@ -167,11 +182,6 @@ impl Application {
     }
 }
 
-/// The pattern of the route a request matched, kept with the route so that metrics need not
-/// match the path against the table a second time.
-#[derive(Clone, Copy, Debug)]
-pub struct RoutePattern(pub &'static str);
-
 /// Declares the route table once: [`ROUTES`] lists it as data (the audit tests walk it, so a
 /// route added without its expected audit events fails them) and [`routes`] registers it. Each
 /// pattern answers other methods with 405; a path matching no pattern gets 404.
@@ -187,10 +197,10 @@ macro_rules! route_table {
                     web::resource($pattern)
                         .app_data(RoutePattern($pattern))
                         $( .route(web::$method().to($handler)) )+
-                        .default_service(web::to(fhir::method_not_allowed)),
+                        .default_service(web::to(system::method_not_allowed)),
                 );
             )+
-            config.default_service(web::to(unknown_endpoint));
+            config.default_service(web::to(system::unknown_endpoint));
         }
     };
 }
@@ -198,67 +208,20 @@ macro_rules! route_table {
 // Order matters where patterns overlap: `/$validate` and `_search` are matched before `{id}`, so
 // neither is read as a resource id, and `/Patient/{id}/$everything` before the generic paths.
 route_table! {
-    "/metadata" => [get => metadata],
-    "/health" => [get => health],
-    "/health/live" => [get => live],
-    "/health/ready" => [get => health],
-    "/metrics" => [get => prometheus],
+    "/metadata" => [get => system::metadata],
+    "/health" => [get => system::health],
+    "/health/live" => [get => system::live],
+    "/health/ready" => [get => system::health],
+    "/metrics" => [get => system::prometheus],
     "/psychotherapy-records/schema" => [get => submission::schema],
     "/$validate" => [post => submission::validate],
     "/{type}/$validate" => [post => submission::validate],
     "/psychotherapy-records" => [post => submission::submit],
     "/AuditEvent" => [get => access_log::search],
-    "/Patient/{id}/$everything" => [get => fhir::everything],
-    "/{type}/_search" => [get => fhir::search, post => fhir::search],
-    "/{type}/{id}/_history/{vid}" => [get => fhir::vread],
-    "/{type}/{id}/_history" => [get => fhir::history],
-    "/{type}/{id}" => [get => fhir::read, put => fhir::update],
-    "/{type}" => [get => fhir::search, post => fhir::create],
-}
-
-async fn unknown_endpoint() -> Result<HttpResponse, GatewayError> {
-    Err(GatewayError::UnknownEndpoint)
-}
-
-async fn metadata(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
-    let params = http::query_pairs(&request);
-    let output = http::negotiate(&request, &params)?;
-    http::only_params(&params, &["mode"])?;
-    if params.iter().any(|(name, value)| name == "mode" && value != "full") {
-        return Err(GatewayError::BadRequest("only mode=full is supported".into()));
-    }
-    let base = http::base_url(&request, &state);
-    let body = capability_statement(Some(&base)).to_string().into_bytes();
-    Ok(http::fhir_json(StatusCode::OK, body, output))
-}
-
-async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "pass"}))
-}
-
-/// Readiness: the database answers a query.
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let store = state.store.clone();
-    let database = web::block(move || store.ping()).await.map_err(GatewayError::from).and_then(|r| r);
-    let (status, database_status) = match database {
-        Ok(()) => (StatusCode::OK, "pass"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "fail"),
-    };
-    HttpResponse::build(status).json(json!({
-        "status": database_status,
-        "mode": match state.config.mode { Mode::Development => "development", Mode::Production => "production" },
-        "checks": {"database": {"status": database_status, "backend": state.config.database.backend_name()}}
-    }))
-}
-
-async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
-    let store = state.store.clone();
-    let up = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
-    let pool = state.pool.state();
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
-        up,
-        pool.connections,
-        pool.idle_connections,
-        state.store.writer_stats(),
-    ))
+    "/Patient/{id}/$everything" => [get => search::everything],
+    "/{type}/_search" => [get => search::search, post => search::search],
+    "/{type}/{id}/_history/{vid}" => [get => read::vread],
+    "/{type}/{id}/_history" => [get => read::history],
+    "/{type}/{id}" => [get => read::read, put => write::update],
+    "/{type}" => [get => search::search, post => write::create],
 }

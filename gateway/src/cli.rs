@@ -1,30 +1,81 @@
-//! The operator's subcommands beside `serve` and `migrate`: `certs` (the PKI) and `dev token`.
+//! The operator's subcommands beside `serve`: `migrate`, `certs` (the PKI), `audit` (verify,
+//! export) and `dev token`. Each that changes or reads the deployment's data is recorded in the
+//! audit log as the operator's action before it goes on.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-
-use certs::{CertificateAuthority, OrganisationOid, Validity};
+use std::path::{Path, PathBuf};
 
 use audit_log::Outcome;
+use certs::{CertificateAuthority, OrganisationOid, Validity};
+use store::audit::{checkpoints, for_each_entry, verify_database, AuditSigner, ORIGIN};
+use store::db::Pool;
+use store::StoreError;
 
-use crate::config::{Config, ConfigArgs, Mode};
-use crate::identity;
+use crate::app::{audit_signer, open_database, StartError};
+use crate::audit::{generate_signing_key_file, record_operator_action};
+use crate::config::{Config, ConfigArgs, ConfigError, Mode};
+use crate::identity::{self, KeyError};
+
+/// Why an operator's command failed; printed as `vaitio: {error}` with exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Certs(#[from] certs::CertsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("the operator action could not be recorded in the audit log: {0}")]
+    NotRecorded(StoreError),
+    #[error("{path}: {cause}")]
+    File { path: String, cause: String },
+    /// The command is not allowed here, with the reason.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the audit log does not verify: position {position}: {problem}")]
+    NotVerified { position: String, problem: audit_log::Problem },
+}
+
+impl CliError {
+    fn file(path: &Path, cause: impl std::fmt::Display) -> Self {
+        CliError::File { path: path.display().to_string(), cause: cause.to_string() }
+    }
+}
+
+/// `vaitio migrate`: applies the pending migrations, recorded as the operator's action.
+pub fn migrate(config: &Config) -> Result<usize, CliError> {
+    let (pool, applied) = open_database(config)?;
+    // Recorded once the audit tables exist: on a new database the migrations create them.
+    let signer = operator_signer(config)?;
+    let what = format!("migrate: {applied} migration(s) applied");
+    record(&pool, &signer, &what, Outcome::Success)?;
+    Ok(applied)
+}
+
+fn record(pool: &Pool, signer: &AuditSigner, what: &str, outcome: Outcome) -> Result<(), CliError> {
+    record_operator_action(pool, signer, what, outcome).map_err(CliError::NotRecorded)
+}
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PkiArgs {
     /// The PKI folder [default: <data dir>/pki].
     #[arg(long, global = true, value_name = "DIR")]
     pub pki: Option<PathBuf>,
-    /// Data folder whose pki/ is used when --pki is not given [default: ./vaitio-data].
-    #[arg(long, global = true, env = "VAITIO_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// The data folder (`--data-dir`) is read from the settings like every command's.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 impl PkiArgs {
-    fn dir(&self) -> PathBuf {
-        self.pki
-            .clone()
-            .unwrap_or_else(|| self.data_dir.clone().unwrap_or_else(|| PathBuf::from("vaitio-data")).join("pki"))
+    fn dir(&self) -> Result<PathBuf, CliError> {
+        match &self.pki {
+            Some(pki) => Ok(pki.clone()),
+            None => Ok(self.config.data_dir()?.join("pki")),
+        }
     }
 }
 
@@ -74,40 +125,39 @@ pub enum CertsCommand {
     List,
 }
 
-pub fn certs(command: &CertsCommand, args: &PkiArgs) -> Result<(), String> {
-    let pki = args.dir();
-    let err = |e: certs::CertsError| e.to_string();
+pub fn certs(command: &CertsCommand, args: &PkiArgs) -> Result<(), CliError> {
+    let pki = args.dir()?;
     match command {
         CertsCommand::InitCa { name } => {
             if pki.join("ca.pem").exists() {
-                return Err(format!("{} already holds a CA; refusing to replace it", pki.display()));
+                return Err(CliError::Refused(format!("{} already holds a CA; refusing to replace it", pki.display())));
             }
-            CertificateAuthority::init(&pki, name).map_err(err)?;
+            CertificateAuthority::init(&pki, name)?;
             println!("CA created in {} (ca.pem; ca-key.pem is private, mode 0600)", pki.display());
         }
         CertsCommand::IssueServer { dns, ips, out, days } => {
-            let ca = CertificateAuthority::load(&pki).map_err(err)?;
-            let issued = ca.issue_server_with(dns, ips, Validity { start_days: 0, days: *days }).map_err(err)?;
-            let serial = ca.record(&pki, &issued).map_err(err)?;
-            issued.write_to(out, &ca).map_err(err)?;
+            let ca = CertificateAuthority::load(&pki)?;
+            let issued = ca.issue_server_with(dns, ips, Validity { start_days: 0, days: *days })?;
+            let serial = ca.record(&pki, &issued)?;
+            issued.write_to(out, &ca)?;
             println!("server certificate {serial} written to {}", out.display());
         }
         CertsCommand::IssueOrg { org_oid, name, out, days, start_days } => {
-            let oid = OrganisationOid::parse(org_oid).map_err(err)?;
-            let ca = CertificateAuthority::load(&pki).map_err(err)?;
-            let issued = ca.issue_org(&oid, name, Validity { start_days: *start_days, days: *days }).map_err(err)?;
-            let serial = ca.record(&pki, &issued).map_err(err)?;
-            issued.write_to(out, &ca).map_err(err)?;
+            let oid = OrganisationOid::parse(org_oid)?;
+            let ca = CertificateAuthority::load(&pki)?;
+            let issued = ca.issue_org(&oid, name, Validity { start_days: *start_days, days: *days })?;
+            let serial = ca.record(&pki, &issued)?;
+            issued.write_to(out, &ca)?;
             println!("organisation certificate {serial} for {oid} written to {}", out.display());
         }
         CertsCommand::Revoke { serial } => {
-            let ca = CertificateAuthority::load(&pki).map_err(err)?;
-            let crl = ca.revoke(&pki, serial).map_err(err)?;
+            let ca = CertificateAuthority::load(&pki)?;
+            let crl = ca.revoke(&pki, serial)?;
             println!("revoked {serial}; CRL written to {}", crl.display());
         }
         CertsCommand::List => {
             println!("{:<34} {:<8} {:<28} {:<26} SUBJECT", "SERIAL", "STATUS", "ORGANISATION", "NOT AFTER");
-            for record in certs::list(&pki).map_err(err)? {
+            for record in certs::list(&pki)? {
                 println!(
                     "{:<34} {:<8} {:<28} {:<26} {}",
                     record.serial,
@@ -151,20 +201,23 @@ pub struct DevTokenArgs {
 }
 
 /// Prints a development token, alone on standard output.
-pub fn dev_token(args: &DevTokenArgs) -> Result<(), String> {
-    let config = Config::resolve(&args.config).map_err(|e| e.to_string())?;
+pub fn dev_token(args: &DevTokenArgs) -> Result<(), CliError> {
+    let config = Config::resolve(&args.config)?;
     let key = match (config.mode, &config.development_issuer_key) {
         (Mode::Development, Some(key)) => key.clone(),
-        _ => return Err("development tokens exist only in development mode: production never trusts them".into()),
+        _ => {
+            return Err(CliError::Refused(
+                "development tokens exist only in development mode: production never trusts them".into(),
+            ))
+        }
     };
     let mut claims = identity::development_claims(&config.token_audience, &args.sub, &args.role, args.ttl);
     claims.org = args.org.clone();
     claims.purpose = args.purpose.clone();
     claims.reason = args.reason.clone();
     if let Some(cert) = &args.cert {
-        let der = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display())).and_then(|pem| {
-            openssl::x509::X509::from_pem(&pem).and_then(|c| c.to_der()).map_err(|e| format!("{}: {e}", cert.display()))
-        })?;
+        let pem = std::fs::read(cert).map_err(|e| CliError::file(cert, e))?;
+        let der = openssl::x509::X509::from_pem(&pem).and_then(|c| c.to_der()).map_err(|e| CliError::file(cert, e))?;
         claims.cnf = Some(identity::Confirmation { x5t_s256: Some(certs::thumbprint_sha256(&der)) });
     }
     println!("{}", identity::mint_development_token(&key, &claims)?);
@@ -199,24 +252,24 @@ pub enum AuditCommand {
     },
 }
 
-pub fn audit(command: &AuditCommand) -> Result<(), String> {
+pub fn audit(command: &AuditCommand) -> Result<(), CliError> {
     match command {
         AuditCommand::Verify { export: Some(path), public_key, .. } => {
             let trusted = public_key.as_deref().map(read_public_key).transpose()?;
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| CliError::file(path, e))?;
             let started = std::time::Instant::now();
             let verified = audit_log::verify_export(text.lines(), trusted.as_ref());
             report_verification(verified, started)
         }
         AuditCommand::Verify { export: None, public_key, config } => {
-            let config = Config::resolve(config).map_err(|e| e.to_string())?;
+            let config = Config::resolve(config)?;
             let (pool, signer) = operator_log(&config)?;
             let key = match public_key {
                 Some(path) => read_public_key(path)?,
                 None => signer.verifying_key().clone(),
             };
             let started = std::time::Instant::now();
-            let verified = crate::audit::verify_database(&pool, &key)?;
+            let verified = verify_database(&pool, &key)?;
             // Recorded once verified, so the count printed is of the log as it was found.
             let (what, outcome) = match &verified {
                 Ok(verified) => (format!("audit verify: {} entries verified", verified.entries), Outcome::Success),
@@ -225,35 +278,35 @@ pub fn audit(command: &AuditCommand) -> Result<(), String> {
                     Outcome::MajorFailure,
                 ),
             };
-            crate::audit::record_operator_action(&pool, &signer, &what, outcome)?;
+            record(&pool, &signer, &what, outcome)?;
             report_verification(verified, started)
         }
         AuditCommand::Export { out, config } => {
-            let config = Config::resolve(config).map_err(|e| e.to_string())?;
+            let config = Config::resolve(config)?;
             let (pool, signer) = operator_log(&config)?;
             // An export hands the whole log to someone: it is recorded before it is written.
-            crate::audit::record_operator_action(&pool, &signer, "audit export", Outcome::Success)?;
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            record(&pool, &signer, "audit export", Outcome::Success)?;
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            let file = std::fs::File::create(out).map_err(|e| CliError::file(out, e))?;
             let mut file = std::io::BufWriter::new(file);
             let mut line = Vec::new();
-            let mut write = |export: audit_log::ExportLine<'_>, line: &mut Vec<u8>| -> Result<(), String> {
+            let mut write = |export: audit_log::ExportLine<'_>, line: &mut Vec<u8>| -> Result<(), CliError> {
                 use std::io::Write;
                 line.clear();
-                export.write(line).map_err(|e| e.to_string())?;
-                file.write_all(line).map_err(|e| format!("{}: {e}", out.display()))
+                export.write(line).map_err(|e| CliError::file(out, e))?;
+                file.write_all(line).map_err(|e| CliError::file(out, e))
             };
             write(audit_log::ExportLine::Key(signer.verifying_key().clone()), &mut line)?;
-            let checkpoints = crate::audit::checkpoints(&mut conn)?;
+            let checkpoints = checkpoints(&mut conn)?;
             for checkpoint in &checkpoints {
                 write(audit_log::ExportLine::Checkpoint(checkpoint.clone()), &mut line)?;
             }
             let mut entries = 0u64;
-            crate::audit::for_each_entry(&mut conn, |entry| {
+            for_each_entry(&mut conn, |entry| {
                 entries += 1;
                 write(audit_log::ExportLine::Entry(entry.stored()), &mut line)
             })?;
-            std::io::Write::flush(&mut file).map_err(|e| format!("{}: {e}", out.display()))?;
+            std::io::Write::flush(&mut file).map_err(|e| CliError::file(out, e))?;
             println!("exported {entries} entries and {} checkpoints to {}", checkpoints.len(), out.display());
             Ok(())
         }
@@ -262,30 +315,29 @@ pub fn audit(command: &AuditCommand) -> Result<(), String> {
 
 /// The checkpoint key, for an operator command that records itself in the audit log.
 /// Development generates a missing key, as `serve` would; production requires it.
-pub fn operator_signer(config: &Config) -> Result<crate::audit::AuditSigner, String> {
+pub fn operator_signer(config: &Config) -> Result<AuditSigner, CliError> {
     if config.mode == Mode::Development && !config.audit_signing_key.exists() {
-        crate::audit::AuditSigner::generate_file(&config.audit_signing_key)?;
+        generate_signing_key_file(&config.audit_signing_key).map_err(StartError::from)?;
     }
-    Ok(crate::audit::AuditSigner::from_file(&config.audit_signing_key)?
-        .with_schedule(config.audit_checkpoint_entries, config.audit_checkpoint_millis))
+    Ok(audit_signer(config)?)
 }
 
 /// The database, migrated, and the checkpoint key.
-fn operator_log(config: &Config) -> Result<(crate::db::Pool, crate::audit::AuditSigner), String> {
-    let (pool, _) = crate::app::open_database(config).map_err(|e| e.to_string())?;
+fn operator_log(config: &Config) -> Result<(Pool, AuditSigner), CliError> {
+    let (pool, _) = open_database(config)?;
     Ok((pool, operator_signer(config)?))
 }
 
-fn read_public_key(path: &std::path::Path) -> Result<audit_log::VerifyingKey, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    audit_log::VerifyingKey::from_pem(crate::audit::ORIGIN, &pem).map_err(|e| format!("{}: {e}", path.display()))
+fn read_public_key(path: &Path) -> Result<audit_log::VerifyingKey, CliError> {
+    let pem = std::fs::read(path).map_err(|e| CliError::file(path, e))?;
+    audit_log::VerifyingKey::from_pem(ORIGIN, &pem).map_err(|e| CliError::file(path, e))
 }
 
 /// Prints what verification found; a broken log is an error (exit status 1).
 fn report_verification(
     result: Result<audit_log::Verified, audit_log::Problem>,
     started: std::time::Instant,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(verified) => {
@@ -301,7 +353,7 @@ fn report_verification(
         }
         Err(problem) => {
             let position = problem.position().map_or_else(|| "-".to_owned(), |p| p.to_string());
-            Err(format!("the audit log does not verify: position {position}: {problem}"))
+            Err(CliError::NotVerified { position, problem })
         }
     }
 }

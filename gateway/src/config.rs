@@ -1,15 +1,143 @@
-//! Configuration: every setting with its default, its environment variable and its TOML key, in
-//! one place. Sources, strongest first: command-line flag, environment variable, the TOML file
-//! (`--config` / `VAITIO_CONFIG`), the default. The result is checked once, here; a configuration
-//! that would be unsafe is refused with the reason, before anything starts.
+//! Configuration. Every setting is declared once, in [`SETTINGS`]: its TOML key, its flag, its
+//! environment variable (derived from the flag), its default and its help all come from that one
+//! line, and so do `vaitio serve --help` and the settings table in `docs/configuration.md` (a
+//! test compares them). Sources, strongest first: command-line flag, environment variable, the
+//! TOML file (`--config` / `VAITIO_CONFIG`), the default.
+//!
+//! Raw values are read first ([`ConfigArgs`], the file), then lifted once into a checked
+//! [`Config`] that the rest of the program uses; a configuration that would be unsafe is refused
+//! with the reason, before anything starts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use certs::TlsMinimum;
-use serde::Deserialize;
+use store::db::DatabaseUrl;
 
-use crate::db::DatabaseUrl;
+/// What a setting is when nothing sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// This value, read like any other.
+    Value(&'static str),
+    /// Worked out from other settings, as described.
+    Derived(&'static str),
+    /// Not set: off, or required where the description says so.
+    Unset(&'static str),
+}
+
+/// One setting, declared once.
+#[derive(Debug)]
+pub struct Setting {
+    /// Its key in the TOML file. A dotted key lives in a table: `tls.client_ca` is `client_ca`
+    /// under `[tls]`.
+    pub key: &'static str,
+    /// Its long flag, without the dashes. Its environment variable is `VAITIO_` and the flag in
+    /// capitals, with `_` for `-` ([`Setting::env`]).
+    pub flag: &'static str,
+    pub value_name: &'static str,
+    pub default: Fallback,
+    pub help: &'static str,
+    /// Accepted only to be refused loudly (a plaintext listener): not listed.
+    pub hidden: bool,
+}
+
+impl Setting {
+    pub fn env(&self) -> String {
+        format!("VAITIO_{}", self.flag.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+macro_rules! settings {
+    ($( $key:literal, $flag:literal, $value_name:literal, $default:expr, $help:literal $(, $hidden:ident)? ; )+) => {
+        /// Every setting of the gateway and its operator commands.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                key: $key,
+                flag: $flag,
+                value_name: $value_name,
+                default: $default,
+                help: $help,
+                hidden: settings!(@hidden $($hidden)?),
+            },
+        )+];
+    };
+    (@hidden) => { false };
+    (@hidden hidden) => { true };
+}
+
+use Fallback::{Derived, Unset, Value};
+
+settings! {
+    "config", "config", "FILE", Unset("none"),
+        "TOML configuration file: every setting below, by its key (a dotted key is a key in a table: `[tls]` `cert`)";
+    "mode", "mode", "MODE", Value("development"),
+        "`development` (generates its own PKI and keys, loopback only) or `production`";
+    "data_dir", "data-dir", "DIR", Value("vaitio-data"),
+        "Data folder: the SQLite database, and in development mode the generated PKI and keys";
+    "listen", "listen", "ADDR", Value("127.0.0.1:8443"),
+        "Address and port of the HTTPS listener, the only one";
+    "database_url", "database-url", "URL", Derived("sqlite://<data_dir>/vaitio.sqlite3"),
+        "`postgres://…` for PostgreSQL, or `sqlite://PATH` (or a plain path) for SQLite";
+    "public_base_url", "public-base-url", "URL", Derived("https://<Host header>"),
+        "The https:// URL clients use to reach the gateway, for Location headers and paging links";
+    "max_body_bytes", "max-body-bytes", "BYTES", Value("2097152"),
+        "Largest request body accepted, in bytes";
+    "max_note_bytes", "max-note-bytes", "BYTES", Value("65536"),
+        "Largest note text accepted in a clinic's record, in bytes";
+    "db_pool_size", "db-pool-size", "N", Value("8"),
+        "Database connections in the pool";
+    "request_threads", "request-threads", "N", Derived("8 per CPU core"),
+        "Requests worked on at once (parsing, validation, sealing, the database), split among the per-core workers, rounded up; the rest queue. Bounds memory under many clients";
+    "log_format", "log-format", "FORMAT", Value("text"),
+        "Log format: `text` or `json` (the log filter is `VAITIO_LOG`, default `info`)";
+    "tls.cert", "tls-cert", "FILE", Derived("development: <data_dir>/pki/server/cert.pem; production: required"),
+        "Server certificate chain (PEM)";
+    "tls.key", "tls-key", "FILE", Derived("development: <data_dir>/pki/server/key.pem; production: required"),
+        "Server private key (PEM)";
+    "tls.min_version", "tls-min-version", "VERSION", Value("1.3"),
+        "Lowest TLS version accepted: `1.3` or `1.2`";
+    "tls.client_ca", "tls-client-ca", "FILE", Derived("development: <data_dir>/pki/ca.pem; production: required"),
+        "CA bundle (PEM) that organisations' client certificates must chain to";
+    "tls.client_crl", "tls-client-crl", "FILE", Derived("development: <data_dir>/pki/crl.pem; production: none"),
+        "CRL (PEM) of revoked client certificates, read again when it changes";
+    "identity.audience", "token-audience", "AUD", Value("vaitio"),
+        "The `aud` every token must carry";
+    "identity.professional_issuer", "professional-issuer", "ISS", Unset("production: required"),
+        "`iss` of the professional identity provider (practitioners, auditors, administrators)";
+    "identity.professional_jwks", "professional-jwks", "FILE", Unset("production: required"),
+        "JWKS file of the professional identity provider";
+    "identity.citizen_issuer", "citizen-issuer", "ISS", Unset("none"),
+        "`iss` of the citizen identity provider (patients)";
+    "identity.citizen_jwks", "citizen-jwks", "FILE", Unset("none"),
+        "JWKS file of the citizen identity provider";
+    "keys.kek_file", "kek-file", "FILE", Derived("development: <data_dir>/keys/kek.hex; production: required"),
+        "Key-encryption key file: 64 hex characters, mode 0600";
+    "keys.index_key_file", "index-key-file", "FILE", Derived("development: <data_dir>/keys/index.hex; production: required"),
+        "Index (HMAC) key file: 64 hex characters, mode 0600";
+    "keys.audit_signing_key", "audit-signing-key", "FILE", Derived("development: <data_dir>/keys/audit-signing.pem; production: required"),
+        "Ed25519 private key (PEM, mode 0600) that signs the audit log's checkpoints; keep it off the database host";
+    "audit.checkpoint_entries", "audit-checkpoint-entries", "N", Value("1000"),
+        "Sign an audit checkpoint when this many entries are unsigned";
+    "audit.checkpoint_seconds", "audit-checkpoint-seconds", "SECONDS", Value("10"),
+        "…or when the oldest unsigned entry is this many seconds old";
+    "search.default_count", "search-default-count", "N", Value("20"),
+        "Search page size when `_count` is not given";
+    "search.max_count", "search-max-count", "N", Value("100"),
+        "Largest page size a search may ask for";
+    "policy.notes_open_to_break_the_glass", "policy-notes-open-to-break-the-glass", "BOOL", Value("false"),
+        "Whether break-the-glass also opens psychotherapy notes";
+    "policy.treating_professionals_see_non_note_data", "policy-treating-professionals-see-non-note-data", "BOOL", Value("true"),
+        "Whether a professional acting for treatment receives a patient's data other than notes without a permit naming them";
+    "plaintext_listen", "plaintext-listen", "ADDR", Unset("none"),
+        "There is no plaintext listener: setting this is refused with the reason", hidden;
+    "tls.enabled", "tls-enabled", "BOOL", Value("true"),
+        "TLS cannot be turned off: `false` is refused with the reason", hidden;
+}
+
+fn setting(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -27,169 +155,75 @@ pub enum LogFormat {
     Json,
 }
 
-/// Settings as given on the command line or in the environment. Shared by every subcommand that
-/// touches the deployment.
-#[derive(clap::Args, Clone, Debug, Default)]
+/// The settings given on the command line or in the environment, by key: every command that
+/// touches the deployment takes them. clap reads them from [`SETTINGS`].
+#[derive(Clone, Debug, Default)]
 pub struct ConfigArgs {
-    /// TOML configuration file; its keys are the long flag names with underscores, the TLS and
-    /// key settings under [tls] and [keys] (see README).
-    #[arg(long, env = "VAITIO_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// `development` (the default: generates its own PKI and keys) or `production`.
-    #[arg(long, env = "VAITIO_MODE", value_name = "MODE")]
-    pub mode: Option<String>,
-    /// Data folder: the SQLite database, and in development mode the generated PKI and keys
-    /// [default: ./vaitio-data].
-    #[arg(long, env = "VAITIO_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Address of the HTTPS listener, the only one [default: 127.0.0.1:8443].
-    #[arg(long, env = "VAITIO_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// postgres://… for PostgreSQL, or sqlite://PATH or a plain path for SQLite
-    /// [default: sqlite://<data dir>/vaitio.sqlite3].
-    #[arg(long, env = "VAITIO_DATABASE_URL", value_name = "URL")]
-    pub database_url: Option<String>,
-    /// The URL clients use to reach the gateway, for Location headers and paging links
-    /// [default: https://<Host header>].
-    #[arg(long, env = "VAITIO_PUBLIC_BASE_URL", value_name = "URL")]
-    pub public_base_url: Option<String>,
-    /// Server certificate chain (PEM) [development default: <data dir>/pki/server/cert.pem].
-    #[arg(long, env = "VAITIO_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// Server private key (PEM) [development default: <data dir>/pki/server/key.pem].
-    #[arg(long, env = "VAITIO_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// CA bundle (PEM) that organisations' client certificates must chain to
-    /// [development default: <data dir>/pki/ca.pem].
-    #[arg(long, env = "VAITIO_TLS_CLIENT_CA", value_name = "FILE")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// CRL (PEM) of revoked client certificates, re-read when it changes
-    /// [development default: <data dir>/pki/crl.pem, when it exists].
-    #[arg(long, env = "VAITIO_TLS_CLIENT_CRL", value_name = "FILE")]
-    pub tls_client_crl: Option<PathBuf>,
-    /// The `aud` every token must carry [default: vaitio].
-    #[arg(long, env = "VAITIO_TOKEN_AUDIENCE", value_name = "AUD")]
-    pub token_audience: Option<String>,
-    /// `iss` of the professional identity provider (practitioners, auditors, administrators).
-    #[arg(long, env = "VAITIO_PROFESSIONAL_ISSUER", value_name = "ISS")]
-    pub professional_issuer: Option<String>,
-    /// JWKS file of the professional identity provider; required in production.
-    #[arg(long, env = "VAITIO_PROFESSIONAL_JWKS", value_name = "FILE")]
-    pub professional_jwks: Option<PathBuf>,
-    /// `iss` of the citizen identity provider (patients).
-    #[arg(long, env = "VAITIO_CITIZEN_ISSUER", value_name = "ISS")]
-    pub citizen_issuer: Option<String>,
-    /// JWKS file of the citizen identity provider.
-    #[arg(long, env = "VAITIO_CITIZEN_JWKS", value_name = "FILE")]
-    pub citizen_jwks: Option<PathBuf>,
-    /// Lowest TLS version accepted: 1.3 (default) or 1.2.
-    #[arg(long, env = "VAITIO_TLS_MIN_VERSION", value_name = "VERSION")]
-    pub tls_min_version: Option<String>,
-    /// Key-encryption key file: 64 hex characters, mode 0600
-    /// [development default: <data dir>/keys/kek.hex].
-    #[arg(long, env = "VAITIO_KEK_FILE", value_name = "FILE")]
-    pub kek_file: Option<PathBuf>,
-    /// Index (HMAC) key file: 64 hex characters, mode 0600
-    /// [development default: <data dir>/keys/index.hex].
-    #[arg(long, env = "VAITIO_INDEX_KEY_FILE", value_name = "FILE")]
-    pub index_key_file: Option<PathBuf>,
-    /// Ed25519 private key (PEM, mode 0600) that signs the audit log's checkpoints; keep it off
-    /// the database host [development default: <data dir>/keys/audit-signing.pem].
-    #[arg(long, env = "VAITIO_AUDIT_SIGNING_KEY", value_name = "FILE")]
-    pub audit_signing_key: Option<PathBuf>,
-    /// Largest request body accepted, in bytes [default: 2097152].
-    #[arg(long, env = "VAITIO_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Largest note text accepted in a clinic's record, in bytes [default: 65536].
-    #[arg(long, env = "VAITIO_MAX_NOTE_BYTES", value_name = "BYTES")]
-    pub max_note_bytes: Option<usize>,
-    /// Database connections in the pool [default: 8].
-    #[arg(long, env = "VAITIO_DB_POOL_SIZE", value_name = "N")]
-    pub db_pool_size: Option<u32>,
-    /// Threads that do requests' work (parsing, validation, sealing, the database) at once,
-    /// split among the server's workers (one per core, rounded up); more requests wait for one.
-    /// Bounds memory under many concurrent clients [default: 8 per CPU core].
-    #[arg(long, env = "VAITIO_REQUEST_THREADS", value_name = "N")]
-    pub request_threads: Option<usize>,
-    /// Log format: text (default) or json.
-    #[arg(long, env = "VAITIO_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// There is no plaintext listener. Setting this (to anything) is refused with the reason; it
-    /// exists so that the attempt fails loudly instead of being ignored.
-    #[arg(long, env = "VAITIO_PLAINTEXT_LISTEN", value_name = "ADDR", hide = true)]
-    pub plaintext_listen: Option<String>,
+    given: BTreeMap<&'static str, String>,
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    mode: Option<String>,
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    database_url: Option<String>,
-    public_base_url: Option<String>,
-    max_body_bytes: Option<usize>,
-    max_note_bytes: Option<usize>,
-    db_pool_size: Option<u32>,
-    request_threads: Option<usize>,
-    log_format: Option<String>,
-    plaintext_listen: Option<String>,
-    #[serde(default)]
-    tls: FileTls,
-    #[serde(default)]
-    keys: FileKeys,
-    #[serde(default)]
-    search: FileSearch,
-    #[serde(default)]
-    identity: FileIdentity,
-    /// The consent policy's knobs, read by the consent crate itself (an unknown knob is refused).
-    #[serde(default)]
-    policy: consent::Policy,
-    #[serde(default)]
-    audit: FileAudit,
+impl ConfigArgs {
+    /// `key` set to `value`, as a flag would set it (for tests and tools).
+    ///
+    /// # Panics
+    /// When `key` is not a declared setting: a programming error.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        let Some(setting) = setting(key) else { panic!("no setting '{key}'") };
+        self.given.insert(setting.key, value.into());
+        self
+    }
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileAudit {
-    checkpoint_entries: Option<u64>,
-    checkpoint_seconds: Option<f64>,
+impl ConfigArgs {
+    /// The data folder these settings name, without checking the rest: for the commands that
+    /// only need the folder (`vaitio certs`).
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        Raw::read(self)?.required("data_dir", "a folder")
+    }
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileIdentity {
-    audience: Option<String>,
-    professional_issuer: Option<String>,
-    professional_jwks: Option<PathBuf>,
-    citizen_issuer: Option<String>,
-    citizen_jwks: Option<PathBuf>,
+impl clap::Args for ConfigArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        SETTINGS.iter().fold(command, |command, setting| {
+            let help = match setting.default {
+                Value(value) => format!("{} [default: {value}]", setting.help),
+                Derived(text) => format!("{} [default: {text}]", setting.help),
+                Unset(_) => setting.help.to_owned(),
+            };
+            command.arg(
+                clap::Arg::new(setting.flag)
+                    .long(setting.flag)
+                    .env(setting.env())
+                    .value_name(setting.value_name)
+                    .help(help.replace('`', ""))
+                    .hide(setting.hidden)
+                    // Also after a subcommand: `vaitio certs issue-org --data-dir D …`.
+                    .global(true)
+                    .action(clap::ArgAction::Set),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
 }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileTls {
-    enabled: Option<bool>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    min_version: Option<String>,
-    client_ca: Option<PathBuf>,
-    client_crl: Option<PathBuf>,
-}
+impl clap::FromArgMatches for ConfigArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ConfigArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
 
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileKeys {
-    kek_file: Option<PathBuf>,
-    index_key_file: Option<PathBuf>,
-    audit_signing_key: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileSearch {
-    default_count: Option<usize>,
-    max_count: Option<usize>,
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for setting in SETTINGS {
+            if let Some(value) = matches.get_one::<String>(setting.flag) {
+                self.given.insert(setting.key, value.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The checked configuration the rest of the program uses.
@@ -223,7 +257,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub default_count: usize,
     pub max_count: usize,
-    /// What the patient's choices combine with: `[policy]` in the TOML file.
+    /// What the patient's choices combine with.
     pub policy: consent::Policy,
     /// Sign an audit checkpoint every this many entries…
     pub audit_checkpoint_entries: u64,
@@ -244,73 +278,140 @@ fn refuse<T>(message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(message.into()))
 }
 
+/// The raw values of every setting, flags and environment over the file, as text.
+struct Raw {
+    values: BTreeMap<&'static str, String>,
+}
+
+impl Raw {
+    fn read(args: &ConfigArgs) -> Result<Raw, ConfigError> {
+        let mut values = match args.given.get("config") {
+            Some(path) => read_file(Path::new(path))?,
+            None => BTreeMap::new(),
+        };
+        values.extend(args.given.iter().map(|(key, value)| (*key, value.clone())));
+        Ok(Raw { values })
+    }
+
+    /// The value of `key`, or its declared default when that is a value.
+    fn text(&self, key: &str) -> Option<String> {
+        self.values.get(key).cloned().or_else(|| match setting(key).map(|s| s.default) {
+            Some(Value(value)) => Some(value.to_owned()),
+            _ => None,
+        })
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        self.text(key).map(PathBuf::from)
+    }
+
+    /// The value of `key` read as a `T`, refused naming the setting when it is not one.
+    fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ConfigError> {
+        match self.text(key) {
+            None => Ok(None),
+            Some(text) => match text.trim().parse() {
+                Ok(value) => Ok(Some(value)),
+                Err(_) => refuse(format!("{key} must be {what}, not '{text}'")),
+            },
+        }
+    }
+
+    /// A setting whose declared default is a value, so that it always has one.
+    fn required<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<T, ConfigError> {
+        self.parsed(key, what)?.ok_or_else(|| ConfigError(format!("{key} has no value")))
+    }
+}
+
+/// Reads the TOML file into values by key; a key no setting declares is refused, so a typo
+/// fails loudly rather than being ignored.
+fn read_file(path: &Path) -> Result<BTreeMap<&'static str, String>, ConfigError> {
+    let failed = |e: &dyn std::fmt::Display| ConfigError(format!("configuration file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| failed(&e))?;
+    let mut values = BTreeMap::new();
+    let mut add = |key: String, value: &toml::Value| -> Result<(), ConfigError> {
+        let Some(setting) = setting(&key).filter(|s| s.key != "config") else {
+            return Err(failed(&format!("unknown field '{key}': the settings are listed in docs/configuration.md")));
+        };
+        let text = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(x) => x.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => return Err(failed(&format!("'{key}' takes a single value"))),
+        };
+        values.insert(setting.key, text);
+        Ok(())
+    };
+    for (name, value) in &table {
+        match value {
+            toml::Value::Table(inner) => {
+                for (inner_name, value) in inner {
+                    add(format!("{name}.{inner_name}"), value)?;
+                }
+            }
+            value => add(name.clone(), value)?,
+        }
+    }
+    Ok(values)
+}
+
 impl Config {
     /// Development defaults in `data_dir`, listening on `listen`: what tests start from.
     pub fn development(data_dir: &Path, listen: SocketAddr) -> Config {
         let args =
-            ConfigArgs { data_dir: Some(data_dir.to_owned()), listen: Some(listen.to_string()), ..Default::default() };
+            ConfigArgs::default().with("data_dir", data_dir.display().to_string()).with("listen", listen.to_string());
         Config::resolve(&args).unwrap_or_else(|e| panic!("development defaults are valid: {e}"))
     }
 
     pub fn resolve(args: &ConfigArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("cannot read the configuration file {}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError(format!("configuration file {}: {e}", path.display())))?
-            }
-            None => FileConfig::default(),
-        };
-        if args.plaintext_listen.is_some() || file.plaintext_listen.is_some() || file.tls.enabled == Some(false) {
+        let raw = Raw::read(args)?;
+        if raw.values.contains_key("plaintext_listen") || raw.parsed::<bool>("tls.enabled", "true")? == Some(false) {
             return refuse(
                 "Vaitio has no plaintext listener: clinical data and tokens would cross the network readable by anyone on the path. \
                  Remove the plaintext setting; the gateway serves HTTPS only.",
             );
         }
-        let mode = match args.mode.as_deref().or(file.mode.as_deref()) {
-            None | Some("development") => Mode::Development,
+        let mode = match raw.text("mode").as_deref() {
+            Some("development") => Mode::Development,
             Some("production") => Mode::Production,
-            Some(other) => return refuse(format!("mode must be 'development' or 'production', not '{other}'")),
+            other => return refuse(format!("mode must be 'development' or 'production', not '{}'", other.unwrap_or(""))),
         };
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("vaitio-data"));
-        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8443".to_owned());
+        let data_dir: PathBuf = raw.required("data_dir", "a folder")?;
+        let listen_text = raw.text("listen").unwrap_or_default();
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             ConfigError(format!(
                 "listen must be an address and port such as 127.0.0.1:8443 (HTTPS is implied), not '{listen_text}'"
             ))
         })?;
-        let database_text = args
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("vaitio.sqlite3").display()));
-        let database = DatabaseUrl::parse(&database_text).map_err(ConfigError)?;
-        let tls_minimum = match args.tls_min_version.as_deref().or(file.tls.min_version.as_deref()) {
-            None | Some("1.3") => TlsMinimum::Tls13,
+        let database_text =
+            raw.text("database_url").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("vaitio.sqlite3").display()));
+        let database = DatabaseUrl::parse(&database_text).map_err(|e| ConfigError(e.to_string()))?;
+        let tls_minimum = match raw.text("tls.min_version").as_deref() {
+            Some("1.3") => TlsMinimum::Tls13,
             Some("1.2") => TlsMinimum::Tls12,
-            Some(other) => return refuse(format!("tls min_version must be 1.3 or 1.2, not '{other}'")),
+            other => return refuse(format!("tls min_version must be 1.3 or 1.2, not '{}'", other.unwrap_or(""))),
         };
-        let log_format = match args.log_format.as_deref().or(file.log_format.as_deref()) {
-            None | Some("text") => LogFormat::Text,
+        let log_format = match raw.text("log_format").as_deref() {
+            Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return refuse(format!("log_format must be text or json, not '{other}'")),
+            other => return refuse(format!("log_format must be text or json, not '{}'", other.unwrap_or(""))),
         };
-        let max_body_bytes = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(2 * 1024 * 1024);
+        let max_body_bytes: usize = raw.required("max_body_bytes", "a number of bytes")?;
         if max_body_bytes < 1024 {
             return refuse("max_body_bytes must be at least 1024");
         }
-        let max_note_bytes = args.max_note_bytes.or(file.max_note_bytes).unwrap_or(64 * 1024);
-        let db_pool_size = args.db_pool_size.or(file.db_pool_size).unwrap_or(8);
+        let max_note_bytes: usize = raw.required("max_note_bytes", "a number of bytes")?;
+        let db_pool_size: u32 = raw.required("db_pool_size", "a whole number")?;
         if db_pool_size == 0 {
             return refuse("db_pool_size must be at least 1");
         }
-        let request_threads = args.request_threads.or(file.request_threads).unwrap_or(8 * cores());
+        let request_threads = raw.parsed::<usize>("request_threads", "a whole number")?.unwrap_or(8 * cores());
         if request_threads == 0 {
             return refuse("request_threads must be at least 1");
         }
-        let default_count = file.search.default_count.unwrap_or(20);
-        let max_count = file.search.max_count.unwrap_or(100);
+        let default_count: usize = raw.required("search.default_count", "a whole number")?;
+        let max_count: usize = raw.required("search.max_count", "a whole number")?;
         if default_count == 0 || default_count > max_count {
             return refuse("search.default_count must be between 1 and search.max_count");
         }
@@ -326,81 +427,66 @@ impl Config {
                     ));
                 }
                 (
-                    args.tls_cert.clone().or(file.tls.cert).unwrap_or_else(|| pki.join("cert.pem")),
-                    args.tls_key.clone().or(file.tls.key).unwrap_or_else(|| pki.join("key.pem")),
-                    args.kek_file.clone().or(file.keys.kek_file).unwrap_or_else(|| keys.join("kek.hex")),
-                    args.index_key_file.clone().or(file.keys.index_key_file).unwrap_or_else(|| keys.join("index.hex")),
-                    args.audit_signing_key
-                        .clone()
-                        .or(file.keys.audit_signing_key)
-                        .unwrap_or_else(|| keys.join("audit-signing.pem")),
+                    raw.path("tls.cert").unwrap_or_else(|| pki.join("cert.pem")),
+                    raw.path("tls.key").unwrap_or_else(|| pki.join("key.pem")),
+                    raw.path("keys.kek_file").unwrap_or_else(|| keys.join("kek.hex")),
+                    raw.path("keys.index_key_file").unwrap_or_else(|| keys.join("index.hex")),
+                    raw.path("keys.audit_signing_key").unwrap_or_else(|| keys.join("audit-signing.pem")),
                 )
             }
             Mode::Production => {
-                let required = |value: Option<PathBuf>, setting: &str| -> Result<PathBuf, ConfigError> {
-                    let path = value.ok_or_else(|| {
-                        ConfigError(format!("production mode needs {setting}: it never generates keys or certificates"))
+                let required = |key: &str| -> Result<PathBuf, ConfigError> {
+                    let named = setting(key).map_or_else(|| key.to_owned(), |s| format!("{key} ({})", s.env()));
+                    let path = raw.path(key).ok_or_else(|| {
+                        ConfigError(format!("production mode needs {named}: it never generates keys or certificates"))
                     })?;
                     if !path.is_file() {
-                        return refuse(format!("{setting} {} does not exist", path.display()));
+                        return refuse(format!("{named} {} does not exist", path.display()));
                     }
                     Ok(path)
                 };
                 (
-                    required(args.tls_cert.clone().or(file.tls.cert), "tls.cert (VAITIO_TLS_CERT)")?,
-                    required(args.tls_key.clone().or(file.tls.key), "tls.key (VAITIO_TLS_KEY)")?,
-                    required(args.kek_file.clone().or(file.keys.kek_file), "keys.kek_file (VAITIO_KEK_FILE)")?,
-                    required(
-                        args.index_key_file.clone().or(file.keys.index_key_file),
-                        "keys.index_key_file (VAITIO_INDEX_KEY_FILE)",
-                    )?,
-                    required(
-                        args.audit_signing_key.clone().or(file.keys.audit_signing_key),
-                        "keys.audit_signing_key (VAITIO_AUDIT_SIGNING_KEY)",
-                    )?,
+                    required("tls.cert")?,
+                    required("tls.key")?,
+                    required("keys.kek_file")?,
+                    required("keys.index_key_file")?,
+                    required("keys.audit_signing_key")?,
                 )
             }
         };
-        let issuer = |iss: Option<String>,
-                      jwks: Option<PathBuf>,
-                      name: &str|
-         -> Result<Option<(String, PathBuf)>, ConfigError> {
-            match (iss, jwks) {
-                (Some(iss), Some(jwks)) => {
+        let issuer = |name: &str| -> Result<Option<(String, PathBuf)>, ConfigError> {
+            let issuer = raw.text(&format!("identity.{name}_issuer"));
+            let jwks = raw.path(&format!("identity.{name}_jwks"));
+            match (issuer, jwks) {
+                (Some(issuer), Some(jwks)) => {
                     if !jwks.is_file() {
                         return refuse(format!("the {name} JWKS file {} does not exist", jwks.display()));
                     }
-                    Ok(Some((iss, jwks)))
+                    Ok(Some((issuer, jwks)))
                 }
                 (None, None) => Ok(None),
                 _ => refuse(format!("{name}_issuer and {name}_jwks go together")),
             }
         };
-        let professional_issuer = issuer(
-            args.professional_issuer.clone().or(file.identity.professional_issuer),
-            args.professional_jwks.clone().or(file.identity.professional_jwks),
-            "professional",
-        )?;
-        let citizen_issuer = issuer(
-            args.citizen_issuer.clone().or(file.identity.citizen_issuer),
-            args.citizen_jwks.clone().or(file.identity.citizen_jwks),
-            "citizen",
-        )?;
-        let audit_checkpoint_entries = file.audit.checkpoint_entries.unwrap_or(crate::audit::CHECKPOINT_ENTRIES);
-        let audit_checkpoint_millis = match file.audit.checkpoint_seconds {
-            Some(seconds) if !(0.001..=86_400.0).contains(&seconds) => {
-                return refuse("audit checkpoint_seconds must be between 0.001 and 86400")
-            }
-            Some(seconds) => (seconds * 1000.0) as i64,
-            None => crate::audit::CHECKPOINT_MILLIS,
-        };
+        let professional_issuer = issuer("professional")?;
+        let citizen_issuer = issuer("citizen")?;
+        let audit_checkpoint_entries: u64 = raw.required("audit.checkpoint_entries", "a whole number")?;
         if audit_checkpoint_entries == 0 {
             return refuse("audit checkpoint_entries must be at least 1");
         }
-        let token_audience =
-            args.token_audience.clone().or(file.identity.audience).unwrap_or_else(|| "vaitio".to_owned());
-        let client_ca = args.tls_client_ca.clone().or(file.tls.client_ca);
-        let client_crl = args.tls_client_crl.clone().or(file.tls.client_crl);
+        let seconds: f64 = raw.required("audit.checkpoint_seconds", "a number of seconds")?;
+        if !(0.001..=86_400.0).contains(&seconds) {
+            return refuse("audit checkpoint_seconds must be between 0.001 and 86400");
+        }
+        let audit_checkpoint_millis = (seconds * 1000.0) as i64;
+        let policy = consent::Policy {
+            notes_open_to_break_the_glass: raw.required("policy.notes_open_to_break_the_glass", "true or false")?,
+            treating_professionals_see_non_note_data: raw
+                .required("policy.treating_professionals_see_non_note_data", "true or false")?,
+        };
+        let token_audience = raw.text("identity.audience").unwrap_or_default();
+        let client_ca = raw.path("tls.client_ca");
+        let client_crl = raw.path("tls.client_crl");
         let (client_auth, development_issuer_key) = match mode {
             Mode::Development => (
                 certs::ClientAuth {
@@ -425,8 +511,7 @@ impl Config {
                 (certs::ClientAuth { ca, crl: client_crl }, None)
             }
         };
-        let public_base_url =
-            args.public_base_url.clone().or(file.public_base_url).map(|url| url.trim_end_matches('/').to_owned());
+        let public_base_url = raw.text("public_base_url").map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_base_url {
             if !url.starts_with("https://") {
                 return refuse(format!("public_base_url must be an https:// URL, not '{url}'"));
@@ -456,11 +541,32 @@ impl Config {
             log_format,
             default_count,
             max_count,
-            policy: file.policy,
+            policy,
             audit_checkpoint_entries,
             audit_checkpoint_millis,
         })
     }
+}
+
+/// The settings table of `docs/configuration.md`, as the declarations make it.
+pub fn settings_table() -> String {
+    let mut table = String::from(
+        "| TOML key | flag | environment variable | default | what it sets |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for setting in SETTINGS.iter().filter(|s| !s.hidden) {
+        let default = match setting.default {
+            Value(value) => format!("`{value}`"),
+            Derived(text) | Unset(text) => text.replace('<', "`<").replace('>', ">`"),
+        };
+        let key = if setting.key == "config" { "—".to_owned() } else { format!("`{}`", setting.key) };
+        table.push_str(&format!(
+            "| {key} | `--{}` | `{}` | {default} | {} |\n",
+            setting.flag,
+            setting.env(),
+            setting.help
+        ));
+    }
+    table
 }
 
 #[cfg(test)]
@@ -479,23 +585,28 @@ mod tests {
         assert_eq!(config.database, DatabaseUrl::Sqlite("vaitio-data/vaitio.sqlite3".into()));
         assert_eq!(config.tls_minimum, TlsMinimum::Tls13);
         assert!(config.kek_file.starts_with("vaitio-data"));
+        assert_eq!(config.policy, consent::Policy::default(), "the declared defaults are the design's");
+        assert_eq!(config.audit_checkpoint_entries, store::audit::CHECKPOINT_ENTRIES);
+        assert_eq!(config.audit_checkpoint_millis, store::audit::CHECKPOINT_MILLIS);
+        assert_eq!((config.default_count, config.max_count, config.max_body_bytes), (20, 100, 2 * 1024 * 1024));
     }
 
     #[test]
     fn unsafe_configurations_are_refused_with_a_reason() {
-        let plaintext = ConfigArgs { plaintext_listen: Some("0.0.0.0:80".into()), ..args() };
+        let plaintext = args().with("plaintext_listen", "0.0.0.0:80");
         assert!(Config::resolve(&plaintext).unwrap_err().0.contains("no plaintext listener"));
-        let exposed = ConfigArgs { listen: Some("0.0.0.0:8443".into()), ..args() };
+        let exposed = args().with("listen", "0.0.0.0:8443");
         assert!(Config::resolve(&exposed).unwrap_err().0.contains("loopback"));
-        let production = ConfigArgs { mode: Some("production".into()), ..args() };
+        let production = args().with("mode", "production");
         assert!(Config::resolve(&production).unwrap_err().0.contains("never generates"));
-        let missing =
-            ConfigArgs { mode: Some("production".into()), tls_cert: Some("/nonexistent/cert.pem".into()), ..args() };
+        let missing = args().with("mode", "production").with("tls.cert", "/nonexistent/cert.pem");
         assert!(Config::resolve(&missing).unwrap_err().0.contains("does not exist"));
-        let typo = ConfigArgs { database_url: Some("postgress://localhost/v".into()), ..args() };
+        let typo = args().with("database_url", "postgress://localhost/v");
         assert!(Config::resolve(&typo).unwrap_err().0.contains("unknown database scheme"));
-        let url = ConfigArgs { listen: Some("http://127.0.0.1:8080".into()), ..args() };
+        let url = args().with("listen", "http://127.0.0.1:8080");
         assert!(Config::resolve(&url).is_err());
+        let not_a_number = args().with("db_pool_size", "many");
+        assert!(Config::resolve(&not_a_number).unwrap_err().0.contains("db_pool_size must be a whole number"));
     }
 
     #[test]
@@ -503,7 +614,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vaitio.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9443\"\nmax_body_bytes = 4096\n[tls]\nmin_version = \"1.2\"\n[search]\nmax_count = 50\n[policy]\nnotes_open_to_break_the_glass = true\n").unwrap();
-        let from_file = Config::resolve(&ConfigArgs { config: Some(path.clone()), ..args() }).unwrap();
+        let file = || args().with("config", path.display().to_string());
+        let from_file = Config::resolve(&file()).unwrap();
         assert_eq!(from_file.listen.port(), 9443);
         assert_eq!(from_file.max_body_bytes, 4096);
         assert_eq!(from_file.tls_minimum, TlsMinimum::Tls12);
@@ -512,23 +624,58 @@ mod tests {
         assert!(
             from_file.policy.notes_open_to_break_the_glass && from_file.policy.treating_professionals_see_non_note_data
         );
-        let overridden = Config::resolve(&ConfigArgs {
-            config: Some(path.clone()),
-            listen: Some("127.0.0.1:10443".into()),
-            ..args()
-        })
-        .unwrap();
+        let overridden = Config::resolve(&file().with("listen", "127.0.0.1:10443")).unwrap();
         assert_eq!(overridden.listen.port(), 10443);
         std::fs::write(&path, "request_threads = 4\n").unwrap();
-        let bounded = Config::resolve(&ConfigArgs { config: Some(path.clone()), ..args() }).unwrap();
-        assert_eq!(bounded.request_threads, 4);
-        let flagged = ConfigArgs { config: Some(path.clone()), request_threads: Some(12), ..args() };
-        assert_eq!(Config::resolve(&flagged).unwrap().request_threads, 12);
-        let none = ConfigArgs { request_threads: Some(0), ..args() };
+        assert_eq!(Config::resolve(&file()).unwrap().request_threads, 4);
+        assert_eq!(Config::resolve(&file().with("request_threads", "12")).unwrap().request_threads, 12);
+        let none = args().with("request_threads", "0");
         assert!(Config::resolve(&none).unwrap_err().0.contains("request_threads"));
         std::fs::write(&path, "[tls]\nenabled = false\n").unwrap();
-        assert!(Config::resolve(&ConfigArgs { config: Some(path.clone()), ..args() }).is_err());
+        assert!(Config::resolve(&file()).unwrap_err().0.contains("no plaintext listener"));
         std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
-        assert!(Config::resolve(&ConfigArgs { config: Some(path), ..args() }).unwrap_err().0.contains("unknown field"));
+        assert!(Config::resolve(&file()).unwrap_err().0.contains("unknown field"));
+        std::fs::write(&path, "[search]\ndefault_count = 0\n").unwrap();
+        assert!(Config::resolve(&file()).unwrap_err().0.contains("default_count"));
+    }
+
+    /// Every setting can be given in all three places, under the names its declaration gives.
+    #[test]
+    fn every_setting_is_read_from_its_flag_its_variable_and_its_key() {
+        use clap::{Args, FromArgMatches};
+        let command = ConfigArgs::augment_args(clap::Command::new("vaitio"));
+        let flags = ConfigArgs::from_arg_matches(
+            &command.clone().try_get_matches_from(["vaitio", "--search-max-count", "40"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(Config::resolve(&flags).unwrap().max_count, 40);
+        for setting in SETTINGS {
+            assert!(setting.env().starts_with("VAITIO_") && !setting.env().contains('-'), "{setting:?}");
+            let arg = command.get_arguments().find(|a| a.get_id() == setting.flag).unwrap();
+            assert_eq!(arg.get_long(), Some(setting.flag));
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(setting.env().as_str()));
+        }
+        let keys: std::collections::BTreeSet<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        assert_eq!(keys.len(), SETTINGS.len(), "a key declared twice");
+        let flags: std::collections::BTreeSet<&str> = SETTINGS.iter().map(|s| s.flag).collect();
+        assert_eq!(flags.len(), SETTINGS.len(), "a flag declared twice");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.toml");
+        std::fs::write(&path, "[audit]\ncheckpoint_entries = 7\ncheckpoint_seconds = 0.5\n").unwrap();
+        let config = Config::resolve(&args().with("config", path.display().to_string())).unwrap();
+        assert_eq!((config.audit_checkpoint_entries, config.audit_checkpoint_millis), (7, 500));
+    }
+
+    /// The settings table in the operator's guide is the one the declarations make.
+    #[test]
+    fn the_documented_settings_table_is_the_declared_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        let guide = std::fs::read_to_string(&path).unwrap();
+        let table = settings_table();
+        assert!(
+            guide.contains(&table),
+            "{} does not hold the settings table the declarations make; replace it with:\n\n{table}",
+            path.display()
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The one enforcement point: every path that returns clinical data passes its rows through a
-//! [`Gate`] before anything is decrypted, and only a [`Released`] row can be opened (see
-//! `Store::open`). A handler that forgot to ask would not compile.
+//! [`Gate`] before anything is decrypted, and only a [`Released`] row can be opened
+//! ([`Gate::open`]). The store's one [`Opener`] is a private field of [`Enforcement`], and
+//! [`Released`] has no constructor outside this file: a handler that forgot to ask would not
+//! compile.
 //!
 //! A gate judges rows for one principal in one request, with the deployment's policy and the
 //! Consents of each row's patient. Consents are compiled once per patient and kept in the
@@ -17,16 +19,18 @@ use consent::{
     decide_with, CompiledConsents, PatientConsent, Policy, Principal, ResourceMeta, SecurityLabel, Timestamp,
 };
 use fhir_profiles::ResourceType;
+use store::audit::AuditRecord;
+use store::cache::BoundedMap;
+use store::time::now_millis;
+use store::{Criterion, Head, Opener, Store, Stored, VersionRow};
 
-use crate::audit::{self, AuditRecord, Judged};
-use crate::cache::BoundedMap;
+use crate::audit::{self, Judged};
 use crate::error::GatewayError;
-use crate::store::{now_millis, Criterion, Head, Store, Stored};
 
 /// How many patients' compiled Consents a node keeps.
 pub const CONSENT_BOOK_SIZE: usize = 8192;
 
-/// A row the principal may receive. Constructed only here.
+/// A row the principal may receive. Constructed only by a [`Gate`], in this file.
 pub struct Released<T>(T);
 
 impl<T> Released<T> {
@@ -35,11 +39,34 @@ impl<T> Released<T> {
     }
 }
 
-/// A row the gateway reads for its own work and never returns: the stored version a
-/// resubmitted record is compared with (its own author's), a patient's Consents compiled for a
-/// decision. Every caller is one of these.
-pub fn read_internally<T>(row: T) -> Released<T> {
-    Released(row)
+/// The node's enforcement point: the store it reads, the one [`Opener`] that decrypts, the
+/// deployment's policy and the cache of compiled Consents. Shared by every request.
+pub struct Enforcement {
+    store: Store,
+    opener: Opener,
+    policy: Policy,
+    book: ConsentBook,
+}
+
+impl Enforcement {
+    pub fn new(store: Store, opener: Opener, policy: Policy) -> Self {
+        Enforcement { store, opener, policy, book: ConsentBook::default() }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A gate judging rows for `principal`, for one request.
+    pub fn gate<'a>(&'a self, principal: &'a Principal) -> Gate<'a> {
+        Gate {
+            principal,
+            enforcement: self,
+            now: Timestamp::from_unix_seconds(now_millis().div_euclid(1000)),
+            consents: RefCell::new(HashMap::new()),
+            judged: RefCell::new(Vec::new()),
+        }
+    }
 }
 
 /// A patient's Consents, compiled, as of one consent generation.
@@ -51,7 +78,7 @@ struct CompiledAt {
 }
 
 /// The node's cache of compiled Consents, by patient pseudonym.
-pub struct ConsentBook {
+struct ConsentBook {
     compiled: BoundedMap<Arc<CompiledAt>>,
 }
 
@@ -64,8 +91,7 @@ impl Default for ConsentBook {
 /// Judges rows for one principal within one request.
 pub struct Gate<'a> {
     principal: &'a Principal,
-    store: &'a Store,
-    policy: Policy,
+    enforcement: &'a Enforcement,
     now: Timestamp,
     /// The compiled Consents of the patients judged so far in this request.
     consents: RefCell<HashMap<String, Arc<CompiledConsents>>>,
@@ -77,17 +103,7 @@ fn labels(codes: &str) -> Vec<SecurityLabel> {
     codes.split_whitespace().filter_map(SecurityLabel::from_code).collect()
 }
 
-impl<'a> Gate<'a> {
-    pub fn new(principal: &'a Principal, store: &'a Store, policy: Policy) -> Self {
-        Gate {
-            principal,
-            store,
-            policy,
-            now: Timestamp::from_unix_seconds(now_millis().div_euclid(1000)),
-            consents: RefCell::new(HashMap::new()),
-            judged: RefCell::new(Vec::new()),
-        }
-    }
+impl Gate<'_> {
 
     /// The audit records of this request: its action over what was released, per patient, and
     /// the decisions that withheld anything (see [`audit::events`]). With nothing judged (an
@@ -112,12 +128,51 @@ impl<'a> Gate<'a> {
     /// Commits this request's audit records (see [`Gate::audit_records`]) with those of
     /// concurrent requests; a request must not answer with data until this returns `Ok`.
     pub fn record(&self, action: Action, agent: &Agent, query: Option<&str>) -> Result<(), GatewayError> {
-        self.store.record(self.audit_records(action, agent, query, Outcome::Success))
+        Ok(self.enforcement.store.record(self.audit_records(action, agent, query, Outcome::Success))?)
     }
 
     /// Commits the record of an action that found nothing it may show (absent or withheld).
     pub fn record_not_found(&self, action: Action, agent: &Agent) -> Result<(), GatewayError> {
-        self.store.record(self.audit_records(action, agent, None, Outcome::MinorFailure))
+        Ok(self.enforcement.store.record(self.audit_records(action, agent, None, Outcome::MinorFailure))?)
+    }
+
+    /// The current head of a resource, if it exists and this gate releases it.
+    pub fn released_head(&self, resource_type: ResourceType, id: &str) -> Result<Option<Released<Head>>, GatewayError> {
+        match self.enforcement.store.head(resource_type, id)? {
+            Some(head) => self.release_one(head),
+            None => Ok(None),
+        }
+    }
+
+    /// The plaintext of a version if this gate releases it, `None` if it withholds it.
+    pub fn open_if_released(&self, row: VersionRow) -> Result<Option<Vec<u8>>, GatewayError> {
+        self.release_one(row)?.map(|row| self.open(&row)).transpose()
+    }
+
+    /// The plaintext of a released version: the only way a body leaves the store.
+    pub fn open(&self, row: &Released<VersionRow>) -> Result<Vec<u8>, GatewayError> {
+        Ok(self.enforcement.opener.open(&row.0)?)
+    }
+
+    /// Whether the stored version `row`, once `normalised`, equals `expected`: asked by its
+    /// author when they send the same record again. The body is opened for the comparison only,
+    /// here, and only for the professional whose organisation and practitioner wrote it; the
+    /// answer is one bit about what they sent. It is asked of authorship, not of the patient's
+    /// choices: a patient's denial may hide the document even from its author, and must not
+    /// freeze the author's record.
+    pub fn authored_version_equals(
+        &self,
+        row: &VersionRow,
+        normalised: fn(serde_json::Value) -> serde_json::Value,
+        expected: &serde_json::Value,
+    ) -> Result<bool, GatewayError> {
+        let Principal::Professional(author) = self.principal else { return Ok(false) };
+        if row.author() != (Some(author.organisation.as_str()), Some(author.practitioner.as_str())) {
+            return Ok(false);
+        }
+        let stored: serde_json::Value = serde_json::from_slice(&self.enforcement.opener.open(row)?)
+            .map_err(|e| GatewayError::Internal(format!("a stored version is not JSON: {e}")))?;
+        Ok(normalised(stored) == *expected)
     }
 
     pub fn principal(&self) -> &Principal {
@@ -164,7 +219,7 @@ impl<'a> Gate<'a> {
             },
             _ => CompiledConsents::none(),
         };
-        let decision = decide_with(self.principal, &meta, compiled, &self.policy);
+        let decision = decide_with(self.principal, &meta, compiled, &self.enforcement.policy);
         self.judged.borrow_mut().push(Judged {
             patient: row.patient().map(str::to_owned),
             resource: ResourceRef {
@@ -196,8 +251,8 @@ impl<'a> Gate<'a> {
         if missing.is_empty() {
             return Ok(());
         }
-        let generations = self.store.consent_generations(&missing)?;
-        let book = self.store.consent_book();
+        let generations = self.enforcement.store.consent_generations(&missing)?;
+        let book = &self.enforcement.book;
         let mut known = self.consents.borrow_mut();
         let mut stale = Vec::new();
         for patient in missing {
@@ -238,11 +293,13 @@ impl<'a> Gate<'a> {
         if patients.is_empty() {
             return Ok(consents);
         }
-        let heads = self.store.search(ResourceType::Consent, &[Criterion::Patients(patients)])?;
-        let heads: Vec<Released<Head>> = heads.into_iter().map(read_internally).collect();
-        for row in self.store.current_versions(&heads)? {
+        let store = &self.enforcement.store;
+        let heads: Vec<Head> = store.search(ResourceType::Consent, &[Criterion::Patients(patients)])?;
+        for row in store.current_versions(heads.iter())? {
             let Some(patient) = row.patient.clone() else { continue };
-            let body = self.store.open(&read_internally(row))?;
+            // Opened for this decision and never returned: the gate reads a patient's choices
+            // to judge others' access.
+            let body = self.enforcement.opener.open(&row)?;
             let json: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| GatewayError::Internal(format!("a stored Consent is not JSON: {e}")))?;
             // Stored Consents were read by the same rules when written; one that no longer reads

@@ -5,10 +5,10 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use fhir_profiles::{Issue, IssueCode, ProfileError};
+use fhir_profiles::{Issue, IssueCode, ProfileError, ResourceType};
 use serde_json::{json, Value};
 
-use crate::crypto::CryptoError;
+use store::StoreError;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -54,21 +54,24 @@ pub enum GatewayError {
     Internal(String),
 }
 
-impl From<diesel::result::Error> for GatewayError {
-    fn from(error: diesel::result::Error) -> Self {
-        GatewayError::Internal(format!("database: {error}"))
-    }
-}
-
-impl From<diesel::r2d2::PoolError> for GatewayError {
-    fn from(error: diesel::r2d2::PoolError) -> Self {
-        GatewayError::Unavailable(format!("connection pool: {error}"))
-    }
-}
-
-impl From<CryptoError> for GatewayError {
-    fn from(error: CryptoError) -> Self {
-        GatewayError::Internal(format!("crypto: {error}"))
+/// The storage layer's errors, mapped once. A database that cannot be reached, or a write that
+/// did not commit, is transient (503); stored data that does not read is the gateway's fault
+/// (500), and its cause goes to the log only.
+impl From<StoreError> for GatewayError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(message) => GatewayError::Conflict(message),
+            StoreError::NotFound { resource_type, id } => GatewayError::NotFound { resource_type, id },
+            StoreError::VersionMismatch { current } => GatewayError::PreconditionFailed { current },
+            error @ StoreError::PatientChanged => GatewayError::Unprocessable(error.to_string()),
+            StoreError::Unavailable(cause) => GatewayError::Unavailable(cause),
+            error @ (StoreError::Database(_)
+            | StoreError::Crypto(_)
+            | StoreError::Damaged(_)
+            | StoreError::Url(_)
+            | StoreError::Migration(_)
+            | StoreError::Internal(_)) => GatewayError::Internal(error.to_string()),
+        }
     }
 }
 
@@ -78,7 +81,18 @@ impl From<actix_web::error::BlockingError> for GatewayError {
     }
 }
 
+/// A name or id as it may be echoed in an error: no markup, bounded length. Values (a HETU, a
+/// name, note text) are never echoed at all.
+pub fn printable(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:.".contains(*c)).take(64).collect()
+}
+
 impl GatewayError {
+    /// Absent, or not for this caller: the same answer for both.
+    pub fn not_found(resource_type: ResourceType, id: &str) -> Self {
+        GatewayError::NotFound { resource_type: resource_type.as_str().to_owned(), id: printable(id) }
+    }
+
     fn issues(&self) -> Vec<Issue> {
         let one = |code: IssueCode, text: String| vec![Issue::new(code, text)];
         match self {

@@ -4,18 +4,14 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::app::AppState;
-use crate::error::{GatewayError, FHIR_JSON};
+use crate::config::Config;
+use crate::error::{printable, GatewayError, FHIR_JSON};
 
 /// The query string as ordered pairs (a name may repeat: repeats are ANDed in search).
 pub fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
     form_urlencoded::parse(request.query_string().as_bytes()).into_owned().collect()
 }
 
-/// A parameter name as it may be echoed in an error: no markup, bounded length.
-pub fn printable(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:.".contains(*c)).take(64).collect()
-}
 
 /// How to write the response.
 #[derive(Clone, Copy, Default)]
@@ -77,25 +73,25 @@ pub fn only_params(params: &[(String, String)], allowed: &[&str]) -> Result<(), 
 pub async fn fhir_body(
     request: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    config: &Config,
 ) -> Result<web::Bytes, GatewayError> {
-    utf8_body(request, payload, state, &JSON_FORMATS[1..]).await
+    utf8_body(request, payload, config, &JSON_FORMATS[1..]).await
 }
 
 /// A plain JSON body (the clinic's record format), in UTF-8, within the size limit.
 pub async fn json_body(
     request: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    config: &Config,
 ) -> Result<web::Bytes, GatewayError> {
-    utf8_body(request, payload, state, &["application/json"]).await
+    utf8_body(request, payload, config, &["application/json"]).await
 }
 
 /// A body whose Content-Type is one of `media_types`, with no charset other than UTF-8.
 async fn utf8_body(
     request: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    config: &Config,
     media_types: &[&str],
 ) -> Result<web::Bytes, GatewayError> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -106,12 +102,12 @@ async fn utf8_body(
     if !media_types.contains(&media.as_str()) || other_charset {
         return Err(GatewayError::UnsupportedMediaType);
     }
-    body(request, payload, state).await
+    body(request, payload, config).await
 }
 
 /// Any body, within the size limit; a declared length over the limit is refused before reading.
-pub async fn body(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<web::Bytes, GatewayError> {
-    let limit = state.config.max_body_bytes;
+pub async fn body(request: &HttpRequest, payload: web::Payload, config: &Config) -> Result<web::Bytes, GatewayError> {
+    let limit = config.max_body_bytes;
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
@@ -161,8 +157,8 @@ pub fn etag(version: i64) -> String {
 }
 
 /// The base URL for links: the configured public URL, else this request's host over HTTPS.
-pub fn base_url(request: &HttpRequest, state: &AppState) -> String {
-    match &state.config.public_base_url {
+pub fn base_url(request: &HttpRequest, config: &Config) -> String {
+    match &config.public_base_url {
         Some(url) => url.clone(),
         None => format!("https://{}", request.connection_info().host()),
     }

@@ -13,11 +13,9 @@
 //! trusted; `vaitio dev token` mints its tokens.
 
 use std::collections::HashMap;
-use std::future::ready;
 use std::path::Path;
 use std::sync::Mutex;
 
-use actix_web::{web, FromRequest, HttpRequest};
 use certs::{OrganisationOid, PeerIdentity};
 use consent::{Principal, Professional, Purpose, Role};
 use fhir_profiles::Hetu;
@@ -26,16 +24,33 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
-use crate::audit::{self, AuditRecord};
-use crate::crypto::Pseudonymizer;
+use store::crypto::Pseudonymizer;
+
 use crate::error::GatewayError;
-use audit_log::{Action, Outcome};
 
 pub const DEV_ISSUER: &str = "urn:vaitio:development-issuer";
 pub const DEV_KID: &str = "vaitio-development-1";
 const LEEWAY_SECONDS: u64 = 30;
 const CACHE_SIZE: usize = 65_536;
+
+/// A token issuer's keys that cannot be used: a JWKS file or the development issuer's key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Jwks(String),
+    #[error("{what} {path}: {reason}")]
+    File { what: &'static str, path: String, reason: String },
+}
+
+impl KeyError {
+    fn jwks_file(path: &Path, reason: impl std::fmt::Display) -> Self {
+        KeyError::File { what: "JWKS file", path: path.display().to_string(), reason: reason.to_string() }
+    }
+
+    fn file(path: &Path, reason: impl std::fmt::Display) -> Self {
+        KeyError::File { what: "development issuer key", path: path.display().to_string(), reason: reason.to_string() }
+    }
+}
 
 /// The client certificate of the connection, read once when it is accepted.
 #[derive(Clone)]
@@ -59,21 +74,22 @@ struct TrustedIssuer {
 }
 
 impl TrustedIssuer {
-    fn from_jwks(issuer: &str, kind: IssuerKind, jwks: &str) -> Result<Self, String> {
-        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+    fn from_jwks(issuer: &str, kind: IssuerKind, jwks: &str) -> Result<Self, KeyError> {
+        let set: JwkSet =
+            serde_json::from_str(jwks).map_err(|e| KeyError::Jwks(format!("not a JWKS document: {e}")))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let kid = jwk.common.key_id.clone().ok_or("every key needs a kid")?;
+            let kid = jwk.common.key_id.clone().ok_or_else(|| KeyError::Jwks("every key needs a kid".into()))?;
             let algorithm = match jwk.common.key_algorithm {
                 Some(KeyAlgorithm::ES256) => Algorithm::ES256,
                 Some(KeyAlgorithm::RS256) => Algorithm::RS256,
-                _ => return Err(format!("key {kid}: alg must be ES256 or RS256, stated in the JWK")),
+                _ => return Err(KeyError::Jwks(format!("key {kid}: alg must be ES256 or RS256, stated in the JWK"))),
             };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Jwks(format!("key {kid}: {e}")))?;
             keys.insert(kid, (key, algorithm));
         }
         if keys.is_empty() {
-            return Err("the JWKS holds no keys".into());
+            return Err(KeyError::Jwks("the JWKS holds no keys".into()));
         }
         Ok(TrustedIssuer { issuer: issuer.to_owned(), kind, keys })
     }
@@ -144,16 +160,15 @@ impl Identity {
     }
 
     /// Trusts `issuer` with the keys in the JWKS file at `path`.
-    pub fn trust_jwks_file(&mut self, issuer: &str, kind: IssuerKind, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("JWKS file {}: {e}", path.display()))?;
-        let trusted =
-            TrustedIssuer::from_jwks(issuer, kind, &text).map_err(|e| format!("JWKS file {}: {e}", path.display()))?;
+    pub fn trust_jwks_file(&mut self, issuer: &str, kind: IssuerKind, path: &Path) -> Result<(), KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KeyError::jwks_file(path, e))?;
+        let trusted = TrustedIssuer::from_jwks(issuer, kind, &text).map_err(|e| KeyError::jwks_file(path, e))?;
         self.issuers.push(trusted);
         Ok(())
     }
 
     /// Trusts the development issuer whose key is at `key_path`, generating the key when absent.
-    pub fn trust_development_issuer(&mut self, key_path: &Path) -> Result<(), String> {
+    pub fn trust_development_issuer(&mut self, key_path: &Path) -> Result<(), KeyError> {
         let jwks = development_jwks(key_path)?;
         self.issuers.push(TrustedIssuer::from_jwks(DEV_ISSUER, IssuerKind::Development, &jwks)?);
         Ok(())
@@ -282,82 +297,32 @@ impl Identity {
     }
 }
 
-/// The request's principal, as a handler argument, and the audit log's view of them (who, from
-/// which certificate and address, why): made before the handler runs, so a refused request
-/// never reaches one. A refusal is itself recorded in the audit log.
-pub struct Caller(pub Principal, pub audit_log::Agent);
-
-impl FromRequest for Caller {
-    type Error = GatewayError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, GatewayError>>>>;
-
-    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let certificate =
-            request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref()).map(|p| p.thumbprint.clone());
-        let address = request.peer_addr().map(|a| a.ip().to_string());
-        match principal(request) {
-            Ok(principal) => {
-                let agent = audit::agent(&principal, certificate, address);
-                Box::pin(ready(Ok(Caller(principal, agent))))
-            }
-            Err(refusal) => {
-                let state = request.app_data::<web::Data<AppState>>().cloned();
-                Box::pin(async move {
-                    if let Some(state) = state {
-                        let agent = audit::agent(&Principal::Anonymous, certificate, address);
-                        let event = audit::event(
-                            Action::AuthenticationRefused,
-                            Outcome::MinorFailure,
-                            &agent,
-                            None,
-                            Vec::new(),
-                            audit::now(),
-                        );
-                        let store = state.store.clone();
-                        let recorded = web::block(move || store.record(vec![AuditRecord::new(&event)])).await;
-                        if !matches!(recorded, Ok(Ok(()))) {
-                            tracing::warn!("a refused authentication could not be recorded in the audit log");
-                        }
-                    }
-                    Err(refusal)
-                })
-            }
-        }
-    }
-}
-
-pub fn principal(request: &HttpRequest) -> Result<Principal, GatewayError> {
-    let state = request.app_data::<web::Data<AppState>>().ok_or_else(|| GatewayError::Internal("no state".into()))?;
-    let authorization = request.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let peer = request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref());
-    state.identity.principal(authorization, peer)
-}
-
 /// The development issuer's public key as a JWKS document (the key is generated when absent).
-pub fn development_jwks(key_path: &Path) -> Result<String, String> {
+pub fn development_jwks(key_path: &Path) -> Result<String, KeyError> {
     let pem = development_key(key_path)?;
-    let (x, y) = certs::p256_public_coordinates(&pem).map_err(|e| e.to_string())?;
+    let (x, y) = certs::p256_public_coordinates(&pem).map_err(|e| KeyError::file(key_path, e))?;
     Ok(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": DEV_KID, "alg": "ES256", "use": "sig"}]}).to_string())
 }
 
-fn development_key(key_path: &Path) -> Result<Vec<u8>, String> {
+fn development_key(key_path: &Path) -> Result<Vec<u8>, KeyError> {
+    let failed = |e: &dyn std::fmt::Display| KeyError::file(key_path, e);
     if !key_path.exists() {
         if let Some(parent) = key_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(parent).map_err(|e| failed(&e))?;
         }
-        let pem = certs::generate_p256_pem().map_err(|e| e.to_string())?;
-        certs::write_file(key_path, &pem, true).map_err(|e| e.to_string())?;
+        let pem = certs::generate_p256_pem().map_err(|e| failed(&e))?;
+        certs::write_file(key_path, &pem, true).map_err(|e| failed(&e))?;
     }
-    std::fs::read(key_path).map_err(|e| format!("{}: {e}", key_path.display()))
+    std::fs::read(key_path).map_err(|e| failed(&e))
 }
 
 /// Signs `claims` with the development issuer's key.
-pub fn mint_development_token(key_path: &Path, claims: &Claims) -> Result<String, String> {
+pub fn mint_development_token(key_path: &Path, claims: &Claims) -> Result<String, KeyError> {
     let pem = development_key(key_path)?;
-    let key = EncodingKey::from_ec_pem(&pem).map_err(|e| e.to_string())?;
+    let key = EncodingKey::from_ec_pem(&pem).map_err(|e| KeyError::file(key_path, e))?;
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(DEV_KID.to_owned());
-    jsonwebtoken::encode(&header, claims, &key).map_err(|e| e.to_string())
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| KeyError::file(key_path, e))
 }
 
 /// Claims for a development token valid for `ttl_seconds`.

@@ -1,23 +1,26 @@
-//! Vaitio, the gateway: HTTPS listener, FHIR REST API, encrypted storage on SQLite or
-//! PostgreSQL, and the operator CLI. See ARCHITECTURE.md for the map.
+//! Vaitio, the gateway: the HTTPS listener, the FHIR REST API, the enforcement point, the write
+//! path and the operator CLI, over the storage layer (`store`). See ARCHITECTURE.md for the map.
+//!
+//! Layers, top down (a file imports only from layers below it):
+//! `main.rs` → `cli.rs` → `app.rs` (start-up, the route table) → `api/` (handlers) →
+//! `caller.rs`, `state.rs` → `write.rs` (the write path) → `enforce.rs` (the gate) →
+//! `audit.rs` (events), `identity.rs` (tokens), `metrics.rs`, `http.rs`, `capability.rs` →
+//! `config.rs`, `error.rs`.
 
-pub mod access_log;
+pub mod api;
 pub mod app;
 pub mod audit;
-pub mod cache;
+pub mod caller;
 pub mod capability;
 pub mod cli;
 pub mod config;
-pub mod crypto;
-pub mod db;
 pub mod enforce;
 pub mod error;
-pub mod fhir;
 pub mod http;
 pub mod identity;
 pub mod metrics;
-pub mod store;
-pub mod submission;
+pub mod state;
+pub mod write;
 
 pub use app::Application;
 pub use config::{Config, ConfigArgs, Mode};

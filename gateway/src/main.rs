@@ -11,7 +11,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
-use vaitio::cli::{AuditCommand, CertsCommand, DevTokenArgs, PkiArgs};
+use vaitio::cli::{AuditCommand, CertsCommand, CliError, DevTokenArgs, PkiArgs};
 use vaitio::config::{Config, ConfigArgs, LogFormat, Mode};
 use vaitio::Application;
 
@@ -82,26 +82,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn migrate(args: &ConfigArgs) -> Result<(), String> {
-    let config = Config::resolve(args).map_err(|e| e.to_string())?;
+fn migrate(args: &ConfigArgs) -> Result<(), CliError> {
+    let config = Config::resolve(args)?;
     init_logging(config.log_format);
-    let (pool, applied) = vaitio::app::open_database(&config).map_err(|e| e.to_string())?;
-    // Recorded once the audit tables exist: on a new database the migrations create them.
-    let signer = vaitio::cli::operator_signer(&config)?;
-    let what = format!("migrate: {applied} migration(s) applied");
-    vaitio::audit::record_operator_action(&pool, &signer, &what, audit_log::Outcome::Success)?;
+    let applied = vaitio::cli::migrate(&config)?;
     println!("{applied} migration(s) applied to {}", config.database.redacted());
     Ok(())
 }
 
-fn serve(args: &ConfigArgs) -> Result<(), String> {
-    let config = Config::resolve(args).map_err(|e| e.to_string())?;
+fn serve(args: &ConfigArgs) -> Result<(), CliError> {
+    let config = Config::resolve(args)?;
     init_logging(config.log_format);
     actix_web::rt::System::new().block_on(serve_until_stopped(config))
 }
 
-async fn serve_until_stopped(config: Config) -> Result<(), String> {
-    let app = Application::build(config).map_err(|e| format!("refusing to start: {e}"))?;
+async fn serve_until_stopped(config: Config) -> Result<(), CliError> {
+    let app = Application::build(config).map_err(|e| CliError::Refused(format!("refusing to start: {e}")))?;
     let config = app.config.clone();
     if config.mode == Mode::Development {
         let port = app.port();
@@ -128,5 +124,5 @@ async fn serve_until_stopped(config: Config) -> Result<(), String> {
         );
     }
     tracing::info!(listen = %config.listen, port = app.port(), backend = config.database.backend_name(), "serving HTTPS");
-    app.run_until_stopped().await.map_err(|e| e.to_string())
+    app.run_until_stopped().await.map_err(|e| CliError::Refused(format!("the server stopped: {e}")))
 }

@@ -14,8 +14,12 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use crate::app::{AppState, RoutePattern};
-use crate::store::WriterStats;
+use store::WriterStats;
+
+/// The pattern of the route a request matched, kept with the route so that metrics need not
+/// match the path against the table a second time.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutePattern(pub &'static str);
 
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
@@ -83,28 +87,24 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE vaitio_db_pool_idle_connections gauge");
         let _ = writeln!(out, "vaitio_db_pool_idle_connections {pool_idle}");
         let counters = [
-            ("vaitio_writer_groups_total", "Transactions the node's writer committed (or tried to).", &writer.groups),
+            ("vaitio_writer_groups_total", "Transactions the node's writer committed (or tried to).", writer.groups()),
             (
                 "vaitio_writer_jobs_total",
                 "Requests whose writes and audit records those transactions carried.",
-                &writer.jobs,
+                writer.jobs(),
             ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name} {value}");
         }
         let _ = writeln!(
             out,
             "# HELP vaitio_writer_busy_seconds_total Time the node's writer spent writing and committing."
         );
         let _ = writeln!(out, "# TYPE vaitio_writer_busy_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "vaitio_writer_busy_seconds_total {}",
-            writer.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "vaitio_writer_busy_seconds_total {}", writer.busy_seconds());
         out
     }
 }
@@ -116,13 +116,13 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = request.method().clone();
-    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let metrics = request.app_data::<web::Data<Metrics>>().cloned();
     let response = next.call(request).await?;
     let route = response.request().app_data::<RoutePattern>().map_or("unmatched", |pattern| pattern.0);
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(state) = state {
-        state.metrics.observe(&method, &route, status, seconds);
+    if let Some(metrics) = metrics {
+        metrics.observe(&method, route, status, seconds);
     }
     // One line per request is a write to stderr per request: at thousands of reads a second it
     // cost a tenth of the event loop. The audit log is the record of who accessed what, and

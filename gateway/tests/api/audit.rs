@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
 use serde_json::json;
-use vaitio::db::DbConnection;
+use store::db::DbConnection;
 use vaitio_conformance::client::Client;
 
 use super::submission::{record, submit};
@@ -355,7 +355,7 @@ on_both_backends! {
             .unwrap();
         let signed_note = audit_log::SignedCheckpoint::from_note(&latest.note).unwrap();
         let attacker = audit_log::SigningKey::from_pkey(
-            vaitio::audit::ORIGIN,
+            store::audit::ORIGIN,
             openssl::pkey::PKey::generate_ed25519().unwrap(),
         )
         .unwrap();
@@ -445,7 +445,7 @@ fn a_revoked_grant_on_the_log_refuses_requests() {
     let at_host = rest.split_once('@').map_or(rest, |(_, host)| host);
     let as_role = format!("{scheme}://{role}@{at_host}");
     let gateway = TestGateway::spawn_with(Backend::Postgres, |config| {
-        config.database = vaitio::db::DatabaseUrl::parse(&as_role).unwrap();
+        config.database = store::db::DatabaseUrl::parse(&as_role).unwrap();
         config.audit_checkpoint_entries = 5;
         config.audit_checkpoint_millis = 100;
     })

@@ -217,7 +217,7 @@ fn unsafe_configurations_are_refused_with_the_reason() {
             "keys/index.hex",
         ];
         refused(dir.path(), &base, &[], "keys.audit_signing_key");
-        vaitio::audit::AuditSigner::generate_file(&keys.join("audit-signing.pem")).unwrap();
+        vaitio::audit::generate_signing_key_file(&keys.join("audit-signing.pem")).unwrap();
         let base = [&base[..], &["--audit-signing-key", "keys/audit-signing.pem"]].concat();
         refused(dir.path(), &base, &[], "needs tls.client_ca");
         let with_ca = [&base[..], &["--tls-client-ca", "pki/ca.pem"]].concat();

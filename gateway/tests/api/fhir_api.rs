@@ -255,7 +255,7 @@ on_both_backends! {
         forms(1, "current form");
         {
             use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
-            use vaitio::db::schema::search_tokens;
+            use store::db::schema::search_tokens;
             let mut conn = gateway.database();
             // A row per identifier: the second system's shares the first one's key, so it is
             // filed under its exact token alone.

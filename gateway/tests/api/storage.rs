@@ -15,7 +15,7 @@ fn pg_dump() -> String {
 fn raw_database(gateway: &TestGateway) -> Vec<u8> {
     match gateway.backend {
         Backend::Sqlite => {
-            let vaitio::db::DatabaseUrl::Sqlite(path) = &gateway.config.database else { unreachable!() };
+            let store::db::DatabaseUrl::Sqlite(path) = &gateway.config.database else { unreachable!() };
             let mut bytes = std::fs::read(path).unwrap();
             let wal = path.with_extension("sqlite3-wal");
             if let Ok(wal) = std::fs::read(&wal) {
@@ -78,13 +78,13 @@ on_both_backends! {
         match gateway.backend {
             Backend::Sqlite => {
                 use diesel::{Connection, RunQueryDsl};
-                let vaitio::db::DatabaseUrl::Sqlite(path) = &gateway.config.database else { unreachable!() };
+                let store::db::DatabaseUrl::Sqlite(path) = &gateway.config.database else { unreachable!() };
                 let mut conn = diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
                 diesel::sql_query(sql).execute(&mut conn).unwrap();
             }
             Backend::Postgres => {
                 use diesel::{Connection, RunQueryDsl};
-                let vaitio::db::DatabaseUrl::Postgres(url) = &gateway.config.database else { unreachable!() };
+                let store::db::DatabaseUrl::Postgres(url) = &gateway.config.database else { unreachable!() };
                 let mut conn = diesel::pg::PgConnection::establish(url).unwrap();
                 diesel::sql_query(sql).execute(&mut conn).unwrap();
             }

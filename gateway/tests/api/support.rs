@@ -74,7 +74,7 @@ impl TestGateway {
         let mut database = None;
         if backend == Backend::Postgres {
             let (url, name) = fresh_postgres_database(&postgres_or_skip()?);
-            config.database = vaitio::db::DatabaseUrl::parse(&url).unwrap();
+            config.database = store::db::DatabaseUrl::parse(&url).unwrap();
             database = Some(name);
         }
         adjust(&mut config);
@@ -126,15 +126,15 @@ impl TestGateway {
     }
 
     /// A connection to this gateway's database, as an operator (or an attacker) would open one.
-    pub fn database(&self) -> diesel::r2d2::PooledConnection<vaitio::db::Manager> {
-        vaitio::db::pool(&self.config.database, 1).unwrap().get().unwrap()
+    pub fn database(&self) -> diesel::r2d2::PooledConnection<store::db::Manager> {
+        store::db::pool(&self.config.database, 1).unwrap().get().unwrap()
     }
 
     /// Verifies the audit log in the database against this deployment's checkpoint key.
     pub fn verify_audit_log(&self) -> Result<audit_log::Verified, audit_log::Problem> {
         let key =
-            vaitio::audit::AuditSigner::from_file(&self.config.audit_signing_key).unwrap().verifying_key().clone();
-        vaitio::audit::verify_database(&vaitio::db::pool(&self.config.database, 2).unwrap(), &key).unwrap()
+            store::audit::AuditSigner::from_file(&self.config.audit_signing_key).unwrap().verifying_key().clone();
+        store::audit::verify_database(&store::db::pool(&self.config.database, 2).unwrap(), &key).unwrap()
     }
 
     pub fn ca(&self) -> PathBuf {

@@ -3,7 +3,7 @@
 
 mod connection;
 pub mod schema;
-pub mod unnest;
+pub(crate) mod unnest;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,13 +17,14 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use connection::DbConnection;
 
+use crate::error::StoreError;
+
 /// Runs `$body` with `$c` bound to the concrete connection of whichever backend `$conn` is.
 ///
 /// A query run through [`DbConnection`] itself is rendered to SQL text on every execution, to
 /// find its prepared statement (diesel's `MultiConnection` gives queries no static id); on the
 /// concrete connection a statement is found by the query's type. The hot paths (a read's
 /// lookups, the audit append) go through here: rendering was an eighth of a read's CPU.
-#[macro_export]
 macro_rules! on_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
@@ -32,6 +33,7 @@ macro_rules! on_backend {
         }
     };
 }
+pub(crate) use on_backend;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -45,7 +47,7 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(url.to_owned()));
         }
@@ -53,12 +55,12 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = url.split_once("://") {
-            return Err(format!(
+            return Err(StoreError::Url(format!(
                 "unknown database scheme '{scheme}://': use postgres://… for PostgreSQL or sqlite://PATH for SQLite"
-            ));
+            )));
         }
         if url.is_empty() {
-            return Err("the database URL is empty".into());
+            return Err(StoreError::Url("the database URL is empty".into()));
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(url)))
     }
@@ -193,33 +195,19 @@ fn health(conn: &mut DbConnection) -> Option<&mut Health> {
 
 pub type Pool = r2d2::Pool<Manager>;
 
-#[derive(Debug)]
-pub struct SetupError(String);
-
-impl std::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn r2d2_error(message: String) -> SetupError {
-    SetupError(message)
-}
-
-pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, SetupError> {
+/// A pool of connections to `url`, at most `size` of them.
+pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, StoreError> {
     if let DatabaseUrl::Sqlite(path) = url {
-        // Before the process's first SQLite connection, or never (see the crate).
-        sqlite_hooks::install();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
         // WAL is a property of the file: set it once, before the pool opens its connections
         // side by side (switching modes concurrently fails with "database is locked").
-        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| r2d2_error(e.to_string()))?;
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         // SQLite's default 4 KiB pages: 16 KiB pages packed audit events (about 2 KiB each) twice
         // as densely and sped up `audit verify`, but cost reads 10-15 % and ingest 20 %.
-        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
-            .map_err(|e| r2d2_error(e.to_string()))?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
     }
     r2d2::Pool::builder()
         // A pooled SQLite connection is a handle on a local file: there is no server connection
@@ -228,16 +216,46 @@ pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, SetupError> {
         .max_size(size)
         .connection_timeout(Duration::from_secs(10))
         .build(Manager { url: url.clone() })
-        .map_err(|e| SetupError(e.to_string()))
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
 /// Applies the pending migrations of the connection's backend; returns how many ran.
-pub fn migrate(conn: &mut DbConnection) -> Result<usize, String> {
+pub fn migrate(conn: &mut DbConnection) -> Result<usize, StoreError> {
     let applied = match conn {
         DbConnection::Postgres(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
         DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
-    applied.map_err(|e| format!("migration failed: {e}"))
+    applied.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// The writer's transaction, in which `work` runs: committed when it succeeds, rolled back when
+/// it fails. On SQLite it begins `IMMEDIATE`, taking the write lock (waiting for it under the
+/// busy timeout) before it reads the audit head: a deferred transaction that reads and then
+/// writes cannot wait, and fails with "database is locked" if any other connection wrote in
+/// between (`vaitio migrate`, another process on the same file); that failure would refuse
+/// every read in the group with 503.
+pub(crate) fn write_transaction<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?,
+        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
+    match work(conn) {
+        Ok(done) => {
+            Manager::commit_transaction(conn)?;
+            Ok(done)
+        }
+        Err(error) => {
+            // The work's error says more than a failed rollback would; a connection left in a
+            // transaction is dropped by the caller.
+            let _ = Manager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -254,17 +272,31 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
     }
 
-    /// Every SQLite connection comes from a pool, and the first pool installs the page cache
-    /// and the WAL buffer before SQLite initialises: installing again reports them in place, and
-    /// a write through the pool is buffered.
+
+    /// The bundled SQLite is built with the options `.cargo/config.toml` declares, and the
+    /// connections of a pool run with the settings `Manager::connect` gives them.
     #[test]
-    fn sqlite_pools_run_on_the_hooks_that_commit_cheaply() {
+    fn sqlite_runs_as_declared() {
+        #[derive(diesel::QueryableByName, Debug)]
+        struct Answer {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            answer: String,
+        }
         let dir = tempfile::tempdir().unwrap();
-        let pool = pool(&DatabaseUrl::Sqlite(dir.path().join("cache.db")), 1).unwrap();
-        let (buffered, _, _) = sqlite_hooks::wal_buffer::counts();
-        pool.get().unwrap().batch_execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);").unwrap();
-        assert!(sqlite_hooks::install(), "SQLite initialised before the first pool");
-        assert!(sqlite_hooks::wal_buffer::counts().0 > buffered, "the pool's WAL writes were not buffered");
+        let pool = pool(&DatabaseUrl::Sqlite(dir.path().join("options.db")), 1).unwrap();
+        let mut conn = pool.get().unwrap();
+        let DbConnection::Sqlite(sqlite) = &mut *conn else { unreachable!() };
+        let mut ask = |sql: &str| -> String {
+            diesel::RunQueryDsl::get_result::<Answer>(diesel::sql_query(sql), sqlite).unwrap().answer
+        };
+        // sqlite_compileoption_used() is sqlite3_compileoption_used() in SQL.
+        assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('DEFAULT_MEMSTATUS=0') AS TEXT) AS answer"), "1");
+        assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('ENABLE_MEMORY_MANAGEMENT') AS TEXT) AS answer"), "0");
+        assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('THREADSAFE=1') AS TEXT) AS answer"), "1");
+        assert_eq!(ask("SELECT journal_mode AS answer FROM pragma_journal_mode"), "wal");
+        // NORMAL is 1.
+        assert_eq!(ask("SELECT CAST(synchronous AS TEXT) AS answer FROM pragma_synchronous"), "1");
+        assert_eq!(ask("SELECT CAST(foreign_keys AS TEXT) AS answer FROM pragma_foreign_keys"), "1");
     }
 
     #[test]

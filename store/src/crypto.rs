@@ -71,15 +71,19 @@ impl SecretKey {
         Ok(SecretKey(key))
     }
 
-    /// Writes a new random key file with mode 0600 (development mode's first run).
+    /// Writes a new random key file, readable by its owner only (development mode's first run).
     pub fn generate_file(path: &Path) -> Result<Self, CryptoError> {
+        use std::io::Write;
         let key = Self::generate()?;
+        let error = |e: std::io::Error| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() };
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() })?;
+            fs::create_dir_all(parent).map_err(error)?;
         }
-        certs::write_file(path, hex::encode(key.0).as_bytes(), true)
-            .map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() })?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(path).and_then(|mut file| file.write_all(hex::encode(key.0).as_bytes())).map_err(error)?;
         Ok(key)
     }
 }
@@ -136,7 +140,7 @@ pub struct FileKek {
 impl FileKek {
     pub fn new(key: SecretKey) -> Self {
         // The id is a digest of the key, so it reveals nothing and changes when the key does.
-        let digest = openssl::sha::sha256(&key.0);
+        let digest = <Sha256 as sha2::Digest>::digest(key.0);
         FileKek { id: format!("file:{}", hex::encode(&digest[..8])), key }
     }
 }
@@ -172,7 +176,7 @@ impl DataKey {
 }
 
 /// What a sealed resource body is bound to.
-pub struct BodyBinding<'a> {
+pub(crate) struct BodyBinding<'a> {
     pub resource_type: &'a str,
     pub id: &'a str,
     pub version: i64,
@@ -204,20 +208,15 @@ impl BodyBinding<'_> {
     }
 }
 
-pub fn seal_body(key: &DataKey, binding: &BodyBinding<'_>, body: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub(crate) fn seal_body(key: &DataKey, binding: &BodyBinding<'_>, body: &[u8]) -> Result<Vec<u8>, CryptoError> {
     seal(&key.0 .0, &binding.aad(), body)
 }
 
-pub fn open_body(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+/// Crate-private: a body is opened only through the [`crate::Opener`], whose one instance the
+/// enforcement point holds.
+pub(crate) fn open_body(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     open(&key.0 .0, &binding.aad(), sealed)
 }
-
-/// A small cache of unwrapped data keys: unwrapping costs a database read and an AES operation,
-/// and one patient's resources are usually read together.
-pub type DataKeyCache = crate::cache::BoundedMap<DataKey>;
-
-/// How many unwrapped data keys are kept in memory.
-pub const DATA_KEY_CACHE_SIZE: usize = 4096;
 
 /// Keyed HMAC-SHA256 under the index key: patient pseudonyms and identifier tokens. Each use has
 /// its own prefix so a token of one kind never equals a token of another.

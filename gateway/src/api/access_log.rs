@@ -12,12 +12,15 @@ use fhir_profiles::search::{DatePrefix, DateQuery};
 use fhir_profiles::{stored_patient_id, Hetu, HETU_SYSTEM};
 use serde_json::{json, Map, Value};
 
-use crate::app::AppState;
-use crate::audit::{self, AuditRecord, LogQuery};
-use crate::error::GatewayError;
+use store::audit::{AuditRecord, LogQuery};
+use store::time::{instant, now_millis};
+use store::Store;
+
+use crate::audit;
+use crate::caller::Caller;
+use crate::error::{printable, GatewayError};
 use crate::http;
-use crate::identity::Caller;
-use crate::store::{instant, now_millis, Store};
+use crate::state::AppState;
 
 const PARAMS: [&str; 9] =
     ["_id", "_lastUpdated", "patient", "patient:identifier", "agent", "organization", "date", "_count", "_offset"];
@@ -45,9 +48,9 @@ pub async fn search(
     };
     http::only_params(&params, &PARAMS)?;
     let mut query = LogQuery { count: state.config.default_count, ..LogQuery::default() };
-    let base = http::base_url(&request, &state);
+    let base = http::base_url(&request, &state.config);
     let (store, max_count) = (state.store.clone(), state.config.max_count);
-    let names: Vec<String> = params.iter().map(|(name, _)| http::printable(name)).collect();
+    let names: Vec<String> = params.iter().map(|(name, _)| printable(name)).collect();
     let (total, page, query) = web::block(move || -> Result<_, GatewayError> {
         for (name, value) in &params {
             match name.as_str() {

@@ -1,0 +1,346 @@
+//! `GET /{type}`, `GET|POST /{type}/_search` and `GET /Patient/{id}/$everything`: the index
+//! narrows, the enforcement point releases before anything is counted or paged, and only the
+//! page is opened.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use audit_log::Action;
+use fhir_profiles::search::{search_params, DateQuery, ParamKind, TokenQuery};
+use fhir_profiles::{is_valid_id, stored_patient_id, Hetu, ResourceType, HETU_SYSTEM};
+use store::{Criterion, Head, Store, TokenMatch};
+
+use crate::api::request::{context, not_found, paging, path_id, query_shape, Work};
+use crate::api::response::{page_links, searchset, Opened};
+use crate::caller::Caller;
+use crate::enforce::{Gate, Released};
+use crate::error::GatewayError;
+use crate::http;
+use crate::state::AppState;
+
+/// A search request, parsed but not yet resolved against the database.
+enum Filter {
+    Ids(Vec<String>),
+    Tokens { param: &'static str, values: Vec<TokenQuery> },
+    PatientIds(Vec<String>),
+    PatientIdentifiers(Vec<TokenQuery>),
+    Dates { param: &'static str, queries: Vec<DateQuery> },
+    LastUpdated(Vec<DateQuery>),
+}
+
+const CONTROL_PARAMS: [&str; 6] = ["_count", "_offset", "_format", "_pretty", "_include", "_revinclude"];
+
+fn parse_filters(resource_type: ResourceType, params: &[(String, String)]) -> Result<Vec<Filter>, GatewayError> {
+    let supported = search_params(resource_type);
+    let mut filters = Vec::new();
+    for (raw_name, value) in params {
+        if CONTROL_PARAMS.contains(&raw_name.as_str()) {
+            continue;
+        }
+        let printable = crate::error::printable(raw_name);
+        let (name, modifier) = match raw_name.split_once(':') {
+            Some((name, modifier)) => (name, Some(modifier)),
+            None => (raw_name.as_str(), None),
+        };
+        // Both would test values of resources other than the ones returned, which the caller may
+        // not be allowed to see; refused rather than answered from hidden data.
+        if name.contains('.') {
+            return Err(GatewayError::BadRequest(format!("chained search ('{printable}') is not supported")));
+        }
+        if name == "_has" {
+            return Err(GatewayError::BadRequest("reverse chaining (_has) is not supported".into()));
+        }
+        let Some(param) = supported.iter().find(|p| p.name == name) else {
+            return Err(GatewayError::BadRequest(format!(
+                "unknown or unsupported search parameter '{printable}' for {resource_type}; supported: {}",
+                supported.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let values: Vec<&str> = value.split(',').collect();
+        if values.iter().any(|v| v.is_empty()) {
+            return Err(GatewayError::BadRequest(format!("search parameter '{printable}' has an empty value")));
+        }
+        let bad_modifier = || GatewayError::BadRequest(format!("modifier in '{printable}' is not supported"));
+        let filter = match (param.name, param.kind, modifier) {
+            ("_id", _, None) => {
+                Filter::Ids(values.iter().filter(|v| is_valid_id(v)).map(|v| (*v).to_owned()).collect())
+            }
+            ("_lastUpdated", _, None) => Filter::LastUpdated(date_queries(&values, &printable)?),
+            (_, ParamKind::Date, None) => {
+                Filter::Dates { param: param.name, queries: date_queries(&values, &printable)? }
+            }
+            (_, ParamKind::Token, None) => {
+                Filter::Tokens { param: param.name, values: token_queries(&values, &printable)? }
+            }
+            (_, ParamKind::Reference, None) => Filter::PatientIds(
+                values
+                    .iter()
+                    .map(|v| {
+                        let id = stored_patient_id(v).unwrap_or(v);
+                        if is_valid_id(id) {
+                            Ok(id.to_owned())
+                        } else {
+                            Err(GatewayError::BadRequest(format!("'{printable}' takes Patient/{{id}} or {{id}}")))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (_, ParamKind::Reference, Some("identifier")) => {
+                Filter::PatientIdentifiers(token_queries(&values, &printable)?)
+            }
+            _ => return Err(bad_modifier()),
+        };
+        filters.push(filter);
+    }
+    Ok(filters)
+}
+
+fn date_queries(values: &[&str], name: &str) -> Result<Vec<DateQuery>, GatewayError> {
+    values
+        .iter()
+        .map(|v| {
+            DateQuery::parse(v).ok_or_else(|| {
+                GatewayError::BadRequest(format!(
+                    "'{name}' takes a FHIR date with an optional prefix (eq, ne, lt, le, gt, ge)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn token_queries(values: &[&str], name: &str) -> Result<Vec<TokenQuery>, GatewayError> {
+    values
+        .iter()
+        .map(|v| {
+            TokenQuery::parse(v)
+                .ok_or_else(|| GatewayError::BadRequest(format!("'{name}' takes system|value, |value or value")))
+        })
+        .collect()
+}
+
+fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<TokenMatch> {
+    let pseudonyms = store.pseudonyms();
+    values
+        .iter()
+        .map(|query| match query {
+            TokenQuery::AnySystem(value) => TokenMatch::any_system(pseudonyms, param, value),
+            TokenQuery::NoSystem(value) => TokenMatch::exact(pseudonyms, param, None, value),
+            TokenQuery::System { system, value } => TokenMatch::exact(pseudonyms, param, Some(system), value),
+        })
+        .collect()
+}
+
+/// Turns filters into store criteria; patient references become pseudonyms here.
+fn criteria(store: &Store, filters: Vec<Filter>) -> Result<Vec<Criterion>, GatewayError> {
+    let mut criteria = Vec::with_capacity(filters.len());
+    for filter in filters {
+        criteria.push(match filter {
+            Filter::Ids(ids) => Criterion::Ids(ids),
+            Filter::Tokens { param, values } => {
+                Criterion::Tokens { param: param.to_owned(), tokens: tokens(store, param, &values) }
+            }
+            Filter::Dates { param, queries } => Criterion::Dates { param: param.to_owned(), queries },
+            Filter::LastUpdated(queries) => Criterion::LastUpdated(queries),
+            Filter::PatientIds(ids) => {
+                let mut pseudonyms = Vec::new();
+                for id in ids {
+                    pseudonyms.extend(store.patient_pseudonym(&id)?);
+                }
+                Criterion::Patients(pseudonyms)
+            }
+            Filter::PatientIdentifiers(values) => {
+                let mut pseudonyms = Vec::new();
+                for value in &values {
+                    if let TokenQuery::System { system, value } = value {
+                        if system == HETU_SYSTEM {
+                            let hetu = Hetu::parse(value).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+                            pseudonyms.push(store.pseudonyms().patient_from_hetu(&hetu));
+                        }
+                    }
+                }
+                let patients = store.search(
+                    ResourceType::Patient,
+                    &[Criterion::Tokens { param: "identifier".into(), tokens: tokens(store, "identifier", &values) }],
+                )?;
+                pseudonyms.extend(patients.into_iter().filter_map(|head| head.patient));
+                pseudonyms.sort();
+                pseudonyms.dedup();
+                Criterion::Patients(pseudonyms)
+            }
+        });
+    }
+    Ok(criteria)
+}
+
+/// What a search adds to its matches: `_include={type}:patient` (the matches' Patients) and, on
+/// Patient, `_revinclude={type}:patient` (the resources of those types about the matched
+/// patients). Both are judged by the enforcement point like the matches and not counted in
+/// `total`. Nothing else is supported, so nothing else can be asked of hidden data.
+#[derive(Default)]
+struct Includes {
+    patients: bool,
+    reverse: Vec<ResourceType>,
+}
+
+fn includes(resource_type: ResourceType, params: &[(String, String)]) -> Result<Includes, GatewayError> {
+    let mut includes = Includes::default();
+    for (name, value) in params {
+        let reverse = match name.as_str() {
+            "_include" => false,
+            "_revinclude" => true,
+            other if other.starts_with("_include:") || other.starts_with("_revinclude:") => {
+                return Err(GatewayError::BadRequest(format!(
+                    "'{}' is not supported: includes do not iterate",
+                    crate::error::printable(other)
+                )))
+            }
+            _ => continue,
+        };
+        let refused = || {
+            GatewayError::BadRequest(if reverse {
+                "_revinclude takes {type}:patient, on a Patient search".into()
+            } else {
+                format!("_include takes {resource_type}:patient")
+            })
+        };
+        let (source, param) = value.split_once(':').ok_or_else(refused)?;
+        let source: ResourceType = source.parse().map_err(|()| refused())?;
+        let patient_param = search_params(source).iter().any(|p| p.name == "patient" && p.kind == ParamKind::Reference);
+        if param != "patient" || !patient_param {
+            return Err(refused());
+        }
+        if reverse {
+            if resource_type != ResourceType::Patient {
+                return Err(refused());
+            }
+            if !includes.reverse.contains(&source) {
+                includes.reverse.push(source);
+            }
+        } else {
+            if source != resource_type {
+                return Err(refused());
+            }
+            includes.patients = true;
+        }
+    }
+    Ok(includes)
+}
+
+/// The patient pseudonyms of released heads, once each.
+fn patients_of(heads: &[Released<Head>]) -> Vec<String> {
+    let mut patients: Vec<String> = heads.iter().filter_map(|head| head.get().patient.clone()).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    patients
+}
+
+/// Opens the current versions of released heads, each passing the gate again as a version.
+fn open_current(gate: &Gate<'_>, store: &Store, heads: &[Released<Head>]) -> Result<Vec<Opened>, GatewayError> {
+    let rows = gate.release(store.current_versions(heads.iter().map(Released::get))?)?;
+    let mut opened = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body = gate.open(&row)?;
+        opened.push((row, body));
+    }
+    Ok(opened)
+}
+
+/// `GET /{type}`, `GET|POST /{type}/_search`
+pub async fn search(
+    request: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let mut ctx = context(&request, caller)?;
+    if request.method() == actix_web::http::Method::POST {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !content_type.starts_with("application/x-www-form-urlencoded") {
+            return Err(GatewayError::UnsupportedMediaType);
+        }
+        let body = http::body(&request, payload, &state.config).await?;
+        ctx.params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+    let filters = parse_filters(ctx.resource_type, &ctx.params)?;
+    let includes = includes(ctx.resource_type, &ctx.params)?;
+    let paging = paging(&ctx.params, &state.config)?;
+    let base = http::base_url(&request, &state.config);
+    let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
+    let query = query_shape(resource_type.as_str(), &ctx.params);
+    let (total, matches, included, paging) = web::block(move || -> Result<_, GatewayError> {
+        let gate = work.gate();
+        let store = work.store();
+        let criteria = criteria(store, filters)?;
+        // Released before counting and paging: the total and the pages cover only what this
+        // caller may see.
+        let released = gate.release(store.search(resource_type, &criteria)?)?;
+        let total = released.len();
+        let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        let mut included: Vec<Released<Head>> = Vec::new();
+        let patients = patients_of(&page);
+        if includes.patients && resource_type != ResourceType::Patient && !patients.is_empty() {
+            included.extend(
+                gate.release(store.search(ResourceType::Patient, &[Criterion::Patients(patients.clone())])?)?,
+            );
+        }
+        for source in includes.reverse {
+            if !patients.is_empty() {
+                included.extend(gate.release(store.search(source, &[Criterion::Patients(patients.clone())])?)?);
+            }
+        }
+        let matches = open_current(&gate, store, &page)?;
+        let included = open_current(&gate, store, &included)?;
+        gate.record(Action::Search, &work.agent, Some(&query))?;
+        Ok((total, matches, included, paging))
+    })
+    .await??;
+    let links = page_links(&base, ctx.resource_type.as_str(), &ctx.params, &paging, total);
+    Ok(http::fhir_json(StatusCode::OK, searchset(&base, total, links, &matches, &included)?, ctx.output))
+}
+
+/// `GET /Patient/{id}/$everything`: the Patient and every resource about them that the caller
+/// may receive, paged with `_count` and `_offset`. What is withheld is neither counted nor hinted
+/// at; a Patient the caller may not see is a 404 like any other.
+pub async fn everything(
+    request: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let Caller(principal, agent) = caller;
+    let work = Work::new(principal, agent, &state);
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    http::only_params(&params, &["_count", "_offset"])?;
+    let id = path_id(&request, ResourceType::Patient)?;
+    let paging = paging(&params, &state.config)?;
+    let base = http::base_url(&request, &state.config);
+    let lookup = id.clone();
+    let found = web::block(move || -> Result<_, GatewayError> {
+        let gate = work.gate();
+        let store = work.store();
+        let Some(patient) = gate.released_head(ResourceType::Patient, &lookup)? else {
+            gate.record_not_found(Action::Search, &work.agent)?;
+            return Ok(None);
+        };
+        let Some(pseudonym) = patient.get().patient.clone() else { return Ok(None) };
+        let mut released = vec![patient];
+        for resource_type in ResourceType::ALL {
+            // The access log is not the patient's record; it has its own operation.
+            if !resource_type.is_patient_data()
+                || matches!(resource_type, ResourceType::Patient | ResourceType::AuditEvent)
+            {
+                continue;
+            }
+            let criteria = [Criterion::Patients(vec![pseudonym.clone()])];
+            released.extend(gate.release(store.search(resource_type, &criteria)?)?);
+        }
+        let total = released.len();
+        let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        let opened = open_current(&gate, store, &page)?;
+        gate.record(Action::Search, &work.agent, Some("Patient/$everything"))?;
+        Ok(Some((total, opened, paging)))
+    })
+    .await??;
+    let Some((total, matches, paging)) = found else { return Err(not_found(ResourceType::Patient, &id)) };
+    let links = page_links(&base, &format!("Patient/{id}/$everything"), &params, &paging, total);
+    Ok(http::fhir_json(StatusCode::OK, searchset(&base, total, links, &matches, &[])?, output))
+}

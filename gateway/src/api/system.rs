@@ -1,0 +1,68 @@
+//! The endpoints about the server rather than the data: `/metadata`, the health checks,
+//! `/metrics`, and the answers to paths and methods that do not exist.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::capability::capability_statement;
+use crate::config::Mode;
+use crate::error::GatewayError;
+use crate::http;
+use crate::state::AppState;
+
+/// `GET /metadata`: the CapabilityStatement.
+pub async fn metadata(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let params = http::query_pairs(&request);
+    let output = http::negotiate(&request, &params)?;
+    http::only_params(&params, &["mode"])?;
+    if params.iter().any(|(name, value)| name == "mode" && value != "full") {
+        return Err(GatewayError::BadRequest("only mode=full is supported".into()));
+    }
+    let base = http::base_url(&request, &state.config);
+    let body = capability_statement(Some(&base)).to_string().into_bytes();
+    Ok(http::fhir_json(StatusCode::OK, body, output))
+}
+
+/// Liveness: the process answers.
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "pass"}))
+}
+
+/// Readiness: the database answers a query.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    let database = web::block(move || store.ping()).await;
+    let (status, database_status) = match database {
+        Ok(Ok(())) => (StatusCode::OK, "pass"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "fail"),
+    };
+    HttpResponse::build(status).json(json!({
+        "status": database_status,
+        "mode": match state.config.mode { Mode::Development => "development", Mode::Production => "production" },
+        "checks": {"database": {"status": database_status, "backend": state.config.database.backend_name()}}
+    }))
+}
+
+/// `GET /metrics`: Prometheus' text format.
+pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    let up = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+    let (connections, idle) = state.store.pool_state();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
+        up,
+        connections,
+        idle,
+        state.store.writer_stats(),
+    ))
+}
+
+/// A path that matches no route.
+pub async fn unknown_endpoint() -> Result<HttpResponse, GatewayError> {
+    Err(GatewayError::UnknownEndpoint)
+}
+
+/// Any other method on a known path.
+pub async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    Err(GatewayError::MethodNotAllowed(format!("{} is not supported on this path", request.method())))
+}

@@ -1,0 +1,66 @@
+//! The request's principal as a handler argument: made from the connection's certificate and
+//! the request's token before the handler runs, and a refusal recorded in the audit log.
+
+use std::future::ready;
+
+use actix_web::{web, FromRequest, HttpRequest};
+use audit_log::{Action, Outcome};
+use consent::Principal;
+use store::audit::AuditRecord;
+
+use crate::audit;
+use crate::error::GatewayError;
+use crate::identity::PeerCertificate;
+use crate::state::AppState;
+
+/// The request's principal, as a handler argument, and the audit log's view of them (who, from
+/// which certificate and address, why): made before the handler runs, so a refused request
+/// never reaches one. A refusal is itself recorded in the audit log.
+pub struct Caller(pub Principal, pub audit_log::Agent);
+
+impl FromRequest for Caller {
+    type Error = GatewayError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, GatewayError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let certificate =
+            request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref()).map(|p| p.thumbprint.clone());
+        let address = request.peer_addr().map(|a| a.ip().to_string());
+        match principal(request) {
+            Ok(principal) => {
+                let agent = audit::agent(&principal, certificate, address);
+                Box::pin(ready(Ok(Caller(principal, agent))))
+            }
+            Err(refusal) => {
+                let state = request.app_data::<web::Data<AppState>>().cloned();
+                Box::pin(async move {
+                    if let Some(state) = state {
+                        let agent = audit::agent(&Principal::Anonymous, certificate, address);
+                        let event = audit::event(
+                            Action::AuthenticationRefused,
+                            Outcome::MinorFailure,
+                            &agent,
+                            None,
+                            Vec::new(),
+                            audit::now(),
+                        );
+                        let store = state.store.clone();
+                        let recorded = web::block(move || store.record(vec![AuditRecord::new(&event)])).await;
+                        if !matches!(recorded, Ok(Ok(()))) {
+                            tracing::warn!("a refused authentication could not be recorded in the audit log");
+                        }
+                    }
+                    Err(refusal)
+                })
+            }
+        }
+    }
+}
+
+pub fn principal(request: &HttpRequest) -> Result<Principal, GatewayError> {
+    let state = request.app_data::<web::Data<AppState>>().ok_or_else(|| GatewayError::Internal("no state".into()))?;
+    let authorization = request.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let peer = request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref());
+    state.identity.principal(authorization, peer)
+}
+

@@ -1,0 +1,40 @@
+//! The one way a sealed body is opened.
+
+use std::sync::Arc;
+
+use crate::crypto::{open_body, BodyBinding};
+use crate::error::StoreError;
+use crate::keys::DataKeys;
+use crate::rows::VersionRow;
+
+/// Decrypts stored bodies. [`Store::new`] makes exactly one, and the gateway hands it to its
+/// enforcement point, which opens a row only once it has released it to the caller: nothing
+/// else in the program holds one, so nothing else can read a body. It cannot be cloned.
+pub struct Opener {
+    keys: Arc<DataKeys>,
+}
+
+impl Opener {
+    pub(crate) fn new(keys: Arc<DataKeys>) -> Self {
+        Opener { keys }
+    }
+
+    /// The plaintext of a stored version, checked against the metadata it was sealed with.
+    pub fn open(&self, row: &VersionRow) -> Result<Vec<u8>, StoreError> {
+        let key = self
+            .keys
+            .stored(&row.key_scope)?
+            .ok_or_else(|| StoreError::Damaged("a body's data key is missing".into()))?;
+        let binding = BodyBinding {
+            resource_type: &row.resource_type,
+            id: &row.id,
+            version: row.version,
+            key_scope: &row.key_scope,
+            patient: row.patient.as_deref(),
+            security_labels: &row.security_labels,
+            author: (row.author_org.as_deref(), row.author_practitioner.as_deref()),
+            service_event: row.service_event.as_deref(),
+        };
+        Ok(open_body(&key, &binding, &row.body)?)
+    }
+}

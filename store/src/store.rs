@@ -1,0 +1,111 @@
+//! The store: one per node, shared by every request. It holds the pool, the pseudonymizer, the
+//! data keys and the writer; its reads, searches and writes are in `read.rs`, `search.rs` and
+//! `write.rs`.
+
+use std::sync::Arc;
+
+use crate::audit::{search_log, AuditSigner, LogPage, LogQuery};
+use crate::cache::BoundedMap;
+use crate::checkpoint::checkpoint_in_background;
+use crate::crypto::{KeyEncryptionKey, Pseudonymizer};
+use crate::db::{Manager, Pool};
+use crate::error::StoreError;
+use crate::keys::DataKeys;
+use crate::opener::Opener;
+use crate::writer::{tick_audit_checkpoints, WriteQueue, WriterStats};
+use crate::apply::WriteContext;
+
+/// Versioned, encrypted resource storage, the search index and the audit log, on either
+/// backend. Cheap to clone: every clone is the same store.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub pool: Pool,
+    pub pseudonyms: Pseudonymizer,
+    pub keys: Arc<DataKeys>,
+    /// Every write and every audit record of this node goes to one thread holding one
+    /// connection, which commits those of concurrent requests together ([`WriteQueue`]): SQLite
+    /// allows one writer, and on either backend the audit log's appends are serial (its head
+    /// row is locked until the commit), so one commit per group is what lets them scale.
+    pub writer: Arc<WriteQueue>,
+    /// `type|identifier token` → id, for [`Store::id_by_identifier`].
+    pub known_ids: BoundedMap<String>,
+    pub audit_key: audit_log::VerifyingKey,
+    /// Held while the store lives: the checkpoint thread stops when it is gone.
+    _alive: Arc<()>,
+}
+
+impl Store {
+    /// The store over `pool`, and the one [`Opener`] that decrypts what it holds. Starts the
+    /// node's writer, the thread that signs audit checkpoints when the log is idle, and on
+    /// SQLite the checkpoint thread; each ends with the store.
+    pub fn new(
+        pool: Pool,
+        kek: Box<dyn KeyEncryptionKey>,
+        pseudonyms: Pseudonymizer,
+        signer: AuditSigner,
+    ) -> (Store, Opener) {
+        let sqlite = pool.get().is_ok_and(|conn| matches!(*conn, crate::db::DbConnection::Sqlite(_)));
+        let audit_key = signer.verifying_key().clone();
+        let tick = signer.tick();
+        let keys = Arc::new(DataKeys::new(pool.clone(), kek));
+        let context =
+            WriteContext { pseudonyms: pseudonyms.clone(), kek_id: keys.kek_id().to_owned(), signer: Arc::new(signer) };
+        let writer = WriteQueue::start(pool.clone(), context);
+        let alive = Arc::new(());
+        if sqlite {
+            checkpoint_in_background(pool.clone(), writer.catch_up.clone(), Arc::downgrade(&alive));
+        }
+        tick_audit_checkpoints(Arc::downgrade(&writer), tick);
+        let opener = Opener::new(keys.clone());
+        let inner = Inner {
+            pool,
+            pseudonyms,
+            keys,
+            writer,
+            known_ids: BoundedMap::new(50_000),
+            audit_key,
+            _alive: alive,
+        };
+        (Store { inner: Arc::new(inner) }, opener)
+    }
+
+    pub fn pseudonyms(&self) -> &Pseudonymizer {
+        &self.inner.pseudonyms
+    }
+
+    /// The key that verifies this deployment's audit checkpoints.
+    pub fn audit_key(&self) -> &audit_log::VerifyingKey {
+        &self.inner.audit_key
+    }
+
+    /// A page of the audit log (see [`search_log`]).
+    pub fn read_log(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        search_log(&mut *self.conn()?, query)
+    }
+
+    pub(crate) fn conn(&self) -> Result<diesel::r2d2::PooledConnection<Manager>, StoreError> {
+        Ok(self.inner.pool.get()?)
+    }
+
+    /// Readiness: the database answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        use diesel::connection::SimpleConnection;
+        self.conn()?.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    /// The node writer's counters.
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// The pool's connections: open, and idle among them.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.inner.pool.state();
+        (state.connections, state.idle_connections)
+    }
+}
