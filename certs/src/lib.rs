@@ -30,6 +30,7 @@ mod verifier;
 
 pub use identity::{base64url, thumbprint_sha256, OrganisationOid, PeerIdentity};
 pub use registry::{list, IssuedRecord, Validity, CRL_FILE};
+pub use verifier::VerifierError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -43,6 +44,8 @@ pub enum CertsError {
     Tls(#[from] rustls::Error),
     #[error("TLS client verification: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error(transparent)]
+    ClientVerifier(#[from] verifier::VerifierError),
     #[error("{0}")]
     Invalid(String),
 }

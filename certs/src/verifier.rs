@@ -5,20 +5,30 @@
 //! fixed.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::CertsError;
 
-type Current = (Option<SystemTime>, Result<Arc<dyn ClientCertVerifier>, String>);
+/// Why the client verifier could not be built. It is kept, and every handshake with a client
+/// certificate refused with it, until the CRL file changes: so it is cheap to clone.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum VerifierError {
+    #[error("CRL {}: {source}", path.display())]
+    Crl { path: PathBuf, source: Arc<pem::Error> },
+    #[error(transparent)]
+    Build(#[from] VerifierBuilderError),
+}
+
+type Current = (Option<SystemTime>, Result<Arc<dyn ClientCertVerifier>, VerifierError>);
 
 pub struct ReloadingVerifier {
     roots: Arc<RootCertStore>,
@@ -46,38 +56,42 @@ impl ReloadingVerifier {
     ) -> Result<Self, CertsError> {
         let roots = Arc::new(roots);
         let hints = roots.subjects();
-        let verifier = Self { roots, crl, provider, hints, current: RwLock::new((None, Err("not built".into()))) };
-        let stamp = modified(&verifier.crl);
-        let built = verifier.build().map_err(CertsError::Invalid)?;
-        *verifier.current.write().map_err(|_| CertsError::Invalid("lock".into()))? = (stamp, Ok(built));
-        Ok(verifier)
-    }
-
-    fn build(&self) -> Result<Arc<dyn ClientCertVerifier>, String> {
-        let mut builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
-            .allow_unauthenticated();
-        if let Some(path) = self.crl.as_ref().filter(|p| p.exists()) {
-            let crls = CertificateRevocationListDer::pem_file_iter(path)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("CRL {}: {e}", path.display()))?;
-            builder = builder.with_crls(crls);
-        }
-        builder.build().map_err(|e| e.to_string())
+        let stamp = modified(&crl);
+        let built = build(&roots, crl.as_deref(), &provider)?;
+        Ok(Self { roots, crl, provider, hints, current: RwLock::new((stamp, Ok(built))) })
     }
 
     fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+        let refused = |error: VerifierError| Error::General(error.to_string());
         let stamp = modified(&self.crl);
         if let Ok(current) = self.current.read() {
             if current.0 == stamp {
-                return current.1.clone().map_err(Error::General);
+                return current.1.clone().map_err(refused);
             }
         }
-        let rebuilt = self.build();
+        let rebuilt = build(&self.roots, self.crl.as_deref(), &self.provider);
         if let Ok(mut current) = self.current.write() {
             *current = (stamp, rebuilt.clone());
         }
-        rebuilt.map_err(Error::General)
+        rebuilt.map_err(refused)
     }
+}
+
+/// The verifier for `roots` and the CRL file at `crl`, when there is one.
+fn build(
+    roots: &Arc<RootCertStore>,
+    crl: Option<&Path>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, VerifierError> {
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).allow_unauthenticated();
+    if let Some(path) = crl.filter(|p| p.exists()) {
+        let crls = CertificateRevocationListDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| VerifierError::Crl { path: path.to_owned(), source: Arc::new(source) })?;
+        builder = builder.with_crls(crls);
+    }
+    Ok(builder.build()?)
 }
 
 impl ClientCertVerifier for ReloadingVerifier {

@@ -2,14 +2,17 @@
 //! auditor's view of the log holds no clinical content. Like the consent cases, they act as other
 //! professionals, as the patient and as an auditor with tokens of the deployment's test issuer.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::cases::{Case, Context, Level, Outcome};
-use crate::consent::{patient, professional, scene, Scene};
-use crate::identity::{base_cert, client, variant};
+use crate::actors::{auditor, patient, professional};
+use crate::case::{Case, Context, Failure, Level, Outcome, ISSUER};
+use crate::client::Client;
+use crate::fixtures::{scene, Scene};
 
 pub fn cases() -> Vec<Case> {
-    let shall = |id, title, reference, run| Case { id, title, level: Level::Shall, reference, run };
+    // Every case acts as other professionals, the patient or an auditor: tokens signed with the
+    // issuer key.
+    let shall = |id, title, reference, run| Case { id, title, level: Level::Shall, reference, needs: ISSUER, run };
     vec![
         shall(
             "AUD-01",
@@ -30,16 +33,16 @@ const GP: &str = "10055500011";
 const EMERGENCY_DOCTOR: &str = "10055500012";
 const REASON: &str = "conformance: patient unconscious on arrival";
 
-fn scene_or_skip(ctx: &Context) -> Result<Result<Scene, Outcome>, String> {
+fn scene_or_skip(ctx: &Context) -> Result<Result<Scene, Outcome>, Failure> {
     scene(ctx)
 }
 
-fn log_of(client: &crate::client::Client, query: &str) -> Result<Value, String> {
+fn log_of(client: &Client, query: &str) -> Result<Value, Failure> {
     let answer = client.get(&format!("/AuditEvent{query}"))?;
     if answer.status != 200 {
-        return Err(format!("/AuditEvent{query}: HTTP {}: {}", answer.status, answer.text_excerpt()));
+        return Err(format!("/AuditEvent{query}: HTTP {}: {}", answer.status, answer.text_excerpt()).into());
     }
-    answer.json()
+    Ok(answer.json()?)
 }
 
 /// The events of a log Bundle whose agent is the practitioner `terhikki`.
@@ -66,7 +69,7 @@ fn purposes(event: &Value) -> Vec<String> {
         .collect()
 }
 
-fn patients_log(ctx: &Context) -> Result<Outcome, String> {
+fn patients_log(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = match scene_or_skip(ctx)? {
         Ok(scene) => scene,
         Err(skip) => return Ok(skip),
@@ -75,7 +78,7 @@ fn patients_log(ctx: &Context) -> Result<Outcome, String> {
     let read = professional(ctx, GP, "physician", None)?.get(&event)?;
     let opened = professional(ctx, EMERGENCY_DOCTOR, "physician", Some("BTG"))?.get(&event)?;
     if read.status != 200 || opened.status != 200 {
-        return Err(format!("the accesses were not served: HTTP {} and {}", read.status, opened.status));
+        return Err(format!("the accesses were not served: HTTP {} and {}", read.status, opened.status).into());
     }
     let log = log_of(&patient(ctx, &scene.hetu)?, "?_count=100")?;
     let gp = by_agent(&log, GP);
@@ -97,7 +100,7 @@ fn patients_log(ctx: &Context) -> Result<Outcome, String> {
     })
 }
 
-fn auditors_view(ctx: &Context) -> Result<Outcome, String> {
+fn auditors_view(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = match scene_or_skip(ctx)? {
         Ok(scene) => scene,
         Err(skip) => return Ok(skip),
@@ -105,14 +108,9 @@ fn auditors_view(ctx: &Context) -> Result<Outcome, String> {
     // The note is read (and so logged) before the auditor looks.
     let read = ctx.client.get(&format!("/Bundle/{}", scene.document))?;
     if read.status != 200 {
-        return Err(format!("the author could not read the note: HTTP {}", read.status));
+        return Err(format!("the author could not read the note: HTTP {}", read.status).into());
     }
-    let token = variant(ctx, |claims, _| {
-        claims["sub"] = json!("conformance-auditor");
-        claims["role"] = json!("auditor");
-    })?;
-    let auditor = client(ctx, base_cert(ctx), Some(token))?;
-    let log = log_of(&auditor, &format!("?patient:identifier=urn:oid:1.2.246.21|{}&_count=100", scene.hetu))?;
+    let log = log_of(&auditor(ctx)?, &format!("?patient:identifier=urn:oid:1.2.246.21|{}&_count=100", scene.hetu))?;
     let text = log.to_string();
     let leaked = ["Synthetic conformance note", "Terapeutti", "Conformance Clinic", scene.hetu.as_str()]
         .into_iter()

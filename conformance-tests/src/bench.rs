@@ -12,8 +12,34 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use vaitio_conformance::cases::{temporary_hetu, temporary_hetu_number, test_patient};
-use vaitio_conformance::client::{Client, Target};
+use vaitio_conformance::case::{temporary_hetu, temporary_hetu_number, test_patient};
+use vaitio_conformance::client::{Client, ClientError, Target};
+
+/// Why the benchmark could not run, or did not run cleanly.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("vaitio-bench talks to loopback addresses only")]
+    NotLoopback,
+    #[error("development issuer key: {0}")]
+    IssuerKeyFile(#[source] std::io::Error),
+    #[error("the development CA in {}: {source}", pki.display())]
+    Ca { pki: PathBuf, source: certs::CertsError },
+    /// The data the scenario reads could not be made: what the gateway answered.
+    #[error("setting up: {0}")]
+    Setup(String),
+    #[error("some requests failed")]
+    RequestsFailed,
+    #[error(transparent)]
+    Certs(#[from] certs::CertsError),
+    #[error(transparent)]
+    Token(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Scenario {
@@ -70,13 +96,10 @@ struct Minter {
 }
 
 impl Minter {
-    fn new(args: &Args, cert: &Path) -> Result<Minter, String> {
-        let key_pem = std::fs::read(args.data_dir.join("keys/dev-issuer.pem"))
-            .map_err(|e| format!("development issuer key: {e}"))?;
-        let key = EncodingKey::from_ec_pem(&key_pem).map_err(|e| e.to_string())?;
-        let der = openssl::x509::X509::from_pem(&std::fs::read(cert).map_err(|e| e.to_string())?)
-            .and_then(|c| c.to_der())
-            .map_err(|e| e.to_string())?;
+    fn new(args: &Args, cert: &Path) -> Result<Minter, BenchError> {
+        let key_pem = std::fs::read(args.data_dir.join("keys/dev-issuer.pem")).map_err(BenchError::IssuerKeyFile)?;
+        let key = EncodingKey::from_ec_pem(&key_pem)?;
+        let der = openssl::x509::X509::from_pem(&std::fs::read(cert)?).and_then(|c| c.to_der())?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(args.kid.clone());
         let claims = json!({
@@ -86,13 +109,13 @@ impl Minter {
         Ok(Minter { key, header, claims })
     }
 
-    fn mint(&self, nonce: usize) -> Result<String, String> {
+    fn mint(&self, nonce: usize) -> Result<String, BenchError> {
         let now = chrono::Utc::now().timestamp();
         let mut claims = self.claims.clone();
         claims["iat"] = json!(now);
         claims["exp"] = json!(now + 3600);
         claims["jti"] = json!(format!("bench-{nonce}"));
-        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())
+        Ok(jsonwebtoken::encode(&self.header, &claims, &self.key)?)
     }
 }
 
@@ -141,22 +164,20 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> Result<(), BenchError> {
     if !(args.base_url.starts_with("https://localhost")
         || args.base_url.starts_with("https://127.")
         || args.base_url.starts_with("https://[::1]"))
     {
-        return Err("vaitio-bench talks to loopback addresses only".into());
+        return Err(BenchError::NotLoopback);
     }
     // This tool's own organisation certificate, from the gateway's development CA.
-    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let work = tempfile::tempdir()?;
     let pki = args.data_dir.join("pki");
-    let ca =
-        certs::CertificateAuthority::load(&pki).map_err(|e| format!("the development CA in {}: {e}", pki.display()))?;
-    let oid = certs::OrganisationOid::parse(&args.org).map_err(|e| e.to_string())?;
+    let ca = certs::CertificateAuthority::load(&pki).map_err(|source| BenchError::Ca { pki: pki.clone(), source })?;
+    let oid = certs::OrganisationOid::parse(&args.org)?;
     ca.issue_org(&oid, "vaitio-bench", certs::Validity::default())
-        .and_then(|issued| issued.write_to(work.path(), &ca))
-        .map_err(|e| e.to_string())?;
+        .and_then(|issued| issued.write_to(work.path(), &ca))?;
     let cert = work.path().join("cert.pem");
     let minter = Minter::new(&args, &cert)?;
     let base = Client::new(Target {
@@ -170,7 +191,11 @@ fn run(args: Args) -> Result<(), String> {
     // Data to read: one patient, and for searches a page's worth of its encounters.
     let patient = base.post_json("/Patient", &test_patient(&temporary_hetu()))?;
     if patient.status != 201 {
-        return Err(format!("setting up: creating a patient answered {}: {}", patient.status, patient.text_excerpt()));
+        return Err(BenchError::Setup(format!(
+            "creating a patient answered {}: {}",
+            patient.status,
+            patient.text_excerpt()
+        )));
     }
     let patient_id = patient.json()?["id"].as_str().unwrap_or_default().to_owned();
     if args.scenario == Scenario::Search {
@@ -181,7 +206,7 @@ fn run(args: Args) -> Result<(), String> {
                 "period": {"start": format!("2026-01-01T10:{:02}:00Z", day % 60), "end": format!("2026-01-01T10:{:02}:00Z", day % 60)}});
             let answer = base.post_json("/Encounter", &encounter)?;
             if answer.status != 201 {
-                return Err(format!("setting up: {}", answer.text_excerpt()));
+                return Err(BenchError::Setup(answer.text_excerpt()));
             }
         }
     }
@@ -276,7 +301,7 @@ fn run(args: Args) -> Result<(), String> {
         })
     );
     if errors.load(Ordering::Relaxed) > 0 {
-        return Err("some requests failed".into());
+        return Err(BenchError::RequestsFailed);
     }
     Ok(())
 }

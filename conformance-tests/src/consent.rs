@@ -2,17 +2,19 @@
 //! would against a deployment with test data. Each case files a record for a fresh synthetic
 //! patient as the run's practitioner (the author), then acts as other professionals of the same
 //! organisation and as the patient, with tokens signed by the deployment's test issuer
-//! (`--issuer-key`) and bound to the run's certificate.
+//! (`--issuer-key`) and bound to the run's certificate. The scene they act on is in
+//! `fixtures.rs`.
 
 use serde_json::{json, Value};
 
-use crate::cases::{temporary_hetu, Case, Context, Level, Outcome};
+use crate::actors::{patient, professional};
+use crate::case::{temporary_hetu, Case, Context, Failure, Level, Outcome, ISSUER};
 use crate::client::{Answer, Client};
-use crate::identity::{base_cert, client, variant};
-use crate::submission::{identity, record, submit};
+use crate::fixtures::{scene, Scene};
 
 pub fn cases() -> Vec<Case> {
-    let shall = |id, title, reference, run| Case { id, title, level: Level::Shall, reference, run };
+    // Every case acts as other professionals and as the patient: tokens signed with the issuer key.
+    let shall = |id, title, reference, run| Case { id, title, level: Level::Shall, reference, needs: ISSUER, run };
     vec![
         shall(
             "CNS-01",
@@ -77,108 +79,6 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// A fresh patient's record as the run's practitioner filed it: the document (a note), the
-/// service event's Encounter (not a note), and an Encounter of another service event.
-pub(crate) struct Scene {
-    pub org: String,
-    pub hetu: String,
-    pub patient: String,
-    pub document: String,
-    pub service_event: String,
-    pub event: String,
-    pub other_event: String,
-}
-
-pub(crate) fn scene(ctx: &Context) -> Result<Result<Scene, Outcome>, String> {
-    let Some((org, author)) = identity(ctx) else {
-        return Ok(Err(Outcome::Skip("needs --token of a practitioner (its org and sub make the record)".into())));
-    };
-    if ctx.identity.issuer_key.is_none() || base_cert(ctx).is_none() {
-        return Ok(Err(Outcome::Skip(
-            "needs --cert, --key and --issuer-key to act as other professionals and as the patient".into(),
-        )));
-    }
-    let hetu = temporary_hetu();
-    let record_id = format!("CONSENT-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
-    let body = record(&org, &author, &record_id, &hetu);
-    let service_event = body["service_event"]["oid"].as_str().unwrap_or_default().to_owned();
-    let answer = submit(ctx, &body)?;
-    if answer.status != 201 {
-        return Err(format!("the record was not filed: HTTP {}: {}", answer.status, answer.text_excerpt()));
-    }
-    let document = answer.json()?;
-    let patient = document["entry"][1]["fullUrl"]
-        .as_str()
-        .and_then(|url| url.strip_prefix("urn:uuid:"))
-        .ok_or("the document names no stored Patient")?
-        .to_owned();
-    let encounter = |oid: &str| {
-        json!({
-            "resourceType": "Encounter",
-            "status": "in-progress",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-            "identifier": [{"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{oid}")}],
-            "subject": {"reference": format!("Patient/{patient}")},
-            "period": {"start": "2026-01-10"}
-        })
-    };
-    let event = created(&ctx.client, &encounter(&service_event))?;
-    let other_event = created(&ctx.client, &encounter(&format!("{org}.99.2")))?;
-    Ok(Ok(Scene {
-        org,
-        hetu,
-        patient,
-        document: document["id"].as_str().unwrap_or_default().to_owned(),
-        service_event,
-        event,
-        other_event,
-    }))
-}
-
-fn created(client: &Client, body: &Value) -> Result<String, String> {
-    let resource_type = body["resourceType"].as_str().unwrap_or_default();
-    let answer = client.post_json(&format!("/{resource_type}"), body)?;
-    if answer.status != 201 {
-        return Err(format!("{resource_type} not created: HTTP {}: {}", answer.status, answer.text_excerpt()));
-    }
-    Ok(answer.json()?["id"].as_str().unwrap_or_default().to_owned())
-}
-
-/// Another professional of the run's organisation, on the run's certificate; `emergency` is a
-/// purpose of use with its stated reason.
-pub(crate) fn professional(
-    ctx: &Context,
-    practitioner: &str,
-    role: &str,
-    emergency: Option<&str>,
-) -> Result<Client, String> {
-    let token = variant(ctx, |claims, _| {
-        claims["sub"] = json!(practitioner);
-        claims["role"] = json!(role);
-        let claims = claims.as_object_mut().expect("claims are an object");
-        claims.remove("purpose");
-        claims.remove("reason");
-        if let Some(purpose) = emergency {
-            claims.insert("purpose".into(), json!(purpose));
-            claims.insert("reason".into(), json!("conformance: patient unconscious on arrival"));
-        }
-    })?;
-    client(ctx, base_cert(ctx), Some(token))
-}
-
-/// The patient of `hetu`, with a citizen token and no certificate.
-pub(crate) fn patient(ctx: &Context, hetu: &str) -> Result<Client, String> {
-    let token = variant(ctx, |claims, _| {
-        claims["sub"] = json!(hetu);
-        claims["role"] = json!("patient");
-        let claims = claims.as_object_mut().expect("claims are an object");
-        for professional_only in ["org", "cnf", "purpose", "reason"] {
-            claims.remove(professional_only);
-        }
-    })?;
-    client(ctx, None, Some(token))
-}
-
 const GP: &str = "10055500001";
 const OTHER_GP: &str = "10055500002";
 const COLLEAGUE: &str = "10055500003";
@@ -186,7 +86,7 @@ const NURSE: &str = "10055500004";
 
 /// Whether `path` is served (200) or withheld; a withheld answer must be the very 404 an absent
 /// id of the same type gets.
-fn sees(client: &Client, path: &str, id: &str) -> Result<bool, String> {
+fn sees(client: &Client, path: &str, id: &str) -> Result<bool, Failure> {
     let answer = client.get(path)?;
     match answer.status {
         200 => Ok(true),
@@ -195,20 +95,20 @@ fn sees(client: &Client, path: &str, id: &str) -> Result<bool, String> {
             let absent = client.get(&path.replace(id, absent_id))?;
             let shape = |a: &Answer, id: &str| (a.status, a.text().replace(id, "{id}"));
             if shape(&answer, id) != shape(&absent, absent_id) {
-                return Err(format!("{path}: the 404 differs from an absent id's: {}", answer.text_excerpt()));
+                return Err(format!("{path}: the 404 differs from an absent id's: {}", answer.text_excerpt()).into());
             }
             Ok(false)
         }
-        other => Err(format!("{path}: HTTP {other}: {}", answer.text_excerpt())),
+        other => Err(format!("{path}: HTTP {other}: {}", answer.text_excerpt()).into()),
     }
 }
 
-fn total(client: &Client, path: &str) -> Result<u64, String> {
+fn total(client: &Client, path: &str) -> Result<u64, Failure> {
     let answer = client.get(path)?;
     if answer.status != 200 {
-        return Err(format!("{path}: HTTP {}: {}", answer.status, answer.text_excerpt()));
+        return Err(format!("{path}: HTTP {}: {}", answer.status, answer.text_excerpt()).into());
     }
-    answer.json()?["total"].as_u64().ok_or_else(|| format!("{path}: no total"))
+    Ok(answer.json()?["total"].as_u64().ok_or_else(|| format!("{path}: no total"))?)
 }
 
 /// Checks a list of (what, seen, expected), failing on the first difference.
@@ -238,12 +138,14 @@ fn recipient(system: &str, value: &str) -> Value {
 }
 
 /// The patient records a choice; returns the stored Consent.
-fn choose(ctx: &Context, scene: &Scene, provision: Value) -> Result<Value, String> {
+fn choose(ctx: &Context, scene: &Scene, provision: Value) -> Result<Value, Failure> {
     let answer = patient(ctx, &scene.hetu)?.post_json("/Consent", &consent(scene, provision))?;
     if answer.status != 201 {
-        return Err(format!("the patient's Consent was refused: HTTP {}: {}", answer.status, answer.text_excerpt()));
+        return Err(
+            format!("the patient's Consent was refused: HTTP {}: {}", answer.status, answer.text_excerpt()).into()
+        );
     }
-    answer.json()
+    Ok(answer.json()?)
 }
 
 macro_rules! scene_or_skip {
@@ -263,7 +165,7 @@ fn paths(scene: &Scene) -> (String, String, String) {
     )
 }
 
-fn note_rule(ctx: &Context) -> Result<Outcome, String> {
+fn note_rule(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (note, event, _) = paths(&scene);
     let gp = professional(ctx, GP, "physician", None)?;
@@ -282,7 +184,7 @@ fn note_rule(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn own_data(ctx: &Context) -> Result<Outcome, String> {
+fn own_data(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (note, event, _) = paths(&scene);
     let me = patient(ctx, &scene.hetu)?;
@@ -302,7 +204,7 @@ fn own_data(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn deny_organisation(ctx: &Context) -> Result<Outcome, String> {
+fn deny_organisation(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (_, event, _) = paths(&scene);
     let colleague = professional(ctx, COLLEAGUE, "psychotherapist", None)?;
@@ -318,7 +220,7 @@ fn deny_organisation(ctx: &Context) -> Result<Outcome, String> {
     let id = chosen["id"].as_str().unwrap_or_default().to_owned();
     let withdrawn = patient(ctx, &scene.hetu)?.put_json(&format!("/Consent/{id}"), &chosen, None)?;
     if withdrawn.status != 200 {
-        return Err(format!("withdrawing: HTTP {}: {}", withdrawn.status, withdrawn.text_excerpt()));
+        return Err(format!("withdrawing: HTTP {}: {}", withdrawn.status, withdrawn.text_excerpt()).into());
     }
     Ok(expect(&[
         ("before the denial, a colleague reads the Encounter", before, true),
@@ -328,7 +230,7 @@ fn deny_organisation(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn deny_service_event(ctx: &Context) -> Result<Outcome, String> {
+fn deny_service_event(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (_, event, other) = paths(&scene);
     let gp = professional(ctx, GP, "physician", None)?;
@@ -341,7 +243,7 @@ fn deny_service_event(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn deny_role(ctx: &Context) -> Result<Outcome, String> {
+fn deny_role(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (_, event, _) = paths(&scene);
     let role = json!({"role": {"coding": [{"system": "https://fhir.vaitio.fi/CodeSystem/professional-role", "code": "physician"}]},
@@ -357,7 +259,7 @@ fn deny_role(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn deny_everything(ctx: &Context) -> Result<Outcome, String> {
+fn deny_everything(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (_, event, other) = paths(&scene);
     choose(ctx, &scene, json!({"type": "deny"}))?;
@@ -382,7 +284,7 @@ fn deny_everything(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn permit_practitioner(ctx: &Context) -> Result<Outcome, String> {
+fn permit_practitioner(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (note, _, _) = paths(&scene);
     choose(ctx, &scene, json!({"type": "permit", "actor": [recipient("urn:oid:1.2.246.537.26", GP)]}))?;
@@ -401,7 +303,7 @@ fn permit_practitioner(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn emergency_access(ctx: &Context) -> Result<Outcome, String> {
+fn emergency_access(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let (note, event, _) = paths(&scene);
     let emergency = professional(ctx, OTHER_GP, "physician", Some("BTG"))?;
@@ -421,7 +323,7 @@ fn emergency_access(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn consents_are_the_patients(ctx: &Context) -> Result<Outcome, String> {
+fn consents_are_the_patients(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let body = consent(&scene, json!({"type": "deny"}));
     let stranger = patient(ctx, &temporary_hetu())?.post_json("/Consent", &body)?.status;
@@ -438,7 +340,7 @@ fn consents_are_the_patients(ctx: &Context) -> Result<Outcome, String> {
     ]))
 }
 
-fn no_side_channels(ctx: &Context) -> Result<Outcome, String> {
+fn no_side_channels(ctx: &Context) -> Result<Outcome, Failure> {
     let scene = scene_or_skip!(ctx);
     let gp = professional(ctx, GP, "physician", None)?;
     let has = gp.get(&format!("/Patient?_has:Bundle:patient:identifier=x&_id={}", scene.patient))?.status;

@@ -1,20 +1,40 @@
 //! The auditors' conformance suite: cases run against a live deployment over HTTPS, and reports
 //! in four formats. The gateway's own tests run the same cases against gateways they start.
 
+// The layers, from the bottom: `client` (HTTPS) and `token` (JWTs) know nothing of cases;
+// `case` is what a case is and the helpers every case file shares; `actors` (who a case acts as)
+// and `fixtures` (what cases set up on the deployment) build on it; the case files (`api`,
+// `identity`, `submission`, `consent`, `audit`) use those and never each other; `cases` lists
+// them all.
+mod actors;
+pub mod api;
 pub mod audit;
+pub mod case;
 pub mod cases;
 pub mod client;
 pub mod consent;
+mod fixtures;
 pub mod identity;
 pub mod report;
 pub mod submission;
+pub mod token;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cases::{Context, Outcome};
-use client::{Client, Target};
-use report::{CaseResult, RunReport};
+use case::Context;
+use client::{Client, ClientError, Target};
+use report::{CaseResult, ReportError, RunReport};
+
+/// Why the suite could not run at all (a case that fails is a result, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The client could not be configured: the CA, certificate or key could not be read.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
 
 pub struct Options {
     pub target: Target,
@@ -30,7 +50,7 @@ fn now() -> String {
 }
 
 /// Runs the suite and writes the reports (when a folder is given).
-pub fn run(options: &Options) -> Result<RunReport, String> {
+pub fn run(options: &Options) -> Result<RunReport, RunError> {
     let client = Client::new(options.target.clone())?;
     let context = Context { client, max_body_bytes: options.max_body_bytes, identity: options.identity.clone() };
     let started = now();
@@ -40,9 +60,7 @@ pub fn run(options: &Options) -> Result<RunReport, String> {
             continue;
         }
         let clock = Instant::now();
-        // A case that cannot reach the deployment at all has failed: an unreachable server is
-        // not conformant.
-        let outcome = (case.run)(&context).unwrap_or_else(|error| Outcome::Fail(format!("could not run: {error}")));
+        let outcome = case.outcome(&context);
         results.push(CaseResult {
             id: case.id,
             title: case.title,

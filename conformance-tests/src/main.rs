@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use vaitio_conformance::case::IdentityOptions;
 use vaitio_conformance::client::Target;
-use vaitio_conformance::identity::IdentityOptions;
 use vaitio_conformance::{cases, run, Options};
 
 #[derive(Parser)]
@@ -22,58 +22,64 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the cases and write junit.xml, summary.json, report.html and testreport.json.
-    /// Exits 1 when a SHALL case fails, 2 when the suite could not run.
-    Run {
-        /// The deployment, e.g. https://127.0.0.1:8443
-        #[arg(long)]
-        base_url: String,
-        /// CA certificate (PEM) that the server's certificate chains to; the public web roots
-        /// when omitted.
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        /// Client certificate (PEM) for organisation endpoints.
-        #[arg(long, requires = "key")]
-        cert: Option<PathBuf>,
-        /// The client certificate's private key (PEM).
-        #[arg(long, requires = "cert")]
-        key: Option<PathBuf>,
-        /// Bearer token sent with every request.
-        #[arg(long, env = "VAITIO_CONFORMANCE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Folder for the reports.
-        #[arg(long)]
-        report_dir: PathBuf,
-        /// The deployment's request size limit, in bytes.
-        #[arg(long, default_value_t = 2 * 1024 * 1024)]
-        max_body_bytes: usize,
-        /// Run only cases whose id starts with this (repeatable), e.g. --only ERR
-        #[arg(long)]
-        only: Vec<String>,
-        /// Private key (PEM) of the test issuer that minted --token, to sign refused variants
-        /// of it (expired, wrong audience, other certificate, …).
-        #[arg(long, value_name = "FILE")]
-        issuer_key: Option<PathBuf>,
-        /// An expired certificate from the deployment's CA, and its key.
-        #[arg(long, requires = "expired_key")]
-        expired_cert: Option<PathBuf>,
-        #[arg(long, requires = "expired_cert")]
-        expired_key: Option<PathBuf>,
-        /// A certificate from the deployment's CA that is not valid yet, and its key.
-        #[arg(long, requires = "not_yet_valid_key")]
-        not_yet_valid_cert: Option<PathBuf>,
-        #[arg(long, requires = "not_yet_valid_cert")]
-        not_yet_valid_key: Option<PathBuf>,
-        /// A revoked certificate from the deployment's CA, and its key.
-        #[arg(long, requires = "revoked_key")]
-        revoked_cert: Option<PathBuf>,
-        #[arg(long, requires = "revoked_cert")]
-        revoked_key: Option<PathBuf>,
-        /// The deployment accepts TLS 1.2 by configuration (TLS-03 is then skipped).
-        #[arg(long)]
-        allows_tls12: bool,
-    },
+    /// Exits 1 when a SHALL case fails, 2 when the suite could not run. A case that needs a
+    /// credential the run was not given (a client certificate, a token, the issuer key, a
+    /// certificate to see refused) is skipped, naming it.
+    // Boxed: the options of a run are many, and `list` has none.
+    Run(Box<RunArgs>),
     /// List the cases.
     List,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The deployment, e.g. https://127.0.0.1:8443
+    #[arg(long)]
+    base_url: String,
+    /// CA certificate (PEM) that the server's certificate chains to; the public web roots
+    /// when omitted.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for organisation endpoints.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Bearer token sent with every request.
+    #[arg(long, env = "VAITIO_CONFORMANCE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Folder for the reports.
+    #[arg(long)]
+    report_dir: PathBuf,
+    /// The deployment's request size limit, in bytes.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Run only cases whose id starts with this (repeatable), e.g. --only ERR
+    #[arg(long)]
+    only: Vec<String>,
+    /// Private key (PEM) of the test issuer that minted --token, to sign refused variants
+    /// of it (expired, wrong audience, other certificate, …).
+    #[arg(long, value_name = "FILE")]
+    issuer_key: Option<PathBuf>,
+    /// An expired certificate from the deployment's CA, and its key.
+    #[arg(long, requires = "expired_key")]
+    expired_cert: Option<PathBuf>,
+    #[arg(long, requires = "expired_cert")]
+    expired_key: Option<PathBuf>,
+    /// A certificate from the deployment's CA that is not valid yet, and its key.
+    #[arg(long, requires = "not_yet_valid_key")]
+    not_yet_valid_cert: Option<PathBuf>,
+    #[arg(long, requires = "not_yet_valid_cert")]
+    not_yet_valid_key: Option<PathBuf>,
+    /// A revoked certificate from the deployment's CA, and its key.
+    #[arg(long, requires = "revoked_key")]
+    revoked_cert: Option<PathBuf>,
+    #[arg(long, requires = "revoked_cert")]
+    revoked_key: Option<PathBuf>,
+    /// The deployment accepts TLS 1.2 by configuration (TLS-03 is then skipped).
+    #[arg(long)]
+    allows_tls12: bool,
 }
 
 fn main() -> ExitCode {
@@ -84,24 +90,25 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run {
-            base_url,
-            ca,
-            cert,
-            key,
-            token,
-            report_dir,
-            max_body_bytes,
-            only,
-            issuer_key,
-            expired_cert,
-            expired_key,
-            not_yet_valid_cert,
-            not_yet_valid_key,
-            revoked_cert,
-            revoked_key,
-            allows_tls12,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                base_url,
+                ca,
+                cert,
+                key,
+                token,
+                report_dir,
+                max_body_bytes,
+                only,
+                issuer_key,
+                expired_cert,
+                expired_key,
+                not_yet_valid_cert,
+                not_yet_valid_key,
+                revoked_cert,
+                revoked_key,
+                allows_tls12,
+            } = *args;
             let pair = |cert: Option<PathBuf>, key: Option<PathBuf>| cert.zip(key);
             let identity = IdentityOptions {
                 issuer_key,

@@ -2,11 +2,19 @@
 //! people, and a FHIR R4 TestReport for filing.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::cases::{Level, Outcome};
+use crate::case::{Level, Outcome};
+
+/// A report that could not be written: where, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct ReportError {
+    path: PathBuf,
+    source: std::io::Error,
+}
 
 /// One case's result.
 pub struct CaseResult {
@@ -35,9 +43,12 @@ impl RunReport {
         self.results.iter().any(|r| r.level == Level::Shall && matches!(r.outcome, Outcome::Fail(_)))
     }
 
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let write = |name: &str, text: String| fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"));
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        fs::create_dir_all(dir).map_err(|source| ReportError { path: dir.to_owned(), source })?;
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            fs::write(&path, text).map_err(|source| ReportError { path, source })
+        };
         write("junit.xml", self.junit())?;
         write("summary.json", serde_json::to_string_pretty(&self.summary()).unwrap_or_default())?;
         write("report.html", self.html())?;

@@ -4,11 +4,14 @@
 
 use serde_json::{json, Value};
 
-use crate::cases::{temporary_hetu, Case, Context, Level, Outcome};
-use crate::client::Answer;
+use crate::actors::practitioner;
+use crate::case::{temporary_hetu, Case, Context, Failure, Level, Outcome, PROFESSIONAL};
+use crate::fixtures::{not_a_practitioner, record, submit};
 
 pub fn cases() -> Vec<Case> {
-    let shall = |id, title, reference, run| Case { id, title, level: Level::Shall, reference, run };
+    // Every case submits as the run's practitioner: its certificate and token.
+    let shall =
+        |id, title, reference, run| Case { id, title, level: Level::Shall, reference, needs: PROFESSIONAL, run };
     vec![
         shall(
             "SUB-01",
@@ -49,49 +52,17 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// The organisation and practitioner of the run's token.
-pub(crate) fn identity(ctx: &Context) -> Option<(String, String)> {
-    let token = ctx.client.target().token.as_ref()?;
-    let payload = token.split('.').nth(1)?;
-    let claims: Value = serde_json::from_slice(&crate::identity::base64url_decode(payload).ok()?).ok()?;
-    Some((claims["org"].as_str()?.to_owned(), claims["sub"].as_str()?.to_owned()))
-}
-
-pub(crate) fn record(org: &str, practitioner: &str, record_id: &str, hetu: &str) -> Value {
-    json!({
-        "schema": "vaitio.psychotherapy-record/v1",
-        "record_id": record_id,
-        "organization": { "oid": org, "name": "Conformance Clinic" },
-        "patient": { "hetu": hetu, "given": ["Testi"], "family": "Conformance", "gender": "unknown" },
-        "therapist": { "terhikki": practitioner, "given": ["Testi"], "family": "Terapeutti", "profession": "psychotherapist" },
-        "service_event": { "oid": format!("{org}.99.1"), "start": "2026-01-10", "end": null },
-        "session": { "start": "2026-03-02T14:00:00+02:00", "minutes": 45, "modality": "individual", "setting": "in_person" },
-        "diagnoses": [ { "icd10": "F32.1", "primary": true } ],
-        "assessments": [ { "instrument": "PHQ-9", "score": 14, "date": "2026-03-02" } ],
-        "note": { "kind": "progress", "text": "Synthetic conformance note.\n</div><script>alert(1)</script>" },
-        "risk": { "suicide": "low" },
-        "plan": "Continue."
-    })
-}
-
-pub(crate) fn submit(ctx: &Context, body: &Value) -> Result<Answer, String> {
-    ctx.client.send(
-        "POST",
-        "/psychotherapy-records",
-        &[("Content-Type", "application/json")],
-        Some(body.to_string().as_bytes()),
-    )
-}
-
-fn fresh(ctx: &Context) -> Result<Result<(Value, String), Outcome>, String> {
-    let Some((org, practitioner)) = identity(ctx) else {
-        return Ok(Err(Outcome::Skip("needs --token of a practitioner (its org and sub make the record)".into())));
+/// A new record of a new patient by the run's practitioner, and the practitioner's organisation;
+/// a skip when the run's token names no practitioner.
+fn fresh(ctx: &Context) -> Result<Result<(Value, String), Outcome>, Failure> {
+    let Some((org, practitioner)) = practitioner(ctx) else {
+        return Ok(Err(not_a_practitioner()));
     };
     let record_id = format!("CONFORMANCE-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
     Ok(Ok((record(&org, &practitioner, &record_id, &temporary_hetu()), org)))
 }
 
-fn accepted(ctx: &Context) -> Result<Outcome, String> {
+fn accepted(ctx: &Context) -> Result<Outcome, Failure> {
     let (body, _) = match fresh(ctx)? {
         Ok(fresh) => fresh,
         Err(skip) => return Ok(skip),
@@ -118,7 +89,7 @@ fn accepted(ctx: &Context) -> Result<Outcome, String> {
     })
 }
 
-fn idempotent_and_versioned(ctx: &Context) -> Result<Outcome, String> {
+fn idempotent_and_versioned(ctx: &Context) -> Result<Outcome, Failure> {
     let (body, _) = match fresh(ctx)? {
         Ok(fresh) => fresh,
         Err(skip) => return Ok(skip),
@@ -145,7 +116,7 @@ fn idempotent_and_versioned(ctx: &Context) -> Result<Outcome, String> {
     })
 }
 
-fn refusals(ctx: &Context) -> Result<Outcome, String> {
+fn refusals(ctx: &Context) -> Result<Outcome, Failure> {
     let (good, org) = match fresh(ctx)? {
         Ok(fresh) => fresh,
         Err(skip) => return Ok(skip),
@@ -238,7 +209,7 @@ fn refusals(ctx: &Context) -> Result<Outcome, String> {
 
 /// A document the gateway made for a fresh record, made ready to be sent again as a new
 /// document: without its server id and version, under a new identifier.
-fn ready_document(ctx: &Context) -> Result<Result<Value, Outcome>, String> {
+fn ready_document(ctx: &Context) -> Result<Result<Value, Outcome>, Failure> {
     let (body, _) = match fresh(ctx)? {
         Ok(fresh) => fresh,
         Err(skip) => return Ok(Err(skip)),
@@ -278,7 +249,7 @@ fn unrestricted(document: &Value) -> Value {
 
 const CONFIDENTIALITY: &str = "Bundle.entry[0].resource.confidentiality";
 
-fn validate_without_storing(ctx: &Context) -> Result<Outcome, String> {
+fn validate_without_storing(ctx: &Context) -> Result<Outcome, Failure> {
     let document = match ready_document(ctx)? {
         Ok(document) => document,
         Err(outcome) => return Ok(outcome),
@@ -302,7 +273,7 @@ fn validate_without_storing(ctx: &Context) -> Result<Outcome, String> {
     })
 }
 
-fn ready_documents(ctx: &Context) -> Result<Outcome, String> {
+fn ready_documents(ctx: &Context) -> Result<Outcome, Failure> {
     let document = match ready_document(ctx)? {
         Ok(document) => document,
         Err(outcome) => return Ok(outcome),
@@ -336,7 +307,7 @@ fn ready_documents(ctx: &Context) -> Result<Outcome, String> {
     })
 }
 
-fn participants_shared(ctx: &Context) -> Result<Outcome, String> {
+fn participants_shared(ctx: &Context) -> Result<Outcome, Failure> {
     let (first, org) = match fresh(ctx)? {
         Ok(fresh) => fresh,
         Err(skip) => return Ok(skip),

@@ -1,6 +1,6 @@
 use std::fmt;
 
-/// FHIR `IssueType` codes the crate reports (a subset of http://hl7.org/fhir/issue-type).
+/// FHIR `IssueType` codes the crate reports (a subset of <http://hl7.org/fhir/issue-type>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IssueCode {
     Structure,

@@ -9,6 +9,7 @@
 //! with the input and refuses anything it would have dropped: the original bytes are the record
 //! of truth and must not hold content the model never checked.
 
+pub mod codes;
 mod error;
 mod hetu;
 mod json;

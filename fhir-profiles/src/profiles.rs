@@ -18,34 +18,17 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use crate::codes::ICD10_SYSTEM;
 use crate::error::{Issue, IssueCode, Path};
 use crate::json::Member;
 
-/// Where Vaitio's canonical URLs start.
-pub const CANONICAL_BASE: &str = "https://fhir.vaitio.fi/";
-
-/// The canonical URL of a Vaitio StructureDefinition.
-macro_rules! structure_definition {
-    ($id:literal) => {
-        concat!("https://fhir.vaitio.fi/StructureDefinition/", $id)
-    };
-}
-
-pub const DOCUMENT_PROFILE: &str = structure_definition!("vaitio-psychotherapy-document");
-pub const COMPOSITION_PROFILE: &str = structure_definition!("vaitio-psychotherapy-composition");
-pub const PATIENT_PROFILE: &str = structure_definition!("vaitio-patient");
-pub const PRACTITIONER_PROFILE: &str = structure_definition!("vaitio-practitioner");
-pub const ORGANIZATION_PROFILE: &str = structure_definition!("vaitio-organization");
-pub const SERVICE_EVENT_PROFILE: &str = structure_definition!("vaitio-service-event");
-pub const SESSION_PROFILE: &str = structure_definition!("vaitio-psychotherapy-session");
-pub const DIAGNOSIS_PROFILE: &str = structure_definition!("vaitio-diagnosis");
-pub const ASSESSMENT_PROFILE: &str = structure_definition!("vaitio-assessment");
-pub const CONSENT_PROFILE: &str = structure_definition!("vaitio-consent");
-
-pub const SESSION_MODALITY_SYSTEM: &str = "https://fhir.vaitio.fi/CodeSystem/session-modality";
-pub const SESSION_SETTING_SYSTEM: &str = "https://fhir.vaitio.fi/CodeSystem/session-setting";
-/// The diagnoses a psychotherapy document may carry: ICD-10 chapter V (F00-F99).
-pub const MENTAL_DISORDERS_VALUE_SET: &str = "https://fhir.vaitio.fi/ValueSet/vaitio-icd10-mental-disorders";
+// The profiles' URLs live in the leaf `codes`, shared with the record contract and the
+// translation; they stay reachable here, where they have always been.
+pub use crate::codes::{
+    ASSESSMENT_PROFILE, CANONICAL_BASE, COMPOSITION_PROFILE, CONSENT_PROFILE, DIAGNOSIS_PROFILE, DOCUMENT_PROFILE,
+    MENTAL_DISORDERS_VALUE_SET, ORGANIZATION_PROFILE, PATIENT_PROFILE, PRACTITIONER_PROFILE, SERVICE_EVENT_PROFILE,
+    SESSION_MODALITY_SYSTEM, SESSION_PROFILE, SESSION_SETTING_SYSTEM,
+};
 
 macro_rules! artifacts {
     ($($file:literal),* $(,)?) => {
@@ -160,16 +143,58 @@ struct CodeSystem {
     dotted_subcategories: bool,
 }
 
-/// Why the shipped artifacts could not be read.
+/// Why the shipped artifacts could not be read: the file (or canonical URL) and what in it.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
+#[error("{file}: {problem}")]
 pub struct ArtifactError {
     file: String,
-    message: String,
+    #[source]
+    problem: Unreadable,
 }
 
-fn artifact_error(file: &str, message: impl Into<String>) -> ArtifactError {
-    ArtifactError { file: file.to_owned(), message: message.into() }
+fn artifact_error(file: &str, problem: impl Into<Unreadable>) -> ArtifactError {
+    ArtifactError { file: file.to_owned(), problem: problem.into() }
+}
+
+/// What in an artifact the validator cannot read, or would misread.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A member the validator needs is missing or not of its type: what is wrong, in words.
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("not a StructureDefinition, ValueSet or CodeSystem")]
+    UnknownArtifact,
+    #[error("element {id} is not on {resource_type}")]
+    ElementOnOtherType { id: String, resource_type: String },
+    /// A problem of one element of a StructureDefinition, by the element's id.
+    #[error("{id}: {problem}")]
+    Element { id: String, problem: Box<Unreadable> },
+    #[error("'{0}' is not interpreted by the validator")]
+    NotInterpreted(String),
+    #[error("discriminator type {0:?} is not interpreted")]
+    Discriminator(Option<String>),
+    #[error("only 'concept is-a' and 'concept descendent-of' filters are interpreted")]
+    Filter,
+    #[error("names the unknown profile {0}")]
+    UnknownProfile(String),
+    #[error("binds the unknown value set {0}")]
+    UnknownValueSet(String),
+    #[error("includes the unshipped code system {0}")]
+    UnshippedCodeSystem(String),
+}
+
+impl From<&'static str> for Unreadable {
+    fn from(what: &'static str) -> Self {
+        Unreadable::Malformed(what)
+    }
+}
+
+impl Unreadable {
+    fn at(id: &str) -> impl FnOnce(Unreadable) -> Unreadable + '_ {
+        move |problem| Unreadable::Element { id: id.to_owned(), problem: Box::new(problem) }
+    }
 }
 
 impl Profiles {
@@ -179,7 +204,7 @@ impl Profiles {
         let mut profiles =
             Profiles { structures: HashMap::new(), value_sets: HashMap::new(), code_systems: HashMap::new() };
         for (file, json) in artifacts {
-            let value: Value = serde_json::from_str(json).map_err(|e| artifact_error(file, e.to_string()))?;
+            let value: Value = serde_json::from_str(json).map_err(|e| artifact_error(file, e))?;
             let url = value.text("url").ok_or_else(|| artifact_error(file, "no url"))?.to_owned();
             match value.text("resourceType") {
                 Some("StructureDefinition") => {
@@ -199,10 +224,10 @@ impl Profiles {
                 Some("CodeSystem") => {
                     let mut concepts = HashMap::new();
                     flatten_concepts(value.items("concept"), None, &mut concepts);
-                    let dotted_subcategories = url == crate::translate::ICD10_SYSTEM;
+                    let dotted_subcategories = url == ICD10_SYSTEM;
                     profiles.code_systems.insert(url, CodeSystem { concepts, dotted_subcategories });
                 }
-                _ => return Err(artifact_error(file, "not a StructureDefinition, ValueSet or CodeSystem")),
+                _ => return Err(artifact_error(file, Unreadable::UnknownArtifact)),
             }
         }
         profiles.check_references()?;
@@ -223,17 +248,17 @@ impl Profiles {
             let (mut structures, mut sets) = (Vec::new(), Vec::new());
             walk(&definition.root, &mut structures, &mut sets);
             if let Some(missing) = structures.into_iter().find(|u| !self.structures.contains_key(*u)) {
-                return Err(artifact_error(url, format!("names the unknown profile {missing}")));
+                return Err(artifact_error(url, Unreadable::UnknownProfile(missing.to_owned())));
             }
             if let Some(missing) = sets.into_iter().find(|u| !self.value_sets.contains_key(*u)) {
-                return Err(artifact_error(url, format!("binds the unknown value set {missing}")));
+                return Err(artifact_error(url, Unreadable::UnknownValueSet(missing.to_owned())));
             }
         }
         for (url, includes) in &self.value_sets {
             for include in includes {
                 let needs_system = include.concepts.is_empty();
                 if needs_system && !self.code_systems.contains_key(&include.system) {
-                    return Err(artifact_error(url, format!("includes the unshipped code system {}", include.system)));
+                    return Err(artifact_error(url, Unreadable::UnshippedCodeSystem(include.system.clone())));
                 }
             }
         }
@@ -307,7 +332,7 @@ impl Profiles {
     }
 }
 
-fn structure_definition(value: &Value) -> Result<StructureDefinition, String> {
+fn structure_definition(value: &Value) -> Result<StructureDefinition, Unreadable> {
     let resource_type = value.text("type").ok_or("no type")?.to_owned();
     let mut root = Node::default();
     let elements = value.get("differential").map(|d| d.items("element")).unwrap_or(&[]);
@@ -315,7 +340,7 @@ fn structure_definition(value: &Value) -> Result<StructureDefinition, String> {
         let id = element.text("id").ok_or("an element without id")?;
         let mut segments = id.split('.');
         if segments.next() != Some(resource_type.as_str()) {
-            return Err(format!("element {id} is not on {resource_type}"));
+            return Err(Unreadable::ElementOnOtherType { id: id.to_owned(), resource_type });
         }
         let mut node = &mut root;
         for segment in segments {
@@ -328,9 +353,9 @@ fn structure_definition(value: &Value) -> Result<StructureDefinition, String> {
                 node = child(&mut node.slices, slice);
             }
         }
-        node.rule = rule_of(element).map_err(|m| format!("{id}: {m}"))?;
+        node.rule = rule_of(element).map_err(Unreadable::at(id))?;
         if let Some(slicing) = element.get("slicing") {
-            node.slicing = Some(slicing_of(slicing).map_err(|m| format!("{id}: {m}"))?);
+            node.slicing = Some(slicing_of(slicing).map_err(Unreadable::at(id))?);
         }
     }
     Ok(StructureDefinition { resource_type, root })
@@ -351,7 +376,7 @@ fn child<'a>(nodes: &'a mut Vec<(String, Node)>, name: &str) -> &'a mut Node {
 const DESCRIPTIVE_KEYS: &[&str] =
     &["id", "path", "sliceName", "short", "definition", "comment", "requirements", "alias", "mustSupport", "slicing"];
 
-fn rule_of(element: &Value) -> Result<Rule, String> {
+fn rule_of(element: &Value) -> Result<Rule, Unreadable> {
     let mut rule = Rule::default();
     let Some(element) = element.as_object() else { return Err("not an object".into()) };
     for (key, value) in element {
@@ -385,13 +410,13 @@ fn rule_of(element: &Value) -> Result<Rule, String> {
                 }
             }
             key if DESCRIPTIVE_KEYS.contains(&key) => {}
-            other => return Err(format!("'{other}' is not interpreted by the validator")),
+            other => return Err(Unreadable::NotInterpreted(other.to_owned())),
         }
     }
     Ok(rule)
 }
 
-fn slicing_of(slicing: &Value) -> Result<Slicing, String> {
+fn slicing_of(slicing: &Value) -> Result<Slicing, Unreadable> {
     let mut discriminators = Vec::new();
     for discriminator in slicing.items("discriminator") {
         let kind = match discriminator.text("type") {
@@ -399,7 +424,7 @@ fn slicing_of(slicing: &Value) -> Result<Slicing, String> {
             Some("pattern") => Discriminator::Pattern,
             Some("type") => Discriminator::Type,
             Some("profile") => Discriminator::Profile,
-            other => return Err(format!("discriminator type {other:?} is not interpreted")),
+            other => return Err(Unreadable::Discriminator(other.map(str::to_owned))),
         };
         discriminators.push((kind, discriminator.text("path").ok_or("a discriminator without path")?.to_owned()));
     }
@@ -409,7 +434,7 @@ fn slicing_of(slicing: &Value) -> Result<Slicing, String> {
     Ok(Slicing { discriminators, closed: slicing.text("rules") == Some("closed") })
 }
 
-fn include_of(include: &Value) -> Result<Include, String> {
+fn include_of(include: &Value) -> Result<Include, Unreadable> {
     let system = include.text("system").ok_or("an include without system")?.to_owned();
     let concepts = include.items("concept").iter().filter_map(|c| c.text("code")).map(str::to_owned).collect();
     let mut below = Vec::new();
@@ -417,7 +442,7 @@ fn include_of(include: &Value) -> Result<Include, String> {
         match (filter.text("property"), filter.text("op"), filter.text("value")) {
             (Some("concept"), Some("is-a"), Some(value)) => below.push((value.to_owned(), true)),
             (Some("concept"), Some("descendent-of"), Some(value)) => below.push((value.to_owned(), false)),
-            _ => return Err("only 'concept is-a' and 'concept descendent-of' filters are interpreted".into()),
+            _ => return Err(Unreadable::Filter),
         }
     }
     Ok(Include { system, concepts, below })

@@ -5,8 +5,10 @@
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::Deserialize;
 
+use crate::codes::{ICD10_SYSTEM, MENTAL_DISORDERS_VALUE_SET};
 use crate::error::{Issue, IssueCode, ProfileError};
 use crate::hetu::Hetu;
+use crate::profiles::profiles;
 
 pub const SCHEMA_V1: &str = "vaitio.psychotherapy-record/v1";
 
@@ -459,9 +461,5 @@ fn is_oid(text: &str) -> bool {
 /// An ICD-10 code in THL's notation (`F32` or `F32.1`) in the profiles' value set of mental and
 /// behavioural disorders (chapter V): the same list the document profile binds.
 pub fn is_icd10_code(code: &str) -> bool {
-    crate::profiles::profiles().value_set_contains(
-        crate::profiles::MENTAL_DISORDERS_VALUE_SET,
-        Some(crate::translate::ICD10_SYSTEM),
-        code,
-    )
+    profiles().value_set_contains(MENTAL_DISORDERS_VALUE_SET, Some(ICD10_SYSTEM), code)
 }

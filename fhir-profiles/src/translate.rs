@@ -8,22 +8,18 @@
 use chrono::Duration;
 use serde_json::Value;
 
-use crate::json::{object, object_of, string};
-
-use crate::hetu::HETU_SYSTEM;
-use crate::profiles::{
-    ASSESSMENT_PROFILE, COMPOSITION_PROFILE, DIAGNOSIS_PROFILE, DOCUMENT_PROFILE, ORGANIZATION_PROFILE,
-    PATIENT_PROFILE, PRACTITIONER_PROFILE, SERVICE_EVENT_PROFILE, SESSION_MODALITY_SYSTEM, SESSION_PROFILE,
-    SESSION_SETTING_SYSTEM,
+use crate::codes::{
+    ACT_CODE, ASSESSMENT_PROFILE, COMPOSITION_PROFILE, DIAGNOSIS_PROFILE, DOCUMENT_PROFILE, LOINC,
+    ORGANIZATION_PROFILE, PATIENT_PROFILE, PRACTITIONER_PROFILE, SERVICE_EVENT_PROFILE, SESSION_MODALITY_SYSTEM,
+    SESSION_PROFILE, SESSION_SETTING_SYSTEM, SNOMED,
 };
+use crate::hetu::HETU_SYSTEM;
+use crate::json::{object, object_of, string};
 use crate::record::{instrument, CheckedRecord, Modality, NoteKind, Setting};
 
-pub const TERHIKKI_SYSTEM: &str = "urn:oid:1.2.246.537.26";
-/// THL's ICD-10 classification with its version, as HL7 Finland's examples write it.
-pub const ICD10_SYSTEM: &str = "urn:oid:1.2.246.537.6.1.1999";
-const LOINC: &str = "http://loinc.org";
-const SNOMED: &str = "http://snomed.info/sct";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+// The code systems live in the leaf `codes`; these two stay reachable here, where the gateway
+// and the tests have always found them.
+pub use crate::codes::{ICD10_SYSTEM, TERHIKKI_SYSTEM};
 
 /// The `urn:uuid:` ids of a document's parts, chosen by the caller (derived from the
 /// organisation and record id, so a repeat gets the same ones).
