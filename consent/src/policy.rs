@@ -1,10 +1,7 @@
-use serde::Deserialize;
-
 /// The deployment's choices where the design leaves one. [`Policy::default`] is the design's
-/// default; a deployment that changes a knob does so in its configuration file, and an unknown
-/// knob there is an error rather than a silent no-op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// default; a deployment changes a knob in its configuration (the gateway's `policy.*`
+/// settings, where an unknown knob is an error rather than a silent no-op).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Whether break-the-glass (`ETREAT`/`BTG` with a stated reason) also opens psychotherapy
     /// notes (`PSYTHPN`, confidentiality `V`). Default `false`: notes stay with their author and
@@ -20,18 +17,5 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy { notes_open_to_break_the_glass: false, treating_professionals_see_non_note_data: true }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_knob_keeps_its_default_and_an_unknown_one_is_refused() {
-        let policy: Policy = serde_json::from_str(r#"{"notes_open_to_break_the_glass": true}"#).unwrap();
-        assert!(policy.notes_open_to_break_the_glass && policy.treating_professionals_see_non_note_data);
-        assert_eq!(serde_json::from_str::<Policy>("{}").unwrap(), Policy::default());
-        assert!(serde_json::from_str::<Policy>(r#"{"notes_open_to_everyone": true}"#).is_err());
     }
 }

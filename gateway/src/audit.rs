@@ -5,11 +5,13 @@
 
 use std::path::Path;
 
-use audit_log::{Action, Agent, AuditEvent, ConsentDecision, Decision, Outcome, PurposeOfUse, ResourceRef, UnixMillis, Who};
+use audit_log::{
+    Action, Agent, AuditEvent, ConsentDecision, Decision, Outcome, PurposeOfUse, ResourceRef, UnixMillis, Who,
+};
 use consent::{Principal, Purpose};
 use store::audit::{append_alone, AuditRecord, AuditSigner};
-use store::db::Pool;
 use store::crypto::CryptoError;
+use store::db::Pool;
 use store::time::now_millis;
 use store::StoreError;
 
@@ -78,7 +80,8 @@ pub fn now() -> UnixMillis {
 /// Writes a new Ed25519 private key (PEM, mode 0600) that signs the log's checkpoints:
 /// development mode's first run.
 pub fn generate_signing_key_file(path: &Path) -> Result<(), CryptoError> {
-    let failed = |e: &dyn std::fmt::Display| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() };
+    let failed =
+        |e: &dyn std::fmt::Display| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() };
     let key = openssl::pkey::PKey::generate_ed25519().map_err(|e| failed(&e))?;
     let pem = key.private_key_to_pem_pkcs8().map_err(|e| failed(&e))?;
     if let Some(parent) = path.parent() {

@@ -63,4 +63,3 @@ pub fn principal(request: &HttpRequest) -> Result<Principal, GatewayError> {
     let peer = request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref());
     state.identity.principal(authorization, peer)
 }
-

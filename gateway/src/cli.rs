@@ -13,7 +13,7 @@ use store::StoreError;
 
 use crate::app::{audit_signer, open_database, StartError};
 use crate::audit::{generate_signing_key_file, record_operator_action};
-use crate::config::{Config, ConfigArgs, ConfigError, Mode};
+use crate::config::{Config, ConfigArgs, ConfigError, FolderArgs, Mode};
 use crate::identity::{self, KeyError};
 
 /// Why an operator's command failed; printed as `vaitio: {error}` with exit status 1.
@@ -62,19 +62,18 @@ fn record(pool: &Pool, signer: &AuditSigner, what: &str, outcome: Outcome) -> Re
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PkiArgs {
-    /// The PKI folder [default: <data dir>/pki].
+    /// The PKI folder [default: the data folder's pki/].
     #[arg(long, global = true, value_name = "DIR")]
     pub pki: Option<PathBuf>,
-    /// The data folder (`--data-dir`) is read from the settings like every command's.
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub config: FolderArgs,
 }
 
 impl PkiArgs {
     fn dir(&self) -> Result<PathBuf, CliError> {
         match &self.pki {
             Some(pki) => Ok(pki.clone()),
-            None => Ok(self.config.data_dir()?.join("pki")),
+            None => Ok(self.config.0.data_dir()?.join("pki")),
         }
     }
 }
@@ -101,7 +100,7 @@ pub enum CertsCommand {
     /// Issue an organisation's client certificate (the OID in a urn:oid: SAN and the subject);
     /// writes cert.pem, key.pem, ca.pem to --out.
     IssueOrg {
-        /// 1.2.246.10.<business id>.10.<n>
+        /// An OID of the form 1.2.246.10.BUSINESS-ID.10.N
         #[arg(long, value_name = "OID")]
         org_oid: String,
         #[arg(long)]

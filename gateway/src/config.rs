@@ -182,26 +182,31 @@ impl ConfigArgs {
     }
 }
 
+/// Adds the settings `wanted` picks to `command`, each as its declaration says.
+fn add_settings(command: clap::Command, wanted: fn(&Setting) -> bool) -> clap::Command {
+    SETTINGS.iter().filter(|setting| wanted(setting)).fold(command, |command, setting| {
+        let help = match setting.default {
+            Value(value) => format!("{} [default: {value}]", setting.help),
+            Derived(text) => format!("{} [default: {text}]", setting.help),
+            Unset(_) => setting.help.to_owned(),
+        };
+        command.arg(
+            clap::Arg::new(setting.flag)
+                .long(setting.flag)
+                .env(setting.env())
+                .value_name(setting.value_name)
+                .help(help.replace('`', ""))
+                .hide(setting.hidden)
+                // Also after a subcommand: `vaitio certs issue-org --data-dir D …`.
+                .global(true)
+                .action(clap::ArgAction::Set),
+        )
+    })
+}
+
 impl clap::Args for ConfigArgs {
     fn augment_args(command: clap::Command) -> clap::Command {
-        SETTINGS.iter().fold(command, |command, setting| {
-            let help = match setting.default {
-                Value(value) => format!("{} [default: {value}]", setting.help),
-                Derived(text) => format!("{} [default: {text}]", setting.help),
-                Unset(_) => setting.help.to_owned(),
-            };
-            command.arg(
-                clap::Arg::new(setting.flag)
-                    .long(setting.flag)
-                    .env(setting.env())
-                    .value_name(setting.value_name)
-                    .help(help.replace('`', ""))
-                    .hide(setting.hidden)
-                    // Also after a subcommand: `vaitio certs issue-org --data-dir D …`.
-                    .global(true)
-                    .action(clap::ArgAction::Set),
-            )
-        })
+        add_settings(command, |_| true)
     }
 
     fn augment_args_for_update(command: clap::Command) -> clap::Command {
@@ -218,11 +223,36 @@ impl clap::FromArgMatches for ConfigArgs {
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
         for setting in SETTINGS {
-            if let Some(value) = matches.get_one::<String>(setting.flag) {
+            if let Ok(Some(value)) = matches.try_get_one::<String>(setting.flag) {
                 self.given.insert(setting.key, value.clone());
             }
         }
         Ok(())
+    }
+}
+
+/// The two settings a command that only needs the data folder takes (`vaitio certs`): the
+/// configuration file and the data folder, declared in [`SETTINGS`] like every other.
+#[derive(Clone, Debug, Default)]
+pub struct FolderArgs(pub ConfigArgs);
+
+impl clap::Args for FolderArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        add_settings(command, |setting| matches!(setting.key, "config" | "data_dir"))
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for FolderArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        ConfigArgs::from_arg_matches(matches).map(FolderArgs)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
     }
 }
 
@@ -375,7 +405,9 @@ impl Config {
         let mode = match raw.text("mode").as_deref() {
             Some("development") => Mode::Development,
             Some("production") => Mode::Production,
-            other => return refuse(format!("mode must be 'development' or 'production', not '{}'", other.unwrap_or(""))),
+            other => {
+                return refuse(format!("mode must be 'development' or 'production', not '{}'", other.unwrap_or("")))
+            }
         };
         let data_dir: PathBuf = raw.required("data_dir", "a folder")?;
         let listen_text = raw.text("listen").unwrap_or_default();
@@ -384,8 +416,9 @@ impl Config {
                 "listen must be an address and port such as 127.0.0.1:8443 (HTTPS is implied), not '{listen_text}'"
             ))
         })?;
-        let database_text =
-            raw.text("database_url").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("vaitio.sqlite3").display()));
+        let database_text = raw
+            .text("database_url")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("vaitio.sqlite3").display()));
         let database = DatabaseUrl::parse(&database_text).map_err(|e| ConfigError(e.to_string()))?;
         let tls_minimum = match raw.text("tls.min_version").as_deref() {
             Some("1.3") => TlsMinimum::Tls13,
@@ -635,6 +668,10 @@ mod tests {
         assert!(Config::resolve(&file()).unwrap_err().0.contains("no plaintext listener"));
         std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
         assert!(Config::resolve(&file()).unwrap_err().0.contains("unknown field"));
+        std::fs::write(&path, "[policy]\nnotes_open_to_everyone = true\n").unwrap();
+        assert!(Config::resolve(&file()).unwrap_err().0.contains("unknown field 'policy.notes_open_to_everyone'"));
+        std::fs::write(&path, "[policy]\nnotes_open_to_break_the_glass = \"perhaps\"\n").unwrap();
+        assert!(Config::resolve(&file()).unwrap_err().0.contains("true or false"));
         std::fs::write(&path, "[search]\ndefault_count = 0\n").unwrap();
         assert!(Config::resolve(&file()).unwrap_err().0.contains("default_count"));
     }

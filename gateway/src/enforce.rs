@@ -6,7 +6,7 @@
 //!
 //! A gate judges rows for one principal in one request, with the deployment's policy and the
 //! Consents of each row's patient. Consents are compiled once per patient and kept in the
-//! [`ConsentBook`] under the patient's consent generation, which the gate reads from the
+//! `ConsentBook` under the patient's consent generation, which the gate reads from the
 //! database for every request: a Consent written through any gateway node applies to the next
 //! decision on every node.
 
@@ -104,7 +104,6 @@ fn labels(codes: &str) -> Vec<SecurityLabel> {
 }
 
 impl Gate<'_> {
-
     /// The audit records of this request: its action over what was released, per patient, and
     /// the decisions that withheld anything (see [`audit::events`]). With nothing judged (an
     /// absent id), one record of the action with `outcome`.

@@ -12,7 +12,6 @@ pub fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
     form_urlencoded::parse(request.query_string().as_bytes()).into_owned().collect()
 }
 
-
 /// How to write the response.
 #[derive(Clone, Copy, Default)]
 pub struct Output {

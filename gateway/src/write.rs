@@ -1,7 +1,7 @@
 //! The write path, shared by every way data comes in: `POST /{type}` (a document Bundle among
 //! them), `PUT /{type}/{id}` and `POST /psychotherapy-records`. A resource is read and checked
 //! (`fhir-profiles`), filed under its patient's pseudonym with its labels, author and service
-//! event ([`prepare`]), and stored with the audit record of the change in one transaction; what
+//! event (`prepare`), and stored with the audit record of the change in one transaction; what
 //! the writer gets back still passes the enforcement point.
 //!
 //! A clinic's record becomes a document whose ids derive from the organisation and the record

@@ -147,3 +147,22 @@ fn the_json_schema_names_every_field_of_the_contract() {
     }
     assert_eq!(schema["additionalProperties"], false);
 }
+
+/// The document shown to integrators (`docs/example-document.json`) is what the contract's
+/// example record (`schemas/psychotherapy-record-v1.example.json`) becomes, with ids fixed for
+/// the example. `VAITIO_BLESS=1 cargo test -p fhir-profiles` rewrites it after a deliberate
+/// change.
+#[test]
+fn the_documented_example_document_is_the_translation_of_the_contract_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let record = std::fs::read(root.join("schemas/psychotherapy-record-v1.example.json")).unwrap();
+    let checked = parse_record(&record, &limits()).unwrap();
+    let document = translate(&checked, &ids(&checked), "2026-03-02T15:00:00+02:00");
+    let path = root.join("../docs/example-document.json");
+    if std::env::var_os("VAITIO_BLESS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&document).unwrap() + "\n").unwrap();
+    }
+    let documented: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(documented, document, "{} is not the translation of the example record", path.display());
+    parse_resource(ResourceType::Bundle, document.to_string().as_bytes()).unwrap();
+}

@@ -278,9 +278,8 @@ pub async fn search(
         let mut included: Vec<Released<Head>> = Vec::new();
         let patients = patients_of(&page);
         if includes.patients && resource_type != ResourceType::Patient && !patients.is_empty() {
-            included.extend(
-                gate.release(store.search(ResourceType::Patient, &[Criterion::Patients(patients.clone())])?)?,
-            );
+            included
+                .extend(gate.release(store.search(ResourceType::Patient, &[Criterion::Patients(patients.clone())])?)?);
         }
         for source in includes.reverse {
             if !patients.is_empty() {

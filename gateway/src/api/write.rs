@@ -25,11 +25,18 @@ pub async fn create(
     http::only_params(&ctx.params, &[])?;
     let bytes = http::fhir_body(&request, payload, &state.config).await?;
     let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
-    let filed = web::block(move || {
-        write::create(&work.enforcement, &work.principal, &work.agent, resource_type, &bytes)
-    })
-    .await??;
-    Ok(written_document(&request, &state.config, filed.visible, ctx.output, StatusCode::CREATED, &filed.head, filed.body))
+    let filed =
+        web::block(move || write::create(&work.enforcement, &work.principal, &work.agent, resource_type, &bytes))
+            .await??;
+    Ok(written_document(
+        &request,
+        &state.config,
+        filed.visible,
+        ctx.output,
+        StatusCode::CREATED,
+        &filed.head,
+        filed.body,
+    ))
 }
 
 /// `PUT /{type}/{id}`
