@@ -12,7 +12,9 @@ use fhir_profiles::ResourceType;
 
 use crate::audit::{append, AuditRecord, AuditSigner};
 use crate::crypto::{DataKey, Pseudonymizer};
-use crate::db::schema::{consent_generations, data_keys, resource_heads, resource_versions, search_dates, search_tokens};
+use crate::db::schema::{
+    consent_generations, data_keys, resource_heads, resource_versions, search_dates, search_tokens,
+};
 use crate::db::{on_backend, DbConnection};
 use crate::error::StoreError;
 use crate::resource::{key_of, NewKeys, Write, WriteKind, Written};

@@ -439,7 +439,7 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
 /// Verifies the stored log from its first entry against `key`: `Ok(Err(problem))` names the
 /// first thing wrong, `Err` is a failure to read.
 ///
-/// Readers, each with its own connection, take turns at ranges of [`VERIFY_BATCH`]
+/// Readers, each with its own connection, take turns at ranges of `VERIFY_BATCH`
 /// positions and compute the leaf hash of every event they read (the bulk of the work, and
 /// order-free); the calling thread takes the ranges back in order and checks what needs order
 /// (positions, the chain, the Merkle roots, the checkpoints).
@@ -452,9 +452,8 @@ pub fn verify_database(
         Ok(verifier) => verifier,
         Err(problem) => return Ok(Err(problem)),
     };
-    let last: Option<i64> = audit_entries::table
-        .select(diesel::dsl::max(audit_entries::seq))
-        .get_result(&mut *pool.get()?)?;
+    let last: Option<i64> =
+        audit_entries::table.select(diesel::dsl::max(audit_entries::seq)).get_result(&mut *pool.get()?)?;
     let Some(last) = last else { return Ok(verifier.finish()) };
     // Three readers beat two by about a tenth on two cores (a reader waits on the database
     // part of the time); the ordered part needs well under a core.

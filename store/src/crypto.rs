@@ -75,7 +75,8 @@ impl SecretKey {
     pub fn generate_file(path: &Path) -> Result<Self, CryptoError> {
         use std::io::Write;
         let key = Self::generate()?;
-        let error = |e: std::io::Error| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() };
+        let error =
+            |e: std::io::Error| CryptoError::KeyFile { path: path.display().to_string(), message: e.to_string() };
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(error)?;
         }

@@ -7,7 +7,7 @@ use crate::error::StoreError;
 use crate::keys::DataKeys;
 use crate::rows::VersionRow;
 
-/// Decrypts stored bodies. [`Store::new`] makes exactly one, and the gateway hands it to its
+/// Decrypts stored bodies. [`Store::new`](crate::Store::new) makes exactly one, and the gateway hands it to its
 /// enforcement point, which opens a row only once it has released it to the caller: nothing
 /// else in the program holds one, so nothing else can read a body. It cannot be cloned.
 pub struct Opener {

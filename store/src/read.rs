@@ -40,7 +40,12 @@ impl Store {
     }
 
     /// One version of a resource (the current one is named by its head).
-    pub fn version(&self, resource_type: ResourceType, id: &str, version: i64) -> Result<Option<VersionRow>, StoreError> {
+    pub fn version(
+        &self,
+        resource_type: ResourceType,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<VersionRow>, StoreError> {
         let query = resource_versions::table
             .filter(resource_versions::resource_type.eq(resource_type.as_str()))
             .filter(resource_versions::id.eq(id))

@@ -63,9 +63,8 @@ impl Store {
                     ))
             };
         }
-        let rows: Vec<(i64, String, String, Option<String>)> = on_backend!(&mut *conn, |c| {
-            filed_under!(wanted.any.as_str()).union_all(filed_under!(exact)).load(c)
-        })?;
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            on_backend!(&mut *conn, |c| { filed_under!(wanted.any.as_str()).union_all(filed_under!(exact)).load(c) })?;
         let mut matches: Vec<(i64, String)> = rows
             .into_iter()
             .filter(|(_, _, token, system_token)| wanted.admits(token, system_token.as_deref()))

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::apply::WriteContext;
 use crate::audit::{search_log, AuditSigner, LogPage, LogQuery};
 use crate::cache::BoundedMap;
 use crate::checkpoint::checkpoint_in_background;
@@ -13,7 +14,6 @@ use crate::error::StoreError;
 use crate::keys::DataKeys;
 use crate::opener::Opener;
 use crate::writer::{tick_audit_checkpoints, WriteQueue, WriterStats};
-use crate::apply::WriteContext;
 
 /// Versioned, encrypted resource storage, the search index and the audit log, on either
 /// backend. Cheap to clone: every clone is the same store.
@@ -61,15 +61,8 @@ impl Store {
         }
         tick_audit_checkpoints(Arc::downgrade(&writer), tick);
         let opener = Opener::new(keys.clone());
-        let inner = Inner {
-            pool,
-            pseudonyms,
-            keys,
-            writer,
-            known_ids: BoundedMap::new(50_000),
-            audit_key,
-            _alive: alive,
-        };
+        let inner =
+            Inner { pool, pseudonyms, keys, writer, known_ids: BoundedMap::new(50_000), audit_key, _alive: alive };
         (Store { inner: Arc::new(inner) }, opener)
     }
 

@@ -188,14 +188,13 @@ impl WriteQueue {
             // where a checkpoint that is due gets signed.
             let all: Vec<AuditRecord> = group.iter().flat_map(|job| job.pending.audit.iter().cloned()).collect();
             append(conn, &all, &context.signer, now_millis())?;
-            let only_creating = group
-                .iter()
-                .filter(|job| !recording_only(job))
-                .flat_map(|job| job.pending.writes.iter())
-                .all(|write| {
-                    matches!(write.kind, WriteKind::Create | WriteKind::CreateIfAbsent)
-                        && write.resource.resource_type != ResourceType::Consent
-                });
+            let only_creating =
+                group.iter().filter(|job| !recording_only(job)).flat_map(|job| job.pending.writes.iter()).all(
+                    |write| {
+                        matches!(write.kind, WriteKind::Create | WriteKind::CreateIfAbsent)
+                            && write.resource.resource_type != ResourceType::Consent
+                    },
+                );
             // Only on PostgreSQL: SQLite runs in-process, so a statement costs no round trip,
             // while a multi-row INSERT of varying length is prepared afresh for every group
             // (its writer took 540 µs a document one row at a time and 880-960 µs batched).

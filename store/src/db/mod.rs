@@ -272,7 +272,6 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
     }
 
-
     /// The bundled SQLite is built with the options `.cargo/config.toml` declares, and the
     /// connections of a pool run with the settings `Manager::connect` gives them.
     #[test]
