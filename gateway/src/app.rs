@@ -14,7 +14,6 @@ use store::{Store, StoreError};
 use crate::api::{access_log, read, search, submission, system, write};
 use crate::config::{Config, Mode};
 use crate::enforce::Enforcement;
-use crate::error::GatewayError;
 use crate::identity::{Identity, IssuerKind, KeyError, PeerCertificate};
 use crate::metrics::{self, Metrics, RoutePattern};
 use crate::state::AppState;
@@ -36,8 +35,6 @@ pub enum StartError {
     Listen { address: String, cause: std::io::Error },
     #[error("cannot serve TLS: {0}")]
     Serve(std::io::Error),
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
 }
 
 pub struct Application {
