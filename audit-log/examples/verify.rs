@@ -168,6 +168,7 @@ fn event(n: u64) -> AuditEvent {
             consent_id: n.is_multiple_of(3).then(|| format!("{:016x}", n % 1_009)),
             provision: n.is_multiple_of(3).then(|| "Consent.provision.provision[0]".into()),
         }),
+        count: None,
     }
 }
 

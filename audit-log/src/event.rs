@@ -73,6 +73,12 @@ pub struct AuditEvent {
     /// The decision that allowed or refused the action, when one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentDecision>,
+    /// How many of the patient's resources the event stands for when it lists only some: a
+    /// search lists what it returned on its page (or withheld up to there) and counts all it
+    /// judged, so an entry's size does not grow with the patient's record. `None` when every
+    /// resource is listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// The kind of action. Each maps to BALP's `type`, `subtype` and `action` as
@@ -222,7 +228,7 @@ impl PurposeOfUse {
 }
 
 /// A resource version acted on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRef {
     #[serde(rename = "type")]
@@ -385,7 +391,13 @@ impl AuditEvent {
     fn fhir(&self) -> FhirEvent<'_> {
         let (event_type, subtype, action) = self.action.codes();
         let mut entity: Vec<FhirEntity<'_>> = self.resources.iter().map(FhirEntity::resource).collect();
-        entity.extend(self.patient.as_deref().map(FhirEntity::patient));
+        entity.extend(self.patient.as_deref().map(|patient| {
+            let mut entity = FhirEntity::patient(patient);
+            entity
+                .detail
+                .extend(self.count.map(|count| Detail { detail_type: "count", value: Cow::Owned(count.to_string()) }));
+            entity
+        }));
         entity.extend(self.query.as_deref().map(FhirEntity::query));
         entity.extend(self.consent.as_ref().map(FhirEntity::consent));
         FhirEvent {
@@ -613,7 +625,7 @@ struct Detail<'a> {
     #[serde(rename = "type")]
     detail_type: &'static str,
     #[serde(rename = "valueString")]
-    value: &'a str,
+    value: Cow<'a, str>,
 }
 
 impl<'a> FhirEntity<'a> {
@@ -642,11 +654,14 @@ impl<'a> FhirEntity<'a> {
     fn consent(decision: &'a ConsentDecision) -> Self {
         let what = decision.consent_id.as_ref().map(|id| Reference::literal(format!("Consent/{id}")));
         let mut detail = vec![
-            Detail { detail_type: "decision", value: decision.decision.code() },
-            Detail { detail_type: "rule", value: &decision.rule },
+            Detail { detail_type: "decision", value: Cow::Borrowed(decision.decision.code()) },
+            Detail { detail_type: "rule", value: Cow::Borrowed(&decision.rule) },
         ];
         detail.extend(
-            decision.provision.as_deref().map(|provision| Detail { detail_type: "provision", value: provision }),
+            decision
+                .provision
+                .as_deref()
+                .map(|provision| Detail { detail_type: "provision", value: Cow::Borrowed(provision) }),
         );
         FhirEntity { detail, ..FhirEntity::new(what, Coding::new(RESOURCE_TYPES, "Consent"), None) }
     }
@@ -687,6 +702,7 @@ mod tests {
             patient: Some("pseudo-7c2e".into()),
             query: None,
             consent: None,
+            count: None,
         }
     }
 

@@ -143,6 +143,14 @@ pub fn cases() -> Vec<Case> {
             needs: PROFESSIONAL,
             run: search_and_paging,
         },
+        Case {
+            id: "SRCH-02",
+            title: "A professional's search that names no patient, id or identifier is refused: the register cannot be browsed",
+            level: Level::Shall,
+            reference: "Vaitio design: no population browsing",
+            needs: PROFESSIONAL,
+            run: no_population_browsing,
+        },
     ]
 }
 
@@ -186,7 +194,11 @@ fn advertised_params_accepted(ctx: &Context) -> Result<Outcome, Failure> {
                 Some("reference") => "Patient/conformance-none",
                 _ => "conformance-none",
             };
-            let answer = ctx.client.get(&format!("/{resource_type}?{name}={value}&_count=1"))?;
+            // A search names what it looks for: a parameter that names nothing (a date) is tried
+            // beside an id.
+            let names = matches!(name, "_id" | "identifier" | "patient");
+            let bound = if names { "" } else { "&_id=conformance-none" };
+            let answer = ctx.client.get(&format!("/{resource_type}?{name}={value}{bound}&_count=1"))?;
             if answer.status == 401 {
                 return Ok(Outcome::Skip(format!(
                     "Searching was refused to the run's identity (HTTP 401): {}",
@@ -483,4 +495,24 @@ fn search_and_paging(ctx: &Context) -> Result<Outcome, Failure> {
         check(by_hetu["total"] == 3, || format!("patient:identifier search: total {}", by_hetu["total"]))?;
         Ok("identifier, patient, patient:identifier and date searches; 3 results paged 2 + 1".into())
     })())
+}
+
+fn no_population_browsing(ctx: &Context) -> Result<Outcome, Failure> {
+    let mut seen = Vec::new();
+    for query in ["/Patient", "/Patient?_count=20", "/Encounter?date=ge2000-01-01", "/Bundle?_lastUpdated=ge2000-01-01"]
+    {
+        let answer = ctx.client.get(query)?;
+        if let Some(skip) = refused_to_this_identity(&answer, "Searching") {
+            return Ok(skip);
+        }
+        let refused = expect_outcome(&answer, 400, &format!("GET {query}"));
+        if refused.is_err() {
+            return verdict(refused);
+        }
+        if answer.text().contains("\"entry\"") || answer.text().contains("\"total\"") {
+            return Ok(Outcome::Fail(format!("GET {query} was refused but its answer carries results")));
+        }
+        seen.push(query);
+    }
+    Ok(Outcome::Pass(format!("refused with an OperationOutcome: {}", seen.join(", "))))
 }

@@ -87,6 +87,10 @@ struct Args {
     audience: String,
     #[arg(long, default_value = "1.2.246.10.12345678.10.1")]
     org: String,
+    /// Before measuring, submit this many distinct records, each of its own patient, so that a
+    /// scenario is measured over a database of that size (the fill is not measured).
+    #[arg(long, default_value_t = 0)]
+    fill: usize,
 }
 
 struct Minter {
@@ -188,6 +192,9 @@ fn run(args: Args) -> Result<(), BenchError> {
         token: Some(minter.mint(0)?),
     })?;
 
+    if args.fill > 0 {
+        fill(&base, &args)?;
+    }
     // Data to read: one patient, and for searches a page's worth of its encounters.
     let patient = base.post_json("/Patient", &test_patient(&temporary_hetu()))?;
     if patient.status != 201 {
@@ -233,6 +240,7 @@ fn run(args: Args) -> Result<(), BenchError> {
     );
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
+    let audit_before = audit_appended(&base);
     let started = Instant::now();
     let latencies: Vec<u64> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.concurrency)
@@ -276,6 +284,12 @@ fn run(args: Args) -> Result<(), BenchError> {
     });
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    // What the audit log grew by, per request (from the gateway's own counters; other clients'
+    // requests meanwhile would count too).
+    let audit = audit_before.zip(audit_appended(&base)).map(|((entries0, bytes0), (entries1, bytes1))| {
+        let n = args.requests.max(1) as f64;
+        ((entries1 - entries0) as f64 / n, (bytes1 - bytes0) as f64 / n)
+    });
     let mut sorted = latencies;
     sorted.sort_unstable();
     let per_second = sorted.len() as f64 / seconds;
@@ -291,6 +305,12 @@ fn run(args: Args) -> Result<(), BenchError> {
         errors.load(Ordering::Relaxed),
         rss.map(|mb| format!("{mb:.1} MB")).unwrap_or_else(|| "unknown (give --gateway-pid)".into()),
     );
+    if let Some((entries, bytes)) = audit {
+        println!(
+            "audit log: {entries:.2} entries and {bytes:.0} bytes per request; database filled with {} records",
+            args.fill
+        );
+    }
     println!(
         "{}",
         json!({
@@ -298,10 +318,56 @@ fn run(args: Args) -> Result<(), BenchError> {
             "per_second": per_second, "p50_ms": percentile(&sorted, 0.50), "p95_ms": percentile(&sorted, 0.95),
             "p99_ms": percentile(&sorted, 0.99), "errors": errors.load(Ordering::Relaxed), "gateway_peak_rss_mb": rss,
             "page": (args.scenario == Scenario::Search).then_some(args.page),
+            "fill": args.fill,
+            "audit_entries_per_request": audit.map(|(entries, _)| entries),
+            "audit_bytes_per_request": audit.map(|(_, bytes)| bytes),
         })
     );
     if errors.load(Ordering::Relaxed) > 0 {
         return Err(BenchError::RequestsFailed);
     }
     Ok(())
+}
+
+/// The gateway's audit counters: entries and bytes appended so far (`GET /metrics`).
+fn audit_appended(client: &Client) -> Option<(u64, u64)> {
+    let metrics = client.get("/metrics").ok()?.text();
+    let value =
+        |name: &str| -> Option<u64> { metrics.lines().find_map(|line| line.strip_prefix(name)?.trim().parse().ok()) };
+    Some((value("vaitio_audit_entries_total ")?, value("vaitio_audit_bytes_total ")?))
+}
+
+/// Submits `--fill` distinct records at the benchmark's concurrency, each of its own patient.
+fn fill(base: &Client, args: &Args) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let run = chrono::Utc::now().timestamp_millis();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let progress = indicatif::ProgressBar::new(args.fill as u64);
+    std::thread::scope(|scope| {
+        for _ in 0..args.concurrency {
+            let client = base.reconnect();
+            let (next, failed, progress) = (&next, &failed, &progress);
+            scope.spawn(move || loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= args.fill {
+                    break;
+                }
+                // Numbered past the measured scenario's records, so that neither repeats the other.
+                let body = record(&args.org, run, 1_000_000 + n).to_string().into_bytes();
+                let sent =
+                    client.send("POST", "/psychotherapy-records", &[("Content-Type", "application/json")], Some(&body));
+                if !matches!(sent, Ok(answer) if answer.status == 201) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                progress.inc(1);
+            });
+        }
+    });
+    progress.finish_and_clear();
+    eprintln!("filled the database with {} records in {:.1} s", args.fill, started.elapsed().as_secs_f64());
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        n => Err(BenchError::Setup(format!("{n} of the {} fill records were refused", args.fill))),
+    }
 }

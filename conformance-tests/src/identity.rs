@@ -126,7 +126,8 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-const PROBE: &str = "/Patient?_count=1";
+/// An authenticated request that names what it looks for (a search must), found or not.
+const PROBE: &str = "/Patient?_id=conformance-probe";
 
 /// Sends the probe; a refused handshake counts as refused.
 fn expect_refused(client: &Client, statuses: &[u16], what: &str) -> Outcome {

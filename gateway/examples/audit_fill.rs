@@ -62,8 +62,9 @@ fn record(n: u64) -> AuditRecord {
         rule: if !n.is_multiple_of(13) { consent::Rule::Treatment } else { consent::Rule::NoteRestrictedToAuthor },
         consent_id: None,
         provision: None,
+        listed: true,
     };
     let now = UnixMillis::new(1_790_000_000_000 + n).expect("a time");
-    let event = audit::events(Action::Read, &agent, None, &[judged], now).remove(0);
+    let event = audit::events(Action::Read, &agent, None, &[], &[judged], now).remove(0);
     AuditRecord::new(&event)
 }

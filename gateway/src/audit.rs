@@ -3,6 +3,7 @@
 //! transaction of the request or of the group commit that carries it; an event that cannot be
 //! written fails that transaction: a write is not kept and a read returns no data.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use audit_log::{
@@ -134,70 +135,114 @@ pub struct Judged {
     pub rule: consent::Rule,
     pub consent_id: Option<String>,
     pub provision: Option<String>,
+    /// Whether the event names the resource. A search names what it returned on its page and
+    /// what it withheld up to there, and counts the rest (`AuditEvent::count`), so that what
+    /// one request appends does not grow with a patient's record.
+    pub listed: bool,
 }
 
-/// The events of one request: per patient, one event of the action over what was released
-/// (flagged as break-the-glass when emergency access opened any of it), and one consent-decision
-/// event over what was withheld; an action that touched no one's data gets one event of its own.
+/// The events of one request, per patient it named or reached: one event of the action over
+/// what was released (flagged as break-the-glass when emergency access opened any of it), one
+/// consent-decision event for each rule or Consent provision that withheld something, and, for
+/// a patient named but with nothing found, one event of the action that found nothing. An
+/// action that touched no one's data gets one event of its own. A search's events count the
+/// resources they stand for.
 pub fn events(
     action: Action,
     agent: &Agent,
     query: Option<&str>,
+    named: &[String],
     judged: &[Judged],
     now: UnixMillis,
 ) -> Vec<AuditEvent> {
-    let event = |action, outcome, patient, resources, consent| AuditEvent {
+    let counted = action == Action::Search;
+    let event = |action, outcome, patient: Option<&str>, resources, consent, count: usize| AuditEvent {
         query: query.map(str::to_owned),
         consent,
-        ..event(action, outcome, agent, patient, resources, now)
+        count: counted.then_some(count as u64),
+        ..event(action, outcome, agent, patient.map(str::to_owned), resources, now)
     };
-    // Patients in the order first judged; each resource once, as last judged (a search judges a
-    // head and then its version).
-    let mut patients: Vec<Option<&str>> = Vec::new();
-    for judged in judged {
-        if !patients.contains(&judged.patient.as_deref()) {
-            patients.push(judged.patient.as_deref());
+    // Patients in the order first named or judged; each resource once, as last judged (a search
+    // judges a head and then its version), listed if any judgement listed it.
+    let mut patients: Vec<Option<&str>> = named.iter().map(|p| Some(p.as_str())).collect();
+    let mut latest: HashMap<(Option<&str>, &ResourceRef), (usize, bool)> = HashMap::new();
+    let mut order: Vec<(Option<&str>, &ResourceRef)> = Vec::new();
+    for (n, judged) in judged.iter().enumerate() {
+        let patient = judged.patient.as_deref();
+        if !patients.contains(&patient) {
+            patients.push(patient);
         }
-    }
-    let mut events = Vec::new();
-    for patient in patients {
-        let mut latest: Vec<&Judged> = Vec::new();
-        for judged in judged.iter().filter(|j| j.patient.as_deref() == patient) {
-            match latest.iter_mut().find(|seen| seen.resource == judged.resource) {
-                Some(seen) => *seen = judged,
-                None => latest.push(judged),
+        let key = (patient, &judged.resource);
+        match latest.get_mut(&key) {
+            Some((at, listed)) => {
+                *at = n;
+                *listed |= judged.listed;
+            }
+            None => {
+                latest.insert(key, (n, judged.listed));
+                order.push(key);
             }
         }
-        let decision = |j: &Judged, decision| ConsentDecision {
-            decision,
-            rule: j.rule.to_string(),
-            consent_id: j.consent_id.clone(),
-            provision: j.provision.clone(),
+    }
+    let decision = |j: &Judged, decision| ConsentDecision {
+        decision,
+        rule: j.rule.to_string(),
+        consent_id: j.consent_id.clone(),
+        provision: j.provision.clone(),
+    };
+    let mut events = Vec::new();
+    for patient in patients {
+        let mine: Vec<(&Judged, bool)> = order
+            .iter()
+            .filter(|(p, _)| *p == patient)
+            .filter_map(|key| latest.get(key).map(|(at, listed)| (&judged[*at], *listed)))
+            .collect();
+        let listed = |group: &[(&Judged, bool)]| -> Vec<ResourceRef> {
+            group.iter().filter(|(_, listed)| *listed).map(|(j, _)| j.resource.clone()).collect()
         };
-        let permitted: Vec<&Judged> = latest.iter().copied().filter(|j| j.permit).collect();
-        if let Some(first) = permitted.first() {
-            let emergency = permitted.iter().any(|j| j.break_the_glass);
+        let permitted: Vec<(&Judged, bool)> = mine.iter().copied().filter(|(j, _)| j.permit).collect();
+        if let Some((first, _)) = permitted.first() {
+            let emergency = permitted.iter().any(|(j, _)| j.break_the_glass);
             events.push(event(
                 if emergency { Action::BreakTheGlass } else { action },
                 Outcome::Success,
-                patient.map(str::to_owned),
-                permitted.iter().map(|j| j.resource.clone()).collect(),
+                patient,
+                listed(&permitted),
                 Some(decision(first, Decision::Permit)),
+                permitted.len(),
             ));
         }
-        let denied: Vec<&Judged> = latest.iter().copied().filter(|j| !j.permit).collect();
-        if let Some(first) = denied.first() {
+        // One event per reason something was withheld: the note rule, each Consent provision.
+        let mut reasons: Vec<(consent::Rule, Option<&str>, Option<&str>)> = Vec::new();
+        for (j, _) in mine.iter().filter(|(j, _)| !j.permit) {
+            let reason = (j.rule, j.consent_id.as_deref(), j.provision.as_deref());
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
+        for reason in reasons {
+            let withheld: Vec<(&Judged, bool)> = mine
+                .iter()
+                .copied()
+                .filter(|(j, _)| !j.permit && (j.rule, j.consent_id.as_deref(), j.provision.as_deref()) == reason)
+                .collect();
+            let Some((first, _)) = withheld.first() else { continue };
             events.push(event(
                 Action::ConsentDecision,
                 Outcome::MinorFailure,
-                patient.map(str::to_owned),
-                denied.iter().map(|j| j.resource.clone()).collect(),
+                patient,
+                listed(&withheld),
                 Some(decision(first, Decision::Deny)),
+                withheld.len(),
             ));
+        }
+        if mine.is_empty() && patient.is_some() {
+            // Named, and nothing found: the attempt is the patient's to see all the same.
+            events.push(event(action, Outcome::Success, patient, Vec::new(), None, 0));
         }
     }
     if events.is_empty() {
-        events.push(event(action, Outcome::Success, None, Vec::new(), None));
+        events.push(event(action, Outcome::Success, None, Vec::new(), None, 0));
     }
     events
 }
@@ -223,5 +268,6 @@ pub fn event(
         patient,
         query: None,
         consent: None,
+        count: None,
     }
 }

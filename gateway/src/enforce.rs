@@ -65,6 +65,7 @@ impl Enforcement {
             now: Timestamp::from_unix_seconds(now_millis().div_euclid(1000)),
             consents: RefCell::new(HashMap::new()),
             judged: RefCell::new(Vec::new()),
+            named: RefCell::new(Vec::new()),
         }
     }
 }
@@ -97,6 +98,9 @@ pub struct Gate<'a> {
     consents: RefCell<HashMap<String, Arc<CompiledConsents>>>,
     /// Every decision taken, for the audit log.
     judged: RefCell<Vec<Judged>>,
+    /// The patients the request named, so that an attempt that found nothing is still recorded
+    /// against them.
+    named: RefCell<Vec<String>>,
 }
 
 fn labels(codes: &str) -> Vec<SecurityLabel> {
@@ -115,7 +119,8 @@ impl Gate<'_> {
         outcome: Outcome,
     ) -> Vec<AuditRecord> {
         let judged = self.judged.borrow();
-        let mut events = audit::events(action, agent, query, &judged, audit::now());
+        let named = self.named.borrow();
+        let mut events = audit::events(action, agent, query, &named, &judged, audit::now());
         if judged.is_empty() {
             for event in &mut events {
                 event.outcome = outcome;
@@ -181,14 +186,71 @@ impl Gate<'_> {
     /// Whether `principal` may receive `row`.
     pub fn permits<T: Stored>(&self, row: &T) -> Result<bool, GatewayError> {
         self.load_consents(row.patient().into_iter())?;
-        Ok(self.decide(row))
+        Ok(self.decide(row, true))
     }
 
     /// Keeps the rows the principal may receive, in order. Callers count and page only what this
     /// returns, so totals and page sizes reveal nothing about what was withheld.
     pub fn release<T: Stored>(&self, rows: Vec<T>) -> Result<Vec<Released<T>>, GatewayError> {
         self.load_consents(rows.iter().filter_map(Stored::patient))?;
-        Ok(rows.into_iter().filter(|row| self.decide(row)).map(Released).collect())
+        Ok(rows.into_iter().filter(|row| self.decide(row, true)).map(Released).collect())
+    }
+
+    /// Keeps the rows the principal may receive, in order, and returns how many there are and
+    /// the page of them from `offset`, `count` long. Every row is judged (so the total counts
+    /// only what the caller may see, and reveals nothing withheld), but the audit events list
+    /// only the released rows on the page and at most as many withheld rows, from the page's
+    /// span; the rest they count.
+    pub fn release_page<T: Stored>(
+        &self,
+        rows: Vec<T>,
+        offset: usize,
+        count: usize,
+    ) -> Result<(usize, Vec<Released<T>>), GatewayError> {
+        self.load_consents(rows.iter().filter_map(Stored::patient))?;
+        let mut released = 0usize;
+        let mut page = Vec::new();
+        // Where the page's span begins and ends among the judged rows (after the last released
+        // row before the page, up to the page's last row): withheld rows outside it go unlisted.
+        let mut span_start = self.judged.borrow().len();
+        let mut page_end = None;
+        for row in rows {
+            if !self.decide(&row, false) {
+                continue;
+            }
+            if released < offset {
+                span_start = self.judged.borrow().len();
+            } else if released < offset.saturating_add(count) {
+                page.push(Released(row));
+                let mut judged = self.judged.borrow_mut();
+                if let Some(last) = judged.last_mut() {
+                    last.listed = true;
+                }
+                if page.len() == count {
+                    page_end = Some(judged.len());
+                }
+            }
+            released += 1;
+        }
+        let mut judged = self.judged.borrow_mut();
+        let end = page_end.unwrap_or(judged.len());
+        // At most a page's worth of them, so that what is appended stays bounded even when
+        // everything was withheld.
+        for judged in judged.iter_mut().take(end).skip(span_start).filter(|j| !j.permit).take(count.max(1)) {
+            judged.listed = true;
+        }
+        Ok((released, page))
+    }
+
+    /// Notes the patients a request names, by pseudonym: each is recorded in the audit log as
+    /// reached by the request, whatever it found.
+    pub fn reach(&self, patients: &[String]) {
+        let mut named = self.named.borrow_mut();
+        for patient in patients {
+            if !named.contains(patient) {
+                named.push(patient.clone());
+            }
+        }
     }
 
     /// One row: `None` when withheld, which callers answer exactly like an absent resource.
@@ -196,7 +258,8 @@ impl Gate<'_> {
         Ok(self.permits(&row)?.then_some(Released(row)))
     }
 
-    fn decide<T: Stored>(&self, row: &T) -> bool {
+    /// Decides one row and keeps the decision for the audit log, `listed` or only counted.
+    fn decide<T: Stored>(&self, row: &T, listed: bool) -> bool {
         let labels = labels(row.security_labels());
         let (author_organisation, author_practitioner) = row.author();
         let meta = ResourceMeta {
@@ -231,6 +294,7 @@ impl Gate<'_> {
             rule: decision.rule(),
             consent_id: decision.provision().and_then(|p| p.consent_id()).map(str::to_owned),
             provision: decision.provision().map(|p| p.path().to_owned()),
+            listed,
         });
         decision.is_permit()
     }

@@ -41,6 +41,9 @@ pub enum GatewayError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A search that names no patient, id or identifier: the register cannot be browsed.
+    #[error("a search names what it looks for: give one of {0}")]
+    SearchMustName(String),
     /// No verified identity: no or a bad token, no client certificate where one is needed (401).
     #[error("authentication failed: {0}")]
     Unauthenticated(String),
@@ -121,6 +124,7 @@ impl GatewayError {
             GatewayError::Unavailable(_) => "transient",
             GatewayError::Internal(_) => "exception",
             GatewayError::Unprocessable(_) => "business-rule",
+            GatewayError::SearchMustName(_) => "required",
             GatewayError::BadRequest(_) | GatewayError::Profile(_) => "invalid",
         }
     }
@@ -144,7 +148,7 @@ pub fn operation_outcome(issues: &[(String, String, Option<String>)]) -> Value {
 impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         match self {
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest(_) | GatewayError::SearchMustName(_) => StatusCode::BAD_REQUEST,
             GatewayError::Profile(ProfileError::Rule(_)) | GatewayError::Unprocessable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

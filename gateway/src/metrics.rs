@@ -94,6 +94,11 @@ impl Metrics {
                 writer.jobs(),
             ),
         ];
+        let (audit_entries, audit_bytes) = writer.audit_appended();
+        let counters = counters.into_iter().chain([
+            ("vaitio_audit_entries_total", "Audit entries appended by this node.", audit_entries),
+            ("vaitio_audit_bytes_total", "Bytes of audit events appended by this node.", audit_bytes),
+        ]);
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

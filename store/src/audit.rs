@@ -79,6 +79,15 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// The size of the event as stored, in bytes.
+    pub fn len(&self) -> usize {
+        self.event.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.event.is_empty()
+    }
+
     pub fn new(event: &AuditEvent) -> Self {
         let (organisation, agent) = match &event.agent.who {
             Who::Practitioner { terhikki, organisation, .. } => (Some(organisation.clone()), Some(terhikki.clone())),

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use fhir_profiles::search::DateQuery;
 use fhir_profiles::ResourceType;
 
-use crate::db::on_backend;
 use crate::db::schema::{resource_heads, search_dates, search_tokens};
+use crate::db::{on_backend, DbConnection};
 use crate::error::StoreError;
 use crate::read::CHUNK;
 use crate::rows::{current_version_of, Head, TokenMatch};
@@ -86,6 +86,12 @@ impl Store {
 
     /// The heads matching every criterion, oldest change first. Nothing is decrypted here; the
     /// caller releases, counts and pages.
+    ///
+    /// A search is bounded by what it names: at least one criterion must be ids, identifier
+    /// tokens or patients, each read through an index on what it names. Dates and the time of
+    /// the last change only narrow what those found (the dates through the index by patient), so
+    /// no search reads a type as a whole and none costs more as the database grows beyond the
+    /// named resources and patients.
     pub fn search(&self, resource_type: ResourceType, criteria: &[Criterion]) -> Result<Vec<Head>, StoreError> {
         let rt = resource_type.as_str();
         let mut conn = self.conn()?;
@@ -128,49 +134,69 @@ impl Store {
                     }
                     found
                 }
-                Criterion::Dates { param, queries } => search_dates::table
-                    .inner_join(current_version_of!(search_dates))
-                    .filter(search_dates::resource_type.eq(rt))
-                    .filter(search_dates::param.eq(param))
-                    .select((search_dates::id, search_dates::range_start, search_dates::range_end))
-                    .load::<(String, i64, i64)>(&mut conn)?
-                    .into_iter()
-                    .filter(|(_, start, end)| queries.iter().any(|q| q.matches(*start, *end)))
-                    .map(|(id, _, _)| id)
-                    .collect(),
-                Criterion::LastUpdated(_) => continue,
+                Criterion::Dates { .. } | Criterion::LastUpdated(_) => continue,
             };
             narrow(&mut candidates, found);
         }
-        let mut heads: Vec<Head> = match candidates {
-            None => resource_heads::table
-                .filter(resource_heads::resource_type.eq(rt))
-                .select(Head::as_select())
-                .load(&mut conn)?,
-            Some(ids) => {
-                let ids: Vec<String> = ids.into_iter().collect();
-                let mut heads = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(CHUNK) {
-                    heads.extend(
-                        resource_heads::table
-                            .filter(resource_heads::resource_type.eq(rt))
-                            .filter(resource_heads::id.eq_any(chunk))
-                            .select(Head::as_select())
-                            .load(&mut conn)?,
-                    );
-                }
-                heads
-            }
+        let Some(ids) = candidates else {
+            return Err(StoreError::Internal(format!(
+                "a search of {rt} named no ids, identifiers or patients: it would read every {rt}"
+            )));
         };
+        let ids: Vec<String> = ids.into_iter().collect();
+        let mut heads = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            heads.extend(
+                resource_heads::table
+                    .filter(resource_heads::resource_type.eq(rt))
+                    .filter(resource_heads::id.eq_any(chunk))
+                    .select(Head::as_select())
+                    .load::<Head>(&mut conn)?,
+            );
+        }
         for criterion in criteria {
-            if let Criterion::LastUpdated(queries) = criterion {
-                heads.retain(|head| {
+            match criterion {
+                Criterion::Dates { param, queries } => {
+                    let dated = dated_ids(&mut conn, rt, param, queries, &heads)?;
+                    heads.retain(|head| dated.contains(&head.id));
+                }
+                Criterion::LastUpdated(queries) => heads.retain(|head| {
                     let second = head.last_updated.div_euclid(1000);
                     queries.iter().any(|q| q.matches(second, second))
-                });
+                }),
+                _ => {}
             }
         }
         heads.sort_by(|a, b| (a.last_updated, &a.id).cmp(&(b.last_updated, &b.id)));
         Ok(heads)
     }
+}
+
+/// The ids among `heads` with a date of `param` that one of `queries` matches: the date rows of
+/// the heads' patients, read through the index by patient.
+fn dated_ids(
+    conn: &mut DbConnection,
+    rt: &str,
+    param: &str,
+    queries: &[DateQuery],
+    heads: &[Head],
+) -> Result<HashSet<String>, StoreError> {
+    let mut patients: Vec<&str> = heads.iter().filter_map(|head| head.patient.as_deref()).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    let wanted: HashSet<&str> = heads.iter().map(|head| head.id.as_str()).collect();
+    let mut dated = HashSet::new();
+    for chunk in patients.chunks(CHUNK) {
+        let rows: Vec<(String, i64, i64)> = search_dates::table
+            .inner_join(current_version_of!(search_dates))
+            .filter(search_dates::resource_type.eq(rt))
+            .filter(search_dates::patient.eq_any(chunk))
+            .filter(search_dates::param.eq(param))
+            .select((search_dates::id, search_dates::range_start, search_dates::range_end))
+            .load(conn)?;
+        dated.extend(rows.into_iter().filter_map(|(id, start, end)| {
+            (wanted.contains(id.as_str()) && queries.iter().any(|q| q.matches(start, end))).then_some(id)
+        }));
+    }
+    Ok(dated)
 }

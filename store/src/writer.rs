@@ -46,6 +46,8 @@ struct Counters {
     groups: AtomicU64,
     jobs: AtomicU64,
     busy_micros: AtomicU64,
+    audit_entries: AtomicU64,
+    audit_bytes: AtomicU64,
 }
 
 impl WriterStats {
@@ -57,6 +59,12 @@ impl WriterStats {
     /// Requests whose writes and audit records those transactions carried.
     pub fn jobs(&self) -> u64 {
         self.counters.jobs.load(Ordering::Relaxed)
+    }
+
+    /// Audit entries the writer appended (in groups that committed), and their bytes: what the
+    /// log grows by.
+    pub fn audit_appended(&self) -> (u64, u64) {
+        (self.counters.audit_entries.load(Ordering::Relaxed), self.counters.audit_bytes.load(Ordering::Relaxed))
     }
 
     /// Time the writer spent writing and committing.
@@ -105,7 +113,7 @@ impl WriteQueue {
                 counted.groups.fetch_add(1, Ordering::Relaxed);
                 counted.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Self::commit_group(&mut held, &pool, &context, group)
+                    Self::commit_group(&mut held, &pool, &context, group, &counted)
                 }));
                 counted.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 if outcome.is_err() {
@@ -152,6 +160,7 @@ impl WriteQueue {
         pool: &Pool,
         context: &WriteContext,
         mut group: Vec<Job>,
+        counters: &Counters,
     ) {
         let conn = match held.as_mut() {
             Some(conn) => conn,
@@ -246,6 +255,11 @@ impl WriteQueue {
             tracing::warn!(%error, "a group of writes did not commit");
         }
         for (job, result) in group.into_iter().zip(results) {
+            if committed.is_ok() && result.is_ok() {
+                let bytes: usize = job.pending.audit.iter().map(AuditRecord::len).sum();
+                counters.audit_entries.fetch_add(job.pending.audit.len() as u64, Ordering::Relaxed);
+                counters.audit_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
             let answer = match &committed {
                 Ok(()) => result,
                 Err(_) => Err(StoreError::Unavailable("the write did not commit".into())),

@@ -141,6 +141,7 @@ pub fn event(n: u64) -> AuditEvent {
             consent_id: n.is_multiple_of(4).then(|| format!("consent-{}", n % 11)),
             provision: n.is_multiple_of(4).then(|| "Consent.provision.provision[0]".into()),
         }),
+        count: None,
     }
 }
 

@@ -246,6 +246,7 @@ mod tests {
             patient: Some("p-1".into()),
             query: None,
             consent: None,
+            count: None,
         };
         let compact = rendered(7, &event.canonical_bytes()).unwrap();
         let earlier = rendered(8, event.to_fhir().to_string().as_bytes()).unwrap();

@@ -106,10 +106,3 @@ pub fn paging(params: &[(String, String)], config: &Config) -> Result<Paging, Ga
     }
     Ok(paging)
 }
-
-/// What the audit log keeps of a search: the type and the parameter names, never their values
-/// (a value may be a HETU).
-pub fn query_shape(resource_type: &str, params: &[(String, String)]) -> String {
-    let names: Vec<String> = params.iter().map(|(name, _)| printable(name)).collect();
-    format!("{resource_type}?{}", names.join("&"))
-}

@@ -5,11 +5,12 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use audit_log::Action;
+use consent::Principal;
 use fhir_profiles::search::{search_params, DateQuery, ParamKind, TokenQuery};
 use fhir_profiles::{is_valid_id, stored_patient_id, Hetu, ResourceType, HETU_SYSTEM};
 use store::{Criterion, Head, Store, TokenMatch};
 
-use crate::api::request::{context, not_found, paging, path_id, query_shape, Work};
+use crate::api::request::{context, not_found, paging, path_id, Work};
 use crate::api::response::{page_links, searchset, Opened};
 use crate::caller::Caller;
 use crate::enforce::{Gate, Released};
@@ -244,6 +245,124 @@ fn open_current(gate: &Gate<'_>, store: &Store, heads: &[Released<Head>]) -> Res
     Ok(opened)
 }
 
+/// How many ids, identifiers and patients one search may name, together: what a search judges
+/// grows with what it names, so this bounds it.
+const MAX_NAMED: usize = 100;
+
+/// Whether the filters name what they look for (ids, identifiers, patients), and how many.
+fn named(filters: &[Filter]) -> usize {
+    filters
+        .iter()
+        .map(|filter| match filter {
+            Filter::Ids(ids) | Filter::PatientIds(ids) => ids.len().max(1),
+            Filter::Tokens { values, .. } | Filter::PatientIdentifiers(values) => values.len(),
+            Filter::Dates { .. } | Filter::LastUpdated(_) => 0,
+        })
+        .sum()
+}
+
+/// The register cannot be browsed: being a patient of a psychotherapy register is itself the
+/// sensitive fact, and a search that names nothing would judge (and audit) every patient. A
+/// patient's search is narrowed to their own data; anyone else's must name what it looks for.
+fn bounded(principal: &Principal, resource_type: ResourceType, filters: &[Filter]) -> Result<(), GatewayError> {
+    let named = named(filters);
+    if named > MAX_NAMED {
+        return Err(GatewayError::BadRequest(format!(
+            "a search names at most {MAX_NAMED} ids, identifiers and patients together"
+        )));
+    }
+    let own_data = matches!(principal, Principal::Patient { .. }) && resource_type.is_patient_data();
+    if named == 0 && !own_data {
+        return Err(GatewayError::SearchMustName(
+            search_params(resource_type)
+                .iter()
+                .filter(|p| matches!(p.name, "_id" | "identifier" | "patient"))
+                .map(|p| if p.name == "patient" { "patient (or patient:identifier)" } else { p.name })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    Ok(())
+}
+
+/// What the audit log keeps of a search: the type, each parameter, and its values with every
+/// identifier replaced by its keyed token (a HETU never reaches the log); other values (ids,
+/// dates, paging) as far as they are printable, each bounded.
+fn audited_query(store: &Store, resource_type: ResourceType, params: &[(String, String)]) -> String {
+    let value = |text: &str| -> String {
+        text.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:./".contains(*c)).take(64).collect()
+    };
+    let pairs: Vec<String> = params
+        .iter()
+        .map(|(name, values)| {
+            let param = name.split(':').next().unwrap_or(name);
+            let shown: Vec<String> = if matches!(name.as_str(), "identifier" | "patient:identifier") {
+                values
+                    .split(',')
+                    .map(|v| match TokenQuery::parse(v) {
+                        Some(TokenQuery::System { system, value: token }) => {
+                            format!("{}|{}", value(&system), store.pseudonyms().token(param, Some(&system), &token))
+                        }
+                        Some(TokenQuery::NoSystem(token)) => {
+                            format!("|{}", store.pseudonyms().token(param, None, &token))
+                        }
+                        Some(TokenQuery::AnySystem(token)) => store.pseudonyms().token_any_system(param, &token),
+                        None => String::new(),
+                    })
+                    .collect()
+            } else {
+                values.split(',').map(value).collect()
+            };
+            format!("{}={}", crate::error::printable(name), shown.join(","))
+        })
+        .collect();
+    format!("{resource_type}?{}", pairs.join("&"))
+}
+
+/// The patients a search names by HETU, as pseudonyms: its attempt is theirs to see even when it
+/// finds nothing.
+fn named_patients(
+    store: &Store,
+    resource_type: ResourceType,
+    criteria: &[Criterion],
+    filters_hetus: &[String],
+) -> Vec<String> {
+    let mut named: Vec<String> = criteria
+        .iter()
+        .filter_map(|c| match c {
+            Criterion::Patients(patients) => Some(patients.iter().filter(|p| !p.is_empty()).cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if resource_type == ResourceType::Patient {
+        named.extend(
+            filters_hetus
+                .iter()
+                .filter_map(|hetu| Hetu::parse(hetu).ok())
+                .map(|hetu| store.pseudonyms().patient_from_hetu(&hetu)),
+        );
+    }
+    named.sort();
+    named.dedup();
+    named
+}
+
+/// The HETUs a Patient search's `identifier` names.
+fn hetus(filters: &[Filter]) -> Vec<String> {
+    filters
+        .iter()
+        .filter_map(|filter| match filter {
+            Filter::Tokens { values, .. } => Some(values.iter().filter_map(|v| match v {
+                TokenQuery::System { system, value } if system == HETU_SYSTEM => Some(value.clone()),
+                _ => None,
+            })),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
 /// `GET /{type}`, `GET|POST /{type}/_search`
 pub async fn search(
     request: HttpRequest,
@@ -261,20 +380,25 @@ pub async fn search(
         ctx.params.extend(form_urlencoded::parse(&body).into_owned());
     }
     let filters = parse_filters(ctx.resource_type, &ctx.params)?;
+    bounded(&ctx.principal, ctx.resource_type, &filters)?;
     let includes = includes(ctx.resource_type, &ctx.params)?;
     let paging = paging(&ctx.params, &state.config)?;
     let base = http::base_url(&request, &state.config);
     let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
-    let query = query_shape(resource_type.as_str(), &ctx.params);
+    let query = audited_query(&state.store, resource_type, &ctx.params);
+    let hetus = hetus(&filters);
     let (total, matches, included, paging) = web::block(move || -> Result<_, GatewayError> {
         let gate = work.gate();
         let store = work.store();
-        let criteria = criteria(store, filters)?;
+        let mut criteria = criteria(store, filters)?;
+        if let (Principal::Patient { pseudonym }, true) = (&work.principal, resource_type.is_patient_data()) {
+            // A patient searches their own data: nothing else is judged.
+            criteria.push(Criterion::Patients(vec![pseudonym.clone()]));
+        }
+        gate.reach(&named_patients(store, resource_type, &criteria, &hetus));
         // Released before counting and paging: the total and the pages cover only what this
-        // caller may see.
-        let released = gate.release(store.search(resource_type, &criteria)?)?;
-        let total = released.len();
-        let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        // caller may see. Only the page is opened, and listed in the audit log.
+        let (total, page) = gate.release_page(store.search(resource_type, &criteria)?, paging.offset, paging.count)?;
         let mut included: Vec<Released<Head>> = Vec::new();
         let patients = patients_of(&page);
         if includes.patients && resource_type != ResourceType::Patient && !patients.is_empty() {
@@ -321,7 +445,8 @@ pub async fn everything(
             return Ok(None);
         };
         let Some(pseudonym) = patient.get().patient.clone() else { return Ok(None) };
-        let mut released = vec![patient];
+        gate.reach(std::slice::from_ref(&pseudonym));
+        let mut rows = Vec::new();
         for resource_type in ResourceType::ALL {
             // The access log is not the patient's record; it has its own operation.
             if !resource_type.is_patient_data()
@@ -329,11 +454,20 @@ pub async fn everything(
             {
                 continue;
             }
-            let criteria = [Criterion::Patients(vec![pseudonym.clone()])];
-            released.extend(gate.release(store.search(resource_type, &criteria)?)?);
+            rows.extend(store.search(resource_type, &[Criterion::Patients(vec![pseudonym.clone()])])?);
         }
-        let total = released.len();
-        let page: Vec<Released<Head>> = released.into_iter().skip(paging.offset).take(paging.count).collect();
+        // The Patient comes first, then the rest, released and paged like a search's matches.
+        let (offset, count) = match paging.offset {
+            0 => (0, paging.count.saturating_sub(1)),
+            offset => (offset - 1, paging.count),
+        };
+        let (released, rest) = gate.release_page(rows, offset, count)?;
+        let total = 1 + released;
+        let mut page: Vec<Released<Head>> = Vec::with_capacity(paging.count);
+        if paging.offset == 0 && paging.count > 0 {
+            page.push(patient);
+        }
+        page.extend(rest);
         let opened = open_current(&gate, store, &page)?;
         gate.record(Action::Search, &work.agent, Some("Patient/$everything"))?;
         Ok(Some((total, opened, paging)))

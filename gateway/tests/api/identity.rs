@@ -8,7 +8,8 @@ use vaitio_conformance::client::Client;
 
 use super::support::*;
 
-const PROBE: &str = "/Patient?_count=1";
+/// An authenticated request that names what it looks for (a search must): found or not, 200.
+const PROBE: &str = "/Patient?identifier=urn:oid:1.2.246.21|010101A900R";
 
 /// Refused: a failed handshake, or the status with an OperationOutcome.
 fn assert_refused(client: &Client, status: u16, what: &str) {
@@ -179,7 +180,9 @@ on_both_backends! {
         assert_eq!(sees(&me, &format!("/Patient/{patient_id}")), 200);
         assert_eq!(total(&me, &notes_of_patient), 1);
         assert_eq!(sees(&me, &format!("/Patient/{other_patient}")), 404);
+        // A patient's search names nothing and still finds only their own data.
         assert_eq!(total(&me, "/Patient"), 1);
+        assert_eq!(total(&me, "/Composition"), 1);
         assert_eq!(me.post_json("/Patient", &patient("010101A900R")).unwrap().status, 403);
         let stranger = gateway.patient("010101A900R");
         assert_eq!(sees(&stranger, &note_path), 404);
@@ -192,8 +195,9 @@ on_both_backends! {
             assert_eq!(sees(&staff, &note_path), 404, "{role}");
             assert_eq!(sees(&staff, &visit_path), 404, "{role}");
             assert_eq!(sees(&staff, &format!("/Patient/{patient_id}")), 404, "{role}");
-            assert_eq!(total(&staff, "/Patient"), 0, "{role}");
-            assert_eq!(total(&staff, "/Composition"), 0, "{role}");
+            assert_eq!(total(&staff, &format!("/Patient?_id={patient_id}")), 0, "{role}");
+            assert_eq!(total(&staff, &notes_of_patient), 0, "{role}");
+            assert_eq!(sees(&staff, "/Patient"), 400, "{role}: a search that names no patient");
             assert_eq!(staff.post_json("/Patient", &patient(HETU)).unwrap().status, 403, "{role} wrote a record");
             assert_eq!(sees(&staff, "/metadata"), 200);
         }

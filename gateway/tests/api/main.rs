@@ -2,6 +2,7 @@
 
 mod support;
 
+mod attribution;
 mod audit;
 mod cli;
 mod conformance;

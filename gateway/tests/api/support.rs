@@ -130,6 +130,25 @@ impl TestGateway {
         store::db::pool(&self.config.database, 1).unwrap().get().unwrap()
     }
 
+    /// How many resources of `resource_type` the database holds, read as an operator would: a
+    /// search may not ask this (it must name what it looks for), and "nothing was stored" is a
+    /// fact about the database.
+    pub fn stored(&self, resource_type: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let sql = format!("SELECT COUNT(*) AS n FROM resource_heads WHERE resource_type = '{resource_type}'");
+        let mut conn = self.database();
+        let count: Count = match &mut *conn {
+            store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::get_result(diesel::sql_query(&sql), c),
+            store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::get_result(diesel::sql_query(&sql), c),
+        }
+        .unwrap();
+        count.n
+    }
+
     /// Verifies the audit log in the database against this deployment's checkpoint key.
     pub fn verify_audit_log(&self) -> Result<audit_log::Verified, audit_log::Problem> {
         let key = store::audit::AuditSigner::from_file(&self.config.audit_signing_key).unwrap().verifying_key().clone();
