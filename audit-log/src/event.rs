@@ -39,6 +39,8 @@ const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
 const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
 const AUTHZ_SUBTYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/AuthZsubType";
+/// Vaitio's own security alerts, for what DICOM's list has no code.
+const VAITIO_ALERT: &str = "https://fhir.vaitio.fi/CodeSystem/security-alert";
 const PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
 const ROLE_CLASS: &str = "http://terminology.hl7.org/CodeSystem/v3-RoleClass";
 const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
@@ -107,6 +109,10 @@ pub enum Action {
     AuthenticationRefused,
     /// An operator command: key rotation, certificate issue or revocation, migration.
     AdministratorAction,
+    /// A principal reached more patients (or was refused more often) than a deployment's
+    /// threshold allows: the alert itself, a patient's flag that their data was reached in such
+    /// a pattern, an alert cleared, or a request refused or slowed while the alert holds.
+    UnusualAccess,
 }
 
 /// How the action ended (`AuditEvent.outcome`).
@@ -301,6 +307,7 @@ impl Action {
             Action::BreakTheGlass => "break-the-glass",
             Action::AuthenticationRefused => "authentication-refused",
             Action::AdministratorAction => "administrator-action",
+            Action::UnusualAccess => "unusual-access",
         }
     }
 
@@ -329,6 +336,9 @@ impl Action {
             Action::BreakTheGlass => (SECURITY_ALERT, (DCM, "110127", "Emergency Override Started"), "E"),
             Action::AuthenticationRefused => ((DCM, "110114", "User Authentication"), (DCM, "110122", "Login"), "E"),
             Action::AdministratorAction => (SECURITY_ALERT, (DCM, "110132", "Use of Restricted Function"), "E"),
+            Action::UnusualAccess => {
+                (SECURITY_ALERT, (VAITIO_ALERT, "unusual-access-pattern", "Unusual access pattern"), "E")
+            }
         }
     }
 }
@@ -347,6 +357,7 @@ impl AuditEvent {
     /// | break-the-glass | DCM `110113` Security Alert | DCM `110127` Emergency Override Started | E |
     /// | authentication refused | DCM `110114` User Authentication | DCM `110122` Login | E |
     /// | administrator action | DCM `110113` Security Alert | DCM `110132` Use of Restricted Function | E |
+    /// | unusual access | DCM `110113` Security Alert | Vaitio `security-alert#unusual-access-pattern` | E |
     ///
     /// Agents, as BALP records a server-side event: the requester (`requestor: true`, type
     /// `v3-ParticipationType#IRCP`, `who.identifier`, `role`, `purposeOfUse` whose `text` is the
@@ -758,6 +769,7 @@ mod tests {
             (Action::BreakTheGlass, "110113", "110127", "E"),
             (Action::AuthenticationRefused, "110114", "110122", "E"),
             (Action::AdministratorAction, "110113", "110132", "E"),
+            (Action::UnusualAccess, "110113", "unusual-access-pattern", "E"),
         ];
         for (action, event_type, subtype, code) in expected {
             let fhir = event(action, practitioner(PurposeOfUse::Treatment, None)).to_fhir();

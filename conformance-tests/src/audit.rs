@@ -2,10 +2,10 @@
 //! auditor's view of the log holds no clinical content. Like the consent cases, they act as other
 //! professionals, as the patient and as an auditor with tokens of the deployment's test issuer.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::actors::{auditor, patient, professional};
-use crate::case::{Case, Context, Failure, Level, Outcome, ISSUER};
+use crate::actors::{auditor, patient, practitioner, professional};
+use crate::case::{temporary_hetu, test_patient, Case, Context, Failure, Level, Outcome, ISSUER};
 use crate::client::Client;
 use crate::fixtures::{scene, Scene};
 
@@ -26,6 +26,20 @@ pub fn cases() -> Vec<Case> {
             "Vaitio design: audit (identifiers and pseudonyms only)",
             auditors_view,
         ),
+        shall(
+            "AUD-03",
+            "A read refused to a professional appears in the patient's own log, with what was asked for and the decision",
+            "Vaitio design: every attempt attributed; Finnish Act 703/2023 §11",
+            refused_read_in_patients_log,
+        ),
+        Case {
+            id: "HRV-01",
+            title: "A practitioner who reaches more distinct patients than the harvesting threshold is refused with 429 until an auditor clears the alert",
+            level: Level::Shall,
+            reference: "Vaitio design: harvesting detection",
+            needs: ISSUER,
+            run: harvesting_refused,
+        },
     ]
 }
 
@@ -122,4 +136,84 @@ fn auditors_view(ctx: &Context) -> Result<Outcome, Failure> {
             Outcome::Pass(format!("{total} entries about the patient, identifiers and pseudonyms only"))
         }
     })
+}
+
+const REFUSED_GP: &str = "10055500013";
+
+fn refused_read_in_patients_log(ctx: &Context) -> Result<Outcome, Failure> {
+    let scene = match scene_or_skip(ctx)? {
+        Ok(scene) => scene,
+        Err(skip) => return Ok(skip),
+    };
+    // The document holds a psychotherapy note: closed to a GP, who gets what absence gets.
+    let read = professional(ctx, REFUSED_GP, "physician", None)?.get(&format!("/Bundle/{}", scene.document))?;
+    if read.status != 404 {
+        return Ok(Outcome::Fail(format!("a GP's read of a psychotherapy document answered HTTP {}", read.status)));
+    }
+    let log = log_of(&patient(ctx, &scene.hetu)?, "?_count=100")?;
+    let refused = by_agent(&log, REFUSED_GP);
+    let named = |event: &&Value| event.to_string().contains(&format!("Bundle/{}", scene.document));
+    let denied = |event: &&Value| event.to_string().contains("\"deny\"");
+    Ok(match refused.iter().find(|e| named(e) && denied(e)) {
+        Some(_) => Outcome::Pass("the refused read is in the patient's log, naming the document and the denial".into()),
+        None if refused.is_empty() => Outcome::Fail("the GP's refused read is not in the patient's log".into()),
+        None => Outcome::Fail("the GP's entry does not name the document asked for and the denial".into()),
+    })
+}
+
+fn harvesting_refused(ctx: &Context) -> Result<Outcome, Failure> {
+    let Some(limit) = ctx.harvest_limit else {
+        return Ok(Outcome::Skip("give --harvest-practitioner-patients (the deployment's threshold) to run it".into()));
+    };
+    let Some((org, _)) = practitioner(ctx) else {
+        return Ok(Outcome::Skip("the run's token names no practitioner".into()));
+    };
+    // The run's own practitioner writes the patients (writes do not count); a practitioner of
+    // the run's organisation who has never read anything walks through them.
+    let mut visits = Vec::new();
+    for _ in 0..limit + 2 {
+        let created = ctx.client.post_json("/Patient", &test_patient(&temporary_hetu()))?;
+        let id = created.json()?["id"].as_str().unwrap_or_default().to_owned();
+        let visit = json!({"resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/{id}")},
+            "period": {"start": "2026-01-05T10:00:00+02:00", "end": "2026-01-05T10:45:00+02:00"}});
+        let answer = ctx.client.post_json("/Encounter", &visit)?;
+        if answer.status != 201 {
+            return Err(format!("a visit was not stored: HTTP {}: {}", answer.status, answer.text_excerpt()).into());
+        }
+        visits.push(answer.json()?["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let walker = format!("1009{:07}", chrono::Utc::now().timestamp_micros().rem_euclid(10_000_000));
+    let client = professional(ctx, &walker, "physician", None)?;
+    let mut served = 0u64;
+    for visit in &visits {
+        let answer = client.get(&format!("/Encounter/{visit}"))?;
+        match answer.status {
+            200 => served += 1,
+            429 => {
+                let retry = answer.header("retry-after").and_then(|r| r.parse::<u64>().ok());
+                let outcome = answer.is_operation_outcome();
+                // Clear what the case raised, so the deployment is as the case found it.
+                let auditor = auditor(ctx)?;
+                let found = auditor.get(&format!("/access-alerts?principal=practitioner:{org}/{walker}"))?.json()?;
+                let id = found["alerts"][0]["id"].as_str().unwrap_or_default().to_owned();
+                let cleared = auditor.post_json(
+                    &format!("/access-alerts/{id}/$clear"),
+                    &json!({"reason": "raised by the conformance suite's HRV-01"}),
+                )?;
+                return Ok(match (served == limit + 1, retry, outcome, cleared.status) {
+                    (true, Some(_), true, 200) => Outcome::Pass(format!(
+                        "served {served} distinct patients, then 429 with Retry-After and an OperationOutcome; the auditor cleared the alert"
+                    )),
+                    (false, ..) => Outcome::Fail(format!("refused after {served} patients, not {}", limit + 1)),
+                    (_, None, ..) => Outcome::Fail("the 429 has no Retry-After".into()),
+                    (_, _, false, _) => Outcome::Fail("the 429 is not an OperationOutcome".into()),
+                    (.., status) => Outcome::Fail(format!("the auditor could not clear the alert: HTTP {status}")),
+                });
+            }
+            other => return Err(format!("reading a visit answered HTTP {other}: {}", answer.text_excerpt()).into()),
+        }
+    }
+    Ok(Outcome::Fail(format!("{served} distinct patients were served; the threshold is {limit}")))
 }

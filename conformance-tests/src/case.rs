@@ -70,6 +70,8 @@ pub struct Context {
     /// The body size the deployment is configured to refuse above.
     pub max_body_bytes: usize,
     pub identity: IdentityOptions,
+    /// The deployment's harvesting threshold per practitioner, when the run was told it.
+    pub harvest_limit: Option<u64>,
 }
 
 impl Context {

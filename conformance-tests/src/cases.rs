@@ -30,7 +30,7 @@ mod tests {
     fn context(target: Target, identity: IdentityOptions) -> Context {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let target = Target { base_url: format!("https://127.0.0.1:{closed}"), ..target };
-        Context { client: Client::new(target).unwrap(), max_body_bytes: 1024, identity }
+        Context { client: Client::new(target).unwrap(), max_body_bytes: 1024, identity, harvest_limit: None }
     }
 
     /// An organisation certificate and key of a throwaway CA, written under `dir`.

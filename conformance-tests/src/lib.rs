@@ -43,6 +43,9 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// Run only the cases whose id starts with one of these; all when empty.
     pub only: Vec<String>,
+    /// The deployment's harvesting threshold: distinct patients one practitioner may reach in
+    /// its window (`harvest.practitioner_patients`). The harvesting case runs only with it.
+    pub harvest_limit: Option<u64>,
 }
 
 fn now() -> String {
@@ -52,7 +55,12 @@ fn now() -> String {
 /// Runs the suite and writes the reports (when a folder is given).
 pub fn run(options: &Options) -> Result<RunReport, RunError> {
     let client = Client::new(options.target.clone())?;
-    let context = Context { client, max_body_bytes: options.max_body_bytes, identity: options.identity.clone() };
+    let context = Context {
+        client,
+        max_body_bytes: options.max_body_bytes,
+        identity: options.identity.clone(),
+        harvest_limit: options.harvest_limit,
+    };
     let started = now();
     let mut results = Vec::new();
     for case in cases::all() {

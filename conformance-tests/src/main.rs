@@ -80,6 +80,10 @@ struct RunArgs {
     /// The deployment accepts TLS 1.2 by configuration (TLS-03 is then skipped).
     #[arg(long)]
     allows_tls12: bool,
+    /// The deployment's harvesting threshold (harvest.practitioner_patients): HRV-01 walks one
+    /// more patient than this as a new practitioner and expects 429; skipped without it.
+    #[arg(long, value_name = "N")]
+    harvest_practitioner_patients: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
                 revoked_cert,
                 revoked_key,
                 allows_tls12,
+                harvest_practitioner_patients,
             } = *args;
             let pair = |cert: Option<PathBuf>, key: Option<PathBuf>| cert.zip(key);
             let identity = IdentityOptions {
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
                 report_dir: Some(report_dir.clone()),
                 max_body_bytes,
                 only,
+                harvest_limit: harvest_practitioner_patients,
             };
             match run(&options) {
                 Ok(report) => {

@@ -132,7 +132,8 @@ fn main() {
     let signer = AuditSigner::from_file(&signing_key).expect("the audit signing key");
     let kek = Box::new(FileKek::new(SecretKey::generate().expect("a key")));
     let (store, opener) = store::Store::new(pool, kek, pseudonyms.clone(), signer);
-    let enforcement = Enforcement::new(store.clone(), opener, consent::Policy::default());
+    let harvest = vaitio::Config::development(dir.path(), "127.0.0.1:0".parse().expect("an address")).harvest;
+    let enforcement = Enforcement::new(store.clone(), opener, consent::Policy::default(), harvest);
 
     // 100 patients, each with five Consents stored (encrypted) like any patient's.
     let patients: Vec<(String, String)> = (0..100)

@@ -11,7 +11,7 @@ use store::crypto::{CryptoError, FileKek, Pseudonymizer, SecretKey};
 use store::db::{self, Pool};
 use store::{Store, StoreError};
 
-use crate::api::{access_log, read, search, submission, system, write};
+use crate::api::{access_log, alerts, read, search, submission, system, write};
 use crate::config::{Config, Mode};
 use crate::enforce::Enforcement;
 use crate::identity::{Identity, IssuerKind, KeyError, PeerCertificate};
@@ -98,6 +98,25 @@ fn read_client_certificate(connection: &dyn std::any::Any, extensions: &mut acti
     }
 }
 
+/// Reads the alerts that hold every second, and deletes every minute harvesting detection's
+/// marks that left its window. The thread ends with the enforcement point.
+fn watch_in_background(enforcement: &Arc<Enforcement>) {
+    let enforcement = Arc::downgrade(enforcement);
+    let spawned = std::thread::Builder::new().name("harvest-watch".into()).spawn(move || {
+        for second in 1u64.. {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let Some(enforcement) = enforcement.upgrade() else { return };
+            enforcement.watch().refresh();
+            if second % 60 == 0 {
+                enforcement.watch().purge();
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no thread deletes old harvesting marks: the table grows");
+    }
+}
+
 /// Opens the pool and applies the pending migrations (`vaitio migrate` and every start).
 pub fn open_database(config: &Config) -> Result<(Pool, usize), StartError> {
     let failed = |cause| StartError::Database { database: config.database.redacted(), cause };
@@ -129,7 +148,8 @@ impl Application {
         let identity = build_identity(&config, pseudonyms.clone())?;
         let signer = audit_signer(&config)?;
         let (store, opener) = Store::new(pool, Box::new(FileKek::new(kek)), pseudonyms, signer);
-        let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy));
+        let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy, config.harvest.clone()));
+        watch_in_background(&enforcement);
         let tls =
             certs::server_config(&config.tls_cert, &config.tls_key, config.tls_minimum, Some(&config.client_auth))
                 .map_err(StartError::Tls)?;
@@ -215,6 +235,8 @@ route_table! {
     "/{type}/$validate" => [post => submission::validate],
     "/psychotherapy-records" => [post => submission::submit],
     "/AuditEvent" => [get => access_log::search],
+    "/access-alerts" => [get => alerts::search],
+    "/access-alerts/{id}/$clear" => [post => alerts::clear],
     "/Patient/{id}/$everything" => [get => search::everything],
     "/{type}/_search" => [get => search::search, post => search::search],
     "/{type}/{id}/_history/{vid}" => [get => read::vread],

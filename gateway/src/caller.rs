@@ -4,7 +4,7 @@
 use std::future::ready;
 
 use actix_web::{web, FromRequest, HttpRequest};
-use audit_log::{Action, Outcome};
+use audit_log::{Action, AuditEvent, Outcome};
 use consent::Principal;
 use store::audit::AuditRecord;
 
@@ -12,6 +12,7 @@ use crate::audit;
 use crate::error::GatewayError;
 use crate::identity::PeerCertificate;
 use crate::state::AppState;
+use crate::watch::Verdict;
 
 /// The request's principal, as a handler argument, and the audit log's view of them (who, from
 /// which certificate and address, why): made before the handler runs, so a refused request
@@ -29,7 +30,35 @@ impl FromRequest for Caller {
         match principal(request) {
             Ok(principal) => {
                 let agent = audit::agent(&principal, certificate, address);
-                Box::pin(ready(Ok(Caller(principal, agent))))
+                let state = request.app_data::<web::Data<AppState>>().cloned();
+                let verdict = state.as_ref().map(|s| s.enforcement.watch().verdict(&principal, &agent));
+                match (verdict, state) {
+                    (Some(Verdict::Refuse { retry_after }), Some(state)) => Box::pin(async move {
+                        // The refusal is an access attempt of the principal's too.
+                        let event = AuditEvent {
+                            query: Some("refused: an unusual-access alert holds for this principal".into()),
+                            ..audit::event(
+                                Action::UnusualAccess,
+                                Outcome::MinorFailure,
+                                &agent,
+                                None,
+                                Vec::new(),
+                                audit::now(),
+                            )
+                        };
+                        let store = state.store.clone();
+                        let recorded = web::block(move || store.record(vec![AuditRecord::new(&event)])).await;
+                        if !matches!(recorded, Ok(Ok(()))) {
+                            tracing::warn!("a request refused under an unusual-access alert could not be recorded");
+                        }
+                        Err(GatewayError::TooManyRequests { retry_after })
+                    }),
+                    (Some(Verdict::Slow(wait)), _) => Box::pin(async move {
+                        actix_web::rt::time::sleep(wait).await;
+                        Ok(Caller(principal, agent))
+                    }),
+                    _ => Box::pin(ready(Ok(Caller(principal, agent)))),
+                }
             }
             Err(refusal) => {
                 let state = request.app_data::<web::Data<AppState>>().cloned();

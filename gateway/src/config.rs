@@ -129,6 +129,28 @@ settings! {
         "Whether break-the-glass also opens psychotherapy notes";
     "policy.treating_professionals_see_non_note_data", "policy-treating-professionals-see-non-note-data", "BOOL", Value("true"),
         "Whether a professional acting for treatment receives a patient's data other than notes without a permit naming them";
+    "harvest.enabled", "harvest-enabled", "BOOL", Value("true"),
+        "Whether professionals who reach unusually many patients are detected (harvesting detection)";
+    "harvest.window_seconds", "harvest-window-seconds", "SECONDS", Value("600"),
+        "The sliding window over which distinct patients are counted";
+    "harvest.practitioner_patients", "harvest-practitioner-patients", "N", Value("30"),
+        "Distinct patients one practitioner may reach in the window";
+    "harvest.organisation_patients", "harvest-organisation-patients", "N", Value("300"),
+        "Distinct patients one organisation's practitioners may reach in the window, together";
+    "harvest.certificate_patients", "harvest-certificate-patients", "N", Value("300"),
+        "Distinct patients the requests over one client certificate may reach in the window";
+    "harvest.break_the_glass_patients", "harvest-break-the-glass-patients", "N", Value("5"),
+        "Distinct patients one practitioner may reach in the window by break-the-glass (ETREAT, BTG)";
+    "harvest.withheld_share", "harvest-withheld-share", "SHARE", Value("0.5"),
+        "Raise an alert also when at least this share of the distinct patients a principal reached were only refused or withheld…";
+    "harvest.withheld_minimum", "harvest-withheld-minimum", "N", Value("10"),
+        "…once the principal has reached at least this many distinct patients in the window";
+    "harvest.response", "harvest-response", "RESPONSE", Value("refuse"),
+        "What an alert does to its principal's requests: `refuse` (429 with Retry-After) or `slow` (each waits harvest.slow_millis)";
+    "harvest.slow_millis", "harvest-slow-millis", "MILLIS", Value("2000"),
+        "How long each request of a slowed principal waits";
+    "harvest.block_seconds", "harvest-block-seconds", "SECONDS", Value("3600"),
+        "How long an alert holds; 0: until an auditor clears it";
     "plaintext_listen", "plaintext-listen", "ADDR", Unset("none"),
         "There is no plaintext listener: setting this is refused with the reason", hidden;
     "tls.enabled", "tls-enabled", "BOOL", Value("true"),
@@ -293,6 +315,34 @@ pub struct Config {
     pub audit_checkpoint_entries: u64,
     /// …or when unsigned entries have waited this long (milliseconds).
     pub audit_checkpoint_millis: i64,
+    /// Harvesting detection: thresholds and what an alert does.
+    pub harvest: HarvestPolicy,
+}
+
+/// What the gateway does about a professional who reaches unusually many patients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HarvestPolicy {
+    pub enabled: bool,
+    pub window_seconds: i64,
+    pub practitioner_patients: u64,
+    pub organisation_patients: u64,
+    pub certificate_patients: u64,
+    pub break_the_glass_patients: u64,
+    pub withheld_share: f64,
+    pub withheld_minimum: u64,
+    pub response: HarvestResponse,
+    pub slow_millis: u64,
+    /// `None`: until an auditor clears it.
+    pub block_seconds: Option<i64>,
+}
+
+/// What an alert does to its principal's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HarvestResponse {
+    /// 429 Too Many Requests, with Retry-After and an OperationOutcome.
+    Refuse,
+    /// Each request waits before it is worked on.
+    Slow,
 }
 
 /// The CPU cores the gateway may use: one server worker (event loop) each.
@@ -512,6 +562,33 @@ impl Config {
             return refuse("audit checkpoint_seconds must be between 0.001 and 86400");
         }
         let audit_checkpoint_millis = (seconds * 1000.0) as i64;
+        let window_seconds: i64 = raw.required("harvest.window_seconds", "a number of seconds")?;
+        if !(60..=86_400).contains(&window_seconds) {
+            return refuse("harvest.window_seconds must be between 60 and 86400");
+        }
+        let withheld_share: f64 = raw.required("harvest.withheld_share", "a share between 0 and 1")?;
+        if !(0.0..=1.0).contains(&withheld_share) {
+            return refuse("harvest.withheld_share must be between 0 and 1");
+        }
+        let response = match raw.text("harvest.response").as_deref() {
+            Some("refuse") => HarvestResponse::Refuse,
+            Some("slow") => HarvestResponse::Slow,
+            other => return refuse(format!("harvest.response must be refuse or slow, not '{}'", other.unwrap_or(""))),
+        };
+        let block_seconds: i64 = raw.required("harvest.block_seconds", "a number of seconds")?;
+        let harvest = HarvestPolicy {
+            enabled: raw.required("harvest.enabled", "true or false")?,
+            window_seconds,
+            practitioner_patients: raw.required("harvest.practitioner_patients", "a whole number")?,
+            organisation_patients: raw.required("harvest.organisation_patients", "a whole number")?,
+            certificate_patients: raw.required("harvest.certificate_patients", "a whole number")?,
+            break_the_glass_patients: raw.required("harvest.break_the_glass_patients", "a whole number")?,
+            withheld_share,
+            withheld_minimum: raw.required("harvest.withheld_minimum", "a whole number")?,
+            response,
+            slow_millis: raw.required("harvest.slow_millis", "a number of milliseconds")?,
+            block_seconds: (block_seconds > 0).then_some(block_seconds),
+        };
         let policy = consent::Policy {
             notes_open_to_break_the_glass: raw.required("policy.notes_open_to_break_the_glass", "true or false")?,
             treating_professionals_see_non_note_data: raw
@@ -577,6 +654,7 @@ impl Config {
             policy,
             audit_checkpoint_entries,
             audit_checkpoint_millis,
+            harvest,
         })
     }
 }

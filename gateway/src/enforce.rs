@@ -25,7 +25,9 @@ use store::time::now_millis;
 use store::{Criterion, Head, Opener, Store, Stored, VersionRow};
 
 use crate::audit::{self, Judged};
+use crate::config::HarvestPolicy;
 use crate::error::GatewayError;
+use crate::watch::Watch;
 
 /// How many patients' compiled Consents a node keeps.
 pub const CONSENT_BOOK_SIZE: usize = 8192;
@@ -46,15 +48,22 @@ pub struct Enforcement {
     opener: Opener,
     policy: Policy,
     book: ConsentBook,
+    watch: Watch,
 }
 
 impl Enforcement {
-    pub fn new(store: Store, opener: Opener, policy: Policy) -> Self {
-        Enforcement { store, opener, policy, book: ConsentBook::default() }
+    pub fn new(store: Store, opener: Opener, policy: Policy, harvest: HarvestPolicy) -> Self {
+        let watch = Watch::new(harvest, store.clone());
+        Enforcement { store, opener, policy, book: ConsentBook::default(), watch }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Harvesting detection, which every recorded output feeds.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
     }
 
     /// A gate judging rows for `principal`, for one request.
@@ -132,12 +141,33 @@ impl Gate<'_> {
     /// Commits this request's audit records (see [`Gate::audit_records`]) with those of
     /// concurrent requests; a request must not answer with data until this returns `Ok`.
     pub fn record(&self, action: Action, agent: &Agent, query: Option<&str>) -> Result<(), GatewayError> {
-        Ok(self.enforcement.store.record(self.audit_records(action, agent, query, Outcome::Success))?)
+        self.commit(self.audit_records(action, agent, query, Outcome::Success), agent)
     }
 
     /// Commits the record of an action that found nothing it may show (absent or withheld).
     pub fn record_not_found(&self, action: Action, agent: &Agent) -> Result<(), GatewayError> {
-        Ok(self.enforcement.store.record(self.audit_records(action, agent, None, Outcome::MinorFailure))?)
+        self.commit(self.audit_records(action, agent, None, Outcome::MinorFailure), agent)
+    }
+
+    /// Commits `records` with harvesting detection's marks of the patients this request named
+    /// or reached (each with whether it released nothing of theirs), then lets detection count.
+    fn commit(&self, records: Vec<AuditRecord>, agent: &Agent) -> Result<(), GatewayError> {
+        let mut reached: Vec<(String, bool)> = Vec::new();
+        for patient in self.named.borrow().iter() {
+            reached.push((patient.clone(), true));
+        }
+        for judged in self.judged.borrow().iter() {
+            let Some(patient) = &judged.patient else { continue };
+            match reached.iter_mut().find(|(p, _)| p == patient) {
+                Some((_, withheld)) => *withheld &= !judged.permit,
+                None => reached.push((patient.clone(), !judged.permit)),
+            }
+        }
+        let watch = &self.enforcement.watch;
+        let (marks, fresh) = watch.marks(self.principal, agent, &reached);
+        self.enforcement.store.record_with_marks(records, marks)?;
+        watch.after(self.principal, agent, &fresh);
+        Ok(())
     }
 
     /// The current head of a resource, if it exists and this gate releases it.

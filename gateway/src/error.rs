@@ -41,6 +41,10 @@ pub enum GatewayError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// An unusual-access alert holds for the caller: refused until it lapses or an auditor
+    /// clears it (429, with Retry-After).
+    #[error("refused: this principal's access pattern raised an alert; retry after {retry_after} s or ask an auditor")]
+    TooManyRequests { retry_after: u64 },
     /// A search that names no patient, id or identifier: the register cannot be browsed.
     #[error("a search names what it looks for: give one of {0}")]
     SearchMustName(String),
@@ -125,6 +129,7 @@ impl GatewayError {
             GatewayError::Internal(_) => "exception",
             GatewayError::Unprocessable(_) => "business-rule",
             GatewayError::SearchMustName(_) => "required",
+            GatewayError::TooManyRequests { .. } => "throttled",
             GatewayError::BadRequest(_) | GatewayError::Profile(_) => "invalid",
         }
     }
@@ -165,6 +170,7 @@ impl ResponseError for GatewayError {
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -184,6 +190,9 @@ impl ResponseError for GatewayError {
         response.insert_header((header::CONTENT_TYPE, FHIR_JSON));
         if let GatewayError::Unauthenticated(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+        }
+        if let GatewayError::TooManyRequests { retry_after } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         response.body(operation_outcome(&issues).to_string())
     }

@@ -20,6 +20,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod state;
+pub mod watch;
 pub mod write;
 
 pub use app::Application;

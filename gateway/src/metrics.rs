@@ -46,7 +46,15 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition format.
-    pub fn render(&self, database_up: bool, pool_connections: u32, pool_idle: u32, writer: &WriterStats) -> String {
+    /// `unusual_access`: alerts this node raised, and requests it refused or slowed under one.
+    pub fn render(
+        &self,
+        database_up: bool,
+        pool_connections: u32,
+        pool_idle: u32,
+        writer: &WriterStats,
+        unusual_access: (u64, u64),
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP vaitio_http_requests_total HTTP requests by method, route pattern and status.");
         let _ = writeln!(out, "# TYPE vaitio_http_requests_total counter");
@@ -98,6 +106,16 @@ impl Metrics {
         let counters = counters.into_iter().chain([
             ("vaitio_audit_entries_total", "Audit entries appended by this node.", audit_entries),
             ("vaitio_audit_bytes_total", "Bytes of audit events appended by this node.", audit_bytes),
+            (
+                "vaitio_unusual_access_alerts_total",
+                "Unusual-access (harvesting) alerts this node raised.",
+                unusual_access.0,
+            ),
+            (
+                "vaitio_unusual_access_refused_total",
+                "Requests this node refused or slowed because an unusual-access alert held.",
+                unusual_access.1,
+            ),
         ]);
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");

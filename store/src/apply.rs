@@ -17,6 +17,7 @@ use crate::db::schema::{
 };
 use crate::db::{on_backend, DbConnection};
 use crate::error::StoreError;
+use crate::marks::{insert_marks, ReachMark};
 use crate::resource::{key_of, NewKeys, Write, WriteKind, Written};
 use crate::rows::{head_on, DateRow, Head, NewDataKey, TokenMatch, TokenRow, VersionRow};
 use crate::seal::{stamp_and_seal, Sealed};
@@ -57,6 +58,9 @@ pub(crate) struct Pending {
     /// For each of `writes`, its version 1 prepared ahead, when it may create one.
     pub sealed: Vec<Option<Sealed>>,
     pub audit: Vec<AuditRecord>,
+    /// Which principals reached which patients: harvesting detection's marks, written with the
+    /// audit records.
+    pub marks: Vec<ReachMark>,
 }
 
 impl Pending {
@@ -74,6 +78,7 @@ pub(crate) fn write_request(
     pending: &mut Pending,
 ) -> Result<Written, StoreError> {
     append(conn, &pending.audit, &context.signer, now_millis())?;
+    insert_marks(conn, &pending.marks)?;
     write_rows(conn, context, &pending.keys, &pending.writes, &mut pending.sealed)
 }
 

@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod db;
 mod error;
 mod keys;
+mod marks;
 mod opener;
 mod postgres;
 mod read;
@@ -31,6 +32,7 @@ mod seal;
 mod search;
 mod store;
 pub mod time;
+pub mod watch;
 mod write;
 mod writer;
 

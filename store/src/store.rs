@@ -34,6 +34,9 @@ pub(crate) struct Inner {
     /// `type|identifier token` → id, for [`Store::id_by_identifier`].
     pub known_ids: BoundedMap<String>,
     pub audit_key: audit_log::VerifyingKey,
+    /// Signs checkpoints of appends made outside the writer (an alert raised, an operator's
+    /// command).
+    pub signer: Arc<AuditSigner>,
     /// Held while the store lives: the checkpoint thread stops when it is gone.
     _alive: Arc<()>,
 }
@@ -52,8 +55,9 @@ impl Store {
         let audit_key = signer.verifying_key().clone();
         let tick = signer.tick();
         let keys = Arc::new(DataKeys::new(pool.clone(), kek));
+        let signer = Arc::new(signer);
         let context =
-            WriteContext { pseudonyms: pseudonyms.clone(), kek_id: keys.kek_id().to_owned(), signer: Arc::new(signer) };
+            WriteContext { pseudonyms: pseudonyms.clone(), kek_id: keys.kek_id().to_owned(), signer: signer.clone() };
         let writer = WriteQueue::start(pool.clone(), context);
         let alive = Arc::new(());
         if sqlite {
@@ -61,8 +65,16 @@ impl Store {
         }
         tick_audit_checkpoints(Arc::downgrade(&writer), tick);
         let opener = Opener::new(keys.clone());
-        let inner =
-            Inner { pool, pseudonyms, keys, writer, known_ids: BoundedMap::new(50_000), audit_key, _alive: alive };
+        let inner = Inner {
+            pool,
+            pseudonyms,
+            keys,
+            writer,
+            known_ids: BoundedMap::new(50_000),
+            audit_key,
+            signer,
+            _alive: alive,
+        };
         (Store { inner: Arc::new(inner) }, opener)
     }
 

@@ -8,6 +8,7 @@ use fhir_profiles::ResourceType;
 use crate::apply::Pending;
 use crate::audit::AuditRecord;
 use crate::error::StoreError;
+use crate::marks::ReachMark;
 use crate::resource::{NewKeys, NewResource, Write, WriteKind, Written};
 use crate::rows::Head;
 use crate::seal::seal_new_versions;
@@ -47,7 +48,13 @@ impl Store {
     /// together with those of concurrent requests; returns once they are durable. A request
     /// whose records cannot be written must not answer with data.
     pub fn record(&self, audit: Vec<AuditRecord>) -> Result<(), StoreError> {
-        let pending = Pending { writes: Arc::new(Vec::new()), keys: Vec::new(), sealed: Vec::new(), audit };
+        self.record_with_marks(audit, Vec::new())
+    }
+
+    /// [`Store::record`], with harvesting detection's marks of which patients the request
+    /// reached, written in the same transaction.
+    pub fn record_with_marks(&self, audit: Vec<AuditRecord>, marks: Vec<ReachMark>) -> Result<(), StoreError> {
+        let pending = Pending { writes: Arc::new(Vec::new()), keys: Vec::new(), sealed: Vec::new(), audit, marks };
         self.inner.writer.submit(pending).map(drop)
     }
 
@@ -72,7 +79,8 @@ impl Store {
             // other conflict would only repeat.
             let may_race = keys.iter().any(|(_, _, wrapped)| wrapped.is_some())
                 || writes.iter().any(|write| matches!(write.kind, WriteKind::CreateIfAbsent));
-            let pending = Pending { writes: writes.clone(), keys: keys.clone(), sealed, audit: audit.clone() };
+            let pending =
+                Pending { writes: writes.clone(), keys: keys.clone(), sealed, audit: audit.clone(), marks: Vec::new() };
             match self.inner.writer.submit(pending) {
                 Err(StoreError::Conflict(_)) if attempt < 3 && may_race => continue,
                 Ok(written) => {

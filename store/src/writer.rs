@@ -13,6 +13,7 @@ use crate::apply::{write_request, write_rows, Pending, WriteContext};
 use crate::audit::{append, AuditRecord};
 use crate::db::{write_transaction, DbConnection, Manager, Pool};
 use crate::error::StoreError;
+use crate::marks::{insert_marks, ReachMark};
 use crate::postgres::write_created;
 use crate::resource::{WriteKind, Written};
 use crate::time::now_millis;
@@ -197,6 +198,8 @@ impl WriteQueue {
             // where a checkpoint that is due gets signed.
             let all: Vec<AuditRecord> = group.iter().flat_map(|job| job.pending.audit.iter().cloned()).collect();
             append(conn, &all, &context.signer, now_millis())?;
+            let marks: Vec<ReachMark> = group.iter().flat_map(|job| job.pending.marks.iter().cloned()).collect();
+            insert_marks(conn, &marks)?;
             let only_creating =
                 group.iter().filter(|job| !recording_only(job)).flat_map(|job| job.pending.writes.iter()).all(
                     |write| {
@@ -236,9 +239,19 @@ impl WriteQueue {
                 .filter(|job| recording_only(job))
                 .flat_map(|job| job.pending.audit.iter().cloned())
                 .collect();
+            let marks: Vec<ReachMark> = group
+                .iter()
+                .filter(|job| recording_only(job))
+                .flat_map(|job| job.pending.marks.iter().cloned())
+                .collect();
             committed = write_transaction(conn, |conn| {
                 let together = !records.is_empty()
-                    && conn.transaction(|conn| append(conn, &records, &context.signer, now_millis())).is_ok();
+                    && conn
+                        .transaction(|conn| {
+                            append(conn, &records, &context.signer, now_millis())?;
+                            insert_marks(conn, &marks)
+                        })
+                        .is_ok();
                 for job in &mut group {
                     results.push(if together && recording_only(job) {
                         Ok(Vec::new())
@@ -285,7 +298,13 @@ pub(crate) fn tick_audit_checkpoints(writer: Weak<WriteQueue>, tick: std::time::
     let spawned = std::thread::Builder::new().name("audit-checkpoint".into()).spawn(move || loop {
         std::thread::sleep(tick);
         let Some(writer) = writer.upgrade() else { return };
-        let idle = Pending { writes: Arc::new(Vec::new()), keys: Vec::new(), sealed: Vec::new(), audit: Vec::new() };
+        let idle = Pending {
+            writes: Arc::new(Vec::new()),
+            keys: Vec::new(),
+            sealed: Vec::new(),
+            audit: Vec::new(),
+            marks: Vec::new(),
+        };
         if let Err(error) = writer.submit(idle) {
             tracing::warn!(%error, "the audit checkpoint tick failed");
         }

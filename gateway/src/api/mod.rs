@@ -2,6 +2,7 @@
 //! pool through the enforcement point or the write path, and answers (`response.rs`).
 
 pub mod access_log;
+pub mod alerts;
 pub mod read;
 pub mod request;
 pub mod response;

@@ -54,6 +54,7 @@ pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
         connections,
         idle,
         state.store.writer_stats(),
+        state.enforcement.watch().counters(),
     ))
 }
 

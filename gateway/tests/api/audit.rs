@@ -187,6 +187,8 @@ on_both_backends! {
             ("consent change", "post", "/{type}", Box::new(|| me.post_json("/Consent", &consent).unwrap().status), &["consent-change"]),
             ("a patient's log", "get", "/AuditEvent", Box::new(|| me.get("/AuditEvent").unwrap().status), &["search"]),
             ("an auditor's search", "get", "/AuditEvent", Box::new(|| auditor.get("/AuditEvent?agent=10012345678").unwrap().status), &["search"]),
+            ("an auditor's alerts", "get", "/access-alerts", Box::new(|| auditor.get("/access-alerts").unwrap().status), &["unusual-access"]),
+            ("clearing no alert", "post", "/access-alerts/{id}/$clear", Box::new(|| auditor.post_json("/access-alerts/no-such-alert/$clear", &json!({"reason": "checked"})).unwrap().status), &["unusual-access"]),
             ("refused authentication", "get", "/{type}", Box::new(|| anonymous.get("/Patient").unwrap().status), &["authentication-refused"]),
         ];
         // The walk covers the route table: a route added without a step here fails.

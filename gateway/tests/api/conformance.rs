@@ -13,6 +13,7 @@ on_both_backends! {
             identity: gateway.refused_identities(),
             report_dir: Some(reports.clone()),
             max_body_bytes: gateway.config.max_body_bytes,
+            harvest_limit: Some(gateway.config.harvest.practitioner_patients),
             only: Vec::new(),
         };
         let report = run(&options).unwrap();

@@ -8,6 +8,7 @@ mod cli;
 mod conformance;
 mod consent;
 mod fhir_api;
+mod harvest;
 mod identity;
 mod storage;
 mod submission;

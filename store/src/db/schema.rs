@@ -106,3 +106,28 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(resource_heads, resource_versions, search_tokens, search_dates);
+
+diesel::table! {
+    reach_marks (principal, minute, patient) {
+        principal -> Text,
+        minute -> BigInt,
+        patient -> Text,
+        withheld -> Bool,
+    }
+}
+
+diesel::table! {
+    access_alerts (id) {
+        id -> Text,
+        principal -> Text,
+        organisation -> Nullable<Text>,
+        raised_at -> BigInt,
+        until -> Nullable<BigInt>,
+        patients -> BigInt,
+        withheld -> BigInt,
+        threshold -> Text,
+        cleared_at -> Nullable<BigInt>,
+        cleared_by -> Nullable<Text>,
+        clear_reason -> Nullable<Text>,
+    }
+}

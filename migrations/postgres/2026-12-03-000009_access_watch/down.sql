@@ -1,0 +1,2 @@
+DROP TABLE access_alerts;
+DROP TABLE reach_marks;
