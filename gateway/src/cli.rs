@@ -11,9 +11,9 @@ use store::audit::{checkpoints, for_each_entry, verify_database, AuditSigner, OR
 use store::db::Pool;
 use store::StoreError;
 
-use crate::app::{audit_signer, open_database, StartError};
+use crate::app::{open_database, StartError};
 use crate::audit::{generate_signing_key_file, record_operator_action};
-use crate::config::{Config, ConfigArgs, ConfigError, FolderArgs, Mode};
+use crate::config::{Config, ConfigArgs, ConfigError, FolderArgs, Mode, OperatorLog};
 use crate::identity::{self, KeyError};
 
 /// Why an operator's command failed; printed as `vaitio: {error}` with exit status 1.
@@ -50,7 +50,7 @@ impl CliError {
 pub fn migrate(config: &Config) -> Result<usize, CliError> {
     let (pool, applied) = open_database(config)?;
     // Recorded once the audit tables exist: on a new database the migrations create them.
-    let signer = operator_signer(config)?;
+    let signer = operator_signer(&config.operator_log())?;
     let what = format!("migrate: {applied} migration(s) applied");
     record(&pool, &signer, &what, Outcome::Success)?;
     Ok(applied)
@@ -124,8 +124,34 @@ pub enum CertsCommand {
     List,
 }
 
+/// What an operator's certificate command is recorded as: the command and its arguments, none
+/// of them secret.
+fn certs_action(command: &CertsCommand) -> Option<String> {
+    Some(match command {
+        CertsCommand::InitCa { name } => format!("certs init-ca --name {name:?}"),
+        CertsCommand::IssueServer { dns, ips, days, .. } => {
+            let names = dns.iter().map(|name| format!(" --dns {name}"));
+            let addresses = ips.iter().map(|ip| format!(" --ip {ip}"));
+            format!("certs issue-server{} --days {days}", names.chain(addresses).collect::<String>())
+        }
+        CertsCommand::IssueOrg { org_oid, name, days, start_days, .. } => {
+            format!("certs issue-org --org-oid {org_oid} --name {name:?} --days {days} --start-days {start_days}")
+        }
+        CertsCommand::Revoke { serial } => format!("certs revoke --serial {serial}"),
+        // Reading the list of issued certificates changes nothing.
+        CertsCommand::List => return None,
+    })
+}
+
 pub fn certs(command: &CertsCommand, args: &PkiArgs) -> Result<(), CliError> {
     let pki = args.dir()?;
+    // A command that changes the PKI is recorded before it runs: one whose record cannot be
+    // written is not run.
+    if let Some(action) = certs_action(command) {
+        let log = args.config.0.operator_log()?;
+        let (pool, signer) = operator_log(&log)?;
+        record(&pool, &signer, &action, Outcome::Success)?;
+    }
     match command {
         CertsCommand::InitCa { name } => {
             if pki.join("ca.pem").exists() {
@@ -210,6 +236,15 @@ pub fn dev_token(args: &DevTokenArgs) -> Result<(), CliError> {
             ))
         }
     };
+    // Minting a credential is recorded like any operator's action; a patient's subject is a
+    // HETU, which no log holds.
+    let hetu = args.role == "patient" || fhir_profiles::Hetu::parse(&args.sub).is_ok();
+    let subject = if hetu { String::new() } else { format!(" --sub {}", args.sub) };
+    let organisation = args.org.as_deref().map(|org| format!(" --org {org}")).unwrap_or_default();
+    let purpose = args.purpose.as_deref().map(|purpose| format!(" --purpose {purpose}")).unwrap_or_default();
+    let action = format!("dev token --role {}{organisation}{subject}{purpose} --ttl {}", args.role, args.ttl);
+    let (pool, signer) = operator_log(&config.operator_log())?;
+    record(&pool, &signer, &action, Outcome::Success)?;
     let mut claims = identity::development_claims(&config.token_audience, &args.sub, &args.role, args.ttl);
     claims.org = args.org.clone();
     claims.purpose = args.purpose.clone();
@@ -262,7 +297,7 @@ pub fn audit(command: &AuditCommand) -> Result<(), CliError> {
         }
         AuditCommand::Verify { export: None, public_key, config } => {
             let config = Config::resolve(config)?;
-            let (pool, signer) = operator_log(&config)?;
+            let (pool, signer) = operator_log(&config.operator_log())?;
             let key = match public_key {
                 Some(path) => read_public_key(path)?,
                 None => signer.verifying_key().clone(),
@@ -282,7 +317,7 @@ pub fn audit(command: &AuditCommand) -> Result<(), CliError> {
         }
         AuditCommand::Export { out, config } => {
             let config = Config::resolve(config)?;
-            let (pool, signer) = operator_log(&config)?;
+            let (pool, signer) = operator_log(&config.operator_log())?;
             // An export hands the whole log to someone: it is recorded before it is written.
             record(&pool, &signer, "audit export", Outcome::Success)?;
             let mut conn = pool.get().map_err(StoreError::from)?;
@@ -314,17 +349,19 @@ pub fn audit(command: &AuditCommand) -> Result<(), CliError> {
 
 /// The checkpoint key, for an operator command that records itself in the audit log.
 /// Development generates a missing key, as `serve` would; production requires it.
-pub fn operator_signer(config: &Config) -> Result<AuditSigner, CliError> {
-    if config.mode == Mode::Development && !config.audit_signing_key.exists() {
-        generate_signing_key_file(&config.audit_signing_key).map_err(StartError::from)?;
+pub fn operator_signer(log: &OperatorLog) -> Result<AuditSigner, CliError> {
+    if log.mode == Mode::Development && !log.audit_signing_key.exists() {
+        generate_signing_key_file(&log.audit_signing_key).map_err(StartError::from)?;
     }
-    Ok(audit_signer(config)?)
+    Ok(AuditSigner::from_file(&log.audit_signing_key).map_err(StartError::from)?)
 }
 
 /// The database, migrated, and the checkpoint key.
-fn operator_log(config: &Config) -> Result<(Pool, AuditSigner), CliError> {
-    let (pool, _) = open_database(config)?;
-    Ok((pool, operator_signer(config)?))
+fn operator_log(log: &OperatorLog) -> Result<(Pool, AuditSigner), CliError> {
+    let failed = |cause| StartError::Database { database: log.database.redacted(), cause };
+    let pool = store::db::pool(&log.database, 2).map_err(failed)?;
+    store::db::migrate(&mut *pool.get().map_err(|e| failed(e.into()))?).map_err(failed)?;
+    Ok((pool, operator_signer(log)?))
 }
 
 fn read_public_key(path: &Path) -> Result<audit_log::VerifyingKey, CliError> {

@@ -196,11 +196,61 @@ impl ConfigArgs {
     }
 }
 
+/// Where an operator's command is recorded: the deployment's database and checkpoint key, read
+/// from the settings without checking what only serving needs (a CA is made before the server
+/// has a certificate).
+#[derive(Clone, Debug)]
+pub struct OperatorLog {
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub audit_signing_key: PathBuf,
+}
+
+impl Config {
+    /// Where this configuration records an operator's command.
+    pub fn operator_log(&self) -> OperatorLog {
+        OperatorLog {
+            mode: self.mode,
+            data_dir: self.data_dir.clone(),
+            database: self.database.clone(),
+            audit_signing_key: self.audit_signing_key.clone(),
+        }
+    }
+}
+
 impl ConfigArgs {
     /// The data folder these settings name, without checking the rest: for the commands that
     /// only need the folder (`vaitio certs`).
     pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
         Raw::read(self)?.required("data_dir", "a folder")
+    }
+
+    /// Where an operator's command is recorded (see [`OperatorLog`]).
+    pub fn operator_log(&self) -> Result<OperatorLog, ConfigError> {
+        let raw = Raw::read(self)?;
+        let mode = match raw.text("mode").as_deref() {
+            Some("development") => Mode::Development,
+            Some("production") => Mode::Production,
+            other => {
+                return refuse(format!("mode must be 'development' or 'production', not '{}'", other.unwrap_or("")))
+            }
+        };
+        let data_dir: PathBuf = raw.required("data_dir", "a folder")?;
+        let database_text = raw
+            .text("database_url")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("vaitio.sqlite3").display()));
+        let database = DatabaseUrl::parse(&database_text).map_err(|e| ConfigError(e.to_string()))?;
+        let audit_signing_key = match (mode, raw.path("keys.audit_signing_key")) {
+            (_, Some(path)) => path,
+            (Mode::Development, None) => data_dir.join("keys").join("audit-signing.pem"),
+            (Mode::Production, None) => {
+                return refuse(
+                    "production mode needs keys.audit_signing_key (VAITIO_AUDIT_SIGNING_KEY) to record the command",
+                )
+            }
+        };
+        Ok(OperatorLog { mode, data_dir, database, audit_signing_key })
     }
 }
 
@@ -253,14 +303,18 @@ impl clap::FromArgMatches for ConfigArgs {
     }
 }
 
-/// The two settings a command that only needs the data folder takes (`vaitio certs`): the
-/// configuration file and the data folder, declared in [`SETTINGS`] like every other.
+/// The settings an operator's command that needs no server takes (`vaitio certs`): where the
+/// data folder is, and what it takes to record the command in the audit log (the mode, the
+/// database, the checkpoint key), declared in [`SETTINGS`] like every other.
 #[derive(Clone, Debug, Default)]
 pub struct FolderArgs(pub ConfigArgs);
 
+/// The keys of the settings [`FolderArgs`] takes.
+const OPERATOR_SETTINGS: [&str; 5] = ["config", "mode", "data_dir", "database_url", "keys.audit_signing_key"];
+
 impl clap::Args for FolderArgs {
     fn augment_args(command: clap::Command) -> clap::Command {
-        add_settings(command, |setting| matches!(setting.key, "config" | "data_dir"))
+        add_settings(command, |setting| OPERATOR_SETTINGS.contains(&setting.key))
     }
 
     fn augment_args_for_update(command: clap::Command) -> clap::Command {

@@ -249,6 +249,31 @@ fn migrate_applies_once_and_help_documents_the_settings() {
         let out = vaitio(dir.path()).args(args).env("USER", "ops").output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
+    // Every command that changes the deployment, and every credential minted.
+    run(&["certs", "init-ca", "--name", "Operator Test CA"]);
+    let issued = vaitio(dir.path())
+        .args(["certs", "issue-org", "--org-oid", ORG, "--name", "Test Clinic", "--out", "clinic"])
+        .env("USER", "ops")
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let serial = String::from_utf8_lossy(&issued.stdout).split_whitespace().nth(2).unwrap().to_owned();
+    run(&["certs", "issue-server", "--dns", "localhost", "--out", "server"]);
+    run(&["certs", "revoke", "--serial", &serial]);
+    run(&["certs", "list"]);
+    run(&[
+        "dev",
+        "token",
+        "--role",
+        "psychotherapist",
+        "--org",
+        ORG,
+        "--sub",
+        "10012345678",
+        "--cert",
+        "clinic/cert.pem",
+    ]);
+    run(&["dev", "token", "--role", "patient", "--sub", HETU]);
     run(&["audit", "verify"]);
     run(&["audit", "export", "--out", "log.ndjson"]);
     let export = std::fs::read_to_string(dir.path().join("log.ndjson")).unwrap();
@@ -270,7 +295,13 @@ fn migrate_applies_once_and_help_documents_the_settings() {
         [
             format!("migrate: {applied}").as_str(),
             "migrate: 0 migration(s) applied",
-            "audit verify: 2 entries verified",
+            "certs init-ca --name \"Operator Test CA\"",
+            format!("certs issue-org --org-oid {ORG} --name \"Test Clinic\" --days 365 --start-days 0").as_str(),
+            "certs issue-server --dns localhost --days 365",
+            format!("certs revoke --serial {serial}").as_str(),
+            format!("dev token --role psychotherapist --org {ORG} --sub 10012345678 --ttl 3600").as_str(),
+            "dev token --role patient --ttl 3600",
+            "audit verify: 8 entries verified",
             "audit export"
         ]
     );

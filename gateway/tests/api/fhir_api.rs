@@ -210,6 +210,15 @@ on_both_backends! {
             assert_eq!(refused["issue"][0]["code"], "required", "{unbounded}");
             assert!(refused["issue"][0]["diagnostics"].as_str().unwrap().contains("names what it looks for"), "{refused}");
         }
+        // Whatever the role, in whichever organisation.
+        for (n, role) in ["psychotherapist", "psychologist", "psychiatrist", "physician", "nurse", "auditor", "administrator"].into_iter().enumerate() {
+            for org in [ORG, OTHER_ORG] {
+                let client = gateway.professional(org, &format!("1004000000{n}"), role);
+                let refused = client.get("/Patient?_count=20").unwrap();
+                assert_eq!(refused.status, 400, "{role} in {org}: {}", refused.text());
+                assert!(!refused.text().contains(HETU) && !refused.text().contains("\"entry\""));
+            }
+        }
         assert_eq!(total(&gateway, &format!("/Encounter?patient={aino},{other}&_lastUpdated=ge2020-01-01")), 6);
         assert_eq!(total(&gateway, &format!("/Encounter?patient={aino},{other}&_lastUpdated=lt2020-01-01")), 0);
 
