@@ -129,3 +129,54 @@ impl std::fmt::Display for Path<'_> {
         }
     }
 }
+
+/// A name (an element, a parameter, an id) as it may be echoed in an error: letters, digits and
+/// `_-:.`, bounded. Whatever else a client put in it is dropped, so an error cannot carry a
+/// value or markup back.
+pub fn printable(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:.".contains(*c)).take(64).collect()
+}
+
+/// `message` with every quoted text (in backticks or double quotes) replaced by `…`:
+/// serde quotes the values it could not read, and no submitted value may be echoed.
+pub(crate) fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match quote {
+            Some(open) if c == open => {
+                out.push('…');
+                quote = None;
+            }
+            Some(_) => {}
+            None if matches!(c, '`' | '"') => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    if quote.is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_never_reach_a_message() {
+        assert_eq!(
+            without_values(r#"invalid type: string "131052-308T Virtanen", expected a sequence at line 1"#),
+            "invalid type: string …, expected a sequence at line 1"
+        );
+        assert_eq!(
+            without_values("unknown variant `secret`, expected one of `a`, `b`"),
+            "unknown variant …, expected one of …, …"
+        );
+        assert_eq!(without_values(r#"cut "open"#), "cut …");
+        assert_eq!(
+            without_values("the field 'record_id' is given more than once"),
+            "the field 'record_id' is given more than once"
+        );
+    }
+}

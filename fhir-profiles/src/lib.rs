@@ -15,12 +15,14 @@ mod hetu;
 mod json;
 mod parse;
 pub mod profiles;
+pub mod query;
 pub mod record;
 mod resource_type;
 pub mod search;
+pub mod strict;
 pub mod translate;
 
-pub use error::{Issue, IssueCode, ProfileError};
+pub use error::{printable, Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
 pub use parse::{
     document_custodian, is_valid_id, parse_resource, parse_resource_value, parse_translated, stored_patient_id,

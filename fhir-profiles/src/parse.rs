@@ -1,6 +1,6 @@
 use serde_json::{Map, Value};
 
-use crate::error::{Issue, IssueCode, Path, ProfileError};
+use crate::error::{printable, without_values, Issue, IssueCode, Path, ProfileError};
 use crate::hetu::{Hetu, HETU_SYSTEM};
 use crate::json::Member;
 use crate::resource_type::ResourceType;
@@ -70,8 +70,7 @@ impl ParsedResource {
 /// R4 model does not know; refuses (422) what breaks a rule the gateway relies on: a HETU with a
 /// wrong check character, patient data that names no patient, a Bundle that is not a document.
 pub fn parse_resource(expected: ResourceType, bytes: &[u8]) -> Result<ParsedResource, ProfileError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ProfileError::MalformedJson(json_error(&e)))?;
-    parse_resource_value(expected, value)
+    parse_resource_value(expected, crate::strict::read(bytes)?)
 }
 
 /// [`parse_resource`] of JSON already parsed.
@@ -139,14 +138,6 @@ fn read(expected: ResourceType, value: Value, model: bool) -> Result<ParsedResou
     Ok(ParsedResource { resource_type: actual, json, security, hetus, patient, service_event })
 }
 
-/// serde_json's messages carry line and column and never the offending text.
-fn json_error(error: &serde_json::Error) -> String {
-    match error.classify() {
-        serde_json::error::Category::Eof => "the JSON ends early".to_owned(),
-        _ => error.to_string(),
-    }
-}
-
 /// The model's view must hold everything the submitter sent: anything it dropped is an element
 /// that R4 does not have here, and is refused rather than silently lost.
 fn check_model(value: &Value) -> Result<(), ProfileError> {
@@ -174,14 +165,11 @@ fn check_model(value: &Value) -> Result<(), ProfileError> {
     }
 }
 
-/// serde's messages for unknown enum values quote the value, which could be anything a client
-/// typed; keep the kind of problem and drop the quoted text.
+/// serde's messages quote the value they could not read (`invalid type: string "…"`,
+/// unknown enum values in backticks), which could be anything a client typed: a HETU, a name,
+/// note text. Keep the kind of problem and drop every quoted text.
 fn model_error(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match message.split_once('`') {
-        Some((head, _)) => format!("{}…", head.trim_end()),
-        None => message,
-    }
+    without_values(&error.to_string())
 }
 
 fn dropped_elements(input: &Value, model: &Value, path: &str, out: &mut Vec<String>) {
@@ -210,10 +198,6 @@ fn dropped_elements(input: &Value, model: &Value, path: &str, out: &mut Vec<Stri
 /// FHIR's `id` datatype.
 pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
-fn printable(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric()).take(64).collect()
 }
 
 fn patient_hetus(json: &Map<String, Value>, path: &str, rules: &mut Vec<Issue>) -> Vec<Hetu> {

@@ -338,15 +338,25 @@ fn check(record: PsychotherapyRecord, limits: &RecordLimits) -> Result<CheckedRe
         ("therapist.family", &record.therapist.family),
         ("therapist.profession", &record.therapist.profession),
     ];
+    // Nor hold control characters other than tab and line ends (the note's text is made safe
+    // when it is written into the narrative).
+    let control = |text: &str| text.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\r' | '\n'));
+    if control(&record.record_id) {
+        issue(IssueCode::Value, "record_id", "holds a control character".into());
+    }
     for (at, text) in texts {
         if text.trim().is_empty() {
             issue(IssueCode::Required, at, "must not be blank".into());
+        } else if control(text) {
+            issue(IssueCode::Value, at, "holds a control character".into());
         }
     }
     for (part, given) in [("patient", &record.patient.given), ("therapist", &record.therapist.given)] {
         for (index, name) in given.iter().enumerate() {
             if name.trim().is_empty() {
                 issue(IssueCode::Required, &format!("{part}.given[{index}]"), "must not be blank".into());
+            } else if control(name) {
+                issue(IssueCode::Value, &format!("{part}.given[{index}]"), "holds a control character".into());
             }
         }
     }

@@ -14,7 +14,9 @@ use store::{Store, StoreError};
 use crate::api::{access_log, alerts, read, search, submission, system, write};
 use crate::config::{Config, Mode};
 use crate::enforce::Enforcement;
-use crate::identity::{Identity, IssuerKind, KeyError, PeerCertificate};
+use identity::{Identity, IssuerKind, KeyError};
+
+use crate::caller::PeerCertificate;
 use crate::metrics::{self, Metrics, RoutePattern};
 use crate::state::AppState;
 
@@ -39,6 +41,7 @@ pub enum StartError {
 
 pub struct Application {
     server: actix_web::dev::Server,
+    store: Store,
     port: u16,
     /// True when this start generated the development PKI and keys.
     pub first_run: bool,
@@ -69,7 +72,7 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
 
 /// The trusted token issuers of this configuration.
 fn build_identity(config: &Config, pseudonyms: Pseudonymizer) -> Result<Identity, StartError> {
-    let mut identity = Identity::new(&config.token_audience, pseudonyms);
+    let mut identity = Identity::new(&config.token_audience, Box::new(move |hetu| pseudonyms.patient_from_hetu(hetu)));
     if let Some((issuer, jwks)) = &config.professional_issuer {
         identity.trust_jwks_file(issuer, IssuerKind::Professional, jwks)?;
     }
@@ -121,7 +124,7 @@ fn watch_in_background(enforcement: &Arc<Enforcement>) {
 pub fn open_database(config: &Config) -> Result<(Pool, usize), StartError> {
     let failed = |cause| StartError::Database { database: config.database.redacted(), cause };
     let pool = db::pool(&config.database, config.db_pool_size).map_err(failed)?;
-    let mut conn = pool.get().map_err(|e| failed(e.into()))?;
+    let mut conn = pool.get_timeout(db::START_WAIT).map_err(|e| failed(e.into()))?;
     let applied = db::migrate(&mut conn).map_err(failed)?;
     Ok((pool, applied))
 }
@@ -147,7 +150,7 @@ impl Application {
         let pseudonyms = Pseudonymizer::new(index_key);
         let identity = build_identity(&config, pseudonyms.clone())?;
         let signer = audit_signer(&config)?;
-        let (store, opener) = Store::new(pool, Box::new(FileKek::new(kek)), pseudonyms, signer);
+        let (store, opener) = Store::new(pool, config.db_wait, Box::new(FileKek::new(kek)), pseudonyms, signer);
         let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy, config.harvest.clone()));
         watch_in_background(&enforcement);
         let tls =
@@ -161,8 +164,13 @@ impl Application {
             .port();
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
-        let state =
-            web::Data::new(AppState { config: config.clone(), identity, store, enforcement, metrics: metrics.clone() });
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            identity,
+            store: store.clone(),
+            enforcement,
+            metrics: metrics.clone(),
+        });
         let metrics = web::Data::from(metrics);
         let workers = crate::config::cores();
         let server = HttpServer::new(move || {
@@ -183,7 +191,7 @@ impl Application {
         .listen_rustls_0_23(listener, tls)
         .map_err(StartError::Serve)?
         .run();
-        Ok(Application { server, port, first_run, config })
+        Ok(Application { server, store, port, first_run, config })
     }
 
     pub fn port(&self) -> u16 {
@@ -194,8 +202,18 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until the server is stopped (a signal, or its handle); then, the last request
+    /// answered, signs a checkpoint of the audit log's tail.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let store = self.store;
+        let signed = actix_web::rt::task::spawn_blocking(move || store.sign_checkpoint_now()).await;
+        match signed {
+            Ok(Ok(())) => tracing::info!("stopped; the audit log's tail is signed"),
+            Ok(Err(error)) => tracing::warn!(%error, "stopped; the audit log's tail could not be signed"),
+            Err(_) => tracing::warn!("stopped; the audit log's tail could not be signed"),
+        }
+        served
     }
 }
 

@@ -10,9 +10,12 @@ use store::audit::AuditRecord;
 
 use crate::audit;
 use crate::error::GatewayError;
-use crate::identity::PeerCertificate;
 use crate::state::AppState;
 use crate::watch::Verdict;
+
+/// The client certificate of the connection, read once when it is accepted.
+#[derive(Clone)]
+pub struct PeerCertificate(pub Option<certs::PeerIdentity>);
 
 /// The request's principal, as a handler argument, and the audit log's view of them (who, from
 /// which certificate and address, why): made before the handler runs, so a refused request
@@ -88,7 +91,13 @@ impl FromRequest for Caller {
 
 pub fn principal(request: &HttpRequest) -> Result<Principal, GatewayError> {
     let state = request.app_data::<web::Data<AppState>>().ok_or_else(|| GatewayError::Internal("no state".into()))?;
-    let authorization = request.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    // Two Authorization headers: which one a proxy or this server reads would decide who the
+    // caller is.
+    let mut authorizations = request.headers().get_all(actix_web::http::header::AUTHORIZATION);
+    let authorization = authorizations.next().and_then(|v| v.to_str().ok());
+    if authorizations.next().is_some() {
+        return Err(GatewayError::Unauthenticated("a request carries one Authorization header".into()));
+    }
     let peer = request.conn_data::<PeerCertificate>().and_then(|p| p.0.as_ref());
-    state.identity.principal(authorization, peer)
+    Ok(state.identity.principal(authorization, peer)?)
 }

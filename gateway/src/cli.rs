@@ -14,7 +14,7 @@ use store::StoreError;
 use crate::app::{open_database, StartError};
 use crate::audit::{generate_signing_key_file, record_operator_action};
 use crate::config::{Config, ConfigArgs, ConfigError, FolderArgs, Mode, OperatorLog};
-use crate::identity::{self, KeyError};
+use identity::KeyError;
 
 /// Why an operator's command failed; printed as `vaitio: {error}` with exit status 1.
 #[derive(Debug, thiserror::Error)]

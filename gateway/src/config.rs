@@ -87,6 +87,8 @@ settings! {
         "Largest note text accepted in a clinic's record, in bytes";
     "db_pool_size", "db-pool-size", "N", Value("8"),
         "Database connections in the pool";
+    "db_wait_millis", "db-wait-millis", "MILLIS", Value("2000"),
+        "Longest a request waits for a database connection before it answers 503; while the database is known to be down (it failed within the last second), 503 at once";
     "request_threads", "request-threads", "N", Derived("8 per CPU core"),
         "Requests worked on at once (parsing, validation, sealing, the database), split among the per-core workers, rounded up; the rest queue. Bounds memory under many clients";
     "log_format", "log-format", "FORMAT", Value("text"),
@@ -357,6 +359,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_note_bytes: usize,
     pub db_pool_size: u32,
+    /// Longest a request waits for a database connection.
+    pub db_wait: std::time::Duration,
     /// Requests worked on at once, across the server's workers: each holds a thread and its
     /// allocator's memory (about 3 MB apiece was measured under ingest), and the rest queue.
     pub request_threads: usize,
@@ -540,6 +544,10 @@ impl Config {
         }
         let max_note_bytes: usize = raw.required("max_note_bytes", "a number of bytes")?;
         let db_pool_size: u32 = raw.required("db_pool_size", "a whole number")?;
+        let db_wait_millis: u64 = raw.required("db_wait_millis", "a number of milliseconds")?;
+        if !(100..=60_000).contains(&db_wait_millis) {
+            return refuse("db_wait_millis must be between 100 and 60000");
+        }
         if db_pool_size == 0 {
             return refuse("db_pool_size must be at least 1");
         }
@@ -701,6 +709,7 @@ impl Config {
             max_body_bytes,
             max_note_bytes,
             db_pool_size,
+            db_wait: std::time::Duration::from_millis(db_wait_millis),
             request_threads,
             log_format,
             default_count,

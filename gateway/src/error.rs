@@ -5,6 +5,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use fhir_profiles::query::QueryError;
 use fhir_profiles::{Issue, IssueCode, ProfileError, ResourceType};
 use serde_json::{json, Value};
 
@@ -64,6 +65,21 @@ pub enum GatewayError {
 /// The storage layer's errors, mapped once. A database that cannot be reached, or a write that
 /// did not commit, is transient (503); stored data that does not read is the gateway's fault
 /// (500), and its cause goes to the log only.
+impl From<identity::IdentityError> for GatewayError {
+    fn from(error: identity::IdentityError) -> Self {
+        match error {
+            identity::IdentityError::Unauthenticated(reason) => GatewayError::Unauthenticated(reason),
+            identity::IdentityError::Forbidden(reason) => GatewayError::Forbidden(reason),
+        }
+    }
+}
+
+impl From<QueryError> for GatewayError {
+    fn from(error: QueryError) -> Self {
+        GatewayError::BadRequest(error.to_string())
+    }
+}
+
 impl From<StoreError> for GatewayError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -88,11 +104,7 @@ impl From<actix_web::error::BlockingError> for GatewayError {
     }
 }
 
-/// A name or id as it may be echoed in an error: no markup, bounded length. Values (a HETU, a
-/// name, note text) are never echoed at all.
-pub fn printable(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:.".contains(*c)).take(64).collect()
-}
+pub use fhir_profiles::printable;
 
 impl GatewayError {
     /// Absent, or not for this caller: the same answer for both.

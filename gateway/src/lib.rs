@@ -1,10 +1,10 @@
 //! Vaitio, the gateway: the HTTPS listener, the FHIR REST API, the enforcement point, the write
-//! path and the operator CLI, over the storage layer (`store`). See ARCHITECTURE.md for the map.
+//! path and the operator CLI, over the storage layer (`store`) and authentication (`identity`). See ARCHITECTURE.md for the map.
 //!
 //! Layers, top down (a file imports only from layers below it):
 //! `main.rs` → `cli.rs` → `app.rs` (start-up, the route table) → `api/` (handlers) →
 //! `caller.rs`, `state.rs` → `write.rs` (the write path) → `enforce.rs` (the gate) →
-//! `audit.rs` (events), `identity.rs` (tokens), `metrics.rs`, `http.rs`, `capability.rs` →
+//! `audit.rs` (events), `metrics.rs`, `http.rs`, `capability.rs` →
 //! `config.rs`, `error.rs`.
 
 pub mod api;
@@ -17,7 +17,6 @@ pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod http;
-pub mod identity;
 pub mod metrics;
 pub mod state;
 pub mod watch;

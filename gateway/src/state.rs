@@ -7,8 +7,8 @@ use store::Store;
 
 use crate::config::Config;
 use crate::enforce::Enforcement;
-use crate::identity::Identity;
 use crate::metrics::Metrics;
+use identity::Identity;
 
 pub struct AppState {
     pub config: Arc<Config>,

@@ -81,7 +81,7 @@ pub fn create(
     let record = write_record(agent, resource_type, &id, 1, resource.patient.clone());
     let (head, body) = store.create(resource, &id, vec![record])?;
     // The caller wrote it, but what they get back still passes the enforcement point.
-    let visible = enforcement.gate(principal).permits(&head)?;
+    let visible = visible_after_commit(enforcement, principal, &head);
     Ok(Filed { created: true, head, body, visible })
 }
 
@@ -113,8 +113,18 @@ pub fn update(
     let record = write_record(agent, resource_type, id, current.get().version + 1, resource.patient.clone());
     let (head, body) = store.update(resource, id, expected, vec![record])?;
     // Judged afresh: a patient's new Consent may have changed what the writer may read.
-    let visible = enforcement.gate(principal).permits(&head)?;
+    let visible = visible_after_commit(enforcement, principal, &head);
     Ok(Filed { created: false, head, body, visible })
+}
+
+/// Whether the writer may read what they just wrote. Asked after the commit: a failure here (the
+/// database went away a moment after the commit) must not turn a kept write into an error, so
+/// the writer then gets the headers without the body, as one who may not read it would.
+fn visible_after_commit(enforcement: &Enforcement, principal: &Principal, head: &Head) -> bool {
+    enforcement.gate(principal).permits(head).unwrap_or_else(|error| {
+        tracing::warn!(%error, "a committed write is answered without its body: the enforcement point could not be asked");
+        false
+    })
 }
 
 /// A Consent is the patient's own: it must name the patient whose token wrote it, and express
@@ -255,7 +265,7 @@ pub fn submit_record(
     }?;
     // The author wrote it, but what they get back still passes the enforcement point (a
     // patient may have denied even the author).
-    let visible = enforcement.gate(principal).permits(&head)?;
+    let visible = visible_after_commit(enforcement, principal, &head);
     Ok(Filed { created, head, body, visible })
 }
 
@@ -343,7 +353,13 @@ fn file_record(
                     version: Some(head.version.to_string()),
                 };
                 store.record(vec![submission_record(agent, resource, head.patient.clone())])?;
-                let body = enforcement.gate(principal).open_if_released(current)?.unwrap_or_default();
+                let body = match enforcement.gate(principal).open_if_released(current) {
+                    Ok(body) => body.unwrap_or_default(),
+                    Err(error) => {
+                        tracing::warn!(%error, "a repeated record's stored document could not be opened for its author");
+                        Vec::new()
+                    }
+                };
                 return Ok((false, head, body));
             }
             WriteKind::Update(Some(head.version))

@@ -158,6 +158,23 @@ pub(crate) fn append(
     signer: &AuditSigner,
     now_millis: i64,
 ) -> Result<(), StoreError> {
+    append_signing(conn, records, signer, now_millis, false)
+}
+
+/// Signs a checkpoint of every entry now, whatever the schedule says: at a graceful stop, so
+/// that the log's tail is not left unsigned until the next start.
+pub(crate) fn sign_now(conn: &mut DbConnection, signer: &AuditSigner, now_millis: i64) -> Result<(), StoreError> {
+    append_signing(conn, &[], signer, now_millis, true)
+}
+
+/// [`append`]; with `force`, a checkpoint is signed whenever any entry is unsigned.
+fn append_signing(
+    conn: &mut DbConnection,
+    records: &[AuditRecord],
+    signer: &AuditSigner,
+    now_millis: i64,
+    force: bool,
+) -> Result<(), StoreError> {
     let head: HeadRow = match conn {
         DbConnection::Postgres(pg) => {
             audit_head::table.find(1).for_update().select(HeadRow::as_select()).get_result(pg).map_err(unavailable)?
@@ -236,7 +253,7 @@ pub(crate) fn append(
     // A checkpoint is due when enough entries are unsigned, or when unsigned ones have waited
     // long enough; never for an unchanged size (checkpoint sizes must grow).
     if unsigned > 0
-        && (unsigned as u64 >= signer.every_entries || now_millis - head.checkpoint_at >= signer.every_millis)
+        && (force || unsigned as u64 >= signer.every_entries || now_millis - head.checkpoint_at >= signer.every_millis)
     {
         let time = UnixMillis::new(now_millis as u64).map_err(damaged)?;
         let checkpoint = log.checkpoint(ORIGIN, time).map_err(damaged)?;

@@ -23,9 +23,9 @@ pub enum StoreError {
     /// nothing is known to be kept.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
-    /// A query failed.
+    /// A query failed, and not for want of the database (that is `Unavailable`).
     #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
+    Database(diesel::result::Error),
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
     /// What is stored is not what this code wrote: a damaged audit head, a body without its
@@ -45,5 +45,76 @@ pub enum StoreError {
 impl From<diesel::r2d2::PoolError> for StoreError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         StoreError::Unavailable(format!("connection pool: {error}"))
+    }
+}
+
+/// A query's failure, told apart: the database gone or unreachable (a closed connection, a
+/// server shutting down, SQLite busy past its timeout, a full disk) is transient, and answers
+/// 503; anything else is the gateway's fault.
+impl From<diesel::result::Error> for StoreError {
+    fn from(error: diesel::result::Error) -> Self {
+        if unavailable(&error) {
+            StoreError::Unavailable(format!("database: {error}"))
+        } else {
+            StoreError::Database(error)
+        }
+    }
+}
+
+/// Whether a query failed because the database could not be reached or could not take the
+/// write, rather than because of what was asked.
+pub(crate) fn unavailable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match error {
+        Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => true,
+        Error::DatabaseError(_, info) => {
+            // PostgreSQL's shutdown and connection failures (SQLSTATE classes 08 and 57P)
+            // arrive as messages; so do SQLite's busy and full-disk answers.
+            let message = info.message().to_ascii_lowercase();
+            [
+                "terminating connection",
+                "server closed the connection",
+                "connection to server",
+                "could not connect",
+                "no connection to the server",
+                "the database system is shutting down",
+                "the database system is starting up",
+                "the database system is in recovery mode",
+                "database is locked",
+                "database or disk is full",
+                "disk i/o error",
+                "unable to open database file",
+            ]
+            .iter()
+            .any(|known| message.contains(known))
+        }
+        Error::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_database_that_went_away_is_transient_and_a_bad_query_is_not() {
+        for gone in [
+            database_error(DatabaseErrorKind::ClosedConnection, "server closed the connection unexpectedly"),
+            database_error(DatabaseErrorKind::Unknown, "terminating connection due to administrator command"),
+            database_error(DatabaseErrorKind::Unknown, "FATAL: the database system is shutting down"),
+            database_error(DatabaseErrorKind::Unknown, "database is locked"),
+            database_error(DatabaseErrorKind::Unknown, "database or disk is full"),
+        ] {
+            assert!(matches!(StoreError::from(gone), StoreError::Unavailable(_)));
+        }
+        let bad = database_error(DatabaseErrorKind::Unknown, "syntax error at or near \"SELEC\"");
+        assert!(matches!(StoreError::from(bad), StoreError::Database(_)));
+        assert!(matches!(StoreError::from(Error::NotFound), StoreError::Database(_)));
     }
 }

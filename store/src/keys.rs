@@ -5,7 +5,9 @@ use diesel::prelude::*;
 use crate::cache::BoundedMap;
 use crate::crypto::{DataKey, KeyEncryptionKey};
 use crate::db::schema::data_keys;
-use crate::db::Pool;
+use std::sync::Arc;
+
+use crate::db::Database;
 use crate::error::StoreError;
 
 /// How many unwrapped data keys are kept in memory.
@@ -15,14 +17,14 @@ const DATA_KEY_CACHE_SIZE: usize = 4096;
 /// AES operation, and one patient's resources are usually read together, so unwrapped keys are
 /// kept in a small cache.
 pub(crate) struct DataKeys {
-    pool: Pool,
+    db: Arc<Database>,
     kek: Box<dyn KeyEncryptionKey>,
     cache: BoundedMap<DataKey>,
 }
 
 impl DataKeys {
-    pub fn new(pool: Pool, kek: Box<dyn KeyEncryptionKey>) -> Self {
-        DataKeys { pool, kek, cache: BoundedMap::new(DATA_KEY_CACHE_SIZE) }
+    pub fn new(db: Arc<Database>, kek: Box<dyn KeyEncryptionKey>) -> Self {
+        DataKeys { db, kek, cache: BoundedMap::new(DATA_KEY_CACHE_SIZE) }
     }
 
     /// Names the key-encryption key each new data key is wrapped by.
@@ -48,7 +50,7 @@ impl DataKeys {
         let wrapped: Option<Vec<u8>> = data_keys::table
             .filter(data_keys::scope.eq(scope))
             .select(data_keys::wrapped_key)
-            .get_result(&mut self.pool.get()?)
+            .get_result(&mut self.db.conn()?)
             .optional()?;
         match wrapped {
             Some(wrapped) => {

@@ -9,7 +9,7 @@ use crate::audit::{search_log, AuditSigner, LogPage, LogQuery};
 use crate::cache::BoundedMap;
 use crate::checkpoint::checkpoint_in_background;
 use crate::crypto::{KeyEncryptionKey, Pseudonymizer};
-use crate::db::{Manager, Pool};
+use crate::db::{Database, Manager, Pool};
 use crate::error::StoreError;
 use crate::keys::DataKeys;
 use crate::opener::Opener;
@@ -23,7 +23,7 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
-    pub pool: Pool,
+    pub db: Arc<Database>,
     pub pseudonyms: Pseudonymizer,
     pub keys: Arc<DataKeys>,
     /// Every write and every audit record of this node goes to one thread holding one
@@ -45,8 +45,11 @@ impl Store {
     /// The store over `pool`, and the one [`Opener`] that decrypts what it holds. Starts the
     /// node's writer, the thread that signs audit checkpoints when the log is idle, and on
     /// SQLite the checkpoint thread; each ends with the store.
+    /// A request waits at most `wait` for a connection (at once while the database is known to
+    /// be down, see [`Database`]).
     pub fn new(
         pool: Pool,
+        wait: std::time::Duration,
         kek: Box<dyn KeyEncryptionKey>,
         pseudonyms: Pseudonymizer,
         signer: AuditSigner,
@@ -54,11 +57,12 @@ impl Store {
         let sqlite = pool.get().is_ok_and(|conn| matches!(*conn, crate::db::DbConnection::Sqlite(_)));
         let audit_key = signer.verifying_key().clone();
         let tick = signer.tick();
-        let keys = Arc::new(DataKeys::new(pool.clone(), kek));
+        let db = Arc::new(Database::new(pool.clone(), wait));
+        let keys = Arc::new(DataKeys::new(db.clone(), kek));
         let signer = Arc::new(signer);
         let context =
             WriteContext { pseudonyms: pseudonyms.clone(), kek_id: keys.kek_id().to_owned(), signer: signer.clone() };
-        let writer = WriteQueue::start(pool.clone(), context);
+        let writer = WriteQueue::start(db.clone(), context);
         let alive = Arc::new(());
         if sqlite {
             checkpoint_in_background(pool.clone(), writer.catch_up.clone(), Arc::downgrade(&alive));
@@ -66,7 +70,7 @@ impl Store {
         tick_audit_checkpoints(Arc::downgrade(&writer), tick);
         let opener = Opener::new(keys.clone());
         let inner = Inner {
-            pool,
+            db,
             pseudonyms,
             keys,
             writer,
@@ -93,14 +97,23 @@ impl Store {
     }
 
     pub(crate) fn conn(&self) -> Result<diesel::r2d2::PooledConnection<Manager>, StoreError> {
-        Ok(self.inner.pool.get()?)
+        self.inner.db.conn()
     }
 
-    /// Readiness: the database answers.
-    pub fn ping(&self) -> Result<(), StoreError> {
+    /// Readiness: the database answers within `wait`, whatever a request found a moment ago.
+    pub fn ping(&self, wait: std::time::Duration) -> Result<(), StoreError> {
         use diesel::connection::SimpleConnection;
-        self.conn()?.batch_execute("SELECT 1")?;
-        Ok(())
+        let mut conn = self.inner.db.probe(wait)?;
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    /// Signs a checkpoint of every entry now: at a graceful stop, once the last request is
+    /// answered, so that the log's tail is not left unsigned.
+    pub fn sign_checkpoint_now(&self) -> Result<(), StoreError> {
+        let signer = self.inner.signer.clone();
+        crate::db::write_transaction(&mut *self.conn()?, |conn| {
+            crate::audit::sign_now(conn, &signer, crate::time::now_millis())
+        })
     }
 
     /// The node writer's counters.
@@ -110,7 +123,7 @@ impl Store {
 
     /// The pool's connections: open, and idle among them.
     pub fn pool_state(&self) -> (u32, u32) {
-        let state = self.inner.pool.state();
+        let state = self.inner.db.pool().state();
         (state.connections, state.idle_connections)
     }
 }

@@ -11,7 +11,7 @@ use fhir_profiles::ResourceType;
 
 use crate::apply::{write_request, write_rows, Pending, WriteContext};
 use crate::audit::{append, AuditRecord};
-use crate::db::{write_transaction, DbConnection, Manager, Pool};
+use crate::db::{write_transaction, Database, DbConnection, Manager};
 use crate::error::StoreError;
 use crate::marks::{insert_marks, ReachMark};
 use crate::postgres::write_created;
@@ -93,7 +93,7 @@ impl WriteQueue {
     const GROUP: usize = 64;
 
     /// Starts the writer thread; it ends when the queue is dropped.
-    pub fn start(pool: Pool, context: WriteContext) -> Arc<WriteQueue> {
+    pub fn start(db: Arc<Database>, context: WriteContext) -> Arc<WriteQueue> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let stats = WriterStats::default();
         let counted = Arc::clone(&stats.counters);
@@ -114,7 +114,7 @@ impl WriteQueue {
                 counted.groups.fetch_add(1, Ordering::Relaxed);
                 counted.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Self::commit_group(&mut held, &pool, &context, group, &counted)
+                    Self::commit_group(&mut held, &db, &context, group, &counted)
                 }));
                 counted.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 if outcome.is_err() {
@@ -158,14 +158,14 @@ impl WriteQueue {
     /// Writes a group in one transaction, one savepoint per request, and answers each request.
     fn commit_group(
         held: &mut Option<PooledConnection<Manager>>,
-        pool: &Pool,
+        db: &Database,
         context: &WriteContext,
         mut group: Vec<Job>,
         counters: &Counters,
     ) {
         let conn = match held.as_mut() {
             Some(conn) => conn,
-            None => match pool.get() {
+            None => match db.conn() {
                 Ok(mut conn) => {
                     if let DbConnection::Sqlite(sqlite) = &mut *conn {
                         // The writer touches index pages all over the database; SQLite's
@@ -180,7 +180,7 @@ impl WriteQueue {
                 }
                 Err(error) => {
                     for job in group {
-                        job.answer(Err(StoreError::Unavailable(format!("connection pool: {error}"))));
+                        job.answer(Err(StoreError::Unavailable(error.to_string())));
                     }
                     return;
                 }
@@ -263,7 +263,9 @@ impl WriteQueue {
             });
         }
         if let Err(error) = &committed {
-            // A connection whose commit failed is not kept.
+            // A connection whose commit failed is not kept. If the database went away, the next
+            // group's checkout finds out (within the wait) and makes the ones after it fail at
+            // once; if only this connection was lost, the next group gets a new one.
             *held = None;
             tracing::warn!(%error, "a group of writes did not commit");
         }
@@ -284,9 +286,14 @@ impl WriteQueue {
     /// Queues a request's writes and waits until they are committed (or refused).
     pub fn submit(&self, pending: Pending) -> Result<Written, StoreError> {
         let (answer, answered) = mpsc::sync_channel(1);
-        let stopped = || StoreError::Unavailable("the database writer has stopped".into());
-        self.jobs.send(Job { pending, answer }).map_err(|_| stopped())?;
-        let (written, _job) = answered.recv().map_err(|_| stopped())?;
+        self.jobs
+            .send(Job { pending, answer })
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        // The writer answers every job it takes; a job dropped unanswered was in a group the
+        // writer abandoned after a fault (and it has gone on to the next).
+        let (written, _job) = answered
+            .recv()
+            .map_err(|_| StoreError::Unavailable("the database writer dropped this request after a fault".into()))?;
         written
     }
 }

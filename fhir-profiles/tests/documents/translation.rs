@@ -92,6 +92,11 @@ fn bad_records_are_refused_naming_the_field() {
     );
     assert_eq!(refused(|r| r["session"]["start"] = json!("2027-01-01T10:00:00+02:00")).0, "session.start");
     assert_eq!(refused(|r| r["session"]["modality"] = json!("telepathic")).0, "session.modality");
+    // A control character (FHIR strings allow tab and line ends only), named and not echoed.
+    let nul = refused(|r| r["patient"]["family"] = json!("Vir\u{0}tanen"));
+    assert_eq!(nul, ("patient.family".into(), "holds a control character".into()));
+    assert_eq!(refused(|r| r["therapist"]["given"][0] = json!("An\u{1b}na")).0, "therapist.given[0]");
+    assert_eq!(refused(|r| r["organization"]["name"] = json!("Clinic\u{7}")).0, "organization.name");
     let after_the_end = refused(|r| r["service_event"]["end"] = json!("2026-03-01"));
     assert_eq!(after_the_end, ("session.start".into(), "the session is after its service event ended".into()));
     // Born after the session: a HETU of 2099 (century sign A) with its right check character.

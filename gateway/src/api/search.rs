@@ -6,8 +6,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use audit_log::Action;
 use consent::Principal;
-use fhir_profiles::search::{search_params, DateQuery, ParamKind, TokenQuery};
-use fhir_profiles::{is_valid_id, stored_patient_id, Hetu, ResourceType, HETU_SYSTEM};
+use fhir_profiles::query::{Filter, SearchQuery};
+use fhir_profiles::search::{search_params, TokenQuery};
+use fhir_profiles::{Hetu, ResourceType, HETU_SYSTEM};
 use store::{Criterion, Head, Store, TokenMatch};
 
 use crate::api::request::{context, not_found, paging, path_id, Work};
@@ -17,106 +18,6 @@ use crate::enforce::{Gate, Released};
 use crate::error::GatewayError;
 use crate::http;
 use crate::state::AppState;
-
-/// A search request, parsed but not yet resolved against the database.
-enum Filter {
-    Ids(Vec<String>),
-    Tokens { param: &'static str, values: Vec<TokenQuery> },
-    PatientIds(Vec<String>),
-    PatientIdentifiers(Vec<TokenQuery>),
-    Dates { param: &'static str, queries: Vec<DateQuery> },
-    LastUpdated(Vec<DateQuery>),
-}
-
-const CONTROL_PARAMS: [&str; 6] = ["_count", "_offset", "_format", "_pretty", "_include", "_revinclude"];
-
-fn parse_filters(resource_type: ResourceType, params: &[(String, String)]) -> Result<Vec<Filter>, GatewayError> {
-    let supported = search_params(resource_type);
-    let mut filters = Vec::new();
-    for (raw_name, value) in params {
-        if CONTROL_PARAMS.contains(&raw_name.as_str()) {
-            continue;
-        }
-        let printable = crate::error::printable(raw_name);
-        let (name, modifier) = match raw_name.split_once(':') {
-            Some((name, modifier)) => (name, Some(modifier)),
-            None => (raw_name.as_str(), None),
-        };
-        // Both would test values of resources other than the ones returned, which the caller may
-        // not be allowed to see; refused rather than answered from hidden data.
-        if name.contains('.') {
-            return Err(GatewayError::BadRequest(format!("chained search ('{printable}') is not supported")));
-        }
-        if name == "_has" {
-            return Err(GatewayError::BadRequest("reverse chaining (_has) is not supported".into()));
-        }
-        let Some(param) = supported.iter().find(|p| p.name == name) else {
-            return Err(GatewayError::BadRequest(format!(
-                "unknown or unsupported search parameter '{printable}' for {resource_type}; supported: {}",
-                supported.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-            )));
-        };
-        let values: Vec<&str> = value.split(',').collect();
-        if values.iter().any(|v| v.is_empty()) {
-            return Err(GatewayError::BadRequest(format!("search parameter '{printable}' has an empty value")));
-        }
-        let bad_modifier = || GatewayError::BadRequest(format!("modifier in '{printable}' is not supported"));
-        let filter = match (param.name, param.kind, modifier) {
-            ("_id", _, None) => {
-                Filter::Ids(values.iter().filter(|v| is_valid_id(v)).map(|v| (*v).to_owned()).collect())
-            }
-            ("_lastUpdated", _, None) => Filter::LastUpdated(date_queries(&values, &printable)?),
-            (_, ParamKind::Date, None) => {
-                Filter::Dates { param: param.name, queries: date_queries(&values, &printable)? }
-            }
-            (_, ParamKind::Token, None) => {
-                Filter::Tokens { param: param.name, values: token_queries(&values, &printable)? }
-            }
-            (_, ParamKind::Reference, None) => Filter::PatientIds(
-                values
-                    .iter()
-                    .map(|v| {
-                        let id = stored_patient_id(v).unwrap_or(v);
-                        if is_valid_id(id) {
-                            Ok(id.to_owned())
-                        } else {
-                            Err(GatewayError::BadRequest(format!("'{printable}' takes Patient/{{id}} or {{id}}")))
-                        }
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            (_, ParamKind::Reference, Some("identifier")) => {
-                Filter::PatientIdentifiers(token_queries(&values, &printable)?)
-            }
-            _ => return Err(bad_modifier()),
-        };
-        filters.push(filter);
-    }
-    Ok(filters)
-}
-
-fn date_queries(values: &[&str], name: &str) -> Result<Vec<DateQuery>, GatewayError> {
-    values
-        .iter()
-        .map(|v| {
-            DateQuery::parse(v).ok_or_else(|| {
-                GatewayError::BadRequest(format!(
-                    "'{name}' takes a FHIR date with an optional prefix (eq, ne, lt, le, gt, ge)"
-                ))
-            })
-        })
-        .collect()
-}
-
-fn token_queries(values: &[&str], name: &str) -> Result<Vec<TokenQuery>, GatewayError> {
-    values
-        .iter()
-        .map(|v| {
-            TokenQuery::parse(v)
-                .ok_or_else(|| GatewayError::BadRequest(format!("'{name}' takes system|value, |value or value")))
-        })
-        .collect()
-}
 
 fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<TokenMatch> {
     let pseudonyms = store.pseudonyms();
@@ -172,60 +73,6 @@ fn criteria(store: &Store, filters: Vec<Filter>) -> Result<Vec<Criterion>, Gatew
     Ok(criteria)
 }
 
-/// What a search adds to its matches: `_include={type}:patient` (the matches' Patients) and, on
-/// Patient, `_revinclude={type}:patient` (the resources of those types about the matched
-/// patients). Both are judged by the enforcement point like the matches and not counted in
-/// `total`. Nothing else is supported, so nothing else can be asked of hidden data.
-#[derive(Default)]
-struct Includes {
-    patients: bool,
-    reverse: Vec<ResourceType>,
-}
-
-fn includes(resource_type: ResourceType, params: &[(String, String)]) -> Result<Includes, GatewayError> {
-    let mut includes = Includes::default();
-    for (name, value) in params {
-        let reverse = match name.as_str() {
-            "_include" => false,
-            "_revinclude" => true,
-            other if other.starts_with("_include:") || other.starts_with("_revinclude:") => {
-                return Err(GatewayError::BadRequest(format!(
-                    "'{}' is not supported: includes do not iterate",
-                    crate::error::printable(other)
-                )))
-            }
-            _ => continue,
-        };
-        let refused = || {
-            GatewayError::BadRequest(if reverse {
-                "_revinclude takes {type}:patient, on a Patient search".into()
-            } else {
-                format!("_include takes {resource_type}:patient")
-            })
-        };
-        let (source, param) = value.split_once(':').ok_or_else(refused)?;
-        let source: ResourceType = source.parse().map_err(|()| refused())?;
-        let patient_param = search_params(source).iter().any(|p| p.name == "patient" && p.kind == ParamKind::Reference);
-        if param != "patient" || !patient_param {
-            return Err(refused());
-        }
-        if reverse {
-            if resource_type != ResourceType::Patient {
-                return Err(refused());
-            }
-            if !includes.reverse.contains(&source) {
-                includes.reverse.push(source);
-            }
-        } else {
-            if source != resource_type {
-                return Err(refused());
-            }
-            includes.patients = true;
-        }
-    }
-    Ok(includes)
-}
-
 /// The patient pseudonyms of released heads, once each.
 fn patients_of(heads: &[Released<Head>]) -> Vec<String> {
     let mut patients: Vec<String> = heads.iter().filter_map(|head| head.get().patient.clone()).collect();
@@ -249,23 +96,11 @@ fn open_current(gate: &Gate<'_>, store: &Store, heads: &[Released<Head>]) -> Res
 /// grows with what it names, so this bounds it.
 const MAX_NAMED: usize = 100;
 
-/// Whether the filters name what they look for (ids, identifiers, patients), and how many.
-fn named(filters: &[Filter]) -> usize {
-    filters
-        .iter()
-        .map(|filter| match filter {
-            Filter::Ids(ids) | Filter::PatientIds(ids) => ids.len().max(1),
-            Filter::Tokens { values, .. } | Filter::PatientIdentifiers(values) => values.len(),
-            Filter::Dates { .. } | Filter::LastUpdated(_) => 0,
-        })
-        .sum()
-}
-
 /// The register cannot be browsed: being a patient of a psychotherapy register is itself the
 /// sensitive fact, and a search that names nothing would judge (and audit) every patient. A
 /// patient's search is narrowed to their own data; anyone else's must name what it looks for.
-fn bounded(principal: &Principal, resource_type: ResourceType, filters: &[Filter]) -> Result<(), GatewayError> {
-    let named = named(filters);
+fn bounded(principal: &Principal, resource_type: ResourceType, query: &SearchQuery) -> Result<(), GatewayError> {
+    let named = query.named();
     if named > MAX_NAMED {
         return Err(GatewayError::BadRequest(format!(
             "a search names at most {MAX_NAMED} ids, identifiers and patients together"
@@ -348,21 +183,6 @@ fn named_patients(
     named
 }
 
-/// The HETUs a Patient search's `identifier` names.
-fn hetus(filters: &[Filter]) -> Vec<String> {
-    filters
-        .iter()
-        .filter_map(|filter| match filter {
-            Filter::Tokens { values, .. } => Some(values.iter().filter_map(|v| match v {
-                TokenQuery::System { system, value } if system == HETU_SYSTEM => Some(value.clone()),
-                _ => None,
-            })),
-            _ => None,
-        })
-        .flatten()
-        .collect()
-}
-
 /// `GET /{type}`, `GET|POST /{type}/_search`
 pub async fn search(
     request: HttpRequest,
@@ -379,14 +199,14 @@ pub async fn search(
         let body = http::body(&request, payload, &state.config).await?;
         ctx.params.extend(form_urlencoded::parse(&body).into_owned());
     }
-    let filters = parse_filters(ctx.resource_type, &ctx.params)?;
-    bounded(&ctx.principal, ctx.resource_type, &filters)?;
-    let includes = includes(ctx.resource_type, &ctx.params)?;
+    let query = SearchQuery::parse(ctx.resource_type, &ctx.params)?;
+    bounded(&ctx.principal, ctx.resource_type, &query)?;
     let paging = paging(&ctx.params, &state.config)?;
     let base = http::base_url(&request, &state.config);
     let (resource_type, work) = (ctx.resource_type, ctx.work(&state));
-    let query = audited_query(&state.store, resource_type, &ctx.params);
-    let hetus = hetus(&filters);
+    let audited = audited_query(&state.store, resource_type, &ctx.params);
+    let hetus = query.hetus();
+    let SearchQuery { filters, includes } = query;
     let (total, matches, included, paging) = web::block(move || -> Result<_, GatewayError> {
         let gate = work.gate();
         let store = work.store();
@@ -412,7 +232,7 @@ pub async fn search(
         }
         let matches = open_current(&gate, store, &page)?;
         let included = open_current(&gate, store, &included)?;
-        gate.record(Action::Search, &work.agent, Some(&query))?;
+        gate.record(Action::Search, &work.agent, Some(&audited))?;
         Ok((total, matches, included, paging))
     })
     .await??;

@@ -24,15 +24,19 @@ pub async fn metadata(request: HttpRequest, state: web::Data<AppState>) -> Resul
     Ok(http::fhir_json(StatusCode::OK, body, output))
 }
 
-/// Liveness: the process answers.
+/// Liveness (Kubernetes' liveness probe): the process answers, whatever the database does.
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "pass"}))
 }
 
-/// Readiness: the database answers a query.
+/// How long the readiness check waits for the database: it answers within a second.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Readiness (Kubernetes' readiness probe): the database answers a query within a second. A
+/// node that is not ready still answers its liveness probe, `/health/live`.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let database = web::block(move || store.ping()).await;
+    let database = web::block(move || store.ping(READY_WAIT)).await;
     let (status, database_status) = match database {
         Ok(Ok(())) => (StatusCode::OK, "pass"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "fail"),
@@ -47,7 +51,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus' text format.
 pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let up = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+    let up = matches!(web::block(move || store.ping(READY_WAIT)).await, Ok(Ok(())));
     let (connections, idle) = state.store.pool_state();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
         up,

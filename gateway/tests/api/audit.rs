@@ -135,6 +135,19 @@ fn problem(gateway: &TestGateway) -> audit_log::Problem {
 }
 
 on_both_backends! {
+    fn a_graceful_stop_signs_the_logs_tail(gateway) {
+        let mut gateway = gateway;
+        // Checkpoints every 1,000 entries or 10 seconds (the default): these few stay unsigned
+        // until the stop signs them.
+        let id = gateway.create(&patient(HETU));
+        assert_eq!(gateway.get(&format!("/Patient/{id}")).status, 200);
+        assert!(gateway.verify_audit_log().expect("the log verifies").unsigned_tail() > 0);
+        gateway.stop();
+        let verified = gateway.verify_audit_log().expect("the log verifies");
+        assert_eq!(verified.unsigned_tail(), 0, "the tail is signed at the stop");
+        assert_eq!(verified.entries as i64, last_seq(&gateway) + 1);
+    }
+
     fn each_route_records_exactly_its_events(gateway) {
         let patient_id = gateway.create(&patient(HETU));
         let visit = gateway.create(&encounter(&patient_id, "2026-03-02"));

@@ -222,11 +222,8 @@ fn unsafe_configurations_are_refused_with_the_reason() {
         refused(dir.path(), &base, &[], "needs tls.client_ca");
         let with_ca = [&base[..], &["--tls-client-ca", "pki/ca.pem"]].concat();
         refused(dir.path(), &with_ca, &[], "professional identity provider");
-        std::fs::write(
-            dir.path().join("jwks.json"),
-            vaitio::identity::development_jwks(&dir.path().join("idp.pem")).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("jwks.json"), identity::development_jwks(&dir.path().join("idp.pem")).unwrap())
+            .unwrap();
         let complete =
             [&with_ca[..], &["--professional-issuer", "https://idp.test", "--professional-jwks", "jwks.json"]].concat();
         refused(dir.path(), &complete, &[], "lets others read it");

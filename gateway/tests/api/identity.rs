@@ -1,9 +1,9 @@
 //! Identity: every refusal of the identity issue over real TLS handshakes, and what each kind of
 //! principal receives under the default rules, on both backends.
 
+use identity::{Claims, DEV_ISSUER, DEV_KID};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use vaitio::identity::{Claims, DEV_ISSUER, DEV_KID};
 use vaitio_conformance::client::Client;
 
 use super::support::*;
@@ -77,6 +77,24 @@ on_both_backends! {
         assert_refused(&with(&Claims { aud: "another-service".into(), ..good.clone() }), 401, "wrong audience");
         assert_refused(&with(&Claims { iss: "https://untrusted.invalid".into(), ..good.clone() }), 401, "wrong issuer");
         assert_eq!(good.iss, DEV_ISSUER);
+        // Issued a day in the future; a subject that is no Terhikki number (a NUL in it, too short).
+        assert_refused(&with(&Claims { iat: Some(now + 86_400), ..good.clone() }), 401, "issued in the future");
+        assert_refused(&with(&Claims { sub: "1001234\u{0}5678".into(), ..good.clone() }), 401, "a NUL in the subject");
+        assert_refused(&with(&Claims { sub: "12345".into(), ..good.clone() }), 401, "not a Terhikki number");
+        let staff = gateway.claims("auditor", Some(ORG), "auditor\u{0}1", Some(&cert.0));
+        assert_refused(&with(&staff), 401, "a NUL in a staff subject");
+        // Two Authorization headers: refused, whichever would have been read.
+        let token = gateway.token(&good);
+        let request = |authorizations: &[&str]| {
+            let headers: String = authorizations.iter().map(|a| format!("Authorization: {a}\r\n")).collect();
+            format!("GET {PROBE} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n")
+        };
+        let once = gateway.raw(Some(&cert), request(&[&format!("Bearer {token}")]).as_bytes());
+        assert!(once.starts_with("HTTP/1.1 200"), "{once}");
+        let twice = gateway.raw(Some(&cert), request(&[&format!("Bearer {token}"), "Bearer forged"]).as_bytes());
+        assert!(twice.starts_with("HTTP/1.1 401"), "{twice}");
+        let twice = gateway.raw(Some(&cert), request(&["Bearer forged", &format!("Bearer {token}")]).as_bytes());
+        assert!(twice.starts_with("HTTP/1.1 401"), "{twice}");
 
         // A valid token minted for another certificate of the same organisation.
         let other_cert = gateway.certificate(ORG, certs::Validity::default(), "second");
@@ -220,7 +238,7 @@ fn production_trusts_only_its_configured_issuer() {
     let keys = tempfile::tempdir().unwrap();
     let idp_key = keys.path().join("idp.pem");
     let jwks = keys.path().join("jwks.json");
-    std::fs::write(&jwks, vaitio::identity::development_jwks(&idp_key).unwrap()).unwrap();
+    std::fs::write(&jwks, identity::development_jwks(&idp_key).unwrap()).unwrap();
     let production = TestGateway::spawn_with(Backend::Sqlite, |config| {
         // What an operator provisions: certificates and key files, made before the start.
         let pki = certs::DevPki::ensure(&config.data_dir.join("pki")).unwrap();
@@ -239,7 +257,7 @@ fn production_trusts_only_its_configured_issuer() {
     let mut claims = production.claims("psychotherapist", Some(ORG), THERAPIST, Some(&cert.0));
     // A development token (here signed with a development key made for the occasion) is refused.
     let dev_key = keys.path().join("dev.pem");
-    let dev_token = vaitio::identity::mint_development_token(&dev_key, &claims).unwrap();
+    let dev_token = identity::mint_development_token(&dev_key, &claims).unwrap();
     assert_refused(
         &production.client_with(Some(cert.clone()), Some(dev_token)),
         401,
@@ -247,6 +265,6 @@ fn production_trusts_only_its_configured_issuer() {
     );
     // The identity provider's token is accepted.
     claims.iss = "https://idp.test".into();
-    let idp_token = vaitio::identity::mint_development_token(&idp_key, &claims).unwrap();
+    let idp_token = identity::mint_development_token(&idp_key, &claims).unwrap();
     assert_eq!(production.client_with(Some(cert), Some(idp_token)).get(PROBE).unwrap().status, 200);
 }

@@ -7,6 +7,7 @@ mod audit;
 mod cli;
 mod conformance;
 mod consent;
+mod failure;
 mod fhir_api;
 mod harvest;
 mod identity;

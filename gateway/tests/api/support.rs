@@ -6,9 +6,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use diesel::{Connection, RunQueryDsl};
+use identity::Claims;
 use serde_json::{json, Value};
 use vaitio::config::Config;
-use vaitio::identity::Claims;
 use vaitio::Application;
 use vaitio_conformance::client::{Answer, Client, Target};
 
@@ -155,6 +155,34 @@ impl TestGateway {
         store::audit::verify_database(&store::db::pool(&self.config.database, 2).unwrap(), &key).unwrap()
     }
 
+    /// Sends `request` (raw HTTP/1.1, as written) over TLS with the client certificate `cert`,
+    /// and returns everything the server answered until it closed the connection or stopped for
+    /// a second: for requests an HTTP library would not write (a header twice, bad bytes).
+    pub fn raw(&self, cert: Option<&(PathBuf, PathBuf)>, request: &[u8]) -> String {
+        use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+        use std::io::{Read, Write};
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        builder.set_ca_file(self.ca()).unwrap();
+        if let Some((cert, key)) = cert {
+            builder.set_certificate_chain_file(cert).unwrap();
+            builder.set_private_key_file(key, SslFiletype::PEM).unwrap();
+        }
+        let port = self.base_url.rsplit(':').next().unwrap();
+        let tcp = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+        let mut tls = builder.build().connect("localhost", tcp).unwrap();
+        tls.write_all(request).unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 8192];
+        loop {
+            match tls.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("pki").join("ca.pem")
     }
@@ -180,17 +208,17 @@ impl TestGateway {
 
     /// Development-issuer claims for `role`, bound to `cert` when given.
     pub fn claims(&self, role: &str, org: Option<&str>, sub: &str, cert: Option<&std::path::Path>) -> Claims {
-        let mut claims = vaitio::identity::development_claims(&self.config.token_audience, sub, role, 600);
+        let mut claims = identity::development_claims(&self.config.token_audience, sub, role, 600);
         claims.org = org.map(str::to_owned);
         if let Some(cert) = cert {
             let der = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap().to_der().unwrap();
-            claims.cnf = Some(vaitio::identity::Confirmation { x5t_s256: Some(certs::thumbprint_sha256(&der)) });
+            claims.cnf = Some(identity::Confirmation { x5t_s256: Some(certs::thumbprint_sha256(&der)) });
         }
         claims
     }
 
     pub fn token(&self, claims: &Claims) -> String {
-        vaitio::identity::mint_development_token(self.config.development_issuer_key.as_ref().unwrap(), claims).unwrap()
+        identity::mint_development_token(self.config.development_issuer_key.as_ref().unwrap(), claims).unwrap()
     }
 
     /// A client on a connection with `cert` (when given) sending `token` (when given).
@@ -285,16 +313,23 @@ fn start(config: Config) -> (u16, actix_web::dev::ServerHandle, thread::JoinHand
     (port, server, thread)
 }
 
-impl Drop for TestGateway {
-    fn drop(&mut self) {
+impl TestGateway {
+    /// Stops the gateway gracefully, as a signal would, and waits until it has stopped.
+    pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             // The server runs on its own thread's runtime; the stop command only needs a
             // runtime to be sent from.
-            actix_web::rt::System::new().block_on(server.stop(false));
+            actix_web::rt::System::new().block_on(server.stop(true));
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

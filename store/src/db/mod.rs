@@ -6,6 +6,7 @@ pub mod schema;
 pub(crate) mod unnest;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -90,13 +91,25 @@ impl DatabaseUrl {
 
 pub struct Manager {
     url: DatabaseUrl,
+    reach: Arc<Reach>,
 }
 
-impl ManageConnection for Manager {
-    type Connection = DbConnection;
-    type Error = r2d2::Error;
+/// What the pool's attempts to connect say about the database: when the last one failed, if
+/// none has succeeded since. A refused connection is known in a millisecond, so an outage is
+/// noticed at the first attempt rather than after a request's whole wait.
+#[derive(Default)]
+struct Reach {
+    refused_at: std::sync::Mutex<Option<Instant>>,
+}
 
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+impl Reach {
+    fn refused_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.refused_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Manager {
+    fn connect_to(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
             DatabaseUrl::Postgres(url) => {
                 let mut conn = PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
@@ -113,14 +126,30 @@ impl ManageConnection for Manager {
                 // a commit, and the writer's commit holds up every queued write while it copies
                 // and syncs the database file (80 ms was measured), so it is only a backstop for a
                 // log the thread lets grow past 262,144 pages (1 GiB).
+                // The log file is cut back to 64 MiB when it starts over, rather than keep the
+                // length it once reached under ingest (hundreds of megabytes).
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 262144;",
+                     PRAGMA wal_autocheckpoint = 262144; PRAGMA journal_size_limit = 67108864;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        let connected = self.connect_to();
+        *self.reach.refused_at() = match &connected {
+            Ok(_) => None,
+            Err(_) => Some(Instant::now()),
+        };
+        connected
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
@@ -193,7 +222,113 @@ fn health(conn: &mut DbConnection) -> Option<&mut Health> {
     }
 }
 
-pub type Pool = r2d2::Pool<Manager>;
+/// The pool of connections; it dereferences to r2d2's pool, and also knows what its last
+/// attempt to connect found.
+#[derive(Clone)]
+pub struct Pool {
+    connections: r2d2::Pool<Manager>,
+    reach: Arc<Reach>,
+}
+
+impl std::ops::Deref for Pool {
+    type Target = r2d2::Pool<Manager>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.connections
+    }
+}
+
+/// How long, after a checkout found the database unreachable, checkouts fail at
+/// once rather than wait: during an outage a request answers 503 in a moment. After that, one
+/// request at a time waits to find out whether the database is back (the others still fail at
+/// once), and the first connection made ends the outage for all.
+const FAIL_FAST_FOR: Duration = Duration::from_secs(1);
+
+/// The pool as requests use it: a checkout waits at most `wait`, and while the database is
+/// known to be down (it failed within the last second) fails at once.
+pub struct Database {
+    pool: Pool,
+    wait: Duration,
+    failed_at: std::sync::Mutex<Option<Instant>>,
+    /// A request is finding out whether the database is back.
+    probing: std::sync::atomic::AtomicBool,
+}
+
+impl Database {
+    pub fn new(pool: Pool, wait: Duration) -> Self {
+        Database { pool, wait, failed_at: std::sync::Mutex::new(None), probing: Default::default() }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn failed_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.failed_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection, or `Unavailable` after at most the wait (at once while the database is
+    /// known to be down).
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.refused_lately() {
+            return Err(down());
+        }
+        let Some(at) = *self.failed_at() else { return self.checkout(self.wait) };
+        if at.elapsed() < FAIL_FAST_FOR || self.probing.swap(true, Ordering::AcqRel) {
+            return Err(down());
+        }
+        let probed = self.checkout(self.wait);
+        self.probing.store(false, Ordering::Release);
+        probed
+    }
+
+    /// A connection within `wait` (at most the usual wait), for the readiness check: it fails at
+    /// once while the database is known to be down, and otherwise finds out, also whether an
+    /// outage has ended.
+    pub fn probe(&self, wait: Duration) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        if self.refused_lately() || self.failed_at().is_some_and(|at| at.elapsed() < FAIL_FAST_FOR) {
+            return Err(down());
+        }
+        self.checkout(wait.min(self.wait))
+    }
+
+    /// Whether the pool's last attempt to connect, within the last moment, was refused: the
+    /// pool keeps trying in the background while requests wait, and a refusal takes a
+    /// millisecond, so this knows of an outage long before a request's wait runs out.
+    fn refused_lately(&self) -> bool {
+        self.pool.reach.refused_at().is_some_and(|at| at.elapsed() < FAIL_FAST_FOR)
+    }
+
+    fn checkout(&self, wait: Duration) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        match self.pool.get_timeout(wait) {
+            Ok(conn) => {
+                if self.failed_at().is_some() {
+                    *self.failed_at() = None;
+                }
+                Ok(conn)
+            }
+            Err(error) => {
+                // Only a checkout that found no connection within the wait says the database is
+                // down: a query that failed may have met one connection the server dropped.
+                *self.failed_at() = Some(Instant::now());
+                Err(StoreError::Unavailable(format!("connection pool: {error}")))
+            }
+        }
+    }
+}
+
+fn down() -> StoreError {
+    StoreError::Unavailable("the database did not answer a moment ago".into())
+}
+
+/// How long a start waits for the database to answer (it may be starting too).
+pub const START_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest pause between two attempts to connect while the database does not answer
+/// (r2d2 waits half its connection timeout at most): how soon after an outage the pool
+/// notices that the database is back.
+const RECONNECT_WITHIN: Duration = Duration::from_millis(500);
 
 /// A pool of connections to `url`, at most `size` of them.
 pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, StoreError> {
@@ -209,13 +344,15 @@ pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, StoreError> {
         // as densely and sped up `audit verify`, but cost reads 10-15 % and ingest 20 %.
         conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
     }
+    let reach = Arc::new(Reach::default());
     r2d2::Pool::builder()
         // A pooled SQLite connection is a handle on a local file: there is no server connection
         // to lose, so checking it with a query at every checkout only costs a statement parse.
         .test_on_check_out(!matches!(url, DatabaseUrl::Sqlite(_)))
         .max_size(size)
-        .connection_timeout(Duration::from_secs(10))
-        .build(Manager { url: url.clone() })
+        .connection_timeout(RECONNECT_WITHIN * 2)
+        .build(Manager { url: url.clone(), reach: reach.clone() })
+        .map(|connections| Pool { connections, reach })
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
@@ -296,6 +433,7 @@ mod tests {
         // NORMAL is 1.
         assert_eq!(ask("SELECT CAST(synchronous AS TEXT) AS answer FROM pragma_synchronous"), "1");
         assert_eq!(ask("SELECT CAST(foreign_keys AS TEXT) AS answer FROM pragma_foreign_keys"), "1");
+        assert_eq!(ask("SELECT CAST(journal_size_limit AS TEXT) AS answer FROM pragma_journal_size_limit"), "67108864");
     }
 
     #[test]

@@ -24,9 +24,21 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use store::crypto::Pseudonymizer;
+/// Why a request's principal could not be made. Messages name claims and rules, never a claim's
+/// value: they are answered to the caller and logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// No usable credentials: no token, a token that does not verify (HTTP 401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Verified credentials that do not allow what they claim (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+}
 
-use crate::error::GatewayError;
+/// Turns a patient's HETU into the pseudonym the rest of the gateway knows them by; the HETU
+/// goes no further than this call.
+pub type Pseudonymise = Box<dyn Fn(&Hetu) -> String + Send + Sync>;
 
 pub const DEV_ISSUER: &str = "urn:vaitio:development-issuer";
 pub const DEV_KID: &str = "vaitio-development-1";
@@ -51,10 +63,6 @@ impl KeyError {
         KeyError::File { what: "development issuer key", path: path.display().to_string(), reason: reason.to_string() }
     }
 }
-
-/// The client certificate of the connection, read once when it is accepted.
-#[derive(Clone)]
-pub struct PeerCertificate(pub Option<PeerIdentity>);
 
 /// Which principals an issuer may assert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,24 +147,24 @@ struct Verified {
 pub struct Identity {
     audience: String,
     issuers: Vec<TrustedIssuer>,
-    pseudonyms: Pseudonymizer,
+    pseudonymise: Pseudonymise,
     /// Verified tokens by SHA-256: a signature check costs far more than the request it
     /// guards. An entry is used only until the token's `exp`; the certificate binding and
     /// every claim check are repeated on each request.
     cache: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
-fn unauthenticated(reason: impl Into<String>) -> GatewayError {
-    GatewayError::Unauthenticated(reason.into())
+fn unauthenticated(reason: impl Into<String>) -> IdentityError {
+    IdentityError::Unauthenticated(reason.into())
 }
 
-fn forbidden(reason: impl Into<String>) -> GatewayError {
-    GatewayError::Forbidden(reason.into())
+fn forbidden(reason: impl Into<String>) -> IdentityError {
+    IdentityError::Forbidden(reason.into())
 }
 
 impl Identity {
-    pub fn new(audience: &str, pseudonyms: Pseudonymizer) -> Self {
-        Identity { audience: audience.to_owned(), issuers: Vec::new(), pseudonyms, cache: Mutex::new(HashMap::new()) }
+    pub fn new(audience: &str, pseudonymise: Pseudonymise) -> Self {
+        Identity { audience: audience.to_owned(), issuers: Vec::new(), pseudonymise, cache: Mutex::new(HashMap::new()) }
     }
 
     /// Trusts `issuer` with the keys in the JWKS file at `path`.
@@ -174,7 +182,7 @@ impl Identity {
         Ok(())
     }
 
-    fn verify(&self, token: &str) -> Result<Verified, GatewayError> {
+    fn verify(&self, token: &str) -> Result<Verified, IdentityError> {
         // sha2, not OpenSSL's one-shot digest, which looks its algorithm up again on every call.
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = chrono::Utc::now().timestamp();
@@ -216,6 +224,10 @@ impl Identity {
                 _ => "the token does not verify",
             })
         })?;
+        // A token issued in the future was not issued by a clock this gateway can trust.
+        if data.claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECONDS as i64) {
+            return Err(unauthenticated("the token's iat is in the future"));
+        }
         let verified = Verified { claims: data.claims, kind: trusted.kind };
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SIZE {
@@ -231,7 +243,7 @@ impl Identity {
         &self,
         authorization: Option<&str>,
         peer: Option<&PeerIdentity>,
-    ) -> Result<Principal, GatewayError> {
+    ) -> Result<Principal, IdentityError> {
         let authorization = authorization.ok_or_else(|| unauthenticated("a bearer token is required"))?;
         let token = authorization
             .strip_prefix("Bearer ")
@@ -252,7 +264,7 @@ impl Identity {
         if patient {
             let hetu = Hetu::parse(&claims.sub)
                 .map_err(|_| unauthenticated("a patient token's subject must be a valid HETU"))?;
-            return Ok(Principal::Patient { pseudonym: self.pseudonyms.patient_from_hetu(&hetu) });
+            return Ok(Principal::Patient { pseudonym: (self.pseudonymise)(&hetu) });
         }
         // Every professional principal is bound to the organisation's certificate.
         let peer = peer.ok_or_else(|| {
@@ -280,9 +292,17 @@ impl Identity {
         }
         let organisation = certificate_org.to_string();
         match role {
+            "auditor" | "administrator" if !is_staff_subject(&claims.sub) => {
+                return Err(unauthenticated("a staff token's subject must be 1-64 of A-Z a-z 0-9 . _ @ -"))
+            }
             "auditor" => return Ok(Principal::Auditor { subject: claims.sub, organisation }),
             "administrator" => return Ok(Principal::Administrator { subject: claims.sub, organisation }),
             _ => {}
+        }
+        if !is_terhikki(&claims.sub) {
+            return Err(unauthenticated(
+                "a practitioner token's subject must be a Terhikki registration number (11 digits)",
+            ));
         }
         let role = Role::parse(role).ok_or_else(|| forbidden("the token's role is not one this gateway knows"))?;
         let purpose = match claims.purpose.as_deref() {
@@ -338,4 +358,15 @@ pub fn development_claims(audience: &str, subject: &str, role: &str, ttl_seconds
         role: Some(role.to_owned()),
         ..Claims::default()
     }
+}
+
+/// A Terhikki (Valvira) registration number: 11 digits.
+fn is_terhikki(subject: &str) -> bool {
+    subject.len() == 11 && subject.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A staff subject (an auditor's or administrator's employee id): what an audit entry can
+/// name plainly.
+fn is_staff_subject(subject: &str) -> bool {
+    (1..=64).contains(&subject.len()) && subject.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
