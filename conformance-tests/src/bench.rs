@@ -56,6 +56,27 @@ enum Scenario {
     /// Submits distinct generated psychotherapy records (the example-sized record of the input
     /// contract) to POST /psychotherapy-records: translation, validation, encryption, storage.
     Ingest,
+    /// A working day's mix, for soak runs: of every ten requests, two submissions, three
+    /// searches (a page of `--page` encounters) and five reads.
+    Mixed,
+}
+
+impl Scenario {
+    /// What the `n`th request of the scenario does.
+    fn step(self, n: usize) -> Step {
+        match (self, n % 10) {
+            (Scenario::Ingest, _) | (Scenario::Mixed, 0 | 1) => Step::Submit,
+            (Scenario::Search, _) | (Scenario::Mixed, 2..=4) => Step::Search,
+            _ => Step::Read,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Step {
+    Read,
+    Search,
+    Submit,
 }
 
 #[derive(Parser)]
@@ -71,6 +92,9 @@ struct Args {
     scenario: Scenario,
     #[arg(long, default_value_t = 10_000)]
     requests: usize,
+    /// Run for this many seconds instead of a number of requests (soak runs).
+    #[arg(long)]
+    seconds: Option<u64>,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Resources per search page (search scenario).
@@ -205,7 +229,7 @@ fn run(args: Args) -> Result<(), BenchError> {
         )));
     }
     let patient_id = patient.json()?["id"].as_str().unwrap_or_default().to_owned();
-    if args.scenario == Scenario::Search {
+    if matches!(args.scenario, Scenario::Search | Scenario::Mixed) {
         for day in 0..args.page {
             let encounter = json!({"resourceType": "Encounter", "status": "finished",
                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
@@ -217,23 +241,28 @@ fn run(args: Args) -> Result<(), BenchError> {
             }
         }
     }
-    let path = match args.scenario {
-        Scenario::Search => format!("/Encounter?patient={patient_id}&_count={}", args.page),
-        _ => format!("/Patient/{patient_id}"),
-    };
-    let records: Vec<Vec<u8>> = match args.scenario {
-        Scenario::Ingest => {
-            let run = chrono::Utc::now().timestamp_millis();
+    let read = format!("/Patient/{patient_id}");
+    let search = format!("/Encounter?patient={patient_id}&_count={}", args.page);
+    // Made ahead for a fixed number of requests, so that making them is not measured; made as
+    // they go for a run of a given time.
+    let run = chrono::Utc::now().timestamp_millis();
+    let records: Vec<Vec<u8>> = match (args.scenario, args.seconds) {
+        (Scenario::Ingest | Scenario::Mixed, None) => {
             (0..args.requests).map(|n| record(&args.org, run, n).to_string().into_bytes()).collect()
         }
         _ => Vec::new(),
     };
+    let total = if args.seconds.is_some() { usize::MAX } else { args.requests };
+    let deadline = args.seconds.map(|seconds| Instant::now() + std::time::Duration::from_secs(seconds));
     let tokens: Vec<String> = match args.scenario {
         Scenario::ReadFreshToken => (1..=args.requests).map(|n| minter.mint(n)).collect::<Result<_, _>>()?,
         _ => Vec::new(),
     };
 
-    let progress = indicatif::ProgressBar::new(args.requests as u64);
+    let progress = match args.seconds {
+        Some(_) => indicatif::ProgressBar::hidden(),
+        None => indicatif::ProgressBar::new(args.requests as u64),
+    };
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} {per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -245,16 +274,16 @@ fn run(args: Args) -> Result<(), BenchError> {
     let latencies: Vec<u64> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.concurrency)
             .map(|_| {
-                let (next, errors, progress, tokens, path, records) =
-                    (next.clone(), errors.clone(), progress.clone(), &tokens, &path, &records);
+                let (next, errors, progress, tokens, records) =
+                    (next.clone(), errors.clone(), progress.clone(), &tokens, &records);
+                let (read, search, org) = (&read, &search, &args.org);
                 let mut client = base.reconnect();
                 let scenario = args.scenario;
-                let total = args.requests;
                 scope.spawn(move || {
                     let mut mine = Vec::new();
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= total {
+                        if n >= total || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                             break;
                         }
                         match scenario {
@@ -263,12 +292,23 @@ fn run(args: Args) -> Result<(), BenchError> {
                             _ => {}
                         }
                         let clock = Instant::now();
-                        let ok = match scenario {
-                            Scenario::Ingest => matches!(
-                                client.send("POST", "/psychotherapy-records", &[("Content-Type", "application/json")], Some(&records[n])),
-                                Ok(answer) if answer.status == 201
-                            ),
-                            _ => matches!(client.get(path), Ok(answer) if answer.status == 200),
+                        let ok = match scenario.step(n) {
+                            Step::Submit => {
+                                let made;
+                                let body = match records.get(n) {
+                                    Some(body) => body,
+                                    None => {
+                                        made = record(org, run, n).to_string().into_bytes();
+                                        &made
+                                    }
+                                };
+                                matches!(
+                                    client.send("POST", "/psychotherapy-records", &[("Content-Type", "application/json")], Some(body)),
+                                    Ok(answer) if answer.status == 201
+                                )
+                            }
+                            Step::Search => matches!(client.get(search), Ok(answer) if answer.status == 200),
+                            Step::Read => matches!(client.get(read), Ok(answer) if answer.status == 200),
                         };
                         mine.push(clock.elapsed().as_micros() as u64);
                         if !ok {
@@ -287,7 +327,7 @@ fn run(args: Args) -> Result<(), BenchError> {
     // What the audit log grew by, per request (from the gateway's own counters; other clients'
     // requests meanwhile would count too).
     let audit = audit_before.zip(audit_appended(&base)).map(|((entries0, bytes0), (entries1, bytes1))| {
-        let n = args.requests.max(1) as f64;
+        let n = latencies.len().max(1) as f64;
         ((entries1 - entries0) as f64 / n, (bytes1 - bytes0) as f64 / n)
     });
     let mut sorted = latencies;
@@ -317,7 +357,7 @@ fn run(args: Args) -> Result<(), BenchError> {
             "scenario": scenario, "requests": sorted.len(), "concurrency": args.concurrency, "seconds": seconds,
             "per_second": per_second, "p50_ms": percentile(&sorted, 0.50), "p95_ms": percentile(&sorted, 0.95),
             "p99_ms": percentile(&sorted, 0.99), "errors": errors.load(Ordering::Relaxed), "gateway_peak_rss_mb": rss,
-            "page": (args.scenario == Scenario::Search).then_some(args.page),
+            "page": matches!(args.scenario, Scenario::Search | Scenario::Mixed).then_some(args.page),
             "fill": args.fill,
             "audit_entries_per_request": audit.map(|(entries, _)| entries),
             "audit_bytes_per_request": audit.map(|(_, bytes)| bytes),

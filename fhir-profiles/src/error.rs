@@ -130,9 +130,27 @@ impl std::fmt::Display for Path<'_> {
     }
 }
 
-/// A name (an element, a parameter, an id) as it may be echoed in an error: letters, digits and
-/// `_-:.`, bounded. Whatever else a client put in it is dropped, so an error cannot carry a
-/// value or markup back.
+/// A name a client sent (a member, an element, a search parameter, a resource type) as it may be
+/// echoed in an error: shown only when it is made of letters and `_-:.`, with at most two digits
+/// at its end (`icd10`), as every name the FHIR specification and the record contract define is;
+/// anything else might be data typed where a name goes (a HETU or a date as a member name) and is
+/// shown as `…`.
+pub fn printable_name(name: &str) -> String {
+    let word = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let reads_as_a_name = (1..=64).contains(&name.len())
+        && name.len() - word.len() <= 2
+        && word.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && word.bytes().all(|b| b.is_ascii_alphabetic() || b"_-:.".contains(&b));
+    if reads_as_a_name {
+        name.to_owned()
+    } else {
+        "…".to_owned()
+    }
+}
+
+/// An id (or other token of the gateway's own making) as it may be echoed in an error:
+/// letters, digits and `_-:.`, bounded. Whatever else a client put in it is dropped, so an
+/// error cannot carry markup back.
 pub fn printable(name: &str) -> String {
     name.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:.".contains(*c)).take(64).collect()
 }

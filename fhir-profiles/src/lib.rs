@@ -22,7 +22,7 @@ pub mod search;
 pub mod strict;
 pub mod translate;
 
-pub use error::{printable, Issue, IssueCode, ProfileError};
+pub use error::{printable, printable_name, Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
 pub use parse::{
     document_custodian, is_valid_id, parse_resource, parse_resource_value, parse_translated, stored_patient_id,

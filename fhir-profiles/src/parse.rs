@@ -1,6 +1,6 @@
 use serde_json::{Map, Value};
 
-use crate::error::{printable, without_values, Issue, IssueCode, Path, ProfileError};
+use crate::error::{printable_name, without_values, Issue, IssueCode, Path, ProfileError};
 use crate::hetu::{Hetu, HETU_SYSTEM};
 use crate::json::Member;
 use crate::resource_type::ResourceType;
@@ -104,8 +104,11 @@ fn read(expected: ResourceType, value: Value, model: bool) -> Result<ParsedResou
     };
     let actual: ResourceType = declared.parse().map_err(|()| {
         ProfileError::structure(
-            Issue::new(IssueCode::NotSupported, format!("resource type '{}' is not served here", printable(declared)))
-                .at("resourceType"),
+            Issue::new(
+                IssueCode::NotSupported,
+                format!("resource type '{}' is not served here", printable_name(declared)),
+            )
+            .at("resourceType"),
         )
     })?;
     if actual != expected {
@@ -176,7 +179,7 @@ fn dropped_elements(input: &Value, model: &Value, path: &str, out: &mut Vec<Stri
     match (input, model) {
         (Value::Object(sent), Value::Object(kept)) => {
             for (key, value) in sent {
-                let child = format!("{path}.{key}");
+                let child = format!("{path}.{}", printable_name(key));
                 match kept.member(key) {
                     Some(kept_value) => dropped_elements(value, kept_value, &child, out),
                     None if value.is_null() => {}
@@ -582,6 +585,16 @@ mod tests {
         let error = parse(json!({"resourceType": "Patient", "name": [{"family": "X", "nickname": "Y"}]})).unwrap_err();
         let ProfileError::Structure(issues) = error else { panic!("{error:?}") };
         assert_eq!(issues[0].expression.as_deref(), Some("Patient.name[0].nickname"));
+    }
+
+    /// Found by the `resource` fuzz target's sibling: a member name may be data (a HETU typed
+    /// where a name goes), so a name that is not made of letters is not echoed.
+    #[test]
+    fn an_unknown_member_named_like_data_is_not_echoed() {
+        let error = parse(json!({"resourceType": "Patient", "131052-308T": "x"})).unwrap_err();
+        let ProfileError::Structure(issues) = error else { panic!("{error:?}") };
+        assert_eq!(issues[0].expression.as_deref(), Some("Patient.…"));
+        assert!(!issues[0].diagnostics.contains("131052"), "{}", issues[0].diagnostics);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! gateway's to work out. Anything not understood is refused, never ignored: a filter silently
 //! dropped would widen what a search returns.
 
-use crate::error::printable;
+use crate::error::printable_name;
 use crate::hetu::HETU_SYSTEM;
 use crate::parse::{is_valid_id, stored_patient_id};
 use crate::resource_type::ResourceType;
@@ -88,7 +88,7 @@ fn filters(resource_type: ResourceType, params: &[(String, String)]) -> Result<V
         if CONTROL_PARAMS.contains(&raw_name.as_str()) {
             continue;
         }
-        let printable = printable(raw_name);
+        let printable = printable_name(raw_name);
         let (name, modifier) = match raw_name.split_once(':') {
             Some((name, modifier)) => (name, Some(modifier)),
             None => (raw_name.as_str(), None),
@@ -170,7 +170,7 @@ fn includes(resource_type: ResourceType, params: &[(String, String)]) -> Result<
             "_include" => false,
             "_revinclude" => true,
             other if other.starts_with("_include:") || other.starts_with("_revinclude:") => {
-                return Err(refused(format!("'{}' is not supported: includes do not iterate", printable(other))))
+                return Err(refused(format!("'{}' is not supported: includes do not iterate", printable_name(other))))
             }
             _ => continue,
         };
@@ -243,6 +243,9 @@ mod tests {
             assert!(!error.contains("010101A900R") && !error.contains('<'), "{name}: {error}");
         }
         assert!(query(ResourceType::Encounter, &[("_revinclude", "Encounter:patient")]).is_err());
+        // A parameter named with data is refused without naming it.
+        let error = query(ResourceType::Patient, &[("131052-308T", "x")]).unwrap_err().to_string();
+        assert!(!error.contains("131052"), "{error}");
         assert!(query(ResourceType::Encounter, &[("_include", "Patient:link")]).is_err());
     }
 }

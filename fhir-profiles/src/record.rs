@@ -6,7 +6,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::Deserialize;
 
 use crate::codes::{ICD10_SYSTEM, MENTAL_DISORDERS_VALUE_SET};
-use crate::error::{Issue, IssueCode, ProfileError};
+use crate::error::{printable_name, Issue, IssueCode, ProfileError};
 use crate::hetu::Hetu;
 use crate::profiles::profiles;
 
@@ -275,14 +275,36 @@ fn schema_error() -> ProfileError {
 /// serde's messages can quote the offending value (which could be anything, a HETU included);
 /// keep what names a field and say the rest in general terms.
 fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ProfileError {
-    let path = error.path().to_string();
+    // Written out here rather than by the path's Display: a member name is the client's, and is
+    // shown only when it reads as a name.
+    let mut path = String::new();
+    for segment in error.path().iter() {
+        use serde_path_to_error::Segment;
+        match segment {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&printable_name(key));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    if path.is_empty() {
+        path.push('.');
+    }
     let full = error.inner().to_string();
     let inner = full.split(" at line ").next().unwrap_or(&full);
     // A field given twice: serde's path stops at the object holding it, so the field is added.
-    let duplicate = inner.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next());
-    let message = if inner.starts_with("unknown field") || inner.starts_with("missing field") {
+    // A name the client sent is shown only when it reads as a name (a key may hold data).
+    let named = |prefix: &str| inner.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(printable_name);
+    let duplicate = named("duplicate field `");
+    let message = if let Some(field) = named("unknown field `") {
+        format!("unknown field '{field}'")
+    } else if inner.starts_with("missing field") {
         inner.split(", expected").next().unwrap_or(inner).replace('`', "'")
-    } else if let Some(field) = duplicate {
+    } else if let Some(field) = &duplicate {
         format!("the field '{field}' is given more than once")
     } else if inner.starts_with("unknown variant") {
         format!(
@@ -298,7 +320,7 @@ fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> Profile
     let code = if inner.starts_with("missing field") { IssueCode::Required } else { IssueCode::Structure };
     let at = match (path.as_str(), duplicate) {
         (".", None) => String::new(),
-        (".", Some(field)) => field.to_owned(),
+        (".", Some(field)) => field,
         (_, Some(field)) => format!("{path}.{field}"),
         (_, None) => path,
     };

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::error::{printable, without_values, Issue, IssueCode, ProfileError};
+use crate::error::{printable_name, without_values, Issue, IssueCode, ProfileError};
 
 /// Reads `bytes` as JSON, refusing duplicate members and control characters.
 pub fn read(bytes: &[u8]) -> Result<Value, ProfileError> {
@@ -116,7 +116,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
         let mut members = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = format!("{}.{}", self.path, printable(&key));
+            let path = format!("{}.{}", self.path, printable_name(&key));
             if forbidden(&key) {
                 let issue =
                     Issue::new(IssueCode::Structure, "a member's name holds a control character").at(self.path.clone());

@@ -131,7 +131,8 @@ fn main() {
     vaitio::audit::generate_signing_key_file(&signing_key).expect("an audit signing key");
     let signer = AuditSigner::from_file(&signing_key).expect("the audit signing key");
     let kek = Box::new(FileKek::new(SecretKey::generate().expect("a key")));
-    let (store, opener) = store::Store::new(pool, std::time::Duration::from_secs(2), kek, pseudonyms.clone(), signer);
+    let limits = store::Limits { db_wait: std::time::Duration::from_secs(2), disk_reserve: 0 };
+    let (store, opener) = store::Store::new(pool, limits, kek, pseudonyms.clone(), signer);
     let harvest = vaitio::Config::development(dir.path(), "127.0.0.1:0".parse().expect("an address")).harvest;
     let enforcement = Enforcement::new(store.clone(), opener, consent::Policy::default(), harvest);
 

@@ -150,7 +150,8 @@ impl Application {
         let pseudonyms = Pseudonymizer::new(index_key);
         let identity = build_identity(&config, pseudonyms.clone())?;
         let signer = audit_signer(&config)?;
-        let (store, opener) = Store::new(pool, config.db_wait, Box::new(FileKek::new(kek)), pseudonyms, signer);
+        let limits = store::Limits { db_wait: config.db_wait, disk_reserve: config.disk_reserve };
+        let (store, opener) = Store::new(pool, limits, Box::new(FileKek::new(kek)), pseudonyms, signer);
         let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy, config.harvest.clone()));
         watch_in_background(&enforcement);
         let tls =

@@ -89,6 +89,8 @@ settings! {
         "Database connections in the pool";
     "db_wait_millis", "db-wait-millis", "MILLIS", Value("2000"),
         "Longest a request waits for a database connection before it answers 503; while the database is known to be down (it failed within the last second), 503 at once";
+    "disk_reserve_mb", "disk-reserve-mb", "MB", Value("32"),
+        "SQLite only: space kept back beside the database file (`<database>-reserve`). When the disk fills, it is released so that reads and their audit records go on while writes answer 507; once twice as much is free again, it is written anew and writes are taken. 0: none";
     "request_threads", "request-threads", "N", Derived("8 per CPU core"),
         "Requests worked on at once (parsing, validation, sealing, the database), split among the per-core workers, rounded up; the rest queue. Bounds memory under many clients";
     "log_format", "log-format", "FORMAT", Value("text"),
@@ -361,6 +363,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Longest a request waits for a database connection.
     pub db_wait: std::time::Duration,
+    /// Bytes kept back beside an embedded database for the day its disk fills.
+    pub disk_reserve: u64,
     /// Requests worked on at once, across the server's workers: each holds a thread and its
     /// allocator's memory (about 3 MB apiece was measured under ingest), and the rest queue.
     pub request_threads: usize,
@@ -545,6 +549,10 @@ impl Config {
         let max_note_bytes: usize = raw.required("max_note_bytes", "a number of bytes")?;
         let db_pool_size: u32 = raw.required("db_pool_size", "a whole number")?;
         let db_wait_millis: u64 = raw.required("db_wait_millis", "a number of milliseconds")?;
+        let disk_reserve_mb: u64 = raw.required("disk_reserve_mb", "a whole number of megabytes")?;
+        if disk_reserve_mb > 65_536 {
+            return refuse("disk_reserve_mb must be at most 65536 (64 GiB)");
+        }
         if !(100..=60_000).contains(&db_wait_millis) {
             return refuse("db_wait_millis must be between 100 and 60000");
         }
@@ -710,6 +718,7 @@ impl Config {
             max_note_bytes,
             db_pool_size,
             db_wait: std::time::Duration::from_millis(db_wait_millis),
+            disk_reserve: disk_reserve_mb << 20,
             request_threads,
             log_format,
             default_count,

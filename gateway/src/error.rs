@@ -58,6 +58,9 @@ pub enum GatewayError {
     Forbidden(String),
     #[error("the database is unavailable")]
     Unavailable(String),
+    /// The database's disk is full: the write was not kept (507).
+    #[error("the database's disk is full: the write was not kept; retry once an operator has freed space")]
+    InsufficientStorage(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -88,6 +91,7 @@ impl From<StoreError> for GatewayError {
             StoreError::VersionMismatch { current } => GatewayError::PreconditionFailed { current },
             error @ StoreError::PatientChanged => GatewayError::Unprocessable(error.to_string()),
             StoreError::Unavailable(cause) => GatewayError::Unavailable(cause),
+            StoreError::DiskFull(cause) => GatewayError::InsufficientStorage(cause),
             error @ (StoreError::Database(_)
             | StoreError::Crypto(_)
             | StoreError::Damaged(_)
@@ -104,7 +108,7 @@ impl From<actix_web::error::BlockingError> for GatewayError {
     }
 }
 
-pub use fhir_profiles::printable;
+pub use fhir_profiles::{printable, printable_name};
 
 impl GatewayError {
     /// Absent, or not for this caller: the same answer for both.
@@ -137,7 +141,7 @@ impl GatewayError {
             GatewayError::PreconditionFailed { .. } | GatewayError::Conflict(_) => "conflict",
             GatewayError::Unauthenticated(_) => "login",
             GatewayError::Forbidden(_) => "forbidden",
-            GatewayError::Unavailable(_) => "transient",
+            GatewayError::Unavailable(_) | GatewayError::InsufficientStorage(_) => "transient",
             GatewayError::Internal(_) => "exception",
             GatewayError::Unprocessable(_) => "business-rule",
             GatewayError::SearchMustName(_) => "required",
@@ -182,13 +186,17 @@ impl ResponseError for GatewayError {
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             GatewayError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let GatewayError::Internal(cause) | GatewayError::Unavailable(cause) = self {
+        if let GatewayError::Internal(cause)
+        | GatewayError::Unavailable(cause)
+        | GatewayError::InsufficientStorage(cause) = self
+        {
             // The cause stays in the log; the client learns only that it failed.
             tracing::error!(cause = %cause, "request failed");
         }

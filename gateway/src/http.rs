@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::Config;
-use crate::error::{printable, GatewayError, FHIR_JSON};
+use crate::error::{printable_name, GatewayError, FHIR_JSON};
 
 /// The query string as ordered pairs (a name may repeat: repeats are ANDed in search).
 pub fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
@@ -62,7 +62,7 @@ pub fn negotiate(request: &HttpRequest, params: &[(String, String)]) -> Result<O
 pub fn only_params(params: &[(String, String)], allowed: &[&str]) -> Result<(), GatewayError> {
     match params.iter().find(|(name, _)| !allowed.contains(&name.as_str()) && name != "_format" && name != "_pretty") {
         Some((name, _)) => {
-            Err(GatewayError::BadRequest(format!("parameter '{}' is not supported here", printable(name))))
+            Err(GatewayError::BadRequest(format!("parameter '{}' is not supported here", printable_name(name))))
         }
         None => Ok(()),
     }

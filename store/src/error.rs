@@ -23,6 +23,10 @@ pub enum StoreError {
     /// nothing is known to be kept.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the database is full: the write did not commit, and writes are refused
+    /// until space is freed (reads go on while the disk reserve lasts; see `reserve.rs`).
+    #[error("the database's disk is full: {0}")]
+    DiskFull(String),
     /// A query failed, and not for want of the database (that is `Unavailable`).
     #[error("database: {0}")]
     Database(diesel::result::Error),
@@ -53,11 +57,27 @@ impl From<diesel::r2d2::PoolError> for StoreError {
 /// 503; anything else is the gateway's fault.
 impl From<diesel::result::Error> for StoreError {
     fn from(error: diesel::result::Error) -> Self {
-        if unavailable(&error) {
+        if disk_full(&error) {
+            StoreError::DiskFull(format!("database: {error}"))
+        } else if unavailable(&error) {
             StoreError::Unavailable(format!("database: {error}"))
         } else {
             StoreError::Database(error)
         }
+    }
+}
+
+/// Whether a write failed for want of disk space (SQLite's `SQLITE_FULL`; PostgreSQL's
+/// `could not extend file` and `No space left on device`).
+pub(crate) fn disk_full(error: &diesel::result::Error) -> bool {
+    match error {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            ["database or disk is full", "no space left on device", "could not extend file"]
+                .iter()
+                .any(|known| message.contains(known))
+        }
+        _ => false,
     }
 }
 
@@ -109,9 +129,17 @@ mod tests {
             database_error(DatabaseErrorKind::Unknown, "terminating connection due to administrator command"),
             database_error(DatabaseErrorKind::Unknown, "FATAL: the database system is shutting down"),
             database_error(DatabaseErrorKind::Unknown, "database is locked"),
-            database_error(DatabaseErrorKind::Unknown, "database or disk is full"),
         ] {
             assert!(matches!(StoreError::from(gone), StoreError::Unavailable(_)));
+        }
+        for full in [
+            database_error(DatabaseErrorKind::Unknown, "database or disk is full"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "could not extend file \"base/16384/2619\": No space left on device",
+            ),
+        ] {
+            assert!(matches!(StoreError::from(full), StoreError::DiskFull(_)));
         }
         let bad = database_error(DatabaseErrorKind::Unknown, "syntax error at or near \"SELEC\"");
         assert!(matches!(StoreError::from(bad), StoreError::Database(_)));

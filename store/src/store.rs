@@ -13,7 +13,20 @@ use crate::db::{Database, Manager, Pool};
 use crate::error::StoreError;
 use crate::keys::DataKeys;
 use crate::opener::Opener;
+use crate::reserve::Reserve;
 use crate::writer::{tick_audit_checkpoints, WriteQueue, WriterStats};
+
+/// How long a request waits for the database, and what is kept back on its disk: from the
+/// deployment's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest a request waits for a connection (at once while the database is known to be
+    /// down).
+    pub db_wait: std::time::Duration,
+    /// Bytes kept back beside an embedded database, released when its disk fills so that reads
+    /// and their audit records go on (0: none; see `reserve.rs`).
+    pub disk_reserve: u64,
+}
 
 /// Versioned, encrypted resource storage, the search index and the audit log, on either
 /// backend. Cheap to clone: every clone is the same store.
@@ -45,24 +58,29 @@ impl Store {
     /// The store over `pool`, and the one [`Opener`] that decrypts what it holds. Starts the
     /// node's writer, the thread that signs audit checkpoints when the log is idle, and on
     /// SQLite the checkpoint thread; each ends with the store.
-    /// A request waits at most `wait` for a connection (at once while the database is known to
-    /// be down, see [`Database`]).
+    /// A request waits at most `limits.db_wait` for a connection (at once while the database is
+    /// known to be down, see [`Database`]).
     pub fn new(
         pool: Pool,
-        wait: std::time::Duration,
+        limits: Limits,
         kek: Box<dyn KeyEncryptionKey>,
         pseudonyms: Pseudonymizer,
         signer: AuditSigner,
     ) -> (Store, Opener) {
-        let sqlite = pool.get().is_ok_and(|conn| matches!(*conn, crate::db::DbConnection::Sqlite(_)));
+        let sqlite = pool.sqlite_path().is_some();
+        let reserve = pool.sqlite_path().filter(|_| limits.disk_reserve > 0).map(|path| {
+            let mut name = path.as_os_str().to_owned();
+            name.push("-reserve");
+            Arc::new(Reserve::keep(name.into(), limits.disk_reserve))
+        });
         let audit_key = signer.verifying_key().clone();
         let tick = signer.tick();
-        let db = Arc::new(Database::new(pool.clone(), wait));
+        let db = Arc::new(Database::new(pool.clone(), limits.db_wait));
         let keys = Arc::new(DataKeys::new(db.clone(), kek));
         let signer = Arc::new(signer);
         let context =
             WriteContext { pseudonyms: pseudonyms.clone(), kek_id: keys.kek_id().to_owned(), signer: signer.clone() };
-        let writer = WriteQueue::start(db.clone(), context);
+        let writer = WriteQueue::start(db.clone(), context, reserve);
         let alive = Arc::new(());
         if sqlite {
             checkpoint_in_background(pool.clone(), writer.catch_up.clone(), Arc::downgrade(&alive));

@@ -15,6 +15,7 @@ use crate::db::{write_transaction, Database, DbConnection, Manager};
 use crate::error::StoreError;
 use crate::marks::{insert_marks, ReachMark};
 use crate::postgres::write_created;
+use crate::reserve::Reserve;
 use crate::resource::{WriteKind, Written};
 use crate::time::now_millis;
 
@@ -93,7 +94,7 @@ impl WriteQueue {
     const GROUP: usize = 64;
 
     /// Starts the writer thread; it ends when the queue is dropped.
-    pub fn start(db: Arc<Database>, context: WriteContext) -> Arc<WriteQueue> {
+    pub fn start(db: Arc<Database>, context: WriteContext, reserve: Option<Arc<Reserve>>) -> Arc<WriteQueue> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let stats = WriterStats::default();
         let counted = Arc::clone(&stats.counters);
@@ -114,7 +115,7 @@ impl WriteQueue {
                 counted.groups.fetch_add(1, Ordering::Relaxed);
                 counted.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Self::commit_group(&mut held, &db, &context, group, &counted)
+                    Self::commit_group(&mut held, &db, &context, reserve.as_deref(), group, &counted)
                 }));
                 counted.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 if outcome.is_err() {
@@ -160,9 +161,25 @@ impl WriteQueue {
         held: &mut Option<PooledConnection<Manager>>,
         db: &Database,
         context: &WriteContext,
+        reserve: Option<&Reserve>,
         mut group: Vec<Job>,
         counters: &Counters,
     ) {
+        // While the disk reserve is released (the disk filled up), clinical writes are refused
+        // before they are tried, so that the space it freed goes to reads' audit records.
+        if let Some(reserve) = reserve {
+            if group.iter().any(|job| !job.pending.recording_only()) && !reserve.writes_allowed() {
+                let (writing, recording): (Vec<Job>, Vec<Job>) =
+                    group.into_iter().partition(|job| !job.pending.recording_only());
+                for job in writing {
+                    job.answer(Err(StoreError::DiskFull("writes wait until space is freed".into())));
+                }
+                if recording.is_empty() {
+                    return;
+                }
+                group = recording;
+            }
+        }
         let conn = match held.as_mut() {
             Some(conn) => conn,
             None => match db.conn() {
@@ -232,7 +249,12 @@ impl WriteQueue {
         } else {
             // Something failed and all of it was rolled back. Again, each request in its own
             // savepoint, so that one request's failure (a version conflict, a refused record)
-            // answers that request alone.
+            // answers that request alone. A full disk refuses every write of the group without
+            // trying it again, and releases the disk reserve for the audit records.
+            let disk_full = matches!(committed, Err(StoreError::DiskFull(_)));
+            if disk_full {
+                reserve.map(Reserve::release);
+            }
             results = Vec::with_capacity(group.len());
             let records: Vec<AuditRecord> = group
                 .iter()
@@ -255,6 +277,8 @@ impl WriteQueue {
                 for job in &mut group {
                     results.push(if together && recording_only(job) {
                         Ok(Vec::new())
+                    } else if disk_full && !recording_only(job) {
+                        Err(StoreError::DiskFull("the write did not commit".into()))
                     } else {
                         conn.transaction(|conn| write_request(conn, context, &mut job.pending))
                     });
@@ -277,6 +301,7 @@ impl WriteQueue {
             }
             let answer = match &committed {
                 Ok(()) => result,
+                Err(StoreError::DiskFull(_)) => Err(StoreError::DiskFull("the write did not commit".into())),
                 Err(_) => Err(StoreError::Unavailable("the write did not commit".into())),
             };
             job.answer(answer);

@@ -18,7 +18,7 @@ use store::Store;
 
 use crate::audit;
 use crate::caller::Caller;
-use crate::error::{printable, GatewayError};
+use crate::error::{printable_name, GatewayError};
 use crate::http;
 use crate::state::AppState;
 
@@ -50,7 +50,7 @@ pub async fn search(
     let mut query = LogQuery { count: state.config.default_count, ..LogQuery::default() };
     let base = http::base_url(&request, &state.config);
     let (store, max_count) = (state.store.clone(), state.config.max_count);
-    let names: Vec<String> = params.iter().map(|(name, _)| printable(name)).collect();
+    let names: Vec<String> = params.iter().map(|(name, _)| printable_name(name)).collect();
     let (total, page, query) = web::block(move || -> Result<_, GatewayError> {
         for (name, value) in &params {
             match name.as_str() {

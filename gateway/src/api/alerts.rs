@@ -17,7 +17,7 @@ use store::watch::{AccessAlert, AlertQuery};
 
 use crate::audit;
 use crate::caller::Caller;
-use crate::error::{printable, GatewayError};
+use crate::error::{printable, printable_name, GatewayError};
 use crate::http;
 use crate::state::AppState;
 
@@ -116,7 +116,7 @@ pub async fn search(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/x-ndjson"));
     let mut query = query(&params, state.config.max_count, state.config.default_count)?;
-    let names: Vec<String> = params.iter().map(|(name, _)| printable(name)).collect();
+    let names: Vec<String> = params.iter().map(|(name, _)| printable_name(name)).collect();
     let store = state.store.clone();
     let alerts = web::block(move || -> Result<Vec<AccessAlert>, GatewayError> {
         // Reading the alerts is an access too, recorded before the answer.

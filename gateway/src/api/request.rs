@@ -12,14 +12,14 @@ use store::Store;
 use crate::caller::Caller;
 use crate::config::Config;
 use crate::enforce::{Enforcement, Gate};
-use crate::error::{printable, GatewayError};
+use crate::error::{printable_name, GatewayError};
 use crate::http::{self, Output};
 use crate::state::AppState;
 
 /// The resource type named in the path, or 404.
 pub fn resource_type(request: &HttpRequest) -> Result<ResourceType, GatewayError> {
     let name = request.match_info().get("type").unwrap_or("");
-    name.parse().map_err(|()| GatewayError::UnknownResourceType(printable(name)))
+    name.parse().map_err(|()| GatewayError::UnknownResourceType(printable_name(name)))
 }
 
 pub fn not_found(resource_type: ResourceType, id: &str) -> GatewayError {

@@ -148,7 +148,7 @@ fn audited_query(store: &Store, resource_type: ResourceType, params: &[(String, 
             } else {
                 values.split(',').map(value).collect()
             };
-            format!("{}={}", crate::error::printable(name), shown.join(","))
+            format!("{}={}", crate::error::printable_name(name), shown.join(","))
         })
         .collect();
     format!("{resource_type}?{}", pairs.join("&"))

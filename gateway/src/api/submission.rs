@@ -16,7 +16,7 @@ use crate::api::request::Work;
 use crate::api::response::written_document;
 use crate::audit;
 use crate::caller::Caller;
-use crate::error::{printable, GatewayError};
+use crate::error::{printable_name, GatewayError};
 use crate::http;
 use crate::state::AppState;
 use crate::write;
@@ -70,7 +70,7 @@ pub async fn validate(
     http::only_params(&params, &[])?;
     let expected = match request.match_info().get("type") {
         Some(name) => {
-            Some(name.parse::<ResourceType>().map_err(|()| GatewayError::UnknownResourceType(printable(name)))?)
+            Some(name.parse::<ResourceType>().map_err(|()| GatewayError::UnknownResourceType(printable_name(name)))?)
         }
         None => None,
     };

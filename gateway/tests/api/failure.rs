@@ -62,39 +62,45 @@ impl Process {
     }
 
     fn client(&self, dir: &Path) -> Client {
-        let clinic = dir.join("clinic");
-        if !clinic.join("cert.pem").exists() {
-            let issued = vaitio(dir)
-                .args(["certs", "issue-org", "--org-oid", ORG, "--name", "Crash Clinic", "--out", "clinic"])
-                .output()
-                .unwrap();
-            assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
-        }
-        let token = vaitio(dir)
-            .args([
-                "dev",
-                "token",
-                "--role",
-                "psychotherapist",
-                "--org",
-                ORG,
-                "--sub",
-                THERAPIST,
-                "--cert",
-                "clinic/cert.pem",
-            ])
+        clinic_client(dir, self.port)
+    }
+}
+
+/// A client of the clinic, with its certificate and a token bound to it, for the gateway whose
+/// data folder is in `dir`, at `port` (a node's, or a load balancer's).
+fn clinic_client(dir: &Path, port: u16) -> Client {
+    let clinic = dir.join("clinic");
+    if !clinic.join("cert.pem").exists() {
+        let issued = vaitio(dir)
+            .args(["certs", "issue-org", "--org-oid", ORG, "--name", "Crash Clinic", "--out", "clinic"])
             .output()
             .unwrap();
-        assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
-        Client::new(Target {
-            base_url: format!("https://localhost:{}", self.port),
-            ca: Some(dir.join("vaitio-data/pki/ca.pem")),
-            cert: Some(clinic.join("cert.pem")),
-            key: Some(clinic.join("key.pem")),
-            token: Some(String::from_utf8_lossy(&token.stdout).trim().to_owned()),
-        })
-        .unwrap()
+        assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
     }
+    let token = vaitio(dir)
+        .args([
+            "dev",
+            "token",
+            "--role",
+            "psychotherapist",
+            "--org",
+            ORG,
+            "--sub",
+            THERAPIST,
+            "--cert",
+            "clinic/cert.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    Client::new(Target {
+        base_url: format!("https://localhost:{port}"),
+        ca: Some(dir.join("vaitio-data/pki/ca.pem")),
+        cert: Some(clinic.join("cert.pem")),
+        key: Some(clinic.join("key.pem")),
+        token: Some(String::from_utf8_lossy(&token.stdout).trim().to_owned()),
+    })
+    .unwrap()
 }
 
 /// A record sent, and the status it was answered with (none: the connection broke).
@@ -430,4 +436,282 @@ fn a_database_outage_answers_503_quickly_and_recovers_losing_nothing() {
         ready - up
     );
     gateway.stop();
+}
+
+/// A file system of the test's own, `size` large: a tmpfs it mounts (as root) and unmounts.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        if !running_as_root() {
+            // Only root mounts; CI runs as root, so there it is a failure, not a skip.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: the disk-full test needs root to mount a tmpfs"
+            );
+            eprintln!("not root: the disk-full test is skipped");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(mounted.status.success(), "mount: {}", String::from_utf8_lossy(&mounted.stderr));
+        Some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes still free.
+    fn available(&self) -> u64 {
+        let out = Command::new("df").args(["--output=avail", "-B1"]).arg(self.path()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).output();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// A record with a long note, so that a few of them fill what is left of a disk.
+fn long_record(n: u128) -> Value {
+    let mut body = distinct_record("FULL", n);
+    let words = ["calm", "sleep", "work", "family", "lake", "anxiety", "plan", "session"];
+    let text: Vec<&str> = (0..6_000).map(|i| words[(i * 7 + n as usize) % words.len()]).collect();
+    body["note"]["text"] = text.join(" ").into();
+    body
+}
+
+/// SQLite on a disk that fills up: writes are refused (507, a transient OperationOutcome) and
+/// keep nothing; the disk reserve is released so that reads and their audit records go on; once
+/// space is freed, writes work again without a restart, and the log verifies.
+#[test]
+fn a_full_disk_refuses_writes_keeps_reads_and_recovers_sqlite() {
+    let Some(disk) = SmallDisk::mount("48m") else { return };
+    let Some(gateway) = TestGateway::spawn_with(Backend::Sqlite, |config| {
+        config.database = store::db::DatabaseUrl::Sqlite(disk.path().join("vaitio.sqlite3"));
+        config.disk_reserve = 4 << 20;
+    }) else {
+        return;
+    };
+    let patient_id = gateway.create(&patient(HETU));
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        let body = long_record(n);
+        assert_eq!(submit(&gateway.client, &body).status, 201);
+        acknowledged.push(body);
+    }
+    // Everything but about a megabyte and a half goes to a ballast file.
+    let ballast = disk.path().join("ballast");
+    let fill = disk.available().saturating_sub(1_500_000);
+    std::fs::write(&ballast, vec![0u8; fill as usize]).unwrap();
+    let mut refused = Vec::new();
+    for n in 5..400 {
+        let body = long_record(n);
+        let answer = submit(&gateway.client, &body);
+        match answer.status {
+            201 => acknowledged.push(body),
+            507 => {
+                let outcome = answer.json().unwrap();
+                assert_eq!(outcome["issue"][0]["code"], "transient", "{outcome}");
+                assert!(!answer.text().contains("FULL-"), "the refusal names the record");
+                refused.push(body);
+                if refused.len() == 3 {
+                    break;
+                }
+            }
+            other => panic!("a write on a full disk answered {other}: {}", answer.text()),
+        }
+    }
+    assert!(!refused.is_empty(), "the disk never filled");
+    assert!(!disk.path().join("vaitio.sqlite3-reserve").exists(), "the reserve was not released");
+    // Reads go on, in the space the reserve freed; writes wait.
+    for _ in 0..20 {
+        assert_eq!(gateway.get(&format!("/Patient/{patient_id}")).status, 200, "a read on a full disk");
+    }
+    assert_eq!(submit(&gateway.client, &long_record(1_000)).status, 507, "a write while the reserve is out");
+    // Space freed: within a second or so the reserve is back and writes work again, without a
+    // restart; nothing refused was kept.
+    std::fs::remove_file(&ballast).unwrap();
+    let freed = Instant::now();
+    while submit(&gateway.client, &refused[0]).status == 507 {
+        assert!(freed.elapsed() < Duration::from_secs(5), "writes did not come back after space was freed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(disk.path().join("vaitio.sqlite3-reserve").exists(), "the reserve was not written again");
+    acknowledged.push(refused.remove(0));
+    for body in &refused {
+        assert_eq!(submit(&gateway.client, body).status, 201, "a refused write was kept, or writes did not recover");
+    }
+    for body in &acknowledged {
+        assert_eq!(submit(&gateway.client, body).status, 200, "an acknowledged write was lost");
+    }
+    let verified = gateway.verify_audit_log().expect("the audit log verifies after the disk was full");
+    eprintln!(
+        "disk full: {} written, {} refused with 507, reads served throughout; {} audit entries verify",
+        acknowledged.len(),
+        refused.len() + 1,
+        verified.entries
+    );
+}
+
+/// HAProxy from the environment (`VAITIO_TEST_HAPROXY`, set by `./scripts/test`, or on the
+/// PATH). Under CI=true a missing HAProxy is a failure.
+fn haproxy_or_skip() -> Option<PathBuf> {
+    let found = std::env::var("VAITIO_TEST_HAPROXY").ok().map(PathBuf::from).filter(|p| p.exists()).or_else(|| {
+        ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and no HAProxy: install Debian's haproxy");
+        eprintln!("no HAProxy: the load-balancer test is skipped");
+    }
+    found
+}
+
+/// HAProxy in TCP mode in front of `nodes`: TLS passes through, so each node sees the client's
+/// certificate. A node that stops answering is out of the rotation within a second, and a
+/// connection that cannot reach one is sent to the other.
+struct Balancer {
+    child: Child,
+    port: u16,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Balancer {
+    fn start(haproxy: &Path, nodes: &[u16]) -> Balancer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let servers: String = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| format!("    server node{i} 127.0.0.1:{node} check inter 200ms fall 1 rise 2\n"))
+            .collect();
+        let config = format!(
+            "global\n    maxconn 512\n\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    \
+             timeout server 30s\n    retries 3\n    option redispatch\n\nfrontend gateway\n    bind 127.0.0.1:{port}\n    \
+             default_backend nodes\n\nbackend nodes\n    balance roundrobin\n{servers}"
+        );
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
+        let child = Command::new(haproxy)
+            .args(["-db", "-f"])
+            .arg(file.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "HAProxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Balancer { child, port, _config: file }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the clients behind the balancer saw: the records acknowledged, how many times one had
+/// to be sent again, and the acknowledging statuses (200: found on a resend).
+type Balanced = (Vec<Value>, usize, Vec<u16>);
+
+/// Two gateway nodes on one PostgreSQL behind HAProxy; one is killed (-9) mid-load. Clients that
+/// retry on a new connection get every record acknowledged, and nothing acknowledged is lost.
+#[test]
+fn a_node_lost_behind_a_load_balancer_loses_nothing() {
+    let Some(admin) = postgres_or_skip() else { return };
+    let Some(haproxy) = haproxy_or_skip() else { return };
+    let (url, _) = fresh_postgres_database(&admin);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = Process::start(dir.path(), Some(&url));
+    let (second, _) = Process::start(dir.path(), Some(&url));
+    let balancer = Balancer::start(&haproxy, &[first.port, second.port]);
+    let client = clinic_client(dir.path(), balancer.port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcome: Arc<Mutex<Balanced>> = Arc::default();
+    let workers: Vec<_> = (0..8u128)
+        .map(|worker| {
+            let (client, stop, outcome) = (client.reconnect(), stop.clone(), outcome.clone());
+            std::thread::spawn(move || {
+                let mut client = client;
+                let mut n = 0u128;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = distinct_record("BALANCED", 1_000 * worker + n);
+                    // A client that loses its connection retries the same record on a new one.
+                    let started = Instant::now();
+                    loop {
+                        let answer = client.send(
+                            "POST",
+                            "/psychotherapy-records",
+                            &[("Content-Type", "application/json")],
+                            Some(body.to_string().as_bytes()),
+                        );
+                        let mut seen = outcome.lock().unwrap();
+                        match answer.map(|a| a.status) {
+                            Ok(status @ (200 | 201)) => {
+                                seen.0.push(body);
+                                seen.2.push(status);
+                                break;
+                            }
+                            Ok(503) | Err(_) => {
+                                seen.1 += 1;
+                                drop(seen);
+                                assert!(started.elapsed() < Duration::from_secs(20), "a record was never acknowledged");
+                                client = client.reconnect();
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            Ok(other) => panic!("a submission through the balancer answered {other}"),
+                        }
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill();
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let (acknowledged, retried, statuses) = std::mem::take(&mut *outcome.lock().unwrap());
+    assert!(acknowledged.len() > 50, "too few submissions to tell: {}", acknowledged.len());
+    // The survivor has every acknowledged record, once.
+    let direct = second.client(dir.path());
+    for body in &acknowledged {
+        assert_eq!(submit(&direct, body).status, 200, "an acknowledged record was lost");
+    }
+    let verified = vaitio(dir.path()).args(["audit", "verify", "--database-url", &url]).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    eprintln!(
+        "balancer: {} acknowledged ({} on a resend), {} retries after the node was lost, {}",
+        acknowledged.len(),
+        statuses.iter().filter(|s| **s == 200).count(),
+        retried,
+        String::from_utf8_lossy(&verified.stdout).trim()
+    );
+    second.kill();
 }

@@ -71,6 +71,8 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::development(dir.path(), "127.0.0.1:0".parse().unwrap());
         config.db_pool_size = 4;
+        // Every test gateway writes its disk reserve; a megabyte is enough to be real.
+        config.disk_reserve = 1 << 20;
         let mut database = None;
         if backend == Backend::Postgres {
             let (url, name) = fresh_postgres_database(&postgres_or_skip()?);

@@ -228,6 +228,17 @@ fn health(conn: &mut DbConnection) -> Option<&mut Health> {
 pub struct Pool {
     connections: r2d2::Pool<Manager>,
     reach: Arc<Reach>,
+    url: DatabaseUrl,
+}
+
+impl Pool {
+    /// The database file, when the database is embedded.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => Some(path),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
 }
 
 impl std::ops::Deref for Pool {
@@ -352,7 +363,7 @@ pub fn pool(url: &DatabaseUrl, size: u32) -> Result<Pool, StoreError> {
         .max_size(size)
         .connection_timeout(RECONNECT_WITHIN * 2)
         .build(Manager { url: url.clone(), reach: reach.clone() })
-        .map(|connections| Pool { connections, reach })
+        .map(|connections| Pool { connections, reach, url: url.clone() })
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
