@@ -9,29 +9,13 @@ use std::time::Duration;
 use super::support::*;
 use vaitio_conformance::client::{Client, Target};
 
-const VARIABLES: [&str; 15] = [
-    "VAITIO_CONFIG",
-    "VAITIO_MODE",
-    "VAITIO_DATA_DIR",
-    "VAITIO_LISTEN",
-    "VAITIO_DATABASE_URL",
-    "VAITIO_PUBLIC_BASE_URL",
-    "VAITIO_TLS_CERT",
-    "VAITIO_TLS_KEY",
-    "VAITIO_TLS_MIN_VERSION",
-    "VAITIO_KEK_FILE",
-    "VAITIO_INDEX_KEY_FILE",
-    "VAITIO_MAX_BODY_BYTES",
-    "VAITIO_DB_POOL_SIZE",
-    "VAITIO_REQUEST_THREADS",
-    "VAITIO_PLAINTEXT_LISTEN",
-];
-
-fn vaitio(dir: &Path) -> Command {
+/// The `vaitio` binary, run in `dir`, with none of the caller's `VAITIO_*` settings (the log
+/// filter aside): what it does must come from its arguments and the folder.
+pub fn vaitio(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vaitio"));
     command.current_dir(dir);
-    for variable in VARIABLES {
-        command.env_remove(variable);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("VAITIO_") && name != "VAITIO_LOG") {
+        command.env_remove(name);
     }
     command
 }
@@ -58,10 +42,9 @@ fn stop(mut child: Child) -> String {
     log
 }
 
-/// A psychotherapist's client, with a certificate and a token made by the CLI itself.
-fn client_for(dir: &Path, example: &str) -> Client {
-    let url = example.split_whitespace().last().unwrap();
-    let base_url = url.trim_end_matches("/metadata").replace("127.0.0.1", "localhost");
+/// A psychotherapist's client, with a certificate and a token made by the CLI itself, for the
+/// gateway whose folder is `dir`, at `base_url` (a node's, or a load balancer's).
+pub fn clinic_client(dir: &Path, base_url: &str) -> Client {
     if !dir.join("clinic/cert.pem").exists() {
         let issued = vaitio(dir)
             .args(["certs", "issue-org", "--org-oid", ORG, "--name", "Example Clinic", "--out", "clinic"])
@@ -88,13 +71,19 @@ fn client_for(dir: &Path, example: &str) -> Client {
     let token = String::from_utf8(token.stdout).unwrap();
     assert_eq!(token.lines().count(), 1, "dev token prints the token alone");
     Client::new(Target {
-        base_url,
+        base_url: base_url.to_owned(),
         ca: Some(dir.join("vaitio-data/pki/ca.pem")),
         cert: Some(dir.join("clinic/cert.pem")),
         key: Some(dir.join("clinic/key.pem")),
         token: Some(token.trim().to_owned()),
     })
     .unwrap()
+}
+
+/// The client for the gateway that printed `example` (its "Try: curl …" line).
+fn client_for(dir: &Path, example: &str) -> Client {
+    let url = example.split_whitespace().last().unwrap();
+    clinic_client(dir, &url.trim_end_matches("/metadata").replace("127.0.0.1", "localhost"))
 }
 
 #[test]

@@ -12,19 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vaitio_conformance::case::temporary_hetu_number;
-use vaitio_conformance::client::{Client, Target};
+use vaitio_conformance::client::Client;
 
+use super::cli::{clinic_client, vaitio};
 use super::submission::{record, submit};
 use super::support::*;
-
-fn vaitio(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vaitio"));
-    command.current_dir(dir);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("VAITIO_") && name != "VAITIO_LOG") {
-        command.env_remove(name);
-    }
-    command
-}
 
 /// A record of its own patient and id.
 fn distinct_record(label: &str, n: u128) -> Value {
@@ -62,45 +54,8 @@ impl Process {
     }
 
     fn client(&self, dir: &Path) -> Client {
-        clinic_client(dir, self.port)
+        clinic_client(dir, &format!("https://localhost:{}", self.port))
     }
-}
-
-/// A client of the clinic, with its certificate and a token bound to it, for the gateway whose
-/// data folder is in `dir`, at `port` (a node's, or a load balancer's).
-fn clinic_client(dir: &Path, port: u16) -> Client {
-    let clinic = dir.join("clinic");
-    if !clinic.join("cert.pem").exists() {
-        let issued = vaitio(dir)
-            .args(["certs", "issue-org", "--org-oid", ORG, "--name", "Crash Clinic", "--out", "clinic"])
-            .output()
-            .unwrap();
-        assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
-    }
-    let token = vaitio(dir)
-        .args([
-            "dev",
-            "token",
-            "--role",
-            "psychotherapist",
-            "--org",
-            ORG,
-            "--sub",
-            THERAPIST,
-            "--cert",
-            "clinic/cert.pem",
-        ])
-        .output()
-        .unwrap();
-    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
-    Client::new(Target {
-        base_url: format!("https://localhost:{port}"),
-        ca: Some(dir.join("vaitio-data/pki/ca.pem")),
-        cert: Some(clinic.join("cert.pem")),
-        key: Some(clinic.join("key.pem")),
-        token: Some(String::from_utf8_lossy(&token.stdout).trim().to_owned()),
-    })
-    .unwrap()
 }
 
 /// A record sent, and the status it was answered with (none: the connection broke).
@@ -648,7 +603,7 @@ fn a_node_lost_behind_a_load_balancer_loses_nothing() {
     let (first, _) = Process::start(dir.path(), Some(&url));
     let (second, _) = Process::start(dir.path(), Some(&url));
     let balancer = Balancer::start(&haproxy, &[first.port, second.port]);
-    let client = clinic_client(dir.path(), balancer.port);
+    let client = clinic_client(dir.path(), &format!("https://localhost:{}", balancer.port));
     let stop = Arc::new(AtomicBool::new(false));
     let outcome: Arc<Mutex<Balanced>> = Arc::default();
     let workers: Vec<_> = (0..8u128)

@@ -414,3 +414,41 @@ on_both_backends! {
         assert!(!text.contains(HETU) && !text.contains("identifier"));
     }
 }
+
+/// Requests the HTTP layer passes on, however odd (bytes outside ASCII in a header, an encoded
+/// NUL or markup in an id or a parameter, a body of the wrong type, a format not served): each
+/// gets its status with an OperationOutcome, and the connection stays usable for the next.
+#[test]
+fn odd_requests_get_an_operation_outcome_and_keep_the_connection() {
+    let gateway = TestGateway::spawn(Backend::Sqlite).unwrap();
+    let cert = gateway.org_certificate(ORG);
+    let mut pipeline: Vec<u8> = Vec::new();
+    let mut request = |head: &[u8], body: &[u8]| {
+        pipeline.extend_from_slice(head);
+        pipeline.extend_from_slice(b"\r\n");
+        pipeline.extend_from_slice(body);
+    };
+    request(b"GET /metadata HTTP/1.1\r\nHost: localhost\r\n", b"");
+    request(b"GET /Patient/%00%3Cscript%3E HTTP/1.1\r\nHost: localhost\r\n", b"");
+    request(b"GET /Patient?_id=a HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \xff\xfe\r\n", b"");
+    request(b"GET /Encounter?patient%00=%3Cb%3E HTTP/1.1\r\nHost: localhost\r\n", b"");
+    request(
+        b"POST /Patient HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n",
+        b"hello",
+    );
+    request(b"GET /Patient/x?_format=xml HTTP/1.1\r\nHost: localhost\r\n", b"");
+    request(b"GET /no-such-endpoint/%FF HTTP/1.1\r\nHost: localhost\r\n", b"");
+    request(b"DELETE /metadata HTTP/1.1\r\nHost: localhost\r\n", b"");
+    request(b"GET /metadata HTTP/1.1\r\nHost: localhost\r\n", b"");
+    let answered = gateway.raw(Some(&cert), &pipeline);
+    let responses: Vec<&str> = answered.split("HTTP/1.1 ").skip(1).collect();
+    let statuses: Vec<&str> = responses.iter().map(|r| &r[..3]).collect();
+    assert_eq!(statuses.len(), 9, "every request answered on the one connection: {statuses:?}");
+    assert_eq!((statuses[0], statuses[8]), ("200", "200"), "{statuses:?}");
+    for response in &responses[1..8] {
+        assert!(!response.starts_with('2') && !response.starts_with('5'), "{response}");
+        assert!(response.contains("\"resourceType\":\"OperationOutcome\""), "no OperationOutcome: {response}");
+        assert!(!response.to_ascii_lowercase().contains("connection: close"), "{response}");
+        assert!(!response.contains("<script>") && !response.contains("<b>"), "markup echoed: {response}");
+    }
+}
