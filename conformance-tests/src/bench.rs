@@ -115,6 +115,11 @@ struct Args {
     /// scenario is measured over a database of that size (the fill is not measured).
     #[arg(long, default_value_t = 0)]
     fill: usize,
+    /// Ingest: submit the records of this NDJSON file (for example from `vaitio dev generate`),
+    /// one a request, rather than generated example-sized records; to compare with importing
+    /// the same file.
+    #[arg(long, value_name = "FILE")]
+    records_file: Option<PathBuf>,
 }
 
 struct Minter {
@@ -246,8 +251,14 @@ fn run(args: Args) -> Result<(), BenchError> {
     // Made ahead for a fixed number of requests, so that making them is not measured; made as
     // they go for a run of a given time.
     let run = chrono::Utc::now().timestamp_millis();
-    let records: Vec<Vec<u8>> = match (args.scenario, args.seconds) {
-        (Scenario::Ingest | Scenario::Mixed, None) => {
+    let records: Vec<Vec<u8>> = match (args.scenario, args.seconds, &args.records_file) {
+        (Scenario::Ingest, None, Some(file)) => std::fs::read(file)?
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .take(args.requests)
+            .map(<[u8]>::to_vec)
+            .collect(),
+        (Scenario::Ingest | Scenario::Mixed, None, _) => {
             (0..args.requests).map(|n| record(&args.org, run, n).to_string().into_bytes()).collect()
         }
         _ => Vec::new(),

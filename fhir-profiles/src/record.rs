@@ -318,7 +318,9 @@ fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> Profile
         "wrong type or value".to_owned()
     };
     let code = if inner.starts_with("missing field") { IssueCode::Required } else { IssueCode::Structure };
-    let at = match (path.as_str(), duplicate) {
+    // A missing field is named in the path too, so a report can say where it is missing.
+    let named_field = duplicate.or_else(|| named("missing field `"));
+    let at = match (path.as_str(), named_field) {
         (".", None) => String::new(),
         (".", Some(field)) => field,
         (_, Some(field)) => format!("{path}.{field}"),

@@ -11,7 +11,7 @@ use store::crypto::{CryptoError, FileKek, Pseudonymizer, SecretKey};
 use store::db::{self, Pool};
 use store::{Store, StoreError};
 
-use crate::api::{access_log, alerts, read, search, submission, system, write};
+use crate::api::{access_log, alerts, import, read, search, submission, system, write};
 use crate::config::{Config, Mode};
 use crate::enforce::Enforcement;
 use identity::{Identity, IssuerKind, KeyError};
@@ -253,6 +253,7 @@ route_table! {
     "/$validate" => [post => submission::validate],
     "/{type}/$validate" => [post => submission::validate],
     "/psychotherapy-records" => [post => submission::submit],
+    "/psychotherapy-records/$import" => [post => import::import],
     "/AuditEvent" => [get => access_log::search],
     "/access-alerts" => [get => alerts::search],
     "/access-alerts/{id}/$clear" => [post => alerts::clear],

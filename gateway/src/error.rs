@@ -30,8 +30,9 @@ pub enum GatewayError {
     UnknownEndpoint,
     #[error("{0}")]
     MethodNotAllowed(String),
-    #[error("the body must be sent as application/fhir+json (or application/json) in UTF-8")]
-    UnsupportedMediaType,
+    /// The body's Content-Type is not what the endpoint reads, which the message names.
+    #[error("the body must be sent as {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("this server answers only in FHIR JSON (application/fhir+json)")]
     NotAcceptable,
     #[error("the body is larger than the limit of {limit} bytes")]
@@ -129,13 +130,35 @@ impl GatewayError {
         }
     }
 
+    /// The OperationOutcome that answers this error: what the client is told, and no more.
+    pub fn outcome(&self) -> Value {
+        let issues: Vec<(String, String, Option<String>)> = match self {
+            GatewayError::Profile(_) => {
+                self.issues().into_iter().map(|i| (i.code.as_str().to_owned(), i.diagnostics, i.expression)).collect()
+            }
+            _ => self.issues().into_iter().map(|i| (self.code().to_owned(), i.diagnostics, i.expression)).collect(),
+        };
+        operation_outcome(&issues)
+    }
+
+    /// A failure of the gateway's own: its cause goes to the log, and the client learns only
+    /// that it failed.
+    pub fn log_cause(&self) {
+        if let GatewayError::Internal(cause)
+        | GatewayError::Unavailable(cause)
+        | GatewayError::InsufficientStorage(cause) = self
+        {
+            tracing::error!(cause = %cause, "request failed");
+        }
+    }
+
     /// The FHIR issue-type code for errors that are not about a submitted resource.
     fn code(&self) -> &'static str {
         match self {
             GatewayError::NotFound { .. } | GatewayError::UnknownEndpoint => "not-found",
-            GatewayError::UnsupportedMediaType | GatewayError::NotAcceptable | GatewayError::UnknownResourceType(_) => {
-                "not-supported"
-            }
+            GatewayError::UnsupportedMediaType(_)
+            | GatewayError::NotAcceptable
+            | GatewayError::UnknownResourceType(_) => "not-supported",
             GatewayError::MethodNotAllowed(_) => "not-supported",
             GatewayError::PayloadTooLarge { .. } => "too-costly",
             GatewayError::PreconditionFailed { .. } | GatewayError::Conflict(_) => "conflict",
@@ -178,7 +201,7 @@ impl ResponseError for GatewayError {
                 StatusCode::NOT_FOUND
             }
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
@@ -193,19 +216,7 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let GatewayError::Internal(cause)
-        | GatewayError::Unavailable(cause)
-        | GatewayError::InsufficientStorage(cause) = self
-        {
-            // The cause stays in the log; the client learns only that it failed.
-            tracing::error!(cause = %cause, "request failed");
-        }
-        let issues: Vec<(String, String, Option<String>)> = match self {
-            GatewayError::Profile(_) => {
-                self.issues().into_iter().map(|i| (i.code.as_str().to_owned(), i.diagnostics, i.expression)).collect()
-            }
-            _ => self.issues().into_iter().map(|i| (self.code().to_owned(), i.diagnostics, i.expression)).collect(),
-        };
+        self.log_cause();
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, FHIR_JSON));
         if let GatewayError::Unauthenticated(_) = self {
@@ -214,6 +225,6 @@ impl ResponseError for GatewayError {
         if let GatewayError::TooManyRequests { retry_after } = self {
             response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
-        response.body(operation_outcome(&issues).to_string())
+        response.body(self.outcome().to_string())
     }
 }

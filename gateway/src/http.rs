@@ -74,7 +74,8 @@ pub async fn fhir_body(
     payload: web::Payload,
     config: &Config,
 ) -> Result<web::Bytes, GatewayError> {
-    utf8_body(request, payload, config, &JSON_FORMATS[1..]).await
+    let expected = "application/fhir+json (or application/json) in UTF-8";
+    utf8_body(request, payload, config, &JSON_FORMATS[1..], expected).await
 }
 
 /// A plain JSON body (the clinic's record format), in UTF-8, within the size limit.
@@ -83,25 +84,32 @@ pub async fn json_body(
     payload: web::Payload,
     config: &Config,
 ) -> Result<web::Bytes, GatewayError> {
-    utf8_body(request, payload, config, &["application/json"]).await
+    utf8_body(request, payload, config, &["application/json"], "application/json in UTF-8").await
 }
 
-/// A body whose Content-Type is one of `media_types`, with no charset other than UTF-8.
+/// A body whose Content-Type is one of `media_types` (`expected` says them to the client), with no
+/// charset other than UTF-8.
 async fn utf8_body(
     request: &HttpRequest,
     payload: web::Payload,
     config: &Config,
     media_types: &[&str],
+    expected: &'static str,
 ) -> Result<web::Bytes, GatewayError> {
+    if !has_media_type(request, media_types) {
+        return Err(GatewayError::UnsupportedMediaType(expected));
+    }
+    body(request, payload, config).await
+}
+
+/// Whether the body's Content-Type is one of `media_types`, with no charset other than UTF-8.
+pub fn has_media_type(request: &HttpRequest, media_types: &[&str]) -> bool {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut parts = content_type.split(';').map(str::trim);
     let media = parts.next().unwrap_or("").to_ascii_lowercase();
     let other_charset =
         parts.any(|p| p.to_ascii_lowercase().strip_prefix("charset=").is_some_and(|c| c.trim_matches('"') != "utf-8"));
-    if !media_types.contains(&media.as_str()) || other_charset {
-        return Err(GatewayError::UnsupportedMediaType);
-    }
-    body(request, payload, config).await
+    media_types.contains(&media.as_str()) && !other_charset
 }
 
 /// Any body, within the size limit; a declared length over the limit is refused before reading.

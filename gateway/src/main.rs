@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Move a clinic in: stream an export of v1 records (NDJSON; gzip or zstd) to the
+    /// gateway's $import, with a progress bar, a report of refused lines, and resume.
+    /// Exits 0 when every line was stored, 2 when some were refused (see the report), 1 when
+    /// the import stopped (run the same command again to resume from the checkpoint).
+    Import(vaitio_import::ImportArgs),
     /// Development tools.
     Dev {
         #[command(subcommand)]
@@ -53,6 +58,9 @@ enum DevCommand {
     /// Mint a token with the development issuer's key (development mode only); prints it alone
     /// on standard output.
     Token(DevTokenArgs),
+    /// Write realistic generated records (NDJSON) to try an import with; the same seed gives the
+    /// same file.
+    Generate(vaitio_import::generate::GenerateArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -67,6 +75,8 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Import(args) => return import(&args),
+        Command::Dev { command: DevCommand::Generate(args) } => generate(&args),
         Command::Serve(args) => serve(&args),
         Command::Migrate(args) => migrate(&args),
         Command::Certs { command, pki } => vaitio::cli::certs(&command, &pki),
@@ -80,6 +90,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `vaitio import`, with its own exit statuses.
+fn import(args: &vaitio_import::ImportArgs) -> ExitCode {
+    match vaitio_import::run(args) {
+        Ok(counts) => {
+            println!("{}: {}", args.file.display(), counts.describe());
+            if counts.refused > 0 {
+                let report = args.report.as_ref().map(|r| format!(": see {}", r.display())).unwrap_or_default();
+                eprintln!("vaitio import: {} line(s) refused{report}", counts.refused);
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("vaitio import: {error}");
+            if args.checkpoint.is_some() && !args.dry_run {
+                eprintln!("vaitio import: run the same command again to resume after the last line answered");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: &vaitio_import::generate::GenerateArgs) -> Result<(), CliError> {
+    let generated = vaitio_import::generate::generate(args).map_err(|e| CliError::Refused(e.to_string()))?;
+    eprintln!(
+        "{}: {} records ({} with a defect), {} bytes",
+        args.out.display(),
+        generated.records,
+        generated.defects,
+        generated.bytes
+    );
+    Ok(())
 }
 
 fn migrate(args: &ConfigArgs) -> Result<(), CliError> {

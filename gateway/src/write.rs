@@ -26,6 +26,27 @@ use crate::audit;
 use crate::enforce::Enforcement;
 use crate::error::{printable, GatewayError};
 
+/// What filing a clinic's record did: the import's per-line status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filing {
+    /// A new document.
+    Created,
+    /// A new version of the record's document.
+    NewVersion,
+    /// The same record again: nothing written but the audit record.
+    Unchanged,
+}
+
+impl Filing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filing::Created => "created",
+            Filing::NewVersion => "new version",
+            Filing::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// What a write stored and what its writer may see of it.
 pub struct Filed {
     /// Whether a new resource (or document) was created, rather than a new version or nothing.
@@ -251,6 +272,30 @@ pub fn submit_record(
     agent: &Agent,
     checked: &CheckedRecord,
 ) -> Result<Filed, GatewayError> {
+    let (filing, head, body) = file_retrying(enforcement, principal, agent, checked, true)?;
+    // The author wrote it, but what they get back still passes the enforcement point (a
+    // patient may have denied even the author).
+    let visible = visible_after_commit(enforcement, principal, &head);
+    Ok(Filed { created: filing == Filing::Created, head, body, visible })
+}
+
+/// One record of a bulk import (`$import`): the same checks, translation, idempotency,
+/// encryption and audit as `submit_record`, answered with what was done alone (the import
+/// answers no bodies, so none is opened).
+pub fn import_record(
+    enforcement: &Enforcement,
+    principal: &Principal,
+    agent: &Agent,
+    checked: &CheckedRecord,
+) -> Result<Filing, GatewayError> {
+    Ok(file_retrying(enforcement, principal, agent, checked, false)?.0)
+}
+
+/// A record of the organisation of the client certificate, sent by one of its professionals.
+fn own_record<'p>(
+    principal: &'p Principal,
+    checked: &CheckedRecord,
+) -> Result<&'p consent::Professional, GatewayError> {
     let Principal::Professional(professional) = principal else {
         return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
     };
@@ -258,15 +303,36 @@ pub fn submit_record(
         let message = "the record's organisation is not the organisation of the client certificate";
         return Err(ProfileError::business_rule(message, "organization.oid").into());
     }
-    let file = || file_record(enforcement, principal, checked, agent);
-    let (created, head, body) = match file() {
+    Ok(professional)
+}
+
+/// A dry run of `import_record`: the record is translated and its document checked by the
+/// profiles exactly as a filing would, and nothing is stored or looked up.
+pub fn check_record(store: &Store, principal: &Principal, checked: &CheckedRecord) -> Result<(), GatewayError> {
+    let professional = own_record(principal, checked)?;
+    let pseudonyms = store.pseudonyms();
+    let (organisation, record_id) = (professional.organisation.as_str(), checked.record.record_id.as_str());
+    let ids = DocumentIds::derive(checked, |part| pseudonyms.uuid(&["document", organisation, record_id, part]));
+    let document = translate(checked, &ids, &instant(now_millis()));
+    parse_translated(ResourceType::Bundle, document).map_err(translation_bug)?;
+    Ok(())
+}
+
+/// Files a record; two submissions of the same new record at once both try to create its
+/// document, and the one that loses sees the winner's document on a second run.
+fn file_retrying(
+    enforcement: &Enforcement,
+    principal: &Principal,
+    agent: &Agent,
+    checked: &CheckedRecord,
+    with_body: bool,
+) -> Result<(Filing, Head, Vec<u8>), GatewayError> {
+    own_record(principal, checked)?;
+    let file = || file_record(enforcement, principal, checked, agent, with_body);
+    match file() {
         Err(GatewayError::Conflict(_)) => file(),
         other => other,
-    }?;
-    // The author wrote it, but what they get back still passes the enforcement point (a
-    // patient may have denied even the author).
-    let visible = visible_after_commit(enforcement, principal, &head);
-    Ok(Filed { created, head, body, visible })
+    }
 }
 
 /// Everything but what changes on every assembly: two documents of the same record compare
@@ -282,13 +348,14 @@ fn content(mut document: Value) -> Value {
 
 /// Files a checked record: resolves its participants, translates it, and stores the document
 /// (new, a new version, or nothing for an identical repeat) with any new participants, in one
-/// transaction. Answers whether the document is new, its head and its body.
+/// transaction. Answers what was done, the document's head and (`with_body`) its body.
 fn file_record(
     enforcement: &Enforcement,
     principal: &Principal,
     checked: &CheckedRecord,
     agent: &Agent,
-) -> Result<(bool, Head, Vec<u8>), GatewayError> {
+    with_body: bool,
+) -> Result<(Filing, Head, Vec<u8>), GatewayError> {
     let Principal::Professional(professional) = principal else {
         return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
     };
@@ -353,6 +420,9 @@ fn file_record(
                     version: Some(head.version.to_string()),
                 };
                 store.record(vec![submission_record(agent, resource, head.patient.clone())])?;
+                if !with_body {
+                    return Ok((Filing::Unchanged, head, Vec::new()));
+                }
                 let body = match enforcement.gate(principal).open_if_released(current) {
                     Ok(body) => body.unwrap_or_default(),
                     Err(error) => {
@@ -360,7 +430,7 @@ fn file_record(
                         Vec::new()
                     }
                 };
-                return Ok((false, head, body));
+                return Ok((Filing::Unchanged, head, body));
             }
             WriteKind::Update(Some(head.version))
         }
@@ -370,7 +440,7 @@ fn file_record(
         WriteKind::Update(Some(current)) => current + 1,
         _ => 1,
     };
-    let created = matches!(kind, WriteKind::Create);
+    let filing = if matches!(kind, WriteKind::Create) { Filing::Created } else { Filing::NewVersion };
     let record = submission_record(
         agent,
         ResourceRef { resource_type: "Bundle".into(), id: id.clone(), version: Some(version.to_string()) },
@@ -388,7 +458,7 @@ fn file_record(
             store.remember_identifier(resource_type, system, value, id);
         }
     }
-    Ok((created, head, body))
+    Ok((filing, head, body))
 }
 
 fn submission_record(agent: &Agent, document: ResourceRef, patient: Option<String>) -> AuditRecord {

@@ -91,7 +91,15 @@ fn bad_records_are_refused_naming_the_field() {
             r.as_object_mut().unwrap().remove("service_event");
         })
         .0,
-        ""
+        "service_event",
+        "a missing field is named where it is missing"
+    );
+    assert_eq!(
+        refused(|r| {
+            r["patient"].as_object_mut().unwrap().remove("family");
+        })
+        .0,
+        "patient.family"
     );
     assert_eq!(refused(|r| r["session"]["start"] = json!("2027-01-01T10:00:00+02:00")).0, "session.start");
     assert_eq!(refused(|r| r["session"]["modality"] = json!("telepathic")).0, "session.modality");

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod alerts;
+pub mod import;
 pub mod read;
 pub mod request;
 pub mod response;

@@ -194,7 +194,7 @@ pub async fn search(
     if request.method() == actix_web::http::Method::POST {
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !content_type.starts_with("application/x-www-form-urlencoded") {
-            return Err(GatewayError::UnsupportedMediaType);
+            return Err(GatewayError::UnsupportedMediaType("application/x-www-form-urlencoded"));
         }
         let body = http::body(&request, payload, &state.config).await?;
         ctx.params.extend(form_urlencoded::parse(&body).into_owned());

@@ -168,6 +168,9 @@ on_both_backends! {
         visit_update["status"] = json!("in-progress");
         let mut document = record();
         document["record_id"] = json!("EMR-AUDIT-1");
+        let mut imported = record();
+        imported["record_id"] = json!("EMR-AUDIT-2");
+        let imported = format!("{imported}\n");
 
         let client = &gateway.client;
         let form = |path: &str, body: &str| {
@@ -194,6 +197,7 @@ on_both_backends! {
             ("create", "post", "/{type}", Box::new(|| gateway.post("/Encounter", &encounter(&patient_id, "2026-03-09")).status), &["create"]),
             ("update", "put", "/{type}/{id}", Box::new(|| gateway.put(&format!("/Encounter/{visit}"), &visit_update, None).status), &["update"]),
             ("submission", "post", "/psychotherapy-records", Box::new(|| submit(&gateway.client, &document).status), &["submission"]),
+            ("import", "post", "/psychotherapy-records/$import", Box::new(|| client.send("POST", "/psychotherapy-records/$import", &[("Content-Type", "application/x-ndjson")], Some(imported.as_bytes())).unwrap().status), &["submission"]),
             ("validate", "post", "/$validate", Box::new(|| gateway.post("/$validate", &patient(HETU)).status), &["validate"]),
             ("validate a type", "post", "/{type}/$validate", Box::new(|| gateway.post("/Patient/$validate", &patient(HETU)).status), &["validate"]),
             ("note withheld from a GP", "get", "/{type}/{id}", Box::new(|| gp.get(&format!("/Composition/{note}")).unwrap().status), &["consent-decision"]),

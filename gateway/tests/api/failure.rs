@@ -28,13 +28,13 @@ fn distinct_record(label: &str, n: u128) -> Value {
 }
 
 /// A gateway process in `dir`, and a client of the clinic with its token.
-struct Process {
+pub struct Process {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Process {
-    fn start(dir: &Path, database_url: Option<&str>) -> (Process, Duration) {
+    pub fn start(dir: &Path, database_url: Option<&str>) -> (Process, Duration) {
         let started = Instant::now();
         let mut command = vaitio(dir);
         command.args(["serve", "--listen", "127.0.0.1:0"]);
@@ -48,12 +48,12 @@ impl Process {
         (Process { child, port }, started.elapsed())
     }
 
-    fn kill(mut self) {
+    pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    fn client(&self, dir: &Path) -> Client {
+    pub fn client(&self, dir: &Path) -> Client {
         clinic_client(dir, &format!("https://localhost:{}", self.port))
     }
 }

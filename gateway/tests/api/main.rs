@@ -11,5 +11,6 @@ mod failure;
 mod fhir_api;
 mod harvest;
 mod identity;
+mod import;
 mod storage;
 mod submission;

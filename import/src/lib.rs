@@ -1,0 +1,354 @@
+//! Moving a clinic in: `vaitio import` streams the records a clinic exported from its old system
+//! to the gateway's `POST /psychotherapy-records/$import`, with the clinic's certificate and a
+//! practitioner's token, and `vaitio dev generate` writes realistic records to try it with.
+//!
+//! The client reads the file on a thread of its own (`source.rs`), sends it up one HTTP/2 stream
+//! while the gateway's answers come down the same stream (`transport.rs`), and for each answer
+//! counts it, shows it on the progress bar, writes a refused line to the report (`report.rs`),
+//! and moves the checkpoint (`checkpoint.rs`). Memory stays flat: what is held is one chunk being
+//! sent and the numbers of the lines sent but not yet answered.
+
+pub mod checkpoint;
+pub mod generate;
+pub mod report;
+pub mod source;
+pub mod transport;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::checkpoint::Checkpoint;
+use crate::report::{reasons, Report};
+use crate::source::Source;
+use crate::transport::{connection_error, send_all, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{path}: {cause}")]
+    File { path: String, cause: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Connection(String),
+    /// The gateway refused the import as a whole (its status and reasons).
+    #[error("the gateway refused the import (HTTP {status}): {reasons}")]
+    Refused { status: u16, reasons: String },
+    /// The gateway could not go on (its database, say); the lines before `line` are answered.
+    #[error("the gateway stopped the import at line {line}: {reasons}")]
+    Stopped { line: u64, reasons: String },
+    #[error("the gateway answered something that is not an import answer: {0}")]
+    Protocol(String),
+}
+
+impl ImportError {
+    pub fn file(path: &Path, cause: impl std::fmt::Display) -> Self {
+        ImportError::File { path: path.display().to_string(), cause: cause.to_string() }
+    }
+}
+
+/// `vaitio import`
+#[derive(clap::Args, Clone, Debug)]
+pub struct ImportArgs {
+    /// The export to import: NDJSON, one v1 record a line; plain, gzip or zstd.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: Target,
+    /// Append the refused lines, with their reasons, and a summary to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Keep the last line answered in this file, and start after it when it exists: the same
+    /// command run again after a failure or a crash resumes the import.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Check every record (translation, profiles) and store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What an import's answers said, by status.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub lines: u64,
+    pub created: u64,
+    pub new_version: u64,
+    pub unchanged: u64,
+    pub valid: u64,
+    pub refused: u64,
+}
+
+impl Counts {
+    pub fn describe(&self) -> String {
+        if self.valid > 0 {
+            format!("{} lines: {} valid, {} refused", self.lines, self.valid, self.refused)
+        } else {
+            format!(
+                "{} lines: {} created, {} new version, {} unchanged, {} refused",
+                self.lines, self.created, self.new_version, self.unchanged, self.refused
+            )
+        }
+    }
+}
+
+/// Runs an import to the file's end; answers the counts of this run.
+pub fn run(args: &ImportArgs) -> Result<Counts, ImportError> {
+    let source = Source::open(&args.file)?;
+    let checkpoint = match (&args.checkpoint, args.dry_run) {
+        (Some(path), false) => Some((path.clone(), Checkpoint::load(path, &args.file, source.size)?)),
+        _ => None,
+    };
+    if let Some((path, saved)) = &checkpoint {
+        if saved.complete {
+            eprintln!(
+                "vaitio import: {} was imported to its end (checkpoint {}); nothing to do",
+                args.file.display(),
+                path.display()
+            );
+            return Ok(Counts::default());
+        }
+    }
+    let from = checkpoint.as_ref().map_or(0, |(_, saved)| saved.line);
+    let report = Report::open(args.report.as_deref(), &args.file, from, args.dry_run)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ImportError::Connection(format!("cannot start: {e}")))?;
+    let mut import = Import { counts: Counts::default(), report, checkpoint, saved_at: Instant::now() };
+    let result = runtime.block_on(import.stream(args, source, from));
+    let ended = match &result {
+        Ok(()) => "complete".to_owned(),
+        Err(error) => format!("stopped: {error}"),
+    };
+    import.report.summary(&import.counts, &ended)?;
+    if let Some((path, checkpoint)) = &import.checkpoint {
+        checkpoint.save(path)?;
+    }
+    result.map(|()| import.counts)
+}
+
+/// A chunk of lines to send, or why the file could not be read on.
+type Chunk = Result<Bytes, ImportError>;
+
+/// Lines are sent in chunks of about this size.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+struct Import {
+    counts: Counts,
+    report: Report,
+    checkpoint: Option<(PathBuf, Checkpoint)>,
+    saved_at: Instant,
+}
+
+impl Import {
+    async fn stream(&mut self, args: &ImportArgs, source: Source, from: u64) -> Result<(), ImportError> {
+        let path =
+            if args.dry_run { "/psychotherapy-records/$import?dryRun=true" } else { "/psychotherapy-records/$import" };
+        let transport::Exchange { mut send, response } = transport::start(&args.target, path).await?;
+        let bar = progress_bar(source.size);
+        let read = source.progress();
+        // The numbers of the lines sent and not yet answered, oldest first.
+        let pending: Arc<Mutex<VecDeque<u64>>> = Arc::default();
+        let (chunks, mut to_send) = tokio::sync::mpsc::channel::<Chunk>(4);
+        let reader = {
+            let pending = pending.clone();
+            std::thread::spawn(move || read_chunks(source, from, &pending, &chunks))
+        };
+        let sending = async move {
+            while let Some(chunk) = to_send.recv().await {
+                match chunk {
+                    Ok(chunk) => send_all(&mut send, chunk).await?,
+                    Err(error) => {
+                        // The file could not be read on: the gateway must not take the stream
+                        // for the whole file.
+                        send.send_reset(h2::Reason::CANCEL);
+                        return Err(error);
+                    }
+                }
+            }
+            send.send_data(Bytes::new(), true).map_err(connection_error)
+        };
+        let (sent, received) = {
+            let receiving = self.receive(response, &pending, &bar, &read);
+            tokio::pin!(sending, receiving);
+            let mut sent = None;
+            // The answers decide: they end when the gateway has read the stream to its end, or
+            // cannot go on; the sending is dropped then (which ends the reader thread too).
+            let received = loop {
+                tokio::select! {
+                    result = &mut sending, if sent.is_none() => sent = Some(result),
+                    result = &mut receiving => break result,
+                }
+            };
+            (sent, received)
+        };
+        bar.finish_and_clear();
+        let last_line = reader.join().map_err(|_| ImportError::Connection("the file reader failed".into()))?;
+        if let Some(Err(error @ ImportError::File { .. })) = sent {
+            return Err(error);
+        }
+        received?;
+        if let Some((_, checkpoint)) = &mut self.checkpoint {
+            checkpoint.line = last_line?;
+            checkpoint.complete = true;
+        }
+        Ok(())
+    }
+
+    /// Reads the answers to their end, line by line.
+    async fn receive(
+        &mut self,
+        response: h2::client::ResponseFuture,
+        pending: &Mutex<VecDeque<u64>>,
+        bar: &indicatif::ProgressBar,
+        read: &std::sync::atomic::AtomicU64,
+    ) -> Result<(), ImportError> {
+        let response = response.await.map_err(connection_error)?;
+        let status = response.status();
+        let mut body = response.into_body();
+        let mut buffer: Vec<u8> = Vec::new();
+        if status != http::StatusCode::OK {
+            // The gateway answers a refusal before it has read the body, then ends the stream
+            // (RST_STREAM, NO_ERROR): what was read of the answer is its answer.
+            while let Some(Ok(chunk)) = body.data().await {
+                buffer.extend_from_slice(&chunk);
+                if buffer.len() > 64 * 1024 {
+                    break;
+                }
+            }
+            let outcome: Value = serde_json::from_slice(&buffer).unwrap_or(Value::Null);
+            return Err(ImportError::Refused { status: status.as_u16(), reasons: reasons(&outcome) });
+        }
+        let (mut done, started) = (false, Instant::now());
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(connection_error)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            buffer.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = buffer[start..].iter().position(|&b| b == b'\n') {
+                let answer: Value = serde_json::from_slice(&buffer[start..start + end])
+                    .map_err(|_| ImportError::Protocol("a line that is not JSON".into()))?;
+                start += end + 1;
+                done |= self.answered(&answer, pending)?;
+            }
+            buffer.drain(..start);
+            bar.set_position(read.load(Ordering::Relaxed));
+            let rate = self.counts.lines as f64 / started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!("{} · {rate:.0} lines/s", self.counts.describe()));
+        }
+        if !done {
+            let line = self.checkpoint.as_ref().map_or(self.counts.lines, |(_, c)| c.line);
+            return Err(ImportError::Connection(format!(
+                "the connection ended before the import did (every line up to {line} is answered)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes one answer; `true` for the last.
+    fn answered(&mut self, answer: &Value, pending: &Mutex<VecDeque<u64>>) -> Result<bool, ImportError> {
+        if answer["done"] == true {
+            return Ok(true);
+        }
+        if answer["failed"] == true {
+            return Err(ImportError::Stopped { line: self.counts.lines + 1, reasons: reasons(&answer["outcome"]) });
+        }
+        let line = pending
+            .lock()
+            .map_err(|_| ImportError::Protocol("lost track of the lines".into()))?
+            .pop_front()
+            .ok_or_else(|| ImportError::Protocol("an answer to a line not sent".into()))?;
+        let record_id = answer["record_id"].as_str();
+        let counts = &mut self.counts;
+        match answer["status"].as_str() {
+            Some("created") => counts.created += 1,
+            Some("new version") => counts.new_version += 1,
+            Some("unchanged") => counts.unchanged += 1,
+            Some("valid") => counts.valid += 1,
+            Some("refused") => {
+                counts.refused += 1;
+                self.report.refused(line, record_id, &answer["outcome"])?;
+            }
+            Some("failed") => {
+                return Err(ImportError::Stopped { line, reasons: reasons(&answer["outcome"]) });
+            }
+            _ => return Err(ImportError::Protocol("an answer without a known status".into())),
+        }
+        self.counts.lines += 1;
+        if let Some((path, checkpoint)) = &mut self.checkpoint {
+            checkpoint.line = line;
+            if self.saved_at.elapsed() >= Duration::from_secs(1) {
+                // The report first: a line the checkpoint passes is never sent again, so its
+                // refusal must be on the disk before the checkpoint is.
+                self.report.flush()?;
+                checkpoint.save(path)?;
+                self.saved_at = Instant::now();
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The reader thread: lines from `from + 1` on, in chunks, each line's number queued before it
+/// is sent. Answers the number of the file's last line.
+fn read_chunks(
+    mut source: Source,
+    from: u64,
+    pending: &Mutex<VecDeque<u64>>,
+    chunks: &tokio::sync::mpsc::Sender<Chunk>,
+) -> Result<u64, ImportError> {
+    let mut line = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut numbers = Vec::new();
+    loop {
+        let more = match source.next_line(&mut line) {
+            Ok(more) => more,
+            Err(cause) => {
+                let error = ImportError::File { path: "the file".into(), cause: cause.to_string() };
+                let _ = chunks.blocking_send(Err(ImportError::File {
+                    path: "the file".into(),
+                    cause: format!("could not be read after line {}: {cause}", source.line),
+                }));
+                return Err(error);
+            }
+        };
+        // Blank lines are not records; lines already answered are not sent again.
+        if more && source.line > from && !line.iter().all(u8::is_ascii_whitespace) {
+            chunk.extend_from_slice(&line);
+            chunk.push(b'\n');
+            numbers.push(source.line);
+        }
+        if (chunk.len() >= CHUNK_BYTES || !more) && !chunk.is_empty() {
+            pending
+                .lock()
+                .map_err(|_| ImportError::Protocol("lost track of the lines".into()))?
+                .extend(numbers.drain(..));
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES * 2));
+            if chunks.blocking_send(Ok(Bytes::from(full))).is_err() {
+                // The stream ended early; the caller knows why.
+                return Ok(source.line);
+            }
+        }
+        if !more {
+            return Ok(source.line);
+        }
+    }
+}
+
+fn progress_bar(size: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(size);
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})\n  {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
