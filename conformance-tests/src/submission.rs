@@ -130,7 +130,7 @@ fn refusals(ctx: &Context) -> Result<Outcome, Failure> {
             r["schema"] = json!("vaitio.psychotherapy-record/v99");
             r
         }),
-        ("missing service event", 400, "", {
+        ("missing service event", 400, "service_event", {
             let mut r = good.clone();
             r.as_object_mut().map(|o| o.remove("service_event"));
             r

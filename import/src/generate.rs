@@ -12,11 +12,13 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Days, NaiveDate};
 use serde_json::{json, Value};
 
+use crate::mapping::{Mapping, GENERATED};
+use crate::source::Format;
 use crate::ImportError;
 
 /// `vaitio dev generate`
@@ -28,9 +30,13 @@ pub struct GenerateArgs {
     /// Over how many patients.
     #[arg(long)]
     pub patients: u64,
-    /// The file to write: NDJSON, gzip-compressed when the name ends in .gz.
+    /// The file to write, gzip-compressed when the name ends in .gz.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// NDJSON, or CSV (with its column mapping written beside it, FILE.mapping.toml)
+    /// [default: csv for a .csv file name, else ndjson].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// The share of lines with a realistic defect, from 0 to 1 (0.05 is 5 %).
@@ -307,8 +313,31 @@ impl Generator {
         }
     }
 
-    /// Record `i` (from 0) as its line, and the defect it carries if any.
+    /// Record `i` (from 0) as its NDJSON line, and the defect it carries if any.
     pub fn line(&self, i: u64) -> (String, Option<Defect>) {
+        let (record, defect) = self.record(i);
+        let mut line = record.to_string();
+        if defect == Some(Defect::BrokenJson) {
+            let cut = line.len() / 2;
+            let cut = (0..=cut).rev().find(|&at| line.is_char_boundary(at)).unwrap_or(0);
+            line.truncate(cut);
+        }
+        (line, defect)
+    }
+
+    /// Record `i` as a CSV row in `mapping`'s columns; a broken record is a row cut short.
+    pub fn row(&self, i: u64, mapping: &Mapping) -> (Vec<String>, Option<Defect>) {
+        let (record, defect) = self.record(i);
+        let mut row = mapping.row(&record);
+        if defect == Some(Defect::BrokenJson) {
+            row.truncate(row.len() / 2);
+        }
+        (row, defect)
+    }
+
+    /// Record `i` (from 0), and the defect it carries if any (a broken one is broken when it is
+    /// written out).
+    pub fn record(&self, i: u64) -> (Value, Option<Defect>) {
         let p = i % self.args.patients;
         let k = i / self.args.patients;
         let patient = self.patient(p);
@@ -393,13 +422,7 @@ impl Generator {
             }
             Some(Defect::BrokenJson) | None => {}
         }
-        let mut line = record.to_string();
-        if defect == Some(Defect::BrokenJson) {
-            let cut = line.len() / 2;
-            let cut = (0..=cut).rev().find(|&at| line.is_char_boundary(at)).unwrap_or(0);
-            line.truncate(cut);
-        }
-        (line, defect)
+        (record, defect)
     }
 
     fn therapist(&self, t: u64) -> Value {
@@ -436,7 +459,15 @@ fn note(random: &mut Random) -> String {
 pub struct Generated {
     pub records: u64,
     pub defects: u64,
+    /// The file's size.
     pub bytes: u64,
+}
+
+impl Generated {
+    fn count(&mut self, defect: Option<Defect>) {
+        self.records += 1;
+        self.defects += u64::from(defect.is_some());
+    }
 }
 
 /// Writes the file.
@@ -450,16 +481,34 @@ pub fn generate(args: &GenerateArgs) -> Result<Generated, ImportError> {
         Box::new(BufWriter::new(file))
     };
     let mut generated = Generated::default();
-    for i in 0..args.records {
-        let (line, defect) = generator.line(i);
-        writer.write_all(line.as_bytes()).map_err(|e| ImportError::file(out, e))?;
-        writer.write_all(b"\n").map_err(|e| ImportError::file(out, e))?;
-        generated.records += 1;
-        generated.defects += u64::from(defect.is_some());
-        generated.bytes += line.len() as u64 + 1;
+    match args.format.unwrap_or_else(|| Format::of(out)) {
+        Format::Ndjson => {
+            for i in 0..args.records {
+                let (line, defect) = generator.line(i);
+                writer.write_all(line.as_bytes()).map_err(|e| ImportError::file(out, e))?;
+                writer.write_all(b"\n").map_err(|e| ImportError::file(out, e))?;
+                generated.count(defect);
+            }
+        }
+        Format::Csv => {
+            let mapping = Mapping::parse(GENERATED).map_err(ImportError::Usage)?;
+            let mut path = out.as_os_str().to_owned();
+            path.push(".mapping.toml");
+            std::fs::write(&path, GENERATED).map_err(|e| ImportError::file(Path::new(&path), e))?;
+            // A row cut short (a broken record) is written as it is, so the reader finds it.
+            let mut csv = csv::WriterBuilder::new().flexible(true).from_writer(&mut writer);
+            csv.write_record(mapping.columns()).map_err(|e| ImportError::file(out, e))?;
+            for i in 0..args.records {
+                let (row, defect) = generator.row(i, &mapping);
+                csv.write_record(&row).map_err(|e| ImportError::file(out, e))?;
+                generated.count(defect);
+            }
+            csv.flush().map_err(|e| ImportError::file(out, e))?;
+        }
     }
     writer.flush().map_err(|e| ImportError::file(out, e))?;
     drop(writer);
+    generated.bytes = std::fs::metadata(out).map_err(|e| ImportError::file(out, e))?.len();
     Ok(generated)
 }
 
@@ -481,6 +530,7 @@ mod tests {
             org: "1.2.246.10.12345678.10.1".into(),
             org_name: "Example Therapy Clinic".into(),
             therapists: 4,
+            format: None,
         }
     }
 

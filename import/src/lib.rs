@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod generate;
+pub mod mapping;
 pub mod report;
 pub mod source;
 pub mod transport;
@@ -24,8 +25,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::checkpoint::Checkpoint;
+use crate::mapping::Mapping;
 use crate::report::{reasons, Report};
-use crate::source::Source;
+use crate::source::{Format, Rows, Source};
 use crate::transport::{connection_error, send_all, Target};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,8 @@ impl ImportError {
 /// `vaitio import`
 #[derive(clap::Args, Clone, Debug)]
 pub struct ImportArgs {
-    /// The export to import: NDJSON, one v1 record a line; plain, gzip or zstd.
+    /// The export to import: NDJSON (one v1 record a line) or CSV with --mapping; plain, gzip or
+    /// zstd.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     #[command(flatten)]
@@ -72,6 +75,12 @@ pub struct ImportArgs {
     /// Check every record (translation, profiles) and store nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The export's format [default: csv for a .csv file (also .csv.gz, .csv.zst), else ndjson].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// How the CSV export's columns become the record's fields (TOML; see docs/import.md).
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
 }
 
 /// What an import's answers said, by status.
@@ -101,8 +110,12 @@ impl Counts {
 /// Runs an import to the file's end; answers the counts of this run.
 pub fn run(args: &ImportArgs) -> Result<Counts, ImportError> {
     let source = Source::open(&args.file)?;
+    let size = source.size;
+    let format = args.format.unwrap_or_else(|| Format::of(&args.file));
+    let mapping = args.mapping.as_deref().map(Mapping::load).transpose()?;
+    let rows = Rows::open(source, format, mapping.as_ref())?;
     let checkpoint = match (&args.checkpoint, args.dry_run) {
-        (Some(path), false) => Some((path.clone(), Checkpoint::load(path, &args.file, source.size)?)),
+        (Some(path), false) => Some((path.clone(), Checkpoint::load(path, &args.file, size)?)),
         _ => None,
     };
     if let Some((path, saved)) = &checkpoint {
@@ -122,7 +135,7 @@ pub fn run(args: &ImportArgs) -> Result<Counts, ImportError> {
         .build()
         .map_err(|e| ImportError::Connection(format!("cannot start: {e}")))?;
     let mut import = Import { counts: Counts::default(), report, checkpoint, saved_at: Instant::now() };
-    let result = runtime.block_on(import.stream(args, source, from));
+    let result = runtime.block_on(import.stream(args, rows, size, from));
     let ended = match &result {
         Ok(()) => "complete".to_owned(),
         Err(error) => format!("stopped: {error}"),
@@ -148,18 +161,18 @@ struct Import {
 }
 
 impl Import {
-    async fn stream(&mut self, args: &ImportArgs, source: Source, from: u64) -> Result<(), ImportError> {
+    async fn stream(&mut self, args: &ImportArgs, rows: Rows, size: u64, from: u64) -> Result<(), ImportError> {
         let path =
             if args.dry_run { "/psychotherapy-records/$import?dryRun=true" } else { "/psychotherapy-records/$import" };
         let transport::Exchange { mut send, response } = transport::start(&args.target, path).await?;
-        let bar = progress_bar(source.size);
-        let read = source.progress();
-        // The numbers of the lines sent and not yet answered, oldest first.
-        let pending: Arc<Mutex<VecDeque<u64>>> = Arc::default();
+        let bar = progress_bar(size);
+        let read = rows.progress();
+        // The records read and not yet answered (or reported), oldest first.
+        let pending: Arc<Mutex<VecDeque<Entry>>> = Arc::default();
         let (chunks, mut to_send) = tokio::sync::mpsc::channel::<Chunk>(4);
         let reader = {
             let pending = pending.clone();
-            std::thread::spawn(move || read_chunks(source, from, &pending, &chunks))
+            std::thread::spawn(move || read_chunks(rows, from, &pending, &chunks))
         };
         let sending = async move {
             while let Some(chunk) = to_send.recv().await {
@@ -206,7 +219,7 @@ impl Import {
     async fn receive(
         &mut self,
         response: h2::client::ResponseFuture,
-        pending: &Mutex<VecDeque<u64>>,
+        pending: &Mutex<VecDeque<Entry>>,
         bar: &indicatif::ProgressBar,
         read: &std::sync::atomic::AtomicU64,
     ) -> Result<(), ImportError> {
@@ -253,18 +266,27 @@ impl Import {
     }
 
     /// Takes one answer; `true` for the last.
-    fn answered(&mut self, answer: &Value, pending: &Mutex<VecDeque<u64>>) -> Result<bool, ImportError> {
+    fn answered(&mut self, answer: &Value, pending: &Mutex<VecDeque<Entry>>) -> Result<bool, ImportError> {
         if answer["done"] == true {
+            // Rows refused here after the last one sent.
+            while let Some(entry) = self.next_entry(pending)? {
+                let Entry::Refused(line, reason) = entry else {
+                    return Err(ImportError::Protocol("the import ended before every line was answered".into()));
+                };
+                self.refused_here(line, &reason)?;
+            }
             return Ok(true);
         }
         if answer["failed"] == true {
             return Err(ImportError::Stopped { line: self.counts.lines + 1, reasons: reasons(&answer["outcome"]) });
         }
-        let line = pending
-            .lock()
-            .map_err(|_| ImportError::Protocol("lost track of the lines".into()))?
-            .pop_front()
-            .ok_or_else(|| ImportError::Protocol("an answer to a line not sent".into()))?;
+        let line = loop {
+            match self.next_entry(pending)? {
+                Some(Entry::Sent(line)) => break line,
+                Some(Entry::Refused(line, reason)) => self.refused_here(line, &reason)?,
+                None => return Err(ImportError::Protocol("an answer to a line not sent".into())),
+            }
+        };
         let record_id = answer["record_id"].as_str();
         let counts = &mut self.counts;
         match answer["status"].as_str() {
@@ -281,6 +303,24 @@ impl Import {
             }
             _ => return Err(ImportError::Protocol("an answer without a known status".into())),
         }
+        self.answered_line(line)?;
+        Ok(false)
+    }
+
+    fn next_entry(&self, pending: &Mutex<VecDeque<Entry>>) -> Result<Option<Entry>, ImportError> {
+        Ok(pending.lock().map_err(|_| ImportError::Protocol("lost track of the lines".into()))?.pop_front())
+    }
+
+    /// A row the client could not read: refused without being sent.
+    fn refused_here(&mut self, line: u64, reason: &str) -> Result<(), ImportError> {
+        self.counts.refused += 1;
+        let outcome = serde_json::json!({"issue": [{"diagnostics": reason}]});
+        self.report.refused(line, None, &outcome)?;
+        self.answered_line(line)
+    }
+
+    /// Counts a line as answered, and moves the checkpoint to it.
+    fn answered_line(&mut self, line: u64) -> Result<(), ImportError> {
         self.counts.lines += 1;
         if let Some((path, checkpoint)) = &mut self.checkpoint {
             checkpoint.line = line;
@@ -292,52 +332,61 @@ impl Import {
                 self.saved_at = Instant::now();
             }
         }
-        Ok(false)
+        Ok(())
     }
 }
 
-/// The reader thread: lines from `from + 1` on, in chunks, each line's number queued before it
-/// is sent. Answers the number of the file's last line.
+/// A record read: sent to the gateway, or refused here (a CSV row that cannot be read).
+enum Entry {
+    Sent(u64),
+    Refused(u64, String),
+}
+
+/// The reader thread: records from line `from + 1` on, in chunks, each record's entry queued
+/// before it is sent. Answers the number of the file's last line.
 fn read_chunks(
-    mut source: Source,
+    mut rows: Rows,
     from: u64,
-    pending: &Mutex<VecDeque<u64>>,
+    pending: &Mutex<VecDeque<Entry>>,
     chunks: &tokio::sync::mpsc::Sender<Chunk>,
 ) -> Result<u64, ImportError> {
-    let mut line = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK_BYTES * 2);
-    let mut numbers = Vec::new();
+    let mut entries = Vec::new();
     loop {
-        let more = match source.next_line(&mut line) {
-            Ok(more) => more,
-            Err(cause) => {
-                let error = ImportError::File { path: "the file".into(), cause: cause.to_string() };
-                let _ = chunks.blocking_send(Err(ImportError::File {
-                    path: "the file".into(),
-                    cause: format!("could not be read after line {}: {cause}", source.line),
-                }));
+        let row = match rows.next_row() {
+            Ok(row) => row,
+            Err(error) => {
+                let _ = chunks.blocking_send(Err(ImportError::Usage(error.to_string())));
                 return Err(error);
             }
         };
-        // Blank lines are not records; lines already answered are not sent again.
-        if more && source.line > from && !line.iter().all(u8::is_ascii_whitespace) {
-            chunk.extend_from_slice(&line);
-            chunk.push(b'\n');
-            numbers.push(source.line);
+        let more = row.is_some();
+        // Records already answered are not sent again.
+        if let Some(row) = row.filter(|row| row.line > from) {
+            match row.record {
+                Ok(record) => {
+                    chunk.extend_from_slice(&record);
+                    chunk.push(b'\n');
+                    entries.push(Entry::Sent(row.line));
+                }
+                Err(reason) => entries.push(Entry::Refused(row.line, reason)),
+            }
         }
-        if (chunk.len() >= CHUNK_BYTES || !more) && !chunk.is_empty() {
+        if (chunk.len() >= CHUNK_BYTES || !more) && !entries.is_empty() {
             pending
                 .lock()
                 .map_err(|_| ImportError::Protocol("lost track of the lines".into()))?
-                .extend(numbers.drain(..));
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES * 2));
-            if chunks.blocking_send(Ok(Bytes::from(full))).is_err() {
-                // The stream ended early; the caller knows why.
-                return Ok(source.line);
+                .extend(entries.drain(..));
+            if !chunk.is_empty() {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES * 2));
+                if chunks.blocking_send(Ok(Bytes::from(full))).is_err() {
+                    // The stream ended early; the caller knows why.
+                    return Ok(rows.line());
+                }
             }
         }
         if !more {
-            return Ok(source.line);
+            return Ok(rows.line());
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::ImportError;
 /// Where and as whom: the same flags as `vaitio-conformance`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Target {
-    /// The gateway's base URL, e.g. https://vaitio.example.fi:8443
+    /// The gateway's base URL, `https://HOST:PORT`.
     #[arg(long, value_name = "URL")]
     pub base_url: String,
     /// The CA certificate (PEM) that signed the gateway's server certificate.

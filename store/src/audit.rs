@@ -483,12 +483,15 @@ pub fn verify_database(
     let Some(last) = last else { return Ok(verifier.finish()) };
     // Three readers beat two by about a tenth on two cores (a reader waits on the database
     // part of the time); the ordered part needs well under a core.
-    const READERS: i64 = 3;
+    // Each holds a connection for the whole run: never more than the pool has, or the last
+    // would wait for a connection that is not given back until the end.
+    let readers_wanted: i64 = 3;
+    let readers_count = readers_wanted.min(i64::from(pool.max_size())).max(1);
     type Hashed = Vec<(EntryOut, Sha256Hash)>;
     std::thread::scope(|scope| {
         let mut readers = Vec::new();
         let mut channels = Vec::new();
-        for reader in 0..READERS {
+        for reader in 0..readers_count {
             let (batches, received) = std::sync::mpsc::sync_channel::<Hashed>(2);
             let mut conn = pool.get()?;
             if let DbConnection::Sqlite(sqlite) = &mut *conn {
@@ -515,7 +518,7 @@ pub fn verify_database(
                         // The verifier stopped at a problem.
                         return Ok(());
                     }
-                    start += READERS * VERIFY_BATCH;
+                    start += readers_count * VERIFY_BATCH;
                 }
                 Ok(())
             }));

@@ -48,6 +48,10 @@ impl Process {
         (Process { child, port }, started.elapsed())
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -56,14 +56,25 @@ fn generate_args(records: u64, patients: u64, seed: u64, defects: f64, out: &Pat
         org: ORG.into(),
         org_name: "Example Therapy Clinic".into(),
         therapists: 3,
+        format: None,
     }
 }
 
 /// Writes the file with `vaitio dev generate`, and answers the numbers (from 1) of its
 /// defective lines, from the generator itself.
 fn generate(dir: &Path, args: &GenerateArgs) -> BTreeSet<u64> {
+    let csv = args.out.extension().is_some_and(|e| e == "csv");
     let out = vaitio(dir)
-        .args(["dev", "generate", "--records", &args.records.to_string(), "--patients", &args.patients.to_string()])
+        .args([
+            "dev",
+            "generate",
+            "--format",
+            if csv { "csv" } else { "ndjson" },
+            "--records",
+            &args.records.to_string(),
+            "--patients",
+            &args.patients.to_string(),
+        ])
         .args(["--seed", &args.seed.to_string(), "--defects", &args.defects.to_string(), "--therapists", "3"])
         .arg("--out")
         .arg(&args.out)
@@ -102,16 +113,17 @@ on_both_backends! {
         let work = tempfile::tempdir().unwrap();
         let dir = work.path();
         let file = dir.join("export.ndjson");
-        let args = generate_args(300, 40, 11, 0.1, &file);
+        let records = 10_000;
+        let args = generate_args(records, 1_500, 11, 0.02, &file);
         let defective = generate(dir, &args);
-        let good = 300 - defective.len() as i64;
+        let good = records as i64 - defective.len() as i64;
         assert!(!defective.is_empty());
         let importer = Importer::of(&gateway);
         let report = dir.join("report.txt");
         let first = importer.run(dir, &file, &["--report", report.to_str().unwrap(), "--checkpoint", "cp.json"]);
         assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
         assert!(
-            stdout(&first).contains(&format!("300 lines: {good} created, 0 new version, 0 unchanged, {} refused", defective.len())),
+            stdout(&first).contains(&format!("{records} lines: {good} created, 0 new version, 0 unchanged, {} refused", defective.len())),
             "{}",
             stdout(&first)
         );
@@ -129,11 +141,11 @@ on_both_backends! {
         }
         assert_eq!(gateway.stored("Bundle"), good);
         let checkpoint: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cp.json")).unwrap()).unwrap();
-        assert_eq!((checkpoint["line"].as_u64(), checkpoint["complete"].as_bool()), (Some(300), Some(true)));
+        assert_eq!((checkpoint["line"].as_u64(), checkpoint["complete"].as_bool()), (Some(records), Some(true)));
 
         // The same record sent alone is the same document: nothing new.
         let generator = Generator::new(args.clone()).unwrap();
-        let first_good = (0..300).find(|i| !defective.contains(&(i + 1))).unwrap();
+        let first_good = (0..records).find(|i| !defective.contains(&(i + 1))).unwrap();
         let (line, _) = generator.line(first_good);
         let alone = submit(&gateway.client, &serde_json::from_str(&line).unwrap());
         assert_eq!(alone.status, 200, "{}", alone.text());
@@ -143,13 +155,28 @@ on_both_backends! {
         let second = importer.run(dir, &file, &[]);
         assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
         assert!(
-            stdout(&second).contains(&format!("300 lines: 0 created, 0 new version, {good} unchanged, {} refused", defective.len())),
+            stdout(&second).contains(&format!("{records} lines: 0 created, 0 new version, {good} unchanged, {} refused", defective.len())),
             "{}",
             stdout(&second)
         );
+        // The same records exported as CSV, through a column mapping, are the same documents.
+        let csv = dir.join("export.csv");
+        assert_eq!(generate(dir, &GenerateArgs { out: csv.clone(), ..args.clone() }), defective);
+        let mapping = dir.join("export.csv.mapping.toml");
+        let csv_report = dir.join("csv-report.txt");
+        let from_csv = importer.run(dir, &csv, &["--mapping", mapping.to_str().unwrap(), "--report", csv_report.to_str().unwrap()]);
+        assert!(
+            stdout(&from_csv).contains(&format!("{records} lines: 0 created, 0 new version, {good} unchanged, {} refused", defective.len())),
+            "{}{}",
+            stdout(&from_csv),
+            stderr(&from_csv)
+        );
+        // A CSV record's line is one after its NDJSON line (the header row comes first).
+        let csv_refused: BTreeSet<u64> = refused_lines(&csv_report).iter().map(|(n, _)| n - 1).collect();
+        assert_eq!(csv_refused, defective);
         assert_eq!(gateway.stored("Bundle"), good);
         let audit_after = gateway.verify_audit_log().unwrap().entries;
-        assert_eq!(audit_after - audit_before, good as u64, "one submission record per good line");
+        assert_eq!(audit_after - audit_before, 2 * good as u64, "one submission record per good line and run");
         // With the checkpoint, the finished import is not sent again.
         let again = importer.run(dir, &file, &["--checkpoint", "cp.json"]);
         assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
@@ -330,4 +357,80 @@ fn an_import_killed_on_either_side_resumes_to_exactly_the_good_lines_postgres() 
     let Some(admin) = postgres_or_skip() else { return };
     let (url, _) = fresh_postgres_database(&admin);
     killed_and_resumed(Some(&url));
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A gigabyte of records in one stream (a dry run: each is read, translated and checked, and
+/// none stored, so the test measures the stream rather than the disk): the gateway's memory
+/// stays flat from the first twentieth of the stream to its end.
+#[test]
+fn a_gigabyte_stream_keeps_the_gateways_memory_flat() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let file = dir.join("big.ndjson");
+    let size: u64 = std::env::var("VAITIO_TEST_IMPORT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
+    let mut template = record();
+    template["note"]["text"] = json!("Worked on sleep and worry. ".repeat(2_300));
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let (mut written, mut n) = (0u64, 0u64);
+        while written < size {
+            n += 1;
+            template["record_id"] = json!(format!("BIG-{n}"));
+            let line = format!("{template}\n");
+            out.write_all(line.as_bytes()).unwrap();
+            written += line.len() as u64;
+        }
+    }
+    let (process, _) = Process::start(dir, None);
+    let client = process.client(dir);
+    let importer = Importer {
+        base_url: format!("https://localhost:{}", process.port),
+        ca: dir.join("vaitio-data/pki/ca.pem"),
+        cert: dir.join("clinic/cert.pem"),
+        key: dir.join("clinic/key.pem"),
+        token: client.target().token.clone().unwrap(),
+    };
+    let pid = process.pid();
+    let mut run = importer.command(dir, &file, &["--dry-run"]).stdout(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        samples.push((started.elapsed(), rss_kib(pid)));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = run.wait_with_output().unwrap();
+    assert!(status.success(), "{}", stdout(&output));
+    let lines = std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0);
+    assert!(stdout(&output).contains(&format!("{lines} lines: {lines} valid, 0 refused")), "{}", stdout(&output));
+    // Flat: after the first twentieth, the resident size grows by less than 48 MiB however
+    // much more of the stream passes.
+    let elapsed = started.elapsed();
+    let warm = samples.iter().find(|(at, _)| *at >= elapsed / 20).map_or(0, |(_, rss)| *rss);
+    let peak = samples.iter().map(|(_, rss)| *rss).max().unwrap_or(0);
+    eprintln!(
+        "IMPORT-STREAM: {} MiB in {:.1} s, gateway RSS {} MiB after a twentieth, peak {} MiB",
+        size >> 20,
+        elapsed.as_secs_f64(),
+        warm / 1024,
+        peak / 1024
+    );
+    assert!(
+        warm > 0 && peak < warm + 48 * 1024,
+        "the gateway's memory grew with the stream: {warm} KiB, then {peak} KiB"
+    );
+    process.kill();
 }

@@ -154,7 +154,7 @@ impl TestGateway {
     /// Verifies the audit log in the database against this deployment's checkpoint key.
     pub fn verify_audit_log(&self) -> Result<audit_log::Verified, audit_log::Problem> {
         let key = store::audit::AuditSigner::from_file(&self.config.audit_signing_key).unwrap().verifying_key().clone();
-        store::audit::verify_database(&store::db::pool(&self.config.database, 2).unwrap(), &key).unwrap()
+        store::audit::verify_database(&store::db::pool(&self.config.database, 4).unwrap(), &key).unwrap()
     }
 
     /// Sends `request` (raw HTTP/1.1, as written) over TLS with the client certificate `cert`,
