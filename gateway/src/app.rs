@@ -14,6 +14,7 @@ use store::{Store, StoreError};
 use crate::api::{access_log, alerts, import, read, search, submission, system, write};
 use crate::config::{Config, Mode};
 use crate::enforce::Enforcement;
+use crate::import_pool::ImportPool;
 use identity::{Identity, IssuerKind, KeyError};
 
 use crate::caller::PeerCertificate;
@@ -171,6 +172,9 @@ impl Application {
             store: store.clone(),
             enforcement,
             metrics: metrics.clone(),
+            // As many as the request threads: enough lines in flight to fill the writer's
+            // groups, apart from the interactive requests.
+            imports: ImportPool::start(config.request_threads),
         });
         let metrics = web::Data::from(metrics);
         let workers = crate::config::cores();

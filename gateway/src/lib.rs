@@ -4,7 +4,7 @@
 //! Layers, top down (a file imports only from layers below it):
 //! `main.rs` → `cli.rs` → `app.rs` (start-up, the route table) → `api/` (handlers) →
 //! `caller.rs`, `state.rs` → `write.rs` (the write path) → `enforce.rs` (the gate) →
-//! `audit.rs` (events), `metrics.rs`, `http.rs`, `capability.rs` →
+//! `audit.rs` (events), `metrics.rs`, `http.rs`, `capability.rs`, `import_pool.rs` →
 //! `config.rs`, `error.rs`.
 
 pub mod api;
@@ -17,6 +17,7 @@ pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod http;
+pub mod import_pool;
 pub mod metrics;
 pub mod state;
 pub mod watch;

@@ -7,6 +7,7 @@ use store::Store;
 
 use crate::config::Config;
 use crate::enforce::Enforcement;
+use crate::import_pool::ImportPool;
 use crate::metrics::Metrics;
 use identity::Identity;
 
@@ -19,4 +20,6 @@ pub struct AppState {
     /// The one way to clinical data: every row that leaves is judged here first.
     pub enforcement: Arc<Enforcement>,
     pub metrics: Arc<Metrics>,
+    /// The threads that file the lines of bulk imports.
+    pub imports: ImportPool,
 }

@@ -291,14 +291,20 @@ pub fn import_record(
     Ok(file_retrying(enforcement, principal, agent, checked, false)?.0)
 }
 
+/// Only a healthcare professional submits a clinic's records.
+pub fn submitter(principal: &Principal) -> Result<&consent::Professional, GatewayError> {
+    match principal {
+        Principal::Professional(professional) => Ok(professional),
+        other => Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", other.kind()))),
+    }
+}
+
 /// A record of the organisation of the client certificate, sent by one of its professionals.
 fn own_record<'p>(
     principal: &'p Principal,
     checked: &CheckedRecord,
 ) -> Result<&'p consent::Professional, GatewayError> {
-    let Principal::Professional(professional) = principal else {
-        return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
-    };
+    let professional = submitter(principal)?;
     if checked.record.organization.oid != professional.organisation {
         let message = "the record's organisation is not the organisation of the client certificate";
         return Err(ProfileError::business_rule(message, "organization.oid").into());
@@ -356,9 +362,7 @@ fn file_record(
     agent: &Agent,
     with_body: bool,
 ) -> Result<(Filing, Head, Vec<u8>), GatewayError> {
-    let Principal::Professional(professional) = principal else {
-        return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
-    };
+    let professional = submitter(principal)?;
     let (organisation, practitioner_id) = (professional.organisation.as_str(), professional.practitioner.as_str());
     let store = enforcement.store();
     let pseudonyms = store.pseudonyms();

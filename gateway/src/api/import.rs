@@ -8,7 +8,7 @@
 //! {"done":true,"lines":2,"created":1,"new version":0,"unchanged":0,"refused":1}
 //! ```
 //!
-//! A line is read, checked and filed on the worker's request threads, a window of lines at once,
+//! A line is read, checked and filed on the import threads (`import_pool.rs`), a window of lines at once,
 //! so the group-commit writer sees many records together; the answers wait for one another to
 //! keep the input's order. What is in flight is bounded (the window, each line at most
 //! `max_body_bytes`), and the answer is written only as fast as the client reads it: memory stays
@@ -26,7 +26,6 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header;
-use actix_web::rt::task::JoinHandle;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use audit_log::{Action, Outcome};
@@ -55,9 +54,7 @@ pub async fn import(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     let Caller(principal, agent) = caller;
-    if !matches!(principal, consent::Principal::Professional(_)) {
-        return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
-    }
+    write::submitter(&principal)?;
     let params = http::query_pairs(&request);
     http::only_params(&params, &["dryRun"])?;
     let dry_run = match params.iter().find(|(name, _)| name == "dryRun").map(|(_, value)| value.as_str()) {
@@ -97,9 +94,10 @@ pub async fn import(
         work: std::sync::Arc::new(work),
         max_note_bytes: state.config.max_note_bytes,
         dry_run,
-        // Enough lines in flight to keep this worker's request threads busy while some wait for
-        // their group to commit.
-        window: 2 * state.config.request_threads.div_ceil(crate::config::cores()).max(1),
+        // Enough lines in flight to keep the import threads busy while some wait for their
+        // group to commit.
+        window: 2 * state.imports.threads(),
+        state: state.clone(),
     };
     actix_web::rt::spawn(run.go(first, lines, answers));
     Ok(HttpResponse::Ok()
@@ -201,11 +199,15 @@ impl Lines {
 
 /// What each line's answer is made from.
 struct Run {
+    state: web::Data<AppState>,
     work: std::sync::Arc<Work>,
     max_note_bytes: usize,
     dry_run: bool,
     window: usize,
 }
+
+/// A line's answer to come, from the import threads.
+type Pending = tokio::sync::oneshot::Receiver<Answer>;
 
 /// A line's result: what was done, or why not; with the record's id where it could be read.
 struct Answer {
@@ -216,7 +218,7 @@ struct Answer {
 
 impl Run {
     async fn go(self, first: Line, mut lines: Lines, answers: mpsc::Sender<Bytes>) {
-        let mut in_flight: VecDeque<(u64, JoinHandle<Answer>)> = VecDeque::new();
+        let mut in_flight: VecDeque<(u64, Pending)> = VecDeque::new();
         let mut counts = Counts::default();
         let (mut reading, mut read_error) = (true, None);
         self.take(first, &mut in_flight);
@@ -256,17 +258,17 @@ impl Run {
     }
 
     /// Starts a line's work, unless it is blank.
-    fn take(&self, line: Line, in_flight: &mut VecDeque<(u64, JoinHandle<Answer>)>) {
+    fn take(&self, line: Line, in_flight: &mut VecDeque<(u64, Pending)>) {
         if !matches!(&line.bytes, Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace)) {
             in_flight.push_back((line.number, self.spawn(line)));
         }
     }
 
-    fn spawn(&self, line: Line) -> JoinHandle<Answer> {
+    fn spawn(&self, line: Line) -> Pending {
         let work = self.work.clone();
         let limits = RecordLimits { now: chrono::Utc::now().fixed_offset(), max_note_bytes: self.max_note_bytes };
         let dry_run = self.dry_run;
-        actix_web::rt::task::spawn_blocking(move || {
+        self.state.imports.run(move || {
             let Line { number, bytes } = line;
             let bytes = match bytes {
                 Ok(bytes) => bytes,

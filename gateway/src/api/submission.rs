@@ -34,9 +34,7 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     let Caller(principal, agent) = caller;
-    if !matches!(principal, consent::Principal::Professional(_)) {
-        return Err(GatewayError::Forbidden(format!("a {} does not submit clinical records", principal.kind())));
-    }
+    write::submitter(&principal)?;
     let params = http::query_pairs(&request);
     let output = http::negotiate(&request, &params)?;
     http::only_params(&params, &[])?;
