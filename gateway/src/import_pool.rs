@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct ImportPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     threads: usize,
 }
 
@@ -38,7 +38,7 @@ impl ImportPool {
                 tracing::warn!(%error, "an import thread could not start");
             }
         }
-        ImportPool { jobs: Mutex::new(jobs), threads }
+        ImportPool { jobs, threads }
     }
 
     pub fn threads(&self) -> usize {
@@ -52,9 +52,8 @@ impl ImportPool {
         let job: Job = Box::new(move || {
             let _ = answer.send(work());
         });
-        if let Ok(jobs) = self.jobs.lock() {
-            let _ = jobs.send(job);
-        }
+        // Sent to a pool whose threads are gone, the job is dropped and the receiver closed.
+        let _ = self.jobs.send(job);
         answered
     }
 }

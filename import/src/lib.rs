@@ -203,13 +203,14 @@ impl Import {
             (sent, received)
         };
         bar.finish_and_clear();
-        let last_line = reader.join().map_err(|_| ImportError::Connection("the file reader failed".into()))?;
-        if let Some(Err(error @ ImportError::File { .. })) = sent {
+        // A file that could not be read on is the cause, whatever the stream then said.
+        let last_line = reader.join().map_err(|_| ImportError::Connection("the file reader failed".into()))??;
+        received?;
+        if let Some(Err(error)) = sent {
             return Err(error);
         }
-        received?;
         if let Some((_, checkpoint)) = &mut self.checkpoint {
-            checkpoint.line = last_line?;
+            checkpoint.line = last_line;
             checkpoint.complete = true;
         }
         Ok(())

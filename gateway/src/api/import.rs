@@ -274,14 +274,18 @@ impl Run {
                 Ok(bytes) => bytes,
                 Err(error) => return Answer { number, record_id: None, result: Err(error) },
             };
-            let result = parse_record(&bytes, &limits).map_err(GatewayError::from).and_then(|checked| {
-                if dry_run {
-                    write::check_record(work.store(), &work.principal, &checked).map(|()| None)
-                } else {
-                    write::import_record(&work.enforcement, &work.principal, &work.agent, &checked).map(Some)
-                }
-            });
-            Answer { number, record_id: record_id(&bytes), result }
+            let checked = match parse_record(&bytes, &limits) {
+                Ok(checked) => checked,
+                // Read again for its id only when it was refused: the report names it all the same.
+                Err(error) => return Answer { number, record_id: record_id(&bytes), result: Err(error.into()) },
+            };
+            let result = if dry_run {
+                write::check_record(work.store(), &work.principal, &checked).map(|()| None)
+            } else {
+                write::import_record(&work.enforcement, &work.principal, &work.agent, &checked).map(Some)
+            };
+            let record_id = Some(printable(&checked.record.record_id));
+            Answer { number, record_id, result }
         })
     }
 }
@@ -311,13 +315,13 @@ struct Counts {
 impl Counts {
     /// The answer line for one input line, counted.
     fn answer(&mut self, answer: &Answer) -> Bytes {
-        self.lines += 1;
         let mut line = json!({"line": answer.number});
         if let Some(id) = &answer.record_id {
             line["record_id"] = json!(id);
         }
         match &answer.result {
             Ok(filing) => {
+                self.lines += 1;
                 let status = match filing {
                     None => {
                         self.valid += 1;
@@ -336,12 +340,12 @@ impl Counts {
             }
             Err(error) if error.status_code().is_server_error() => {
                 // Not the record's fault: the import stops here, to be resumed.
-                self.lines -= 1;
                 error.log_cause();
                 line["status"] = json!("failed");
                 line["outcome"] = error.outcome();
             }
             Err(error) => {
+                self.lines += 1;
                 self.refused += 1;
                 line["status"] = json!("refused");
                 line["outcome"] = error.outcome();
