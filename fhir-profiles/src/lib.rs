@@ -12,6 +12,7 @@
 pub mod codes;
 mod error;
 mod hetu;
+mod icd10;
 mod json;
 mod parse;
 pub mod profiles;
@@ -24,6 +25,7 @@ pub mod translate;
 
 pub use error::{printable, printable_name, Issue, IssueCode, ProfileError};
 pub use hetu::{Hetu, HETU_SYSTEM};
+pub use icd10::icd10_text;
 pub use parse::{
     document_custodian, is_valid_id, parse_resource, parse_resource_value, parse_translated, stored_patient_id,
     ParsedResource, PatientLink, SecurityCoding, ServiceEventLink,

@@ -19,6 +19,7 @@ use identity::{Identity, IssuerKind, KeyError};
 
 use crate::caller::PeerCertificate;
 use crate::metrics::{self, Metrics, RoutePattern};
+use crate::portal::Portal;
 use crate::state::AppState;
 
 /// Why the gateway (or an operator command) could not start.
@@ -177,12 +178,15 @@ impl Application {
             imports: ImportPool::start(config.request_threads),
         });
         let metrics = web::Data::from(metrics);
+        let portal = web::Data::new(Portal::new(config.portal_idle));
         let workers = crate::config::cores();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(metrics.clone())
+                .app_data(portal.clone())
                 .wrap(middleware::from_fn(metrics::observe))
+                .configure(crate::portal::routes)
                 .configure(routes)
         })
         // Each worker's blocking threads do its requests' work, and a submission holds one

@@ -155,6 +155,8 @@ settings! {
         "How long each request of a slowed principal waits";
     "harvest.block_seconds", "harvest-block-seconds", "SECONDS", Value("3600"),
         "How long an alert holds; 0: until an auditor clears it";
+    "portal.idle_minutes", "portal-idle-minutes", "MINUTES", Value("15"),
+        "A patient portal session ends after this many minutes without a request";
     "plaintext_listen", "plaintext-listen", "ADDR", Unset("none"),
         "There is no plaintext listener: setting this is refused with the reason", hidden;
     "tls.enabled", "tls-enabled", "BOOL", Value("true"),
@@ -379,6 +381,8 @@ pub struct Config {
     pub audit_checkpoint_millis: i64,
     /// Harvesting detection: thresholds and what an alert does.
     pub harvest: HarvestPolicy,
+    /// How long a portal session lives without a request.
+    pub portal_idle: std::time::Duration,
 }
 
 /// What the gateway does about a professional who reaches unusually many patients.
@@ -691,6 +695,10 @@ impl Config {
                 (certs::ClientAuth { ca, crl: client_crl }, None)
             }
         };
+        let idle_minutes: u64 = raw.required("portal.idle_minutes", "a whole number of minutes")?;
+        if !(1..=1440).contains(&idle_minutes) {
+            return refuse("portal.idle_minutes must be between 1 and 1440");
+        }
         let public_base_url = raw.text("public_base_url").map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_base_url {
             if !url.starts_with("https://") {
@@ -727,6 +735,7 @@ impl Config {
             audit_checkpoint_entries,
             audit_checkpoint_millis,
             harvest,
+            portal_idle: std::time::Duration::from_secs(idle_minutes * 60),
         })
     }
 }

@@ -66,6 +66,24 @@ impl Enforcement {
         &self.watch
     }
 
+    /// What each of `audiences` would receive of one patient's `rows` if the patient's Consents
+    /// were `consents`: the decision function every gate uses, on a proposed set of choices,
+    /// with nothing stored and nothing recorded (no one received anything). `[audience][row]`.
+    pub fn preview<T: Stored>(&self, audiences: &[Principal], consents: &[PatientConsent], rows: &[T]) -> Vec<Vec<bool>> {
+        let now = Timestamp::from_unix_seconds(now_millis().div_euclid(1000));
+        let compiled = CompiledConsents::compile(consents, now);
+        let labelled: Vec<Vec<SecurityLabel>> = rows.iter().map(|row| labels(row.security_labels())).collect();
+        audiences
+            .iter()
+            .map(|audience| {
+                rows.iter()
+                    .zip(&labelled)
+                    .map(|(row, labels)| decide_with(audience, &meta(row, labels), &compiled, &self.policy).is_permit())
+                    .collect()
+            })
+            .collect()
+    }
+
     /// A gate judging rows for `principal`, for one request.
     pub fn gate<'a>(&'a self, principal: &'a Principal) -> Gate<'a> {
         Gate {
@@ -114,6 +132,19 @@ pub struct Gate<'a> {
 
 fn labels(codes: &str) -> Vec<SecurityLabel> {
     codes.split_whitespace().filter_map(SecurityLabel::from_code).collect()
+}
+
+/// What a decision reads of a stored row.
+fn meta<'r, T: Stored>(row: &'r T, labels: &'r [SecurityLabel]) -> ResourceMeta<'r> {
+    let (author_organisation, author_practitioner) = row.author();
+    ResourceMeta {
+        resource_type: row.resource_type(),
+        patient: row.patient(),
+        security_labels: labels,
+        author_organisation,
+        author_practitioner,
+        service_event: row.service_event(),
+    }
 }
 
 impl Gate<'_> {
@@ -291,15 +322,7 @@ impl Gate<'_> {
     /// Decides one row and keeps the decision for the audit log, `listed` or only counted.
     fn decide<T: Stored>(&self, row: &T, listed: bool) -> bool {
         let labels = labels(row.security_labels());
-        let (author_organisation, author_practitioner) = row.author();
-        let meta = ResourceMeta {
-            resource_type: row.resource_type(),
-            patient: row.patient(),
-            security_labels: &labels,
-            author_organisation,
-            author_practitioner,
-            service_event: row.service_event(),
-        };
+        let meta = meta(row, &labels);
         let consents = self.consents.borrow();
         let compiled = match (self.principal, row.patient()) {
             // Consents restrict or widen only what professionals receive.

@@ -411,6 +411,8 @@ pub struct LogQuery {
     pub to: Option<i64>,
     pub offset: usize,
     pub count: usize,
+    /// Only entries after this position: what a reader who has seen up to it has not.
+    pub after: Option<i64>,
 }
 
 /// How many entries match, and a page of them: position and event bytes, newest first.
@@ -440,6 +442,9 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
             }
             if let Some(to) = query.to {
                 q = q.filter(e::recorded.le(to));
+            }
+            if let Some(after) = query.after {
+                q = q.filter(e::seq.gt(after));
             }
             q
         }};

@@ -12,5 +12,6 @@ mod fhir_api;
 mod harvest;
 mod identity;
 mod import;
+mod portal;
 mod storage;
 mod submission;

@@ -1,0 +1,402 @@
+//! What the portal reads, always as the signed-in patient through the one enforcement point, in
+//! the blocking pool: the patient's documents (listed, and one opened for a person to read),
+//! their restrictions, and the names of the professionals and organisations that appear in
+//! them. Every read of the patient's data is committed to the audit log before it is shown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use audit_log::{Action, Agent};
+use consent::Principal;
+use fhir_profiles::{icd10_text, ResourceType};
+use serde_json::Value;
+use store::cache::BoundedMap;
+use store::{Criterion, Head, Store};
+
+use crate::enforce::{Enforcement, Gate};
+use crate::error::GatewayError;
+use crate::portal::choices::Restriction;
+
+const TERHIKKI: &str = "urn:oid:1.2.246.537.26";
+const URI: &str = "urn:ietf:rfc:3986";
+
+/// The signed-in patient's reads: who they are to the enforcement point and the audit log.
+pub struct Reader {
+    pub principal: Principal,
+    pub agent: Agent,
+    pub enforcement: Arc<Enforcement>,
+    pub directory: Arc<Directory>,
+}
+
+/// One document as the list shows it.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub id: String,
+    /// The Composition's date (FHIR dateTime).
+    pub date: String,
+    pub organisation: String,
+    pub service_event: Option<String>,
+    pub kind: String,
+    pub author: String,
+    pub profession: Option<String>,
+    pub restricted: bool,
+}
+
+/// One document opened for its patient: the narrative as paragraphs of text, never markup.
+#[derive(Debug, Default)]
+pub struct Document {
+    pub summary: Summary,
+    pub note: Vec<String>,
+    /// Code, its text, whether primary.
+    pub diagnoses: Vec<(String, String, bool)>,
+    /// Instrument, score, date.
+    pub assessments: Vec<(String, String, String)>,
+    pub risk: Vec<String>,
+    pub plan: Vec<String>,
+}
+
+/// A restriction of the patient's as stored: its Consent's id and version.
+#[derive(Clone, Debug)]
+pub struct StoredRestriction {
+    pub id: String,
+    pub restriction: Restriction,
+}
+
+/// Names of practitioners ("name, profession") and organisations by identifier, read from the
+/// directory resources clinics submit, and kept by the node: names seldom change, and the
+/// access log names the same few people again and again.
+pub struct Directory {
+    names: BoundedMap<Option<String>>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory { names: BoundedMap::new(4096) }
+    }
+}
+
+impl Directory {
+    /// The name of a practitioner (Terhikki number) or organisation (OID), if a clinic has
+    /// submitted one. Directory resources are nobody's clinical data: this gate is not recorded.
+    pub fn name(&self, gate: &Gate<'_>, store: &Store, kind: ResourceType, identifier: &str) -> Option<String> {
+        let key = format!("{kind}|{identifier}");
+        if let Some(known) = self.names.get(&key) {
+            return known;
+        }
+        let (system, value) = match kind {
+            ResourceType::Practitioner => (TERHIKKI, identifier.to_owned()),
+            _ => (URI, format!("urn:oid:{identifier}")),
+        };
+        let found = (|| -> Result<Option<String>, GatewayError> {
+            let Some(id) = store.id_by_identifier(kind, system, &value, |_| true)? else { return Ok(None) };
+            let Some(row) = store.current(kind, &id)? else { return Ok(None) };
+            let Some(body) = gate.open_if_released(row)? else { return Ok(None) };
+            let json: Value = serde_json::from_slice(&body).unwrap_or_default();
+            Ok(match kind {
+                ResourceType::Practitioner => person_name(&json).map(|name| match profession(&json) {
+                    Some(profession) => format!("{name}, {profession}"),
+                    None => name,
+                }),
+                _ => json["name"].as_str().map(str::to_owned),
+            })
+        })();
+        match found {
+            Ok(name) => {
+                self.names.put(&key, name.clone());
+                name
+            }
+            // Not remembered: the next page asks again.
+            Err(_) => None,
+        }
+    }
+}
+
+fn person_name(json: &Value) -> Option<String> {
+    let name = json["name"].as_array()?.first()?;
+    let given: Vec<&str> = name["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let family = name["family"].as_str().unwrap_or("");
+    let full = format!("{} {family}", given.join(" "));
+    let full = full.trim();
+    (!full.is_empty()).then(|| full.to_owned())
+}
+
+fn profession(json: &Value) -> Option<String> {
+    json["qualification"].as_array()?.first()?["code"]["text"].as_str().map(str::to_owned)
+}
+
+/// The text of a generated narrative `div`, as paragraphs: tags dropped, entities read. What
+/// comes out is text, escaped again when it is written into a page.
+pub fn paragraphs(div: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut rest = div;
+    while let Some(start) = rest.find('<') {
+        current.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else { break };
+        let tag = &rest[start + 1..start + end];
+        if tag.starts_with("/p") || tag.starts_with("br") || tag.starts_with("/li") || tag.starts_with("/div") {
+            out.push(std::mem::take(&mut current));
+        }
+        rest = &rest[start + end + 1..];
+    }
+    current.push_str(rest);
+    out.push(current);
+    out.into_iter()
+        .map(|p| {
+            p.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&")
+        })
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+impl Reader {
+    pub fn store(&self) -> &Store {
+        self.enforcement.store()
+    }
+
+    pub fn pseudonym(&self) -> &str {
+        match &self.principal {
+            Principal::Patient { pseudonym } => pseudonym,
+            _ => "",
+        }
+    }
+
+    /// The patient's heads of one type, through the index by patient.
+    fn heads(&self, resource_type: ResourceType) -> Result<Vec<Head>, GatewayError> {
+        Ok(self.store().search(resource_type, &[Criterion::Patients(vec![self.pseudonym().to_owned()])])?)
+    }
+
+    /// The stored Patient of the signed-in patient, the one their Consents name.
+    pub fn patient_id(&self) -> Result<Option<String>, GatewayError> {
+        Ok(self.heads(ResourceType::Patient)?.into_iter().next().map(|head| head.id))
+    }
+
+    /// A page of the patient's documents, the most recently filed first, and how many there are.
+    pub fn documents(&self, offset: usize, count: usize) -> Result<(usize, Vec<Summary>), GatewayError> {
+        let gate = self.gate();
+        let restrictions = self.restrictions_with(&gate)?;
+        let mut heads = self.heads(ResourceType::Bundle)?;
+        heads.sort_by(|a, b| b.last_updated.cmp(&a.last_updated).then_with(|| b.id.cmp(&a.id)));
+        let (total, page) = gate.release_page(heads, offset, count)?;
+        let mut summaries = Vec::with_capacity(page.len());
+        for head in &page {
+            let Some(row) = self.store().current(ResourceType::Bundle, &head.get().id)? else { continue };
+            let Some(body) = gate.open_if_released(row)? else { continue };
+            let bundle: Value = serde_json::from_slice(&body).unwrap_or_default();
+            summaries.push(summary(&head.get().id, &bundle, head.get().service_event.as_deref(), &restrictions));
+        }
+        gate.record(Action::Search, &self.agent, Some("portal: my documents"))?;
+        Ok((total, summaries))
+    }
+
+    /// One document of the patient's; `None` for one that is not theirs or does not exist,
+    /// which the page answers alike.
+    pub fn document(&self, id: &str) -> Result<Option<Document>, GatewayError> {
+        let gate = self.gate();
+        let restrictions = self.restrictions_with(&gate)?;
+        let Some(row) = self.store().current(ResourceType::Bundle, id)? else {
+            gate.record_not_found(Action::Read, &self.agent)?;
+            return Ok(None);
+        };
+        let service_event = row.service_event.clone();
+        let Some(body) = gate.open_if_released(row)? else {
+            gate.record_not_found(Action::Read, &self.agent)?;
+            return Ok(None);
+        };
+        gate.record(Action::Read, &self.agent, None)?;
+        let bundle: Value = serde_json::from_slice(&body).unwrap_or_default();
+        Ok(Some(document(id, &bundle, service_event.as_deref(), &restrictions)))
+    }
+
+    /// The patient's restrictions in force, read as themselves (their own data), recorded.
+    pub fn restrictions(&self) -> Result<Vec<StoredRestriction>, GatewayError> {
+        let gate = self.gate();
+        let restrictions = self.restrictions_with(&gate)?;
+        gate.record(Action::Search, &self.agent, Some("portal: my restrictions"))?;
+        Ok(restrictions)
+    }
+
+    fn restrictions_with(&self, gate: &Gate<'_>) -> Result<Vec<StoredRestriction>, GatewayError> {
+        Ok(self
+            .consents_with(gate)?
+            .into_iter()
+            .filter_map(|(id, json)| Some(StoredRestriction { id, restriction: Restriction::from_consent(&json)? }))
+            .collect())
+    }
+
+    /// The patient's Consents (current versions), by id, judged by `gate`; the caller records.
+    pub fn consents_with(&self, gate: &Gate<'_>) -> Result<Vec<(String, Value)>, GatewayError> {
+        let heads = gate.release(self.heads(ResourceType::Consent)?)?;
+        let mut out = Vec::new();
+        for head in heads {
+            let Some(row) = self.store().current(ResourceType::Consent, &head.get().id)? else { continue };
+            let Some(body) = gate.open_if_released(row)? else { continue };
+            out.push((head.get().id.clone(), serde_json::from_slice(&body).unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    /// A gate for this patient, for reads the caller records.
+    pub fn gate(&self) -> Gate<'_> {
+        self.enforcement.gate(&self.principal)
+    }
+
+    /// Every head of the patient's clinical data, for the preview: each type the API serves
+    /// about a patient, except their own Consents, which no one else receives.
+    pub fn clinical_heads(&self) -> Result<Vec<Head>, GatewayError> {
+        let mut heads = Vec::new();
+        for resource_type in ResourceType::ALL {
+            if resource_type.is_patient_data()
+                && !matches!(resource_type, ResourceType::Consent | ResourceType::AuditEvent)
+            {
+                heads.extend(self.heads(resource_type)?);
+            }
+        }
+        Ok(heads)
+    }
+
+    /// The organisations that hold the patient's data, by OID, and the service events of their
+    /// documents with the organisation that recorded each.
+    pub fn holders(&self) -> Result<(Vec<String>, Vec<(String, String)>), GatewayError> {
+        let mut organisations = Vec::new();
+        let mut events = Vec::new();
+        for head in self.heads(ResourceType::Bundle)? {
+            if let Some(org) = &head.author_org {
+                if !organisations.contains(org) {
+                    organisations.push(org.clone());
+                }
+                if let Some(event) = &head.service_event {
+                    if !events.iter().any(|(e, _)| e == event) {
+                        events.push((event.clone(), org.clone()));
+                    }
+                }
+            }
+        }
+        Ok((organisations, events))
+    }
+
+    /// The name of a practitioner or an organisation, or `None`.
+    pub fn name(&self, kind: ResourceType, identifier: &str) -> Option<String> {
+        self.directory.name(&self.enforcement.gate(&self.principal), self.store(), kind, identifier)
+    }
+
+    /// The names of the organisation OIDs, in a map (each looked up once).
+    pub fn organisation_names(&self, oids: impl IntoIterator<Item = String>) -> HashMap<String, String> {
+        oids.into_iter()
+            .filter_map(|oid| self.name(ResourceType::Organization, &oid).map(|name| (oid, name)))
+            .collect()
+    }
+
+}
+
+/// The entries of a document Bundle by `fullUrl`.
+fn entries(bundle: &Value) -> HashMap<&str, &Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["fullUrl"].as_str()?, &e["resource"])))
+        .collect()
+}
+
+fn summary(id: &str, bundle: &Value, service_event: Option<&str>, restrictions: &[StoredRestriction]) -> Summary {
+    let entries = entries(bundle);
+    let composition = &bundle["entry"][0]["resource"];
+    let resolve = |reference: &Value| reference["reference"].as_str().and_then(|r| entries.get(r).copied());
+    let author = composition["author"].as_array().and_then(|a| a.first()).and_then(resolve);
+    let organisation = resolve(&composition["custodian"]);
+    Summary {
+        id: id.to_owned(),
+        date: composition["date"].as_str().unwrap_or("").to_owned(),
+        organisation: organisation.and_then(|o| o["name"].as_str()).unwrap_or("").to_owned(),
+        service_event: service_event.map(str::to_owned),
+        kind: composition["title"]
+            .as_str()
+            .or_else(|| composition["type"]["coding"][0]["display"].as_str())
+            .unwrap_or("")
+            .to_owned(),
+        author: author.and_then(person_name).unwrap_or_default(),
+        profession: author.and_then(profession),
+        restricted: restrictions.iter().any(|r| r.restriction.covers(service_event)),
+    }
+}
+
+fn document(id: &str, bundle: &Value, service_event: Option<&str>, restrictions: &[StoredRestriction]) -> Document {
+    let entries = entries(bundle);
+    let composition = &bundle["entry"][0]["resource"];
+    let mut document = Document { summary: summary(id, bundle, service_event, restrictions), ..Document::default() };
+    for section in composition["section"].as_array().into_iter().flatten() {
+        let text = paragraphs(section["text"]["div"].as_str().unwrap_or(""));
+        let referenced = section["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["reference"].as_str().and_then(|r| entries.get(r).copied()));
+        match section["code"]["coding"][0]["code"].as_str() {
+            Some("61150-9") => document.note.extend(text),
+            Some("11450-4") => {
+                for condition in referenced {
+                    let code = condition["code"]["coding"][0]["code"].as_str().unwrap_or("").to_owned();
+                    let text = icd10_text(&code).unwrap_or("").to_owned();
+                    document.diagnoses.push((code, text, false));
+                }
+                // The session Encounter ranks them: rank 1 is the primary diagnosis.
+                if let Some(first) = document.diagnoses.first_mut() {
+                    first.2 = true;
+                }
+            }
+            Some("51848-0") => {
+                for observation in referenced {
+                    let name = observation["code"]["text"]
+                        .as_str()
+                        .or_else(|| observation["code"]["coding"][0]["display"].as_str())
+                        .unwrap_or("");
+                    let value = observation["valueInteger"]
+                        .as_i64()
+                        .map(|v| v.to_string())
+                        .or_else(|| observation["valueQuantity"]["value"].as_f64().map(|v| v.to_string()))
+                        .unwrap_or_default();
+                    let date = observation["effectiveDateTime"].as_str().unwrap_or("");
+                    document.assessments.push((name.to_owned(), value, date.to_owned()));
+                }
+                document.risk.extend(text.into_iter().filter(|p| p.to_ascii_lowercase().contains("risk")));
+            }
+            Some("18776-5") => document.plan.extend(text),
+            _ => {}
+        }
+    }
+    document
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrative_becomes_text_paragraphs() {
+        let div = "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Mood &lt;script&gt;alert(1)&lt;/script&gt; &amp; sleep</p><p>Second</p></div>";
+        assert_eq!(paragraphs(div), vec!["Mood <script>alert(1)</script> & sleep", "Second"]);
+        assert!(paragraphs("<div><p></p></div>").is_empty());
+    }
+
+    #[test]
+    fn the_example_document_reads_for_a_person() {
+        let bundle: Value = serde_json::from_str(include_str!("../../../docs/example-document.json")).unwrap();
+        let document = document("b-1", &bundle, Some("1.2.246.10.12345678.10.1.77.1"), &[]);
+        assert_eq!(document.summary.organisation, "Example Therapy Clinic");
+        assert_eq!(document.summary.author, "Anna Korhonen");
+        assert_eq!(document.summary.profession.as_deref(), Some("psychotherapist"));
+        assert_eq!(document.note, vec!["Mood lower this week; sleep improved. Worked on behavioural activation."]);
+        assert_eq!(document.diagnoses, vec![("F32.1".into(), "Depressive episode".into(), true)]);
+        assert_eq!(document.assessments, vec![("PHQ-9".into(), "14".into(), "2026-03-02".into())]);
+        assert_eq!(document.risk, vec!["Suicide risk: low"]);
+        assert_eq!(document.plan.len(), 1);
+        assert!(!document.summary.restricted);
+    }
+}

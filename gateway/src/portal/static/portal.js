@@ -1,0 +1,20 @@
+// Live updates of the access log: the page works without this; with it, each new entry the
+// server sends (a table row it rendered and escaped) appears at the top within a second.
+"use strict";
+(function () {
+  var body = document.getElementById("entries");
+  if (!body || !body.dataset.liveAfter || !window.EventSource) {
+    return;
+  }
+  var source = new EventSource("/portal/access-log/live?after=" + encodeURIComponent(body.dataset.liveAfter));
+  source.addEventListener("entry", function (event) {
+    var holder = document.createElement("tbody");
+    holder.innerHTML = event.data;
+    var row = holder.firstElementChild;
+    if (row && !body.querySelector('tr[data-seq="' + row.dataset.seq + '"]')) {
+      body.insertBefore(row, body.firstElementChild);
+    }
+  });
+  // A session that ended answers 401, which closes the stream for good; a network failure
+  // is retried by the browser.
+})();

@@ -1,0 +1,354 @@
+//! The patient portal over real TLS on both backends, as a browser without script would use
+//! it: signing in and out, sessions and CSRF, the headers of every page, documents read as the
+//! patient (another patient's id is the same 404 as none), markup in a note shown as text,
+//! forms refused with nothing saved, and a preview that says exactly what the API then answers
+//! to each audience. The browser journey itself (keyboard, live updates, axe-core, screenshots)
+//! is `gateway/tests/portal/journey.mjs` in Chromium.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use vaitio_conformance::client::{Answer, Client, Target};
+
+use super::submission::{record, submit};
+use super::support::*;
+
+const OTHER_HETU: &str = "010101A900R";
+const GP_HERE: &str = "10000000001";
+const EMERGENCY_DOCTOR: &str = "10000000009";
+const THERAPIST_ELSEWHERE: &str = "10000000005";
+const OTHER_THERAPIST: &str = "10000000007";
+const SECOND_EVENT: &str = "1.2.246.10.87654321.10.1.5.2";
+
+/// A browser without script: a cookie jar of the portal's two cookies, forms posted as forms.
+pub struct Browser {
+    client: Client,
+    pub session: Option<String>,
+    sign_in: Option<String>,
+}
+
+pub fn attribute<'a>(html: &'a str, marker: &str) -> Option<&'a str> {
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(&html[start..start + end])
+}
+
+impl Browser {
+    pub fn new(gateway: &TestGateway) -> Browser {
+        let client = Client::new(Target { base_url: gateway.base_url.clone(), ca: Some(gateway.ca()), ..Target::default() })
+            .unwrap();
+        Browser { client, session: None, sign_in: None }
+    }
+
+    fn cookies(&self) -> String {
+        let mut cookies = Vec::new();
+        if let Some(s) = &self.session {
+            cookies.push(format!("__Host-vaitio-session={s}"));
+        }
+        if let Some(s) = &self.sign_in {
+            cookies.push(format!("__Host-vaitio-sign-in={s}"));
+        }
+        cookies.join("; ")
+    }
+
+    fn keep(&mut self, answer: &Answer) {
+        for (name, value) in &answer.headers {
+            if !name.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let Some((pair, _)) = value.split_once(';') else { continue };
+            let Some((cookie, value)) = pair.split_once('=') else { continue };
+            let value = (!value.is_empty()).then(|| value.to_owned());
+            match cookie {
+                "__Host-vaitio-session" => self.session = value,
+                "__Host-vaitio-sign-in" => self.sign_in = value,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Answer {
+        let cookies = self.cookies();
+        let answer = self.client.send("GET", path, &[("Cookie", &cookies), ("Accept-Language", "en")], None).unwrap();
+        self.keep(&answer);
+        answer
+    }
+
+    pub fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in fields {
+            body.append_pair(name, value);
+        }
+        self.post_raw(path, body.finish().as_bytes())
+    }
+
+    pub fn post_raw(&mut self, path: &str, body: &[u8]) -> Answer {
+        let cookies = self.cookies();
+        let headers = [
+            ("Cookie", cookies.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept-Language", "en"),
+        ];
+        let answer = self.client.send("POST", path, &headers, Some(body)).unwrap();
+        self.keep(&answer);
+        answer
+    }
+
+    /// Signs in through the development form; returns the page's CSRF token.
+    pub fn sign_in(&mut self, hetu: &str) -> String {
+        let page = self.get("/portal/login");
+        assert_eq!(page.status, 200, "{}", page.text());
+        let token = attribute(&page.text(), "name=\"csrf\" value=\"").unwrap().to_owned();
+        let answer = self.post("/portal/login/dev", &[("csrf", &token), ("hetu", hetu)]);
+        assert_eq!(answer.status, 303, "{}", answer.text());
+        assert_eq!(answer.header("location"), Some("/portal/documents"));
+        assert!(self.session.is_some());
+        self.csrf()
+    }
+
+    /// The CSRF token of the signed-in session, read off a page.
+    pub fn csrf(&mut self) -> String {
+        let page = self.get("/portal/documents");
+        assert_eq!(page.status, 200, "{}", page.text());
+        attribute(&page.text(), "name=\"csrf\" value=\"").unwrap().to_owned()
+    }
+}
+
+fn assert_page_headers(answer: &Answer) {
+    let csp = answer.header("content-security-policy").unwrap_or("");
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(answer.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert!(answer.header("content-type").unwrap_or("").starts_with("text/html"));
+}
+
+/// The patient's two documents: the therapist's (with markup in its note) at ORG, and one from
+/// OTHER_ORG; and another patient's document.
+fn documents(gateway: &TestGateway) -> (String, String) {
+    let mine = submit(&gateway.client, &record());
+    assert_eq!(mine.status, 201, "{}", mine.text());
+    let mine = mine.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let elsewhere = gateway.professional(OTHER_ORG, THERAPIST_ELSEWHERE, "psychotherapist");
+    let mut second = record();
+    second["record_id"] = json!("B-1");
+    second["organization"] = json!({"oid": OTHER_ORG, "name": "Clinic B"});
+    second["therapist"]["terhikki"] = json!(THERAPIST_ELSEWHERE);
+    second["service_event"]["oid"] = json!(SECOND_EVENT);
+    second["note"]["text"] = json!("Second clinic's note.");
+    let answer = submit(&elsewhere, &second);
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let mut others = record();
+    others["record_id"] = json!("OTHER-1");
+    others["patient"]["hetu"] = json!(OTHER_HETU);
+    others["patient"]["birth_date"] = json!("2001-01-01");
+    let answer = submit(&gateway.client, &others);
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    (mine, answer.json().unwrap()["id"].as_str().unwrap().to_owned())
+}
+
+fn count(gateway: &TestGateway, resource_type: &str) -> i64 {
+    gateway.stored(resource_type)
+}
+
+on_both_backends! {
+    fn the_portal_shows_a_patient_their_own_documents_and_nothing_else(gateway) {
+        let (mine, theirs) = documents(&gateway);
+        let mut browser = Browser::new(&gateway);
+        // Not signed in: every page leads to the sign-in page.
+        let answer = browser.get("/portal/documents");
+        assert_eq!((answer.status, answer.header("location")), (303, Some("/portal/login")));
+        let login = browser.get("/portal/login");
+        assert_page_headers(&login);
+        assert!(login.text().contains("not for real patients"), "the development banner");
+        assert!(login.text().contains("<html lang=\"en\""));
+        browser.sign_in(HETU);
+
+        let list = browser.get("/portal/documents");
+        assert_page_headers(&list);
+        let html = list.text();
+        assert_eq!(html.matches("href=\"/portal/documents/").count(), 2, "{html}");
+        assert!(html.contains("Clinic B") && html.contains("Example Therapy Clinic"));
+        assert_eq!(html.matches("<h1").count(), 1);
+
+        let page = browser.get(&format!("/portal/documents/{mine}"));
+        assert_eq!(page.status, 200);
+        assert_page_headers(&page);
+        let html = page.text();
+        assert!(html.contains(NOTE));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "markup in a note is text");
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("F32.1") && html.contains("Depressive episode"));
+        assert!(html.contains("PHQ-9") && html.contains("Suicide risk: low"));
+
+        // Another patient's document and one that does not exist: the same 404 page.
+        let other = browser.get(&format!("/portal/documents/{theirs}"));
+        let none = browser.get("/portal/documents/no-such-document");
+        assert_eq!((other.status, none.status), (404, 404));
+        // Alike but for the page's own address in its language links.
+        assert_eq!(other.text().replace(&theirs, "ID"), none.text().replace("no-such-document", "ID"));
+
+        // The reads are in the patient's access log, as their own.
+        let log = browser.get("/portal/access-log");
+        assert_eq!(log.status, 200);
+        assert_page_headers(&log);
+        assert!(log.text().contains("You (in the portal)"), "{}", log.text());
+        assert!(log.text().contains("Anna Korhonen"), "the submitting therapist, by name");
+
+        // Signing out ends the session on the server: the old cookie is worth nothing.
+        let csrf = browser.csrf();
+        let old = browser.session.clone();
+        let out = browser.post("/portal/logout", &[("csrf", &csrf)]);
+        assert_eq!(out.status, 303);
+        browser.session = old;
+        let replayed = browser.get("/portal/documents");
+        assert_eq!(replayed.status, 303, "a session cookie replayed after sign-out");
+    }
+
+    fn forms_without_their_token_or_with_bad_fields_save_nothing(gateway) {
+        documents(&gateway);
+        let mut browser = Browser::new(&gateway);
+        let csrf = browser.sign_in(HETU);
+        let before = count(&gateway, "Consent");
+        let deny = |csrf: &str| -> Vec<(&'static str, String)> { vec![("csrf", csrf.to_owned()), ("kind", "organisation".into()), ("organisation", OTHER_ORG.into()), ("action", "save".into())] };
+        let post = |browser: &mut Browser, list: Vec<(&'static str, String)>| {
+            let borrowed: Vec<(&str, &str)> = list.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            browser.post("/portal/restrictions", &borrowed)
+        };
+        // A cross-site post carries no token.
+        let forged = post(&mut browser, deny("")[1..].to_vec());
+        assert_eq!(forged.status, 403, "{}", forged.text());
+        assert!(forged.text().contains("Nothing was saved"));
+        let wrong = post(&mut browser, deny(&"0".repeat(64)));
+        assert_eq!(wrong.status, 403);
+        // Oversized, malformed, repeated and control-character fields.
+        let long = "1.".repeat(200);
+        for bad in [
+            vec![("csrf", csrf.clone()), ("kind", "organisation".into()), ("organisation_oid", long.clone()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "organisation".into()), ("organisation_oid", "not an oid".into()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "sideways".into()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "permit".into()), ("practitioner", "12ab".into()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "everyone".into()), ("from", "2026-13-01".into()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "everyone".into()), ("from", "2027-01-01".into()), ("until", "2026-01-01".into()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "everyone\u{0}".into()), ("action", "save".into())],
+            vec![("csrf", csrf.clone()), ("kind", "everyone".into()), ("kind", "organisation".into()), ("action", "save".into())],
+        ] {
+            let answer = post(&mut browser, bad.clone());
+            assert_eq!(answer.status, 400, "{bad:?}: {}", answer.text());
+            assert!(answer.text().contains("Nothing was saved"), "{}", answer.text());
+            assert!(!answer.text().contains("not an oid") && !answer.text().contains("sideways"), "no value echoed");
+        }
+        let huge = format!("csrf={csrf}&kind=everyone&pad={}", "x".repeat(20_000));
+        assert_eq!(browser.post_raw("/portal/restrictions", huge.as_bytes()).status, 400);
+        assert_eq!(count(&gateway, "Consent"), before, "nothing was saved");
+        // A good form saves one Consent, through the API's validation.
+        let saved = post(&mut browser, deny(&csrf));
+        assert_eq!(saved.status, 303, "{}", saved.text());
+        assert_eq!(count(&gateway, "Consent"), before + 1);
+        // A development sign-in needs the sign-in form's token too.
+        let mut stranger = Browser::new(&gateway);
+        let forged = stranger.post("/portal/login/dev", &[("hetu", HETU)]);
+        assert_eq!(forged.status, 403);
+        assert!(stranger.session.is_none());
+    }
+
+    fn the_preview_says_exactly_what_the_api_then_answers(gateway) {
+        documents(&gateway);
+        let patient_id = {
+            let me = gateway.patient(HETU);
+            let found = me.get("/Patient").unwrap().json().unwrap();
+            found["entry"][0]["resource"]["id"].as_str().unwrap().to_owned()
+        };
+        let audiences: Vec<(&str, Client)> = vec![
+            ("gp", gateway.professional(ORG, GP_HERE, "physician")),
+            ("other-clinic", gateway.professional(OTHER_ORG, OTHER_THERAPIST, "psychotherapist")),
+            ("therapist", gateway.professional(OTHER_ORG, THERAPIST_ELSEWHERE, "psychotherapist")),
+            ("emergency", {
+                let cert = gateway.org_certificate(OTHER_ORG);
+                let mut claims = gateway.claims("physician", Some(OTHER_ORG), EMERGENCY_DOCTOR, Some(&cert.0));
+                claims.purpose = Some("ETREAT".into());
+                claims.reason = Some("unconscious on arrival".into());
+                gateway.client_with(Some(cert), Some(gateway.token(&claims)))
+            }),
+        ];
+        let mut browser = Browser::new(&gateway);
+        let csrf = browser.sign_in(HETU);
+        let choices: [&[(&str, &str)]; 6] = [
+            &[("kind", "organisation"), ("organisation", OTHER_ORG)],
+            &[("kind", "service_event"), ("service_event", SECOND_EVENT)],
+            &[("kind", "role"), ("role", "physician")],
+            &[("kind", "everyone")],
+            &[("kind", "emergency")],
+            &[("kind", "permit"), ("practitioner", GP_HERE)],
+        ];
+        for choice in choices {
+            let mut fields: Vec<(&str, &str)> = vec![("csrf", &csrf), ("gp_org", ORG)];
+            fields.extend_from_slice(choice);
+            let preview = browser.post("/portal/restrictions", &[fields.as_slice(), &[("action", "preview")]].concat());
+            assert_eq!(preview.status, 200, "{}", preview.text());
+            let html = preview.text();
+            let saved = browser.post("/portal/restrictions", &[fields.as_slice(), &[("action", "save")]].concat());
+            assert_eq!(saved.status, 303, "{}", saved.text());
+            for (key, client) in &audiences {
+                let said = previewed(&html, key, "with");
+                let answered = received(client, &patient_id);
+                assert_eq!(said, answered, "{choice:?}, {key}: the preview and the API disagree");
+            }
+            // Withdraw it through the portal, previewed the same way.
+            let page = browser.get("/portal/restrictions").text();
+            let action = attribute(&page, "action=\"/portal/restrictions/").unwrap().to_owned();
+            let path = format!("/portal/restrictions/{action}");
+            let preview = browser.post(&path, &[("csrf", &csrf), ("action", "preview")]);
+            assert_eq!(preview.status, 200, "{}", preview.text());
+            for (key, client) in &audiences {
+                let before = received(client, &patient_id);
+                assert_eq!(previewed(&preview.text(), key, "without"), before, "{choice:?}, {key}: without the withdrawal");
+            }
+            let withdrawn = browser.post(&path, &[("csrf", &csrf), ("action", "save")]);
+            assert_eq!(withdrawn.status, 303, "{}", withdrawn.text());
+            for (key, client) in &audiences {
+                assert_eq!(previewed(&preview.text(), key, "with"), received(client, &patient_id), "{choice:?}, {key}: withdrawn");
+            }
+        }
+    }
+}
+
+/// The `Type/id`s the preview lists for an audience, in one state (`with` or `without`).
+fn previewed(html: &str, audience: &str, state: &str) -> BTreeSet<String> {
+    let marker = format!("data-audience=\"{audience}\" data-state=\"{state}\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {marker}"));
+    let section = &html[start..];
+    let end = section.find("</details>").unwrap();
+    section[..end].split("data-resource=\"").skip(1).map(|s| s[..s.find('"').unwrap()].to_owned()).collect()
+}
+
+/// What the API gives a professional of the patient's data, type by type.
+fn received(client: &Client, patient_id: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for resource_type in ["Patient", "Encounter", "Condition", "Observation", "Composition", "Bundle"] {
+        let query = if resource_type == "Patient" { format!("_id={patient_id}") } else { format!("patient={patient_id}") };
+        let answer = client.get(&format!("/{resource_type}?{query}&_count=100")).unwrap();
+        assert_eq!(answer.status, 200, "{resource_type}: {}", answer.text());
+        let bundle: Value = answer.json().unwrap();
+        for entry in bundle["entry"].as_array().into_iter().flatten() {
+            if entry["search"]["mode"] == "match" {
+                found.insert(format!("{resource_type}/{}", entry["resource"]["id"].as_str().unwrap()));
+            }
+        }
+    }
+    found
+}
+
+/// Sessions live in the node's memory, the same on either backend.
+#[test]
+fn a_session_ends_after_its_idle_time() {
+    let gateway =
+        TestGateway::spawn_with(Backend::Sqlite, |config| config.portal_idle = std::time::Duration::from_millis(1500)).unwrap();
+    let mut browser = Browser::new(&gateway);
+    browser.sign_in(HETU);
+    std::thread::sleep(std::time::Duration::from_millis(1700));
+    let answer = browser.get("/portal/documents");
+    assert_eq!(answer.status, 303, "an expired session");
+    assert_eq!(answer.header("location"), Some("/portal/login?ended=1"));
+}
