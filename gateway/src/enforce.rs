@@ -69,7 +69,12 @@ impl Enforcement {
     /// What each of `audiences` would receive of one patient's `rows` if the patient's Consents
     /// were `consents`: the decision function every gate uses, on a proposed set of choices,
     /// with nothing stored and nothing recorded (no one received anything). `[audience][row]`.
-    pub fn preview<T: Stored>(&self, audiences: &[Principal], consents: &[PatientConsent], rows: &[T]) -> Vec<Vec<bool>> {
+    pub fn preview<T: Stored>(
+        &self,
+        audiences: &[Principal],
+        consents: &[PatientConsent],
+        rows: &[T],
+    ) -> Vec<Vec<bool>> {
         let now = Timestamp::from_unix_seconds(now_millis().div_euclid(1000));
         let compiled = CompiledConsents::compile(consents, now);
         let labelled: Vec<Vec<SecurityLabel>> = rows.iter().map(|row| labels(row.security_labels())).collect();

@@ -82,7 +82,9 @@ fn entry(reader: &Reader, lang: Lang, seq: i64, bytes: &[u8]) -> Option<Entry> {
             (name, Some(org), Some(role_name(lang, role)))
         }
         Who::Patient { .. } => (lang.t(Text::You).to_owned(), None, None),
-        Who::Auditor { subject, organisation } => (lang.fill(Text::Auditor, &[subject]), Some(organisation.clone()), None),
+        Who::Auditor { subject, organisation } => {
+            (lang.fill(Text::Auditor, &[subject]), Some(organisation.clone()), None)
+        }
         Who::Administrator { subject, organisation } => {
             (lang.fill(Text::Administrator, &[subject]), Some(organisation.clone()), None)
         }
@@ -156,7 +158,11 @@ fn millis(date: NaiveDate, end_of_day: bool) -> i64 {
     // entry of the day.
     let time = if end_of_day { date.and_hms_opt(23, 59, 59) } else { date.and_hms_opt(0, 0, 0) };
     let utc = time.map_or(0, |t| t.and_utc().timestamp_millis());
-    if end_of_day { utc + 999 - 2 * 3_600_000 } else { utc - 3 * 3_600_000 }
+    if end_of_day {
+        utc + 999 - 2 * 3_600_000
+    } else {
+        utc - 3 * 3_600_000
+    }
 }
 
 /// `GET /portal/access-log`
@@ -182,11 +188,16 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let (total, page) = store.read_log(&query)?;
             record(&reader, "portal: access log")?;
             let newest = page.first().map(|(seq, _)| *seq).unwrap_or(0);
-            let rows: Vec<String> =
-                page.iter().filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes)).map(|e| row(lang, &e)).collect();
+            let rows: Vec<String> = page
+                .iter()
+                .filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes))
+                .map(|e| row(lang, &e))
+                .collect();
             let (holders, _) = reader.holders()?;
-            let organisations: Vec<(String, String)> =
-                holders.into_iter().map(|oid| (reader.name(ResourceType::Organization, &oid).unwrap_or_else(|| oid.clone()), oid)).collect();
+            let organisations: Vec<(String, String)> = holders
+                .into_iter()
+                .map(|oid| (reader.name(ResourceType::Organization, &oid).unwrap_or_else(|| oid.clone()), oid))
+                .collect();
             Ok((usize::try_from(total).unwrap_or(0), rows, newest, organisations))
         })
         .await??;
@@ -308,7 +319,9 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
         .unwrap_or(0);
     let reader = std::sync::Arc::new(reader);
     let opened = reader.clone();
-    if let Err(failure) = web::block(move || record(&opened, "portal: access log, live")).await.map_err(Failure::from).and_then(|r| r) {
+    if let Err(failure) =
+        web::block(move || record(&opened, "portal: access log, live")).await.map_err(Failure::from).and_then(|r| r)
+    {
         return visit.failed(failure);
     }
     let lang = visit.lang;
@@ -329,7 +342,11 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let found = web::block(move || -> Result<Vec<(i64, String)>, Failure> {
                 let (_, mut page) = reader.store().read_log(&query)?;
                 page.reverse();
-                Ok(page.iter().filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes)).map(|e| (e.seq, row(lang, &e))).collect())
+                Ok(page
+                    .iter()
+                    .filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes))
+                    .map(|e| (e.seq, row(lang, &e)))
+                    .collect())
             })
             .await;
             let mut chunk = String::new();

@@ -52,7 +52,9 @@ impl Restriction {
     /// (an RFC 3339 instant).
     pub fn to_consent(&self, patient_id: &str, now: &str) -> Value {
         let mut provision = match &self.choice {
-            Choice::DenyOrganisation(oid) => json!({"type": "deny", "actor": [recipient(URI, &format!("urn:oid:{oid}"))]}),
+            Choice::DenyOrganisation(oid) => {
+                json!({"type": "deny", "actor": [recipient(URI, &format!("urn:oid:{oid}"))]})
+            }
             Choice::DenyServiceEvent(oid) => json!({"type": "deny", "data": [{"meaning": "related",
                 "reference": {"identifier": {"system": URI, "value": format!("urn:oid:{oid}")}}}]}),
             Choice::DenyRole(role) => json!({"type": "deny", "actor": [{"role": {"coding": [
@@ -119,18 +121,20 @@ impl Restriction {
                     Some((system, value)) if system == URI && deny => {
                         value.strip_prefix("urn:oid:").map(|oid| Choice::DenyOrganisation(oid.to_owned()))
                     }
-                    Some((system, value)) if system == TERHIKKI => Some(if deny {
-                        Choice::DenyPractitioner(value)
-                    } else {
-                        Choice::PermitPractitioner(value)
-                    }),
-                    None if deny => actor["role"]["coding"][0]["code"].as_str().and_then(Role::parse).map(Choice::DenyRole),
+                    Some((system, value)) if system == TERHIKKI => {
+                        Some(if deny { Choice::DenyPractitioner(value) } else { Choice::PermitPractitioner(value) })
+                    }
+                    None if deny => {
+                        actor["role"]["coding"][0]["code"].as_str().and_then(Role::parse).map(Choice::DenyRole)
+                    }
                     _ => None,
                 }
             }
-            [None, Some(data), None] if deny && data.len() == 1 => identifier(&data[0])
-                .filter(|(system, _)| system == URI)
-                .and_then(|(_, value)| value.strip_prefix("urn:oid:").map(|oid| Choice::DenyServiceEvent(oid.to_owned()))),
+            [None, Some(data), None] if deny && data.len() == 1 => {
+                identifier(&data[0]).filter(|(system, _)| system == URI).and_then(|(_, value)| {
+                    value.strip_prefix("urn:oid:").map(|oid| Choice::DenyServiceEvent(oid.to_owned()))
+                })
+            }
             [None, None, Some(purposes)] if deny => {
                 purposes.iter().any(|p| p["code"] == "ETREAT").then_some(Choice::DenyEmergency)
             }

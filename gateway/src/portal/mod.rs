@@ -176,7 +176,11 @@ impl Visit {
         let query: Vec<(String, String)> = crate::http::query_pairs(request);
         let chosen = query.iter().find(|(n, _)| n == "lang").and_then(|(_, v)| Lang::parse(v));
         let remembered = cookie_value(request, LANG_COOKIE).and_then(|v| Lang::parse(&v));
-        let accepted = request.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(Lang::from_accept_language);
+        let accepted = request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(Lang::from_accept_language);
         let lang = chosen.or(remembered).or(accepted).unwrap_or(Lang::Fi);
         let mut kept = form_urlencoded::Serializer::new(String::new());
         for (name, value) in query.iter().filter(|(n, _)| n != "lang") {
@@ -238,7 +242,8 @@ impl Visit {
         let mut response = HttpResponse::build(status);
         response.content_type("text/html; charset=utf-8");
         if let Some(lang) = self.chosen {
-            response.append_header((header::SET_COOKIE, session::cookie(LANG_COOKIE, lang.code(), true, Some(31_536_000))));
+            response
+                .append_header((header::SET_COOKIE, session::cookie(LANG_COOKIE, lang.code(), true, Some(31_536_000))));
         }
         response.body(body)
     }
@@ -254,9 +259,13 @@ impl Visit {
             Failure::SignIn => {
                 return self.see_other(if self.ended { "/portal/login?ended=1" } else { "/portal/login" });
             }
-            Failure::NotFound => (StatusCode::NOT_FOUND, Text::NotFoundTitle, self.lang.t(Text::NotFoundText).to_owned()),
+            Failure::NotFound => {
+                (StatusCode::NOT_FOUND, Text::NotFoundTitle, self.lang.t(Text::NotFoundText).to_owned())
+            }
             Failure::Csrf => (StatusCode::FORBIDDEN, Text::ErrorTitle, self.lang.t(Text::FormExpired).to_owned()),
-            Failure::BadForm(why) => (StatusCode::BAD_REQUEST, Text::ErrorTitle, self.lang.fill(Text::BadForm, &[&why])),
+            Failure::BadForm(why) => {
+                (StatusCode::BAD_REQUEST, Text::ErrorTitle, self.lang.fill(Text::BadForm, &[&why]))
+            }
             Failure::Gateway(error) => {
                 error.log_cause();
                 match &error {
@@ -271,7 +280,11 @@ impl Visit {
                     }
                     // What the write path refused (a Consent it cannot enforce): its message
                     // names the rule and the element, never a value.
-                    other => (actix_web::ResponseError::status_code(other), Text::ErrorTitle, self.lang.fill(Text::BadForm, &[&other.to_string()])),
+                    other => (
+                        actix_web::ResponseError::status_code(other),
+                        Text::ErrorTitle,
+                        self.lang.fill(Text::BadForm, &[&other.to_string()]),
+                    ),
                 }
             }
         };
@@ -332,7 +345,9 @@ pub fn is_oid(text: &str) -> bool {
 pub fn page_number(request: &HttpRequest) -> Result<usize, Failure> {
     match crate::http::query_pairs(request).into_iter().find(|(n, _)| n == "page") {
         None => Ok(1),
-        Some((_, value)) => value.parse::<usize>().ok().filter(|n| (1..=100_000).contains(n)).ok_or(Failure::BadForm("page".into())),
+        Some((_, value)) => {
+            value.parse::<usize>().ok().filter(|n| (1..=100_000).contains(n)).ok_or(Failure::BadForm("page".into()))
+        }
     }
 }
 

@@ -16,8 +16,7 @@ pub async fn documents(request: HttpRequest, state: web::Data<AppState>, portal:
     let shown = async {
         let number = page_number(&request)?;
         let reader = visit.reader(&request)?;
-        let (total, summaries) =
-            web::block(move || reader.documents((number - 1) * PAGE_SIZE, PAGE_SIZE)).await??;
+        let (total, summaries) = web::block(move || reader.documents((number - 1) * PAGE_SIZE, PAGE_SIZE)).await??;
         let pages = total.div_ceil(PAGE_SIZE);
         let page = visit.page(Section::Documents);
         Ok::<_, Failure>(visit.html(StatusCode::OK, views::documents(&page, total, number, pages, &summaries)))

@@ -28,6 +28,9 @@ pub struct Reader {
     pub directory: Arc<Directory>,
 }
 
+/// Organisation OIDs, and (service event OID, organisation OID) pairs.
+pub type Holders = (Vec<String>, Vec<(String, String)>);
+
 /// One document as the list shows it.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -263,7 +266,7 @@ impl Reader {
 
     /// The organisations that hold the patient's data, by OID, and the service events of their
     /// documents with the organisation that recorded each.
-    pub fn holders(&self) -> Result<(Vec<String>, Vec<(String, String)>), GatewayError> {
+    pub fn holders(&self) -> Result<Holders, GatewayError> {
         let mut organisations = Vec::new();
         let mut events = Vec::new();
         for head in self.heads(ResourceType::Bundle)? {
@@ -288,11 +291,8 @@ impl Reader {
 
     /// The names of the organisation OIDs, in a map (each looked up once).
     pub fn organisation_names(&self, oids: impl IntoIterator<Item = String>) -> HashMap<String, String> {
-        oids.into_iter()
-            .filter_map(|oid| self.name(ResourceType::Organization, &oid).map(|name| (oid, name)))
-            .collect()
+        oids.into_iter().filter_map(|oid| self.name(ResourceType::Organization, &oid).map(|name| (oid, name))).collect()
     }
-
 }
 
 /// The entries of a document Bundle by `fullUrl`.

@@ -182,7 +182,10 @@ fn restriction(lang: Lang, form: &Form) -> Result<Restriction, Failure> {
     let bad = |text: Text| Failure::BadForm(lang.t(text).to_owned());
     let choice = match form.get("kind").unwrap_or("") {
         "organisation" => {
-            let oid = form.get("organisation_oid").or_else(|| form.get("organisation")).ok_or(bad(Text::OrganisationLabel))?;
+            let oid = form
+                .get("organisation_oid")
+                .or_else(|| form.get("organisation"))
+                .ok_or(bad(Text::OrganisationLabel))?;
             if !is_oid(oid) {
                 return Err(bad(Text::OrganisationOidLabel));
             }
@@ -206,7 +209,11 @@ fn restriction(lang: Lang, form: &Form) -> Result<Restriction, Failure> {
     };
     let date = |name: &str, text: Text| -> Result<Option<String>, Failure> {
         form.get(name)
-            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").map(|d| d.format("%Y-%m-%d").to_string()).map_err(|_| bad(text)))
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .map_err(|_| bad(text))
+            })
             .transpose()
     };
     let (from, until) = (date("from", Text::ValidFrom)?, date("until", Text::ValidUntil)?);
@@ -289,7 +296,15 @@ fn save(reader: &Reader, change: Change) -> Result<(), Failure> {
             let (_, mut json) = consents.into_iter().find(|(c, _)| *c == id).ok_or(Failure::NotFound)?;
             json["status"] = json!("inactive");
             let bytes = json.to_string().into_bytes();
-            crate::write::update(enforcement, &reader.principal, &reader.agent, ResourceType::Consent, &id, None, &bytes)?;
+            crate::write::update(
+                enforcement,
+                &reader.principal,
+                &reader.agent,
+                ResourceType::Consent,
+                &id,
+                None,
+                &bytes,
+            )?;
         }
     }
     Ok(())
@@ -335,9 +350,7 @@ async fn show_preview(visit: &Visit, reader: Reader, form: &Form, change: Change
         let stored = reader.consents_with(&gate)?;
         gate.record(audit_log::Action::Search, &reader.agent, Some("portal: restriction preview"))?;
         let read = |json: &Value| {
-            PatientConsent::from_fhir(json).map_err(|e| {
-                Failure::BadForm(format!("{} ({})", e.expected(), e.path()))
-            })
+            PatientConsent::from_fhir(json).map_err(|e| Failure::BadForm(format!("{} ({})", e.expected(), e.path())))
         };
         let current: Vec<PatientConsent> = stored.iter().map(|(_, json)| read(json)).collect::<Result<_, _>>()?;
         let (proposed, what) = match &change {
@@ -371,13 +384,22 @@ async fn show_preview(visit: &Visit, reader: Reader, form: &Form, change: Change
         // A permit names its practitioner: the GP of the preview is then that practitioner, so
         // that the preview shows what the permit opens.
         let (gp, gp_label) = match &what.choice {
-            Choice::PermitPractitioner(number) => {
-                (number.as_str(), format!("{} ({})", lang.fill(Text::AudienceGp, &[&name(&gp_org)]), lang.fill(Text::Terhikki, &[number])))
-            }
+            Choice::PermitPractitioner(number) => (
+                number.as_str(),
+                format!(
+                    "{} ({})",
+                    lang.fill(Text::AudienceGp, &[&name(&gp_org)]),
+                    lang.fill(Text::Terhikki, &[number])
+                ),
+            ),
             _ => (IMAGINED, lang.fill(Text::AudienceGp, &[&name(&gp_org)])),
         };
         let mut audiences = vec![
-            Audience { key: "gp", label: gp_label, principal: professional(&gp_org, gp, Role::Physician, Purpose::Treatment) },
+            Audience {
+                key: "gp",
+                label: gp_label,
+                principal: professional(&gp_org, gp, Role::Physician, Purpose::Treatment),
+            },
             Audience {
                 key: "other-clinic",
                 label: format!("{} ({})", lang.t(Text::AudienceOtherClinic), name(&other_org)),
@@ -386,7 +408,9 @@ async fn show_preview(visit: &Visit, reader: Reader, form: &Form, change: Change
         ];
         // The patient's own therapist: the author of their most recent document.
         let latest = heads.iter().filter(|h| h.resource_type == "Bundle").max_by_key(|h| h.last_updated);
-        if let Some((Some(org), Some(practitioner))) = latest.map(|h| (h.author_org.clone(), h.author_practitioner.clone())) {
+        if let Some((Some(org), Some(practitioner))) =
+            latest.map(|h| (h.author_org.clone(), h.author_practitioner.clone()))
+        {
             let label = match reader.name(ResourceType::Practitioner, &practitioner) {
                 Some(person) => format!("{} ({person})", lang.t(Text::AudienceTherapist)),
                 None => lang.t(Text::AudienceTherapist).to_owned(),
@@ -419,7 +443,9 @@ async fn show_preview(visit: &Visit, reader: Reader, form: &Form, change: Change
     let change_text = describe(lang, &what, &name);
     let confirm = match (&described, &withdrawn_id) {
         (Some(_), _) => hidden_fields(&page, form, "/portal/restrictions", Text::Save),
-        (None, Some(id)) => hidden_fields(&page, form, &format!("/portal/restrictions/{id}/withdraw"), Text::ConfirmWithdraw),
+        (None, Some(id)) => {
+            hidden_fields(&page, form, &format!("/portal/restrictions/{id}/withdraw"), Text::ConfirmWithdraw)
+        }
         (None, None) => html! {},
     };
     let body = html! {
@@ -470,8 +496,17 @@ fn audience(page: &Page<'_>, seen: &Seen, heads: &[Head], name: &dyn Fn(&str) ->
 
 /// The confirming form: the proposal's fields again, hidden, and the save button.
 fn hidden_fields(page: &Page<'_>, form: &Form, action: &str, button: Text) -> Markup {
-    const FIELDS: [&str; 9] =
-        ["kind", "organisation", "organisation_oid", "service_event", "role", "practitioner", "from", "until", "gp_org"];
+    const FIELDS: [&str; 9] = [
+        "kind",
+        "organisation",
+        "organisation_oid",
+        "service_event",
+        "role",
+        "practitioner",
+        "from",
+        "until",
+        "gp_org",
+    ];
     html! {
         form method="post" action=(action) {
             (page.csrf_field())

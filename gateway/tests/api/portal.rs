@@ -35,8 +35,9 @@ pub fn attribute<'a>(html: &'a str, marker: &str) -> Option<&'a str> {
 
 impl Browser {
     pub fn new(gateway: &TestGateway) -> Browser {
-        let client = Client::new(Target { base_url: gateway.base_url.clone(), ca: Some(gateway.ca()), ..Target::default() })
-            .unwrap();
+        let client =
+            Client::new(Target { base_url: gateway.base_url.clone(), ca: Some(gateway.ca()), ..Target::default() })
+                .unwrap();
         Browser { client, session: None, sign_in: None }
     }
 
@@ -327,7 +328,8 @@ fn previewed(html: &str, audience: &str, state: &str) -> BTreeSet<String> {
 fn received(client: &Client, patient_id: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for resource_type in ["Patient", "Encounter", "Condition", "Observation", "Composition", "Bundle"] {
-        let query = if resource_type == "Patient" { format!("_id={patient_id}") } else { format!("patient={patient_id}") };
+        let query =
+            if resource_type == "Patient" { format!("_id={patient_id}") } else { format!("patient={patient_id}") };
         let answer = client.get(&format!("/{resource_type}?{query}&_count=100")).unwrap();
         assert_eq!(answer.status, 200, "{resource_type}: {}", answer.text());
         let bundle: Value = answer.json().unwrap();
@@ -344,11 +346,67 @@ fn received(client: &Client, patient_id: &str) -> BTreeSet<String> {
 #[test]
 fn a_session_ends_after_its_idle_time() {
     let gateway =
-        TestGateway::spawn_with(Backend::Sqlite, |config| config.portal_idle = std::time::Duration::from_millis(1500)).unwrap();
+        TestGateway::spawn_with(Backend::Sqlite, |config| config.portal_idle = std::time::Duration::from_millis(1500))
+            .unwrap();
     let mut browser = Browser::new(&gateway);
     browser.sign_in(HETU);
     std::thread::sleep(std::time::Duration::from_millis(1700));
     let answer = browser.get("/portal/documents");
     assert_eq!(answer.status, 303, "an expired session");
     assert_eq!(answer.header("location"), Some("/portal/login?ended=1"));
+}
+
+/// The browser journey, axe-core and the screenshots: `gateway/tests/portal/journey.mjs` in
+/// Debian's Chromium, against this gateway. `./scripts/test` installs Chromium and the two npm
+/// packages; in CI a missing one fails the test, elsewhere it is skipped with a message.
+fn journey_in_chromium(gateway: &TestGateway) {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal");
+    let chromium = std::env::var("VAITIO_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = folder.join("node_modules/playwright-core").is_dir() && std::path::Path::new(&chromium).is_file();
+    if !ready {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI: Chromium ({chromium}) or the npm packages of {} are missing",
+            folder.display()
+        );
+        eprintln!("skipped: the portal's browser tests need {chromium} and `npm ci` in {}", folder.display());
+        return;
+    }
+    let (mine, _) = documents(gateway);
+    assert!(!mine.is_empty());
+    let patient_id = gateway.patient(HETU).get("/Patient").unwrap().json().unwrap()["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let professional = |org: &str, terhikki: &str| {
+        let (cert, key) = gateway.org_certificate(org);
+        let token = gateway.token(&gateway.claims("physician", Some(org), terhikki, Some(&cert)));
+        json!({"cert": cert, "key": key, "token": token, "terhikki": terhikki})
+    };
+    let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/portal-screenshots")
+        .join(format!("{:?}", gateway.backend).to_lowercase());
+    let config = json!({
+        "base_url": gateway.base_url,
+        "ca": gateway.ca(),
+        "chromium": chromium,
+        "hetu": HETU,
+        "patient_id": patient_id,
+        "clinic_b": OTHER_ORG,
+        "gp_a": professional(ORG, GP_HERE),
+        "gp_b": professional(OTHER_ORG, "10000000003"),
+        "screenshots": screenshots,
+    });
+    let file = gateway.dir.path().join("journey.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let output = std::process::Command::new("node").arg(folder.join("journey.mjs")).arg(&file).output().expect("node");
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!("{printed}");
+    assert!(output.status.success(), "the browser journey failed:\n{printed}");
+}
+
+on_both_backends! {
+    fn the_patient_journey_in_chromium(gateway) {
+        journey_in_chromium(&gateway);
+    }
 }
