@@ -59,6 +59,10 @@ enum Scenario {
     /// A working day's mix, for soak runs: of every ten requests, two submissions, three
     /// searches (a page of `--page` encounters) and five reads.
     Mixed,
+    /// The patient portal, signed in (one session per worker): a patient with 200 documents and
+    /// 2,000 access-log entries; requests alternate between a page of the documents list and a
+    /// page of the access log, and each has its own figures.
+    Portal,
 }
 
 impl Scenario {
@@ -67,17 +71,25 @@ impl Scenario {
         match (self, n % 10) {
             (Scenario::Ingest, _) | (Scenario::Mixed, 0 | 1) => Step::Submit,
             (Scenario::Search, _) | (Scenario::Mixed, 2..=4) => Step::Search,
+            (Scenario::Portal, step) if step % 2 == 0 => Step::PortalDocuments,
+            (Scenario::Portal, _) => Step::PortalAccessLog,
             _ => Step::Read,
         }
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Step {
     Read,
     Search,
     Submit,
+    PortalDocuments,
+    PortalAccessLog,
 }
+
+/// The portal scenario's patient: documents and access-log entries.
+const PORTAL_DOCUMENTS: usize = 200;
+const PORTAL_ACCESSES: usize = 2_000;
 
 #[derive(Parser)]
 #[command(name = "vaitio-bench", about = "Load generator for a development Vaitio gateway (loopback only)")]
@@ -246,6 +258,10 @@ fn run(args: Args) -> Result<(), BenchError> {
             }
         }
     }
+    let sessions = match args.scenario {
+        Scenario::Portal => portal_setup(&base, &args)?,
+        _ => Vec::new(),
+    };
     let read = format!("/Patient/{patient_id}");
     let search = format!("/Encounter?patient={patient_id}&_count={}", args.page);
     // Made ahead for a fixed number of requests, so that making them is not measured; made as
@@ -282,11 +298,12 @@ fn run(args: Args) -> Result<(), BenchError> {
     let errors = Arc::new(AtomicUsize::new(0));
     let audit_before = audit_appended(&base);
     let started = Instant::now();
-    let latencies: Vec<u64> = std::thread::scope(|scope| {
+    let timed: Vec<(Step, u64)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.concurrency)
-            .map(|_| {
+            .map(|worker| {
                 let (next, errors, progress, tokens, records) =
                     (next.clone(), errors.clone(), progress.clone(), &tokens, &records);
+                let cookie = sessions.get(worker).cloned().unwrap_or_default();
                 let (read, search, org) = (&read, &search, &args.org);
                 let mut client = base.reconnect();
                 let scenario = args.scenario;
@@ -303,7 +320,12 @@ fn run(args: Args) -> Result<(), BenchError> {
                             _ => {}
                         }
                         let clock = Instant::now();
-                        let ok = match scenario.step(n) {
+                        let step = scenario.step(n);
+                        let portal = |path: String| {
+                            let answer = client.send("GET", &path, &[("Cookie", cookie.as_str())], None);
+                            matches!(answer, Ok(answer) if answer.status == 200)
+                        };
+                        let ok = match step {
                             Step::Submit => {
                                 let made;
                                 let body = match records.get(n) {
@@ -320,8 +342,12 @@ fn run(args: Args) -> Result<(), BenchError> {
                             }
                             Step::Search => matches!(client.get(search), Ok(answer) if answer.status == 200),
                             Step::Read => matches!(client.get(read), Ok(answer) if answer.status == 200),
+                            Step::PortalDocuments => {
+                                portal(format!("/portal/documents?page={}", 1 + (n / 2) % (PORTAL_DOCUMENTS / 20)))
+                            }
+                            Step::PortalAccessLog => portal(format!("/portal/access-log?page={}", 1 + (n / 2) % 100)),
                         };
-                        mine.push(clock.elapsed().as_micros() as u64);
+                        mine.push((step, clock.elapsed().as_micros() as u64));
                         if !ok {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -335,6 +361,20 @@ fn run(args: Args) -> Result<(), BenchError> {
     });
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    if args.scenario == Scenario::Portal {
+        for (step, page) in [(Step::PortalDocuments, "documents list"), (Step::PortalAccessLog, "access log")] {
+            let mut these: Vec<u64> = timed.iter().filter(|(s, _)| *s == step).map(|(_, t)| *t).collect();
+            these.sort_unstable();
+            println!(
+                "portal {page}: {} requests, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+                these.len(),
+                these.len() as f64 / seconds,
+                percentile(&these, 0.50),
+                percentile(&these, 0.99)
+            );
+        }
+    }
+    let latencies: Vec<u64> = timed.into_iter().map(|(_, t)| t).collect();
     // What the audit log grew by, per request (from the gateway's own counters; other clients'
     // requests meanwhile would count too).
     let audit = audit_before.zip(audit_appended(&base)).map(|((entries0, bytes0), (entries1, bytes1))| {
@@ -421,4 +461,89 @@ fn fill(base: &Client, args: &Args) -> Result<(), BenchError> {
         0 => Ok(()),
         n => Err(BenchError::Setup(format!("{n} of the {} fill records were refused", args.fill))),
     }
+}
+
+/// The portal scenario's patient: 200 documents submitted for one synthetic patient, 2,000
+/// reads of their data by a professional (each an access-log entry), and one signed-in session
+/// per worker through the development sign-in. Returns each worker's `Cookie` header.
+fn portal_setup(base: &Client, args: &Args) -> Result<Vec<String>, BenchError> {
+    let started = Instant::now();
+    let run = chrono::Utc::now().timestamp_millis();
+    let hetu = temporary_hetu();
+    for n in 0..PORTAL_DOCUMENTS {
+        let mut body = record(&args.org, run, 2_000_000 + n);
+        body["patient"]["hetu"] = json!(hetu);
+        body["service_event"]["oid"] = json!(format!("{}.77.{}", args.org, n / 20));
+        let answer = base.send(
+            "POST",
+            "/psychotherapy-records",
+            &[("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )?;
+        if answer.status != 201 {
+            return Err(BenchError::Setup(format!(
+                "a portal document answered {}: {}",
+                answer.status,
+                answer.text_excerpt()
+            )));
+        }
+    }
+    let found = base.get(&format!("/Patient?identifier=urn:oid:1.2.246.21|{hetu}"))?.json()?;
+    let patient_id = found["entry"][0]["resource"]["id"].as_str().unwrap_or_default().to_owned();
+    if patient_id.is_empty() {
+        return Err(BenchError::Setup("the portal patient's Patient was not found".into()));
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..args.concurrency {
+            let (client, next, patient_id) = (base.reconnect(), &next, &patient_id);
+            scope.spawn(move || {
+                while next.fetch_add(1, Ordering::Relaxed) < PORTAL_ACCESSES {
+                    let _ = client.get(&format!("/Patient/{patient_id}"));
+                }
+            });
+        }
+    });
+    let mut cookies = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let portal = base.with_token(String::new());
+        let page = portal.send("GET", "/portal/login", &[], None)?;
+        let sign_in = cookie_of(&page, "__Host-vaitio-sign-in")
+            .ok_or_else(|| BenchError::Setup("no sign-in form (is the gateway in development mode?)".into()))?;
+        let html = page.text();
+        let marker = "name=\"csrf\" value=\"";
+        let csrf = html
+            .find(marker)
+            .map(|at| &html[at + marker.len()..])
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        let form = format!("csrf={csrf}&hetu={hetu}");
+        let signed = portal.send(
+            "POST",
+            "/portal/login/dev",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &format!("__Host-vaitio-sign-in={sign_in}")),
+            ],
+            Some(form.as_bytes()),
+        )?;
+        let session = cookie_of(&signed, "__Host-vaitio-session")
+            .ok_or_else(|| BenchError::Setup(format!("the development sign-in answered {}", signed.status)))?;
+        cookies.push(format!("__Host-vaitio-session={session}"));
+    }
+    eprintln!(
+        "portal: {PORTAL_DOCUMENTS} documents and {PORTAL_ACCESSES} reads of one patient, {} sessions, in {:.1} s",
+        cookies.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(cookies)
+}
+
+/// The value a response sets for cookie `name`.
+fn cookie_of(answer: &vaitio_conformance::client::Answer, name: &str) -> Option<String> {
+    answer.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie")).find_map(|(_, value)| {
+        let pair = value.split(';').next()?;
+        let (cookie, value) = pair.split_once('=')?;
+        (cookie == name && !value.is_empty()).then(|| value.to_owned())
+    })
 }

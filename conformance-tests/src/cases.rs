@@ -10,6 +10,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(crate::submission::cases());
     cases.extend(crate::consent::cases());
     cases.extend(crate::audit::cases());
+    cases.extend(crate::portal::cases());
     cases
 }
 
@@ -23,7 +24,8 @@ mod tests {
     use crate::client::{Client, Target};
 
     /// The cases that run against any deployment, with no credential at all.
-    const WITHOUT_CREDENTIALS: &[&str] = &["CAP-01", "TLS-01", "TLS-02", "TLS-03", "ERR-08", "IDN-13", "IDN-14"];
+    const WITHOUT_CREDENTIALS: &[&str] =
+        &["CAP-01", "TLS-01", "TLS-02", "TLS-03", "ERR-08", "IDN-13", "IDN-14", "POR-01", "POR-02"];
 
     /// A context for a deployment on a closed loopback port: a case that sent a request would
     /// get no answer and fail (or, refused, pass), never skip.

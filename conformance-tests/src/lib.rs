@@ -15,6 +15,7 @@ pub mod client;
 pub mod consent;
 mod fixtures;
 pub mod identity;
+pub mod portal;
 pub mod report;
 pub mod submission;
 pub mod token;

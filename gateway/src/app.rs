@@ -39,6 +39,8 @@ pub enum StartError {
     Listen { address: String, cause: std::io::Error },
     #[error("cannot serve TLS: {0}")]
     Serve(std::io::Error),
+    #[error("portal sign-in: {0}")]
+    Oidc(crate::portal::oidc::OidcError),
 }
 
 pub struct Application {
@@ -178,7 +180,14 @@ impl Application {
             imports: ImportPool::start(config.request_threads),
         });
         let metrics = web::Data::from(metrics);
-        let portal = web::Data::new(Portal::new(config.portal_idle));
+        let oidc = match config.oidc.clone() {
+            Some(settings) => Some(
+                crate::portal::oidc::OidcClient::start(settings, config.public_base_url.as_deref())
+                    .map_err(StartError::Oidc)?,
+            ),
+            None => None,
+        };
+        let portal = web::Data::new(Portal::new(config.portal_idle, oidc));
         let workers = crate::config::cores();
         let server = HttpServer::new(move || {
             App::new()

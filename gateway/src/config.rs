@@ -157,6 +157,22 @@ settings! {
         "How long an alert holds; 0: until an auditor clears it";
     "portal.idle_minutes", "portal-idle-minutes", "MINUTES", Value("15"),
         "A patient portal session ends after this many minutes without a request";
+    "portal.oidc_issuer", "portal-oidc-issuer", "ISS", Unset("none: the portal has no production sign-in"),
+        "`iss` of the citizen identity provider the portal signs patients in with (OpenID Connect, authorization code with PKCE)";
+    "portal.oidc_client_id", "portal-oidc-client-id", "ID", Unset("required with portal.oidc_issuer"),
+        "The portal's client id at that provider";
+    "portal.oidc_client_secret_file", "portal-oidc-client-secret-file", "FILE", Unset("none: a public client, PKCE only"),
+        "File holding the portal's client secret (mode 0600); the secret itself is never a setting";
+    "portal.oidc_redirect_url", "portal-oidc-redirect-url", "URL", Derived("<public_base_url>/portal/login/callback"),
+        "The redirect URL registered at the provider";
+    "portal.oidc_discovery", "portal-oidc-discovery", "FILE", Derived("<issuer>/.well-known/openid-configuration"),
+        "The provider's discovery document, read from this file instead of from the issuer";
+    "portal.oidc_jwks", "portal-oidc-jwks", "FILE", Derived("the discovery document's jwks_uri"),
+        "The provider's JWKS, read from this file instead of from its jwks_uri";
+    "portal.oidc_ca", "portal-oidc-ca", "FILE", Unset("the usual web roots"),
+        "CA bundle (PEM) the provider's HTTPS certificate must chain to";
+    "portal.oidc_hetu_claim", "portal-oidc-hetu-claim", "CLAIM", Value("hetu"),
+        "The ID token claim that holds the patient's HETU";
     "plaintext_listen", "plaintext-listen", "ADDR", Unset("none"),
         "There is no plaintext listener: setting this is refused with the reason", hidden;
     "tls.enabled", "tls-enabled", "BOOL", Value("true"),
@@ -383,6 +399,8 @@ pub struct Config {
     pub harvest: HarvestPolicy,
     /// How long a portal session lives without a request.
     pub portal_idle: std::time::Duration,
+    /// The portal's production sign-in, when configured.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// What the gateway does about a professional who reaches unusually many patients.
@@ -736,6 +754,7 @@ impl Config {
             audit_checkpoint_millis,
             harvest,
             portal_idle: std::time::Duration::from_secs(idle_minutes * 60),
+            oidc: portal::oidc(&raw)?,
         })
     }
 }
@@ -760,6 +779,9 @@ pub fn settings_table() -> String {
     }
     table
 }
+
+mod portal;
+pub use portal::OidcSettings;
 
 #[cfg(test)]
 mod tests;

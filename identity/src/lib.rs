@@ -24,6 +24,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod oidc;
+pub use oidc::IdTokenVerifier;
+
 /// Why a request's principal could not be made. Messages name claims and rules, never a claim's
 /// value: they are answered to the caller and logged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -165,6 +165,7 @@ texts! {
     HetuLabel => "Henkilötunnus", "Personbeteckning", "Personal identity code";
     HetuHint => "Esimerkiksi 131052-308T", "Till exempel 131052-308T", "For example 131052-308T";
     SignInDev => "Kirjaudu (kehitys)", "Logga in (utveckling)", "Sign in (development)";
+    SignInFailed => "Kirjautuminen epäonnistui. Yritä uudelleen.", "Inloggningen misslyckades. Försök igen.", "Signing in failed. Please try again.";
     SignedOut => "Olet kirjautunut ulos.", "Du har loggat ut.", "You have signed out.";
     NoSignIn => "Kirjautumista ei ole määritetty tähän palveluun.", "Inloggning är inte konfigurerad för denna tjänst.", "No sign-in is configured for this service.";
     DocumentsTitle => "Omat asiakirjat", "Mina dokument", "My documents";

@@ -8,12 +8,14 @@
 //!
 //! Files: `session.rs` (cookies, sessions, CSRF), `i18n.rs` (the three languages),
 //! `records.rs` (what is read, as the patient), `choices.rs` (restrictions as FHIR Consents),
-//! `views.rs` (the pages), and one file of handlers per part: `signin.rs`, `pages.rs`
+//! `views.rs` (the pages), `oidc.rs` (production sign-in), and one file of handlers per part:
+//! `signin.rs`, `pages.rs`
 //! (documents), `access.rs` (the access log and its live updates), `restrictions.rs`.
 
 mod access;
 mod choices;
 pub mod i18n;
+pub mod oidc;
 mod pages;
 mod records;
 mod restrictions;
@@ -36,15 +38,17 @@ use records::{Directory, Reader};
 use session::{Session, Sessions, LANG_COOKIE, SESSION_COOKIE};
 use views::{Page, Section};
 
-/// The portal's state on a node: its sessions and the names it has looked up.
+/// The portal's state on a node: its sessions, the names it has looked up, and the identity
+/// provider's client when production sign-in is configured.
 pub struct Portal {
     pub sessions: Sessions,
     directory: Arc<Directory>,
+    oidc: Option<oidc::OidcClient>,
 }
 
 impl Portal {
-    pub fn new(idle: Duration) -> Self {
-        Portal { sessions: Sessions::new(idle), directory: Arc::new(Directory::default()) }
+    pub fn new(idle: Duration, oidc: Option<oidc::OidcClient>) -> Self {
+        Portal { sessions: Sessions::new(idle), directory: Arc::new(Directory::default()), oidc }
     }
 }
 
@@ -71,6 +75,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/static/portal.js", web::get().to(script))
             .route("/login", web::get().to(signin::page))
             .route("/login/dev", web::post().to(signin::development))
+            .route("/login/oidc", web::get().to(signin::begin))
+            .route("/login/callback", web::get().to(signin::callback))
             .route("/logout", web::post().to(signin::sign_out))
             .route("/documents", web::get().to(pages::documents))
             .route("/documents/{id}", web::get().to(pages::document))

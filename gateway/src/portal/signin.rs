@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use fhir_profiles::Hetu;
 
 use crate::portal::i18n::Text;
+use crate::portal::oidc::{OidcError, SIGN_IN_TIME, STATE_COOKIE};
 use crate::portal::session::{cookie, random_token, same_token, SESSION_COOKIE, SIGN_IN_COOKIE};
 use crate::portal::views::{self, Section};
 use crate::portal::{cookie_value, Failure, Form, Portal, Visit};
@@ -41,7 +42,8 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
     };
     let token = visit.development.then(random_token);
     let page = visit.page(Section::SignIn);
-    let mut response = visit.html(StatusCode::OK, views::sign_in(&page, notice, token.as_deref(), false));
+    let oidc = portal.oidc.is_some();
+    let mut response = visit.html(StatusCode::OK, views::sign_in(&page, notice, token.as_deref(), oidc));
     if let Some(token) = token {
         if let Ok(value) = header::HeaderValue::from_str(&cookie(SIGN_IN_COOKIE, &token, true, Some(SIGN_IN_SECONDS))) {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -113,4 +115,93 @@ pub async fn sign_out(
         .insert_header((header::LOCATION, "/portal/login?signed_out=1"))
         .append_header((header::SET_COOKIE, cookie(SESSION_COOKIE, "", true, Some(0))))
         .finish()
+}
+
+/// `GET /portal/login/oidc`: to the identity provider, with this sign-in's `state` in a cookie.
+pub async fn begin(request: HttpRequest, state: web::Data<AppState>, portal: web::Data<Portal>) -> HttpResponse {
+    let visit = Visit::of(&request, &state, &portal);
+    let Some(oidc) = &portal.oidc else { return visit.failed(Failure::NotFound) };
+    match oidc.begin() {
+        Ok((sign_in_state, url)) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, url))
+            .append_header((
+                header::SET_COOKIE,
+                format!(
+                    "{STATE_COOKIE}={sign_in_state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+                    SIGN_IN_TIME.as_secs()
+                ),
+            ))
+            .finish(),
+        Err(error) => {
+            tracing::warn!(%error, "a portal sign-in could not begin");
+            visit.failed(Failure::Gateway(crate::error::GatewayError::Unavailable(error.to_string())))
+        }
+    }
+}
+
+/// `GET /portal/login/callback?code=…&state=…`: the provider's answer. A wrong or used
+/// `state`, a `state` from another browser, or an ID token that does not verify (issuer,
+/// audience, signature, expiry, nonce) is refused, recorded, and signs nobody in.
+pub async fn callback(request: HttpRequest, state: web::Data<AppState>, portal: web::Data<Portal>) -> HttpResponse {
+    let visit = Visit::of(&request, &state, &portal);
+    if portal.oidc.is_none() {
+        return visit.failed(Failure::NotFound);
+    }
+    let query = crate::http::query_pairs(&request);
+    let param = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (code, sign_in_state) = (param("code"), param("state"));
+    let cookie_state = cookie_value(&request, STATE_COOKIE).unwrap_or_default();
+    let completed = if code.is_empty() || sign_in_state.is_empty() {
+        Err(OidcError::Refused("the provider's answer has no code or state".into()))
+    } else {
+        let portal = portal.clone().into_inner();
+        web::block(move || portal.oidc.as_ref().map(|oidc| oidc.complete(&sign_in_state, &cookie_state, &code)))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Err(OidcError::Refused("the sign-in could not be completed".into())))
+    };
+    let hetu = completed.and_then(|text| {
+        Hetu::parse(&text).map_err(|_| OidcError::Refused("the HETU claim is not a valid HETU".into()))
+    });
+    match hetu {
+        Ok(hetu) => {
+            let pseudonym = state.store.pseudonyms().patient_from_hetu(&hetu);
+            let mut response = signed_in(&visit, &request, &portal, pseudonym);
+            if let Ok(value) = header::HeaderValue::from_str(&format!(
+                "{STATE_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+            )) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(OidcError::Provider { .. }) => {
+            visit.failed(Failure::Gateway(crate::error::GatewayError::Unavailable("the identity provider".into())))
+        }
+        Err(OidcError::Refused(reason)) => {
+            tracing::info!(%reason, "a portal sign-in was refused");
+            refused_sign_in(&request, &state).await;
+            let page = visit.page(Section::Error);
+            visit.html(StatusCode::FORBIDDEN, views::error(&page, Text::ErrorTitle, visit.lang.t(Text::SignInFailed)))
+        }
+    }
+}
+
+/// A refused sign-in, recorded like a refused token: who is unknown, where it came from is not.
+async fn refused_sign_in(request: &HttpRequest, state: &web::Data<AppState>) {
+    let address = request.peer_addr().map(|a| a.ip().to_string());
+    let agent = crate::audit::agent(&consent::Principal::Anonymous, None, address);
+    let event = crate::audit::event(
+        audit_log::Action::AuthenticationRefused,
+        audit_log::Outcome::MinorFailure,
+        &agent,
+        None,
+        Vec::new(),
+        crate::audit::now(),
+    );
+    let store = state.store.clone();
+    let recorded = web::block(move || store.record(vec![store::audit::AuditRecord::new(&event)])).await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        tracing::warn!("a refused portal sign-in could not be recorded in the audit log");
+    }
 }

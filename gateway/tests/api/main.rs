@@ -13,5 +13,6 @@ mod harvest;
 mod identity;
 mod import;
 mod portal;
+mod portal_oidc;
 mod storage;
 mod submission;

@@ -22,9 +22,10 @@ const SECOND_EVENT: &str = "1.2.246.10.87654321.10.1.5.2";
 
 /// A browser without script: a cookie jar of the portal's two cookies, forms posted as forms.
 pub struct Browser {
-    client: Client,
+    pub client: Client,
     pub session: Option<String>,
     sign_in: Option<String>,
+    oidc: Option<String>,
 }
 
 pub fn attribute<'a>(html: &'a str, marker: &str) -> Option<&'a str> {
@@ -38,7 +39,7 @@ impl Browser {
         let client =
             Client::new(Target { base_url: gateway.base_url.clone(), ca: Some(gateway.ca()), ..Target::default() })
                 .unwrap();
-        Browser { client, session: None, sign_in: None }
+        Browser { client, session: None, sign_in: None, oidc: None }
     }
 
     fn cookies(&self) -> String {
@@ -48,6 +49,9 @@ impl Browser {
         }
         if let Some(s) = &self.sign_in {
             cookies.push(format!("__Host-vaitio-sign-in={s}"));
+        }
+        if let Some(s) = &self.oidc {
+            cookies.push(format!("__Host-vaitio-oidc={s}"));
         }
         cookies.join("; ")
     }
@@ -63,6 +67,7 @@ impl Browser {
             match cookie {
                 "__Host-vaitio-session" => self.session = value,
                 "__Host-vaitio-sign-in" => self.sign_in = value,
+                "__Host-vaitio-oidc" => self.oidc = value,
                 _ => {}
             }
         }
