@@ -413,6 +413,9 @@ pub struct LogQuery {
     pub count: usize,
     /// Only entries after this position: what a reader who has seen up to it has not.
     pub after: Option<i64>,
+    /// Leave the total uncounted (answered as -1): a reader that pages by "is there more"
+    /// spares the count over every matching entry.
+    pub without_total: bool,
 }
 
 /// How many entries match, and a page of them: position and event bytes, newest first.
@@ -451,7 +454,7 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
     }
     macro_rules! run {
         ($conn:expr) => {{
-            let total: i64 = filtered!().count().get_result($conn)?;
+            let total: i64 = if query.without_total { -1 } else { filtered!().count().get_result($conn)? };
             let page: Vec<(i64, Vec<u8>)> = filtered!()
                 .order(e::seq.desc())
                 .offset(query.offset as i64)

@@ -180,12 +180,16 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             from: filters.from.map(|d| millis(d, false)),
             to: filters.to.map(|d| millis(d, true)),
             offset: (number - 1) * PAGE_SIZE,
-            count: PAGE_SIZE,
+            // One more than a page: whether there is a next page, without counting them all.
+            count: PAGE_SIZE + 1,
+            without_total: true,
             ..LogQuery::default()
         };
-        let (total, rows, newest, organisations) = web::block(move || -> Result<_, Failure> {
+        let (more, rows, newest, organisations) = web::block(move || -> Result<_, Failure> {
             let store = reader.store().clone();
-            let (total, page) = store.read_log(&query)?;
+            let (_, mut page) = store.read_log(&query)?;
+            let more = page.len() > PAGE_SIZE;
+            page.truncate(PAGE_SIZE);
             record(&reader, "portal: access log")?;
             let newest = page.first().map(|(seq, _)| *seq).unwrap_or(0);
             let rows: Vec<String> = page
@@ -193,16 +197,16 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
                 .filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes))
                 .map(|e| row(lang, &e))
                 .collect();
-            let (holders, _) = reader.holders()?;
+            let holders = reader.holders()?.0.clone();
             let organisations: Vec<(String, String)> = holders
                 .into_iter()
                 .map(|oid| (reader.name(ResourceType::Organization, &oid).unwrap_or_else(|| oid.clone()), oid))
                 .collect();
-            Ok((usize::try_from(total).unwrap_or(0), rows, newest, organisations))
+            Ok((more, rows, newest, organisations))
         })
         .await??;
         let page = visit.page(Section::Access);
-        let body = view(&page, &filters, &organisations, total, number, &rows, live.then_some(newest));
+        let body = view(&page, &filters, &organisations, more, number, &rows, live.then_some(newest));
         Ok::<_, Failure>(visit.html(StatusCode::OK, body))
     };
     shown.await.unwrap_or_else(|failure| visit.failed(failure))
@@ -227,7 +231,7 @@ fn view(
     page: &Page<'_>,
     filters: &Filters,
     organisations: &[(String, String)],
-    total: usize,
+    more: bool,
     number: usize,
     rows: &[String],
     live_after: Option<i64>,
@@ -245,7 +249,6 @@ fn view(
         base.append_pair("to", &to.format("%Y-%m-%d").to_string());
     }
     let base = format!("/portal/access-log?{}", base.finish());
-    let pages = total.div_ceil(PAGE_SIZE);
     let body = html! {
         p { (lang.t(Text::AccessIntro)) }
         form.filters method="get" action="/portal/access-log" {
@@ -268,7 +271,7 @@ fn view(
             }
             button type="submit" { (lang.t(Text::Filter)) }
         }
-        @if rows.is_empty() && live_after.is_none() { p { (lang.t(Text::AccessEmpty)) } }
+        @if rows.is_empty() { p { (lang.t(Text::AccessEmpty)) } }
         div.scroll {
             table #access-log {
                 caption { (lang.t(Text::AccessCaption)) }
@@ -284,17 +287,18 @@ fn view(
                 }
             }
         }
-        (views_pager(page, &base, number, pages, total))
+        (views_pager(page, &base, number, more))
     };
     views::layout(page, lang.t(Text::AccessTitle), body)
 }
 
-fn views_pager(page: &Page<'_>, base: &str, number: usize, pages: usize, total: usize) -> maud::Markup {
+/// Previous and next: the log pages by "is there more", never counting every entry.
+fn views_pager(page: &Page<'_>, base: &str, number: usize, more: bool) -> maud::Markup {
     html! {
         nav.pager aria-label=(page.t(Text::Pages)) {
             @if number > 1 { a rel="prev" href={ (base) "&page=" (number - 1) } { (page.t(Text::Previous)) } }
-            span { (page.lang.fill(Text::PageOf, &[&page.lang.number(number), &page.lang.number(pages.max(1)), &page.lang.number(total)])) }
-            @if number < pages { a rel="next" href={ (base) "&page=" (number + 1) } { (page.t(Text::Next)) } }
+            span { (page.lang.fill(Text::PageNumber, &[&page.lang.number(number)])) }
+            @if more { a rel="next" href={ (base) "&page=" (number + 1) } { (page.t(Text::Next)) } }
         }
     }
 }

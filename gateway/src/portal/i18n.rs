@@ -183,6 +183,7 @@ texts! {
     Previous => "Edellinen sivu", "Föregående sida", "Previous page";
     Next => "Seuraava sivu", "Nästa sida", "Next page";
     PageOf => "Sivu {} / {}, yhteensä {}", "Sida {} av {}, totalt {}", "Page {} of {}, {} in all";
+    PageNumber => "Sivu {}", "Sida {}", "Page {}";
     Pages => "Sivut", "Sidor", "Pages";
     Note => "Muistiinpano", "Anteckning", "Note";
     Diagnoses => "Diagnoosit", "Diagnoser", "Diagnoses";

@@ -243,6 +243,13 @@ impl Visit {
         }
     }
 
+    /// A posted form, once its CSRF token is the signed-in session's.
+    pub async fn signed_form(&self, request: &HttpRequest, payload: web::Payload) -> Result<Form, Failure> {
+        let form = Form::read(request, payload).await?;
+        self.check_csrf(&form)?;
+        Ok(form)
+    }
+
     /// A page: HTML, and the language cookie when a language was chosen.
     pub fn html(&self, status: StatusCode, body: String) -> HttpResponse {
         let mut response = HttpResponse::build(status);

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use audit_log::{Action, Agent};
 use consent::Principal;
 use fhir_profiles::{icd10_text, ResourceType};
-use serde_json::Value;
+use serde_json::{json, Value};
 use store::cache::BoundedMap;
 use store::{Criterion, Head, Store};
 
-use crate::enforce::{Enforcement, Gate};
+use crate::enforce::{Enforcement, Gate, Released};
 use crate::error::GatewayError;
 use crate::portal::choices::Restriction;
 
@@ -70,11 +70,17 @@ pub struct StoredRestriction {
 /// access log names the same few people again and again.
 pub struct Directory {
     names: BoundedMap<Option<String>>,
+    /// Each patient's data holders, briefly: the access log's filter lists them on every page.
+    holders: BoundedMap<(std::time::Instant, Arc<Holders>)>,
 }
+
+/// How long a patient's list of holders is reused: a new organisation appears in the filter
+/// after at most this long.
+const HOLDERS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for Directory {
     fn default() -> Self {
-        Directory { names: BoundedMap::new(4096) }
+        Directory { names: BoundedMap::new(4096), holders: BoundedMap::new(4096) }
     }
 }
 
@@ -187,12 +193,13 @@ impl Reader {
         let mut heads = self.heads(ResourceType::Bundle)?;
         heads.sort_by(|a, b| b.last_updated.cmp(&a.last_updated).then_with(|| b.id.cmp(&a.id)));
         let (total, page) = gate.release_page(heads, offset, count)?;
-        let mut summaries = Vec::with_capacity(page.len());
-        for head in &page {
-            let Some(row) = self.store().current(ResourceType::Bundle, &head.get().id)? else { continue };
-            let Some(body) = gate.open_if_released(row)? else { continue };
-            let bundle: Value = serde_json::from_slice(&body).unwrap_or_default();
-            summaries.push(summary(&head.get().id, &bundle, head.get().service_event.as_deref(), &restrictions));
+        // The page's current versions in one query, each judged again as a version.
+        let rows = gate.release(self.store().current_versions(page.iter().map(Released::get))?)?;
+        let mut summaries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body = gate.open(row)?;
+            let row = row.get();
+            summaries.push(summary_of(&row.id, &body, row.service_event.as_deref(), &restrictions));
         }
         gate.record(Action::Search, &self.agent, Some("portal: my documents"))?;
         Ok((total, summaries))
@@ -266,7 +273,13 @@ impl Reader {
 
     /// The organisations that hold the patient's data, by OID, and the service events of their
     /// documents with the organisation that recorded each.
-    pub fn holders(&self) -> Result<Holders, GatewayError> {
+    pub fn holders(&self) -> Result<Arc<Holders>, GatewayError> {
+        let key = self.pseudonym();
+        if let Some((at, holders)) = self.directory.holders.get(key) {
+            if at.elapsed() < HOLDERS_FOR {
+                return Ok(holders);
+            }
+        }
         let mut organisations = Vec::new();
         let mut events = Vec::new();
         for head in self.heads(ResourceType::Bundle)? {
@@ -281,7 +294,34 @@ impl Reader {
                 }
             }
         }
-        Ok((organisations, events))
+        let holders = Arc::new((organisations, events));
+        self.directory.holders.put(key, (std::time::Instant::now(), holders.clone()));
+        Ok(holders)
+    }
+
+    /// The organisations whose professionals reached the patient's data lately (the newest 500
+    /// entries of their access log), for choosing one to deny.
+    pub fn readers(&self) -> Result<Vec<String>, GatewayError> {
+        let query = store::audit::LogQuery {
+            patients: Some(vec![self.pseudonym().to_owned()]),
+            count: 500,
+            without_total: true,
+            ..store::audit::LogQuery::default()
+        };
+        let (_, entries) = self.store().read_log(&query)?;
+        let mut organisations: Vec<String> = Vec::new();
+        for (_, bytes) in entries {
+            if let Ok(audit_log::AuditEvent {
+                agent: Agent { who: audit_log::Who::Practitioner { organisation, .. }, .. },
+                ..
+            }) = audit_log::AuditEvent::from_canonical(&bytes)
+            {
+                if !organisations.contains(&organisation) {
+                    organisations.push(organisation);
+                }
+            }
+        }
+        Ok(organisations)
     }
 
     /// The name of a practitioner or an organisation, or `None`.
@@ -303,6 +343,65 @@ fn entries(bundle: &Value) -> HashMap<&str, &Value> {
         .flatten()
         .filter_map(|e| Some((e["fullUrl"].as_str()?, &e["resource"])))
         .collect()
+}
+
+/// What the list reads of a document, parsed alone: the rest of the Bundle (the note above
+/// all) is skipped by the parser rather than built into a tree.
+#[derive(serde::Deserialize)]
+struct ListedBundle {
+    #[serde(default)]
+    entry: Vec<ListedEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedEntry {
+    #[serde(default, rename = "fullUrl")]
+    full_url: String,
+    resource: ListedResource,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct ListedResource {
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    date: Option<String>,
+    title: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    author: Option<Value>,
+    custodian: Option<Value>,
+    name: Option<Value>,
+    qualification: Option<Value>,
+}
+
+/// A document's line in the list, from its stored bytes.
+fn summary_of(id: &str, body: &[u8], service_event: Option<&str>, restrictions: &[StoredRestriction]) -> Summary {
+    let bundle: ListedBundle = serde_json::from_slice(body).unwrap_or(ListedBundle { entry: Vec::new() });
+    let Some(composition) = bundle.entry.first().map(|e| &e.resource) else {
+        return Summary { id: id.to_owned(), ..Summary::default() };
+    };
+    let find = |reference: Option<&Value>| -> Option<&ListedResource> {
+        let reference = reference?["reference"].as_str()?;
+        bundle.entry.iter().find(|e| e.full_url == reference).map(|e| &e.resource)
+    };
+    let author = find(composition.author.as_ref().and_then(|a| a.get(0)));
+    let person = author.map(|a| json!({"name": a.name, "qualification": a.qualification}));
+    let organisation = find(composition.custodian.as_ref()).filter(|o| o.resource_type == "Organization");
+    Summary {
+        id: id.to_owned(),
+        date: composition.date.clone().unwrap_or_default(),
+        organisation: organisation.and_then(|o| o.name.as_ref()?.as_str().map(str::to_owned)).unwrap_or_default(),
+        service_event: service_event.map(str::to_owned),
+        kind: composition
+            .title
+            .clone()
+            .or_else(|| composition.kind.as_ref()?["coding"][0]["display"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        author: person.as_ref().and_then(person_name).unwrap_or_default(),
+        profession: person.as_ref().and_then(profession),
+        restricted: restrictions.iter().any(|r| r.restriction.covers(service_event)),
+    }
 }
 
 fn summary(id: &str, bundle: &Value, service_event: Option<&str>, restrictions: &[StoredRestriction]) -> Summary {
@@ -398,5 +497,12 @@ mod tests {
         assert_eq!(document.risk, vec!["Suicide risk: low"]);
         assert_eq!(document.plan.len(), 1);
         assert!(!document.summary.restricted);
+        let listed =
+            summary_of("b-1", &serde_json::to_vec(&bundle).unwrap(), Some("1.2.246.10.12345678.10.1.77.1"), &[]);
+        let full = &document.summary;
+        assert_eq!(
+            (&listed.date, &listed.organisation, &listed.kind, &listed.author, &listed.profession),
+            (&full.date, &full.organisation, &full.kind, &full.author, &full.profession)
+        );
     }
 }

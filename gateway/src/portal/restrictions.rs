@@ -36,7 +36,13 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
         let reader = visit.reader(&request)?;
         let (restrictions, holders, events, names, has_data) = web::block(move || -> Result<_, Failure> {
             let restrictions = reader.restrictions()?;
-            let (holders, events) = reader.holders()?;
+            let (mut holders, events) = (*reader.holders()?).clone();
+            // Those that hold the data, then those that have read it.
+            for organisation in reader.readers()? {
+                if !holders.contains(&organisation) {
+                    holders.push(organisation);
+                }
+            }
             let mut oids: Vec<String> = holders.clone();
             oids.extend(restrictions.iter().filter_map(|r| match &r.restriction.choice {
                 Choice::DenyOrganisation(oid) => Some(oid.clone()),
@@ -238,19 +244,8 @@ pub async fn propose(
     state: web::Data<AppState>,
     portal: web::Data<Portal>,
 ) -> HttpResponse {
-    let visit = Visit::of(&request, &state, &portal);
-    let done = async {
-        let reader = visit.reader(&request)?;
-        let form = Form::read(&request, payload).await?;
-        visit.check_csrf(&form)?;
-        let restriction = restriction(visit.lang, &form)?;
-        if form.get("action") == Some("save") {
-            web::block(move || save(&reader, Change::Add(restriction))).await??;
-            return Ok(visit.see_other("/portal/restrictions?saved=1"));
-        }
-        show_preview(&visit, reader, &form, Change::Add(restriction)).await
-    };
-    done.await.unwrap_or_else(|failure| visit.failed(failure))
+    let read = |lang, form: &Form, _: &HttpRequest| Ok(Change::Add(restriction(lang, form)?));
+    answer(request, payload, state, portal, read, "saved").await
 }
 
 /// `POST /portal/restrictions/{id}/withdraw`: the same, for withdrawing one.
@@ -260,22 +255,39 @@ pub async fn withdraw(
     state: web::Data<AppState>,
     portal: web::Data<Portal>,
 ) -> HttpResponse {
-    let visit = Visit::of(&request, &state, &portal);
-    let done = async {
-        let reader = visit.reader(&request)?;
-        let form = Form::read(&request, payload).await?;
-        visit.check_csrf(&form)?;
+    let read = |_, _: &Form, request: &HttpRequest| {
         let id = request.match_info().get("id").unwrap_or("").to_owned();
-        if !is_valid_id(&id) {
-            return Err(Failure::NotFound);
+        if is_valid_id(&id) {
+            Ok(Change::Withdraw(id))
+        } else {
+            Err(Failure::NotFound)
         }
-        if form.get("action") == Some("save") {
-            web::block(move || save(&reader, Change::Withdraw(id))).await??;
-            return Ok(visit.see_other("/portal/restrictions?withdrawn=1"));
-        }
-        show_preview(&visit, reader, &form, Change::Withdraw(id)).await
     };
-    done.await.unwrap_or_else(|failure| visit.failed(failure))
+    answer(request, payload, state, portal, read, "withdrawn").await
+}
+
+/// A proposed change, from a form with the session's token: its preview, or (`action=save`)
+/// saved, then back to the list with `?{done}=1`.
+async fn answer(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    portal: web::Data<Portal>,
+    read: impl FnOnce(Lang, &Form, &HttpRequest) -> Result<Change, Failure>,
+    done: &str,
+) -> HttpResponse {
+    let visit = Visit::of(&request, &state, &portal);
+    let answered = async {
+        let reader = visit.reader(&request)?;
+        let form = visit.signed_form(&request, payload).await?;
+        let change = read(visit.lang, &form, &request)?;
+        if form.get("action") == Some("save") {
+            web::block(move || save(&reader, change)).await??;
+            return Ok(visit.see_other(&format!("/portal/restrictions?{done}=1")));
+        }
+        show_preview(&visit, reader, &form, change).await
+    };
+    answered.await.unwrap_or_else(|failure| visit.failed(failure))
 }
 
 /// Saves a change through the API's write path: a new Consent, or the patient's Consent made
@@ -371,7 +383,7 @@ async fn show_preview(visit: &Visit, reader: Reader, form: &Form, change: Change
         };
         let mut heads = reader.clinical_heads()?;
         heads.sort_by(|a, b| (a.resource_type.as_str(), &a.id).cmp(&(b.resource_type.as_str(), &b.id)));
-        let (holders, _) = reader.holders()?;
+        let holders = reader.holders()?.0.clone();
         let gp_org = gp_org.or_else(|| holders.first().cloned()).unwrap_or_else(|| ANOTHER_ORGANISATION.to_owned());
         let other_org = match &what.choice {
             Choice::DenyOrganisation(oid) => oid.clone(),

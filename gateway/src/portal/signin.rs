@@ -101,11 +101,7 @@ pub async fn sign_out(
     portal: web::Data<Portal>,
 ) -> HttpResponse {
     let visit = Visit::of(&request, &state, &portal);
-    let form = match Form::read(&request, payload).await {
-        Ok(form) => form,
-        Err(failure) => return visit.failed(failure),
-    };
-    if let Err(failure) = visit.check_csrf(&form) {
+    if let Err(failure) = visit.signed_form(&request, payload).await {
         return visit.failed(failure);
     }
     if let Some((id, _)) = &visit.session {
