@@ -416,6 +416,9 @@ pub struct LogQuery {
     /// Leave the total uncounted (answered as -1): a reader that pages by "is there more"
     /// spares the count over every matching entry.
     pub without_total: bool,
+    /// Leave out the entries of this agent (a patient reading their log without their own
+    /// visits).
+    pub except_agent: Option<String>,
 }
 
 /// How many entries match, and a page of them: position and event bytes, newest first.
@@ -448,6 +451,9 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
             }
             if let Some(after) = query.after {
                 q = q.filter(e::seq.gt(after));
+            }
+            if let Some(agent) = &query.except_agent {
+                q = q.filter(e::agent.is_null().or(e::agent.ne(agent.clone())));
             }
             q
         }};

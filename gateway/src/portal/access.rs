@@ -133,10 +133,12 @@ struct Filters {
     organisation: Option<String>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
+    /// The patient's own visits to the portal are left out unless asked for.
+    mine: bool,
 }
 
 fn filters(request: &HttpRequest) -> Result<Filters, Failure> {
-    let mut filters = Filters { organisation: None, from: None, to: None };
+    let mut filters = Filters { organisation: None, from: None, to: None, mine: false };
     for (name, value) in crate::http::query_pairs(request) {
         if value.is_empty() {
             continue;
@@ -147,6 +149,7 @@ fn filters(request: &HttpRequest) -> Result<Filters, Failure> {
             "organisation" => return Err(Failure::BadForm(name)),
             "from" => filters.from = Some(date()?),
             "to" => filters.to = Some(date()?),
+            "mine" => filters.mine = value == "1",
             _ => {}
         }
     }
@@ -174,6 +177,7 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
         let filters = filters(&request)?;
         let lang = visit.lang;
         let live = number == 1 && filters.organisation.is_none() && filters.from.is_none() && filters.to.is_none();
+        let except_agent = (!filters.mine).then(|| reader.pseudonym().to_owned());
         let query = LogQuery {
             patients: Some(vec![reader.pseudonym().to_owned()]),
             organisations: filters.organisation.iter().cloned().collect(),
@@ -183,6 +187,7 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             // One more than a page: whether there is a next page, without counting them all.
             count: PAGE_SIZE + 1,
             without_total: true,
+            except_agent,
             ..LogQuery::default()
         };
         let (more, rows, newest, organisations) = web::block(move || -> Result<_, Failure> {
@@ -248,6 +253,9 @@ fn view(
     if let Some(to) = filters.to {
         base.append_pair("to", &to.format("%Y-%m-%d").to_string());
     }
+    if filters.mine {
+        base.append_pair("mine", "1");
+    }
     let base = format!("/portal/access-log?{}", base.finish());
     let body = html! {
         p { (lang.t(Text::AccessIntro)) }
@@ -269,6 +277,10 @@ fn view(
                 label for="to" { (lang.t(Text::FilterTo)) }
                 input #to type="date" name="to" value=(date(&filters.to));
             }
+            div.choice {
+                input #mine type="checkbox" name="mine" value="1" checked[filters.mine];
+                label for="mine" { (lang.t(Text::IncludeMine)) }
+            }
             button type="submit" { (lang.t(Text::Filter)) }
         }
         @if rows.is_empty() { p { (lang.t(Text::AccessEmpty)) } }
@@ -282,7 +294,7 @@ fn view(
                     th scope="col" { (lang.t(Text::ColPurpose)) }
                     th scope="col" { (lang.t(Text::ColWhat)) }
                 } }
-                tbody #entries data-live-after=[live_after] aria-live="polite" {
+                tbody #entries data-live-after=[live_after] data-mine=[filters.mine.then_some("1")] aria-live="polite" {
                     @for row in rows { (views::trusted(row.clone())) }
                 }
             }
@@ -316,11 +328,9 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
     let Some(session_id) = visit.session.as_ref().map(|(id, _)| id.clone()) else {
         return HttpResponse::Unauthorized().finish();
     };
-    let after = crate::http::query_pairs(&request)
-        .into_iter()
-        .find(|(n, _)| n == "after")
-        .and_then(|(_, v)| v.parse::<i64>().ok())
-        .unwrap_or(0);
+    let params = crate::http::query_pairs(&request);
+    let after = params.iter().find(|(n, _)| n == "after").and_then(|(_, v)| v.parse::<i64>().ok()).unwrap_or(0);
+    let mine = params.iter().any(|(n, v)| n == "mine" && v == "1");
     let reader = std::sync::Arc::new(reader);
     let opened = reader.clone();
     if let Err(failure) =
@@ -341,6 +351,8 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
                 patients: Some(vec![reader.pseudonym().to_owned()]),
                 after: Some(after),
                 count: 50,
+                without_total: true,
+                except_agent: (!mine).then(|| reader.pseudonym().to_owned()),
                 ..LogQuery::default()
             };
             let found = web::block(move || -> Result<Vec<(i64, String)>, Failure> {

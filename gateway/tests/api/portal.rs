@@ -199,8 +199,10 @@ on_both_backends! {
         let log = browser.get("/portal/access-log");
         assert_eq!(log.status, 200);
         assert_page_headers(&log);
-        assert!(log.text().contains("You (in the portal)"), "{}", log.text());
         assert!(log.text().contains("Anna Korhonen"), "the submitting therapist, by name");
+        assert!(!log.text().contains("You (in the portal)"), "the patient's own visits only when asked for");
+        let mine = browser.get("/portal/access-log?mine=1");
+        assert!(mine.text().contains("You (in the portal)"), "{}", mine.text());
 
         // Signing out ends the session on the server: the old cookie is worth nothing.
         let csrf = browser.csrf();

@@ -6,7 +6,8 @@
   if (!body || !body.dataset.liveAfter || !window.EventSource) {
     return;
   }
-  var source = new EventSource("/portal/access-log/live?after=" + encodeURIComponent(body.dataset.liveAfter));
+  var mine = body.dataset.mine ? "&mine=1" : "";
+  var source = new EventSource("/portal/access-log/live?after=" + encodeURIComponent(body.dataset.liveAfter) + mine);
   source.addEventListener("entry", function (event) {
     var holder = document.createElement("tbody");
     holder.innerHTML = event.data;
