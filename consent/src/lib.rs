@@ -199,6 +199,14 @@ impl<'c> Decision<'c> {
     }
 }
 
+/// Whether `principal` receives every resource of `patient`, whatever its type, labels, author,
+/// service event or the patient's Consents: a patient reading their own data (`Rule::OwnData`,
+/// decided before anything else). A caller may then page and count that patient's rows in the
+/// database and judge only the page: its counts are those that judging every row would give.
+pub fn receives_all_of(principal: &Principal, patient: &str) -> bool {
+    matches!(principal, Principal::Patient { pseudonym } if pseudonym == patient)
+}
+
 /// Decides whether `principal` may receive the resource described by `meta`, under the
 /// deployment's default rules and no patient choices.
 pub fn decide(principal: &Principal, meta: &ResourceMeta<'_>) -> Decision<'static> {

@@ -585,3 +585,41 @@ fn errors_do_not_repeat_values() {
     let error = PatientConsent::from_fhir(&consent).unwrap_err();
     assert!(!error.to_string().contains("secret"), "{error}");
 }
+
+/// `receives_all_of` says a principal receives every row of a patient only where every decision
+/// permits, whatever the row and the patient's Consents: what lets a caller page that patient's
+/// rows in the database.
+#[test]
+fn a_principal_who_receives_all_of_a_patient_is_permitted_every_row() {
+    let every_choice = compile(&[
+        deny_organisation(ORG),
+        deny_service_event(THERAPY),
+        deny_role(Role::Physician),
+        deny_everything(),
+        refuse_emergency_access(),
+    ]);
+    let labels: [&[SecurityLabel]; 3] = [NOTE, &[SecurityLabel::MentalHealth], &[]];
+    let principals = [
+        Principal::Patient { pseudonym: "p1".into() },
+        Principal::Patient { pseudonym: "p2".into() },
+        author(),
+        gp(),
+        emergency_nurse(),
+        Principal::Anonymous,
+    ];
+    for principal in &principals {
+        let all = receives_all_of(principal, "p1");
+        assert_eq!(all, *principal == Principal::Patient { pseudonym: "p1".into() });
+        for resource_type in ["Composition", "Bundle", "Consent", "Observation", "Patient"] {
+            for labels in labels {
+                for consents in [&every_choice, CompiledConsents::none()] {
+                    let meta = ResourceMeta { resource_type, ..meta(Some("p1"), labels) };
+                    let decision = decide_with(principal, &meta, consents, &Policy::default());
+                    if all {
+                        assert!(decision.is_permit(), "{resource_type} {labels:?}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -308,6 +308,31 @@ impl Gate<'_> {
         Ok((released, page))
     }
 
+    /// Releases a page of `patient`'s rows that the database paged and counted. Sound only when
+    /// the principal receives every row of that patient (`consent::receives_all_of`): then the
+    /// count and the page are those that judging every row would give. Each row of the page is
+    /// judged all the same (and listed in the audit record); a row of another patient, or one
+    /// the gate withholds, fails the request rather than be shown or counted wrongly.
+    pub fn release_patient_page<T: Stored>(
+        &self,
+        patient: &str,
+        rows: Vec<T>,
+    ) -> Result<Vec<Released<T>>, GatewayError> {
+        if !consent::receives_all_of(self.principal, patient) {
+            return Err(GatewayError::Internal(
+                "a page counted in the database for a reader who does not receive every row".into(),
+            ));
+        }
+        let mut released = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.patient() != Some(patient) || !self.decide(&row, true) {
+                return Err(GatewayError::Internal("a row of a page counted in the database was withheld".into()));
+            }
+            released.push(Released(row));
+        }
+        Ok(released)
+    }
+
     /// Notes the patients a request names, by pseudonym: each is recorded in the audit log as
     /// reached by the request, whatever it found.
     pub fn reach(&self, patients: &[String]) {

@@ -133,12 +133,13 @@ struct Filters {
     organisation: Option<String>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
-    /// The patient's own visits to the portal are left out unless asked for.
-    mine: bool,
+    /// The patient's own visits to the portal left out (asked for: a filter that reads past
+    /// them, where the unfiltered page reads only the page).
+    hide_mine: bool,
 }
 
 fn filters(request: &HttpRequest) -> Result<Filters, Failure> {
-    let mut filters = Filters { organisation: None, from: None, to: None, mine: false };
+    let mut filters = Filters { organisation: None, from: None, to: None, hide_mine: false };
     for (name, value) in crate::http::query_pairs(request) {
         if value.is_empty() {
             continue;
@@ -149,7 +150,7 @@ fn filters(request: &HttpRequest) -> Result<Filters, Failure> {
             "organisation" => return Err(Failure::BadForm(name)),
             "from" => filters.from = Some(date()?),
             "to" => filters.to = Some(date()?),
-            "mine" => filters.mine = value == "1",
+            "others" => filters.hide_mine = value == "1",
             _ => {}
         }
     }
@@ -177,7 +178,7 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
         let filters = filters(&request)?;
         let lang = visit.lang;
         let live = number == 1 && filters.organisation.is_none() && filters.from.is_none() && filters.to.is_none();
-        let except_agent = (!filters.mine).then(|| reader.pseudonym().to_owned());
+        let except_agent = filters.hide_mine.then(|| reader.pseudonym().to_owned());
         let query = LogQuery {
             patients: Some(vec![reader.pseudonym().to_owned()]),
             organisations: filters.organisation.iter().cloned().collect(),
@@ -253,8 +254,8 @@ fn view(
     if let Some(to) = filters.to {
         base.append_pair("to", &to.format("%Y-%m-%d").to_string());
     }
-    if filters.mine {
-        base.append_pair("mine", "1");
+    if filters.hide_mine {
+        base.append_pair("others", "1");
     }
     let base = format!("/portal/access-log?{}", base.finish());
     let body = html! {
@@ -278,8 +279,8 @@ fn view(
                 input #to type="date" name="to" value=(date(&filters.to));
             }
             div.choice {
-                input #mine type="checkbox" name="mine" value="1" checked[filters.mine];
-                label for="mine" { (lang.t(Text::IncludeMine)) }
+                input #others type="checkbox" name="others" value="1" checked[filters.hide_mine];
+                label for="others" { (lang.t(Text::HideMine)) }
             }
             button type="submit" { (lang.t(Text::Filter)) }
         }
@@ -294,7 +295,7 @@ fn view(
                     th scope="col" { (lang.t(Text::ColPurpose)) }
                     th scope="col" { (lang.t(Text::ColWhat)) }
                 } }
-                tbody #entries data-live-after=[live_after] data-mine=[filters.mine.then_some("1")] aria-live="polite" {
+                tbody #entries data-live-after=[live_after] data-others=[filters.hide_mine.then_some("1")] aria-live="polite" {
                     @for row in rows { (views::trusted(row.clone())) }
                 }
             }
@@ -330,7 +331,7 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
     };
     let params = crate::http::query_pairs(&request);
     let after = params.iter().find(|(n, _)| n == "after").and_then(|(_, v)| v.parse::<i64>().ok()).unwrap_or(0);
-    let mine = params.iter().any(|(n, v)| n == "mine" && v == "1");
+    let hide_mine = params.iter().any(|(n, v)| n == "others" && v == "1");
     let reader = std::sync::Arc::new(reader);
     let opened = reader.clone();
     if let Err(failure) =
@@ -352,7 +353,7 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
                 after: Some(after),
                 count: 50,
                 without_total: true,
-                except_agent: (!mine).then(|| reader.pseudonym().to_owned()),
+                except_agent: hide_mine.then(|| reader.pseudonym().to_owned()),
                 ..LogQuery::default()
             };
             let found = web::block(move || -> Result<Vec<(i64, String)>, Failure> {

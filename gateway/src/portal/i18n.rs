@@ -221,7 +221,7 @@ texts! {
     Filter => "Rajaa", "Filtrera", "Filter";
     FilterOrganisation => "Organisaatio", "Organisation", "Organisation";
     AllOrganisations => "Kaikki organisaatiot", "Alla organisationer", "All organisations";
-    IncludeMine => "Näytä myös omat käyntini portaalissa", "Visa även mina egna besök i portalen", "Also show my own visits to the portal";
+    HideMine => "Piilota omat käyntini portaalissa", "Dölj mina egna besök i portalen", "Hide my own visits to the portal";
     FilterFrom => "Alkaen", "Från", "From";
     FilterTo => "Asti", "Till", "Until";
     PurposeTreat => "Hoito", "Vård", "Treatment";

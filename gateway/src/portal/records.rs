@@ -190,9 +190,12 @@ impl Reader {
     pub fn documents(&self, offset: usize, count: usize) -> Result<(usize, Vec<Summary>), GatewayError> {
         let gate = self.gate();
         let restrictions = self.restrictions_with(&gate)?;
-        let mut heads = self.heads(ResourceType::Bundle)?;
-        heads.sort_by(|a, b| b.last_updated.cmp(&a.last_updated).then_with(|| b.id.cmp(&a.id)));
-        let (total, page) = gate.release_page(heads, offset, count)?;
+        // A patient receives every row of their own (`consent::receives_all_of`): the database
+        // pages and counts their documents, and the gate judges the page.
+        let me = self.pseudonym();
+        let (total, heads) = self.store().patient_page(ResourceType::Bundle, me, offset, count)?;
+        let page = gate.release_patient_page(me, heads)?;
+        let total = usize::try_from(total).unwrap_or(0);
         // The page's current versions in one query, each judged again as a version.
         let rows = gate.release(self.store().current_versions(page.iter().map(Released::get))?)?;
         let mut summaries = Vec::with_capacity(rows.len());

@@ -200,9 +200,10 @@ on_both_backends! {
         assert_eq!(log.status, 200);
         assert_page_headers(&log);
         assert!(log.text().contains("Anna Korhonen"), "the submitting therapist, by name");
-        assert!(!log.text().contains("You (in the portal)"), "the patient's own visits only when asked for");
-        let mine = browser.get("/portal/access-log?mine=1");
-        assert!(mine.text().contains("You (in the portal)"), "{}", mine.text());
+        assert!(log.text().contains("You (in the portal)"), "{}", log.text());
+        let others = browser.get("/portal/access-log?others=1");
+        assert!(!others.text().contains("You (in the portal)"), "the patient's own visits hidden when asked");
+        assert!(others.text().contains("Anna Korhonen"));
 
         // Signing out ends the session on the server: the old cookie is worth nothing.
         let csrf = browser.csrf();

@@ -6,8 +6,8 @@
   if (!body || !body.dataset.liveAfter || !window.EventSource) {
     return;
   }
-  var mine = body.dataset.mine ? "&mine=1" : "";
-  var source = new EventSource("/portal/access-log/live?after=" + encodeURIComponent(body.dataset.liveAfter) + mine);
+  var others = body.dataset.others ? "&others=1" : "";
+  var source = new EventSource("/portal/access-log/live?after=" + encodeURIComponent(body.dataset.liveAfter) + others);
   source.addEventListener("entry", function (event) {
     var holder = document.createElement("tbody");
     holder.innerHTML = event.data;
