@@ -39,6 +39,8 @@ pub struct Summary {
     pub date: String,
     pub organisation: String,
     pub service_event: Option<String>,
+    /// The service event for a person: its type and the day it began, from the document.
+    pub service_event_label: Option<(String, String)>,
     pub kind: String,
     pub author: String,
     pub profession: Option<String>,
@@ -376,6 +378,26 @@ struct ListedResource {
     custodian: Option<Value>,
     name: Option<Value>,
     qualification: Option<Value>,
+    identifier: Option<Value>,
+    period: Option<Value>,
+}
+
+/// The service event Encounter of a document (the one whose identifier is the event's OID):
+/// its type's display and the day it began.
+fn event_label<'r>(
+    mut resources: impl Iterator<Item = (&'r str, Option<&'r Value>, Option<&'r Value>, Option<&'r Value>)>,
+    service_event: Option<&str>,
+) -> Option<(String, String)> {
+    let wanted = format!("urn:oid:{}", service_event?);
+    resources.find_map(|(resource_type, identifier, kind, period)| {
+        let named = identifier?.as_array()?.iter().any(|i| i["value"].as_str() == Some(wanted.as_str()));
+        if resource_type != "Encounter" || !named {
+            return None;
+        }
+        let display = kind?[0]["coding"][0]["display"].as_str()?.to_owned();
+        let start = period.and_then(|p| p["start"].as_str()).unwrap_or("").chars().take(10).collect();
+        Some((display, start))
+    })
 }
 
 /// A document's line in the list, from its stored bytes.
@@ -396,6 +418,13 @@ fn summary_of(id: &str, body: &[u8], service_event: Option<&str>, restrictions: 
         date: composition.date.clone().unwrap_or_default(),
         organisation: organisation.and_then(|o| o.name.as_ref()?.as_str().map(str::to_owned)).unwrap_or_default(),
         service_event: service_event.map(str::to_owned),
+        service_event_label: event_label(
+            bundle.entry.iter().map(|e| {
+                let r = &e.resource;
+                (r.resource_type.as_str(), r.identifier.as_ref(), r.kind.as_ref(), r.period.as_ref())
+            }),
+            service_event,
+        ),
         kind: composition
             .title
             .clone()
@@ -418,6 +447,13 @@ fn summary(id: &str, bundle: &Value, service_event: Option<&str>, restrictions: 
         date: composition["date"].as_str().unwrap_or("").to_owned(),
         organisation: organisation.and_then(|o| o["name"].as_str()).unwrap_or("").to_owned(),
         service_event: service_event.map(str::to_owned),
+        service_event_label: event_label(
+            bundle["entry"].as_array().into_iter().flatten().map(|e| {
+                let r = &e["resource"];
+                (r["resourceType"].as_str().unwrap_or(""), r.get("identifier"), r.get("type"), r.get("period"))
+            }),
+            service_event,
+        ),
         kind: composition["title"]
             .as_str()
             .or_else(|| composition["type"]["coding"][0]["display"].as_str())
@@ -507,5 +543,7 @@ mod tests {
             (&listed.date, &listed.organisation, &listed.kind, &listed.author, &listed.profession),
             (&full.date, &full.organisation, &full.kind, &full.author, &full.profession)
         );
+        let label = Some(("Psychotherapy (regime/therapy)".to_owned(), "2026-01-10".to_owned()));
+        assert_eq!((&listed.service_event_label, &full.service_event_label), (&label, &label));
     }
 }

@@ -158,6 +158,21 @@ fn profession(page: &Page<'_>, summary: &Summary) -> String {
     }
 }
 
+/// A service event for a person: its type and when it began; its OID when the document does
+/// not describe it.
+fn event(page: &Page<'_>, summary: &Summary) -> Markup {
+    html! {
+        @match (&summary.service_event_label, &summary.service_event) {
+            (Some((display, start)), _) if !start.is_empty() => {
+                (display) ", " (page.lang.fill(Text::FromDate, &[&page.lang.date(start)]))
+            }
+            (Some((display, _)), _) => (display),
+            (None, Some(oid)) => span.oid { (oid) },
+            (None, None) => "–",
+        }
+    }
+}
+
 /// A role's name in the page's language (the role codes of the professional tokens).
 pub fn role_name(lang: Lang, code: &str) -> String {
     let text = match code {
@@ -193,7 +208,7 @@ pub fn documents(page: &Page<'_>, total: usize, number: usize, pages: usize, sum
                                 td { (page.lang.date(&s.date)) }
                                 td { a href={ "/portal/documents/" (s.id) } { (s.kind) } }
                                 td { (s.organisation) }
-                                td.oid { (s.service_event.as_deref().unwrap_or("–")) }
+                                td { (event(page, s)) }
                                 td { (profession(page, s)) }
                                 td { @if s.restricted { strong { (page.t(Text::RestrictedYes)) } } @else { (page.t(Text::RestrictedNo)) } }
                             }
@@ -222,7 +237,7 @@ pub fn document(page: &Page<'_>, document: &Document) -> String {
             dt { (page.t(Text::ColDate)) } dd { (page.lang.date(&s.date)) }
             dt { (page.t(Text::ColOrganisation)) } dd { (s.organisation) }
             dt { (page.t(Text::ColAuthor)) } dd { (profession(page, s)) }
-            dt { (page.t(Text::ColServiceEvent)) } dd.oid { (s.service_event.as_deref().unwrap_or("–")) }
+            dt { (page.t(Text::ColServiceEvent)) } dd { (event(page, s)) }
             dt { (page.t(Text::ColRestricted)) } dd { @if s.restricted { strong { (page.t(Text::RestrictedYes)) } } @else { (page.t(Text::RestrictedNo)) } }
         }
         section aria-labelledby="note" { h2 #note { (page.t(Text::Note)) } (paragraphs(page, &document.note)) }

@@ -176,6 +176,7 @@ on_both_backends! {
         let html = list.text();
         assert_eq!(html.matches("href=\"/portal/documents/").count(), 2, "{html}");
         assert!(html.contains("Clinic B") && html.contains("Example Therapy Clinic"));
+        assert!(html.contains("Psychotherapy (regime/therapy), from 10 Jan 2026"), "the service event for a person");
         assert_eq!(html.matches("<h1").count(), 1);
 
         let page = browser.get(&format!("/portal/documents/{mine}"));
