@@ -3,12 +3,14 @@
 //! their restrictions, and the names of the professionals and organisations that appear in
 //! them. Every read of the patient's data is committed to the audit log before it is shown.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use audit_log::{Action, Agent};
 use consent::Principal;
 use fhir_profiles::{icd10_text, ResourceType};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use store::cache::BoundedMap;
 use store::{Criterion, Head, Store};
@@ -351,84 +353,94 @@ fn entries(bundle: &Value) -> HashMap<&str, &Value> {
 }
 
 /// What the list reads of a document, parsed alone: the rest of the Bundle (the note above
-/// all) is skipped by the parser rather than built into a tree.
+/// all) is skipped by the parser rather than built into a tree, and the parts that may matter
+/// are kept as raw text, parsed only for the few resources the line names.
 #[derive(serde::Deserialize)]
-struct ListedBundle {
-    #[serde(default)]
-    entry: Vec<ListedEntry>,
+struct ListedBundle<'a> {
+    #[serde(default, borrow)]
+    entry: Vec<ListedEntry<'a>>,
 }
 
 #[derive(serde::Deserialize)]
-struct ListedEntry {
-    #[serde(default, rename = "fullUrl")]
-    full_url: String,
-    resource: ListedResource,
+struct ListedEntry<'a> {
+    #[serde(default, rename = "fullUrl", borrow)]
+    full_url: Cow<'a, str>,
+    #[serde(borrow)]
+    resource: ListedResource<'a>,
 }
 
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
-struct ListedResource {
-    #[serde(rename = "resourceType")]
-    resource_type: String,
+struct ListedResource<'a> {
+    #[serde(rename = "resourceType", borrow)]
+    resource_type: Cow<'a, str>,
     date: Option<String>,
     title: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<Value>,
-    author: Option<Value>,
-    custodian: Option<Value>,
-    name: Option<Value>,
-    qualification: Option<Value>,
-    identifier: Option<Value>,
-    period: Option<Value>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    author: Option<&'a RawValue>,
+    #[serde(borrow)]
+    custodian: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    qualification: Option<&'a RawValue>,
+    #[serde(borrow)]
+    identifier: Option<&'a RawValue>,
+    #[serde(borrow)]
+    period: Option<&'a RawValue>,
+}
+
+/// A part kept as raw text, parsed now that it is needed (`Null` when it is absent).
+fn parsed(raw: Option<&RawValue>) -> Value {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
 }
 
 /// The service event Encounter of a document (the one whose identifier is the event's OID):
 /// its type's display and the day it began.
-fn event_label<'r>(
-    mut resources: impl Iterator<Item = (&'r str, Option<&'r Value>, Option<&'r Value>, Option<&'r Value>)>,
+fn event_label<'r, 'a: 'r>(
+    mut resources: impl Iterator<Item = &'r ListedResource<'a>>,
     service_event: Option<&str>,
 ) -> Option<(String, String)> {
     let wanted = format!("urn:oid:{}", service_event?);
-    resources.find_map(|(resource_type, identifier, kind, period)| {
-        let named = identifier?.as_array()?.iter().any(|i| i["value"].as_str() == Some(wanted.as_str()));
-        if resource_type != "Encounter" || !named {
+    resources.find_map(|resource| {
+        if resource.resource_type != "Encounter" {
             return None;
         }
-        let display = kind?[0]["coding"][0]["display"].as_str()?.to_owned();
-        let start = period.and_then(|p| p["start"].as_str()).unwrap_or("").chars().take(10).collect();
+        let identifier = parsed(resource.identifier);
+        if !identifier.as_array()?.iter().any(|i| i["value"].as_str() == Some(wanted.as_str())) {
+            return None;
+        }
+        let display = parsed(resource.kind)[0]["coding"][0]["display"].as_str()?.to_owned();
+        let start = parsed(resource.period)["start"].as_str().unwrap_or("").chars().take(10).collect();
         Some((display, start))
     })
 }
 
 /// A document's line in the list, from its stored bytes.
 fn summary_of(id: &str, body: &[u8], service_event: Option<&str>, restrictions: &[StoredRestriction]) -> Summary {
-    let bundle: ListedBundle = serde_json::from_slice(body).unwrap_or(ListedBundle { entry: Vec::new() });
+    let bundle: ListedBundle<'_> = serde_json::from_slice(body).unwrap_or(ListedBundle { entry: Vec::new() });
     let Some(composition) = bundle.entry.first().map(|e| &e.resource) else {
         return Summary { id: id.to_owned(), ..Summary::default() };
     };
-    let find = |reference: Option<&Value>| -> Option<&ListedResource> {
-        let reference = reference?["reference"].as_str()?;
+    let find = |reference: &Value| -> Option<&ListedResource<'_>> {
+        let reference = reference["reference"].as_str()?;
         bundle.entry.iter().find(|e| e.full_url == reference).map(|e| &e.resource)
     };
-    let author = find(composition.author.as_ref().and_then(|a| a.get(0)));
-    let person = author.map(|a| json!({"name": a.name, "qualification": a.qualification}));
-    let organisation = find(composition.custodian.as_ref()).filter(|o| o.resource_type == "Organization");
+    let author = find(&parsed(composition.author)[0]);
+    let person = author.map(|a| json!({"name": parsed(a.name), "qualification": parsed(a.qualification)}));
+    let organisation = find(&parsed(composition.custodian)).filter(|o| o.resource_type == "Organization");
     Summary {
         id: id.to_owned(),
         date: composition.date.clone().unwrap_or_default(),
-        organisation: organisation.and_then(|o| o.name.as_ref()?.as_str().map(str::to_owned)).unwrap_or_default(),
+        organisation: organisation.and_then(|o| parsed(o.name).as_str().map(str::to_owned)).unwrap_or_default(),
         service_event: service_event.map(str::to_owned),
-        service_event_label: event_label(
-            bundle.entry.iter().map(|e| {
-                let r = &e.resource;
-                (r.resource_type.as_str(), r.identifier.as_ref(), r.kind.as_ref(), r.period.as_ref())
-            }),
-            service_event,
-        ),
+        service_event_label: event_label(bundle.entry.iter().map(|e| &e.resource), service_event),
         kind: composition
             .title
             .clone()
-            .or_else(|| composition.kind.as_ref()?["coding"][0]["display"].as_str().map(str::to_owned))
+            .or_else(|| parsed(composition.kind)["coding"][0]["display"].as_str().map(str::to_owned))
             .unwrap_or_default(),
         author: person.as_ref().and_then(person_name).unwrap_or_default(),
         profession: person.as_ref().and_then(profession),
