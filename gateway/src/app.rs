@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use actix_web::{middleware, web, App, HttpServer};
 use store::audit::AuditSigner;
-use store::crypto::{CryptoError, FileKek, Pseudonymizer, SecretKey};
+use store::crypto::{CryptoError, Pseudonymizer, SecretKey};
 use store::db::{self, Pool};
+use store::kek::{KekCustody, KeyFiles};
 use store::{Store, StoreError};
 
 use crate::api::{access_log, alerts, import, read, search, submission, system, write};
-use crate::config::{Config, Mode};
+use crate::config::{Config, KekSettings, Mode};
 use crate::enforce::Enforcement;
 use crate::import_pool::ImportPool;
 use identity::{Identity, IssuerKind, KeyError};
@@ -41,6 +42,27 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("portal sign-in: {0}")]
     Oidc(crate::portal::oidc::OidcError),
+    #[error("the key-encryption key: {0}")]
+    Keys(StoreError),
+    #[error("the key-encryption key's token: {0}")]
+    Token(String),
+}
+
+/// The custody of the key-encryption key's versions, as configured: key files, or a PKCS#11
+/// token. In development mode a token without a key gets its first version made in it (as the
+/// key file is generated); in production `vaitio keys create-kek` makes it.
+pub fn kek_custody(config: &Config) -> Result<Box<dyn KekCustody>, StartError> {
+    match &config.kek {
+        KekSettings::File(file) => Ok(Box::new(KeyFiles::new(file))),
+        KekSettings::Token(token) => {
+            let settings = token.settings().map_err(StartError::Token)?;
+            let custody = hsm::TokenCustody::new(hsm::Token::load(settings)?);
+            if config.mode == Mode::Development && custody.open(1).is_err() {
+                custody.create(1)?;
+            }
+            Ok(Box::new(custody))
+        }
+    }
 }
 
 pub struct Application {
@@ -61,7 +83,11 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
         let pki = certs::DevPki::ensure(&pki_dir).map_err(StartError::DevelopmentPki)?;
         created |= pki.created;
     }
-    for key in [&config.kek_file, &config.index_key_file] {
+    let kek_file = match &config.kek {
+        KekSettings::File(file) => Some(file),
+        KekSettings::Token(_) => None,
+    };
+    for key in kek_file.into_iter().chain([&config.index_key_file]) {
         if !key.exists() {
             SecretKey::generate_file(key)?;
             created = true;
@@ -145,7 +171,7 @@ impl Application {
             Mode::Development => prepare_development(&config)?,
             Mode::Production => false,
         };
-        let kek = SecretKey::from_file(&config.kek_file)?;
+        let custody = kek_custody(&config)?;
         let index_key = SecretKey::from_file(&config.index_key_file)?;
         let (pool, applied) = open_database(&config)?;
         if applied > 0 {
@@ -155,7 +181,11 @@ impl Application {
         let identity = build_identity(&config, pseudonyms.clone())?;
         let signer = audit_signer(&config)?;
         let limits = store::Limits { db_wait: config.db_wait, disk_reserve: config.disk_reserve };
-        let (store, opener) = Store::new(pool, limits, Box::new(FileKek::new(kek)), pseudonyms, signer);
+        let (store, opener) = Store::new(pool, limits, custody, pseudonyms, signer);
+        let versions = store.prepare_keys().map_err(StartError::Keys)?;
+        if let Some(current) = versions.iter().filter(|v| v.retired_at.is_none()).max_by_key(|v| v.version) {
+            tracing::info!(version = current.version, key = %current.key_id, "key-encryption key in force");
+        }
         let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy, config.harvest.clone()));
         watch_in_background(&enforcement);
         let tls =

@@ -1,5 +1,5 @@
 //! The operator's subcommands beside `serve`: `migrate`, `certs` (the PKI), `audit` (verify,
-//! export) and `dev token`. Each that changes or reads the deployment's data is recorded in the
+//! export), `keys` (the key-encryption key's versions: `keys.rs`) and `dev token`. Each that changes or reads the deployment's data is recorded in the
 //! audit log as the operator's action before it goes on.
 
 use std::net::IpAddr;
@@ -15,6 +15,9 @@ use crate::app::{open_database, StartError};
 use crate::audit::{generate_signing_key_file, record_operator_action};
 use crate::config::{Config, ConfigArgs, ConfigError, FolderArgs, Mode, OperatorLog};
 use identity::KeyError;
+
+mod keys;
+pub use keys::{keys, KeysCommand};
 
 /// Why an operator's command failed; printed as `vaitio: {error}` with exit status 1.
 #[derive(Debug, thiserror::Error)]

@@ -117,6 +117,16 @@ settings! {
         "JWKS file of the citizen identity provider";
     "keys.kek_file", "kek-file", "FILE", Derived("development: <data_dir>/keys/kek.hex; production: required"),
         "Key-encryption key file: 64 hex characters, mode 0600";
+    "keys.pkcs11_module", "pkcs11-module", "FILE", Unset("none: the key-encryption key is keys.kek_file"),
+        "PKCS#11 module of the HSM that keeps the key-encryption key (data keys are wrapped inside the token); when set, keys.kek_file is not used";
+    "keys.pkcs11_token", "pkcs11-token", "LABEL", Unset("required with keys.pkcs11_module, or keys.pkcs11_slot"),
+        "Label of the token that holds the key-encryption key";
+    "keys.pkcs11_slot", "pkcs11-slot", "N", Unset("none"),
+        "The token's slot number, instead of its label";
+    "keys.pkcs11_pin_file", "pkcs11-pin-file", "FILE", Unset("the environment variable VAITIO_PKCS11_PIN"),
+        "File holding the token user's PIN (mode 0600); the PIN itself is never a setting";
+    "keys.pkcs11_key_label", "pkcs11-key-label", "LABEL", Value("vaitio-kek"),
+        "Label of the key-encryption key in the token; version N is labelled `<label>.vN`";
     "keys.index_key_file", "index-key-file", "FILE", Derived("development: <data_dir>/keys/index.hex; production: required"),
         "Index (HMAC) key file: 64 hex characters, mode 0600";
     "keys.audit_signing_key", "audit-signing-key", "FILE", Derived("development: <data_dir>/keys/audit-signing.pem; production: required"),
@@ -373,7 +383,8 @@ pub struct Config {
     pub citizen_issuer: Option<(String, PathBuf)>,
     /// Development mode's token-signing key; `None` in production, which never trusts it.
     pub development_issuer_key: Option<PathBuf>,
-    pub kek_file: PathBuf,
+    /// Where the key-encryption key's versions are kept.
+    pub kek: KekSettings,
     pub index_key_file: PathBuf,
     pub audit_signing_key: PathBuf,
     pub max_body_bytes: usize,
@@ -604,7 +615,7 @@ impl Config {
                 (
                     raw.path("tls.cert").unwrap_or_else(|| pki.join("cert.pem")),
                     raw.path("tls.key").unwrap_or_else(|| pki.join("key.pem")),
-                    raw.path("keys.kek_file").unwrap_or_else(|| keys.join("kek.hex")),
+                    Some(raw.path("keys.kek_file").unwrap_or_else(|| keys.join("kek.hex"))),
                     raw.path("keys.index_key_file").unwrap_or_else(|| keys.join("index.hex")),
                     raw.path("keys.audit_signing_key").unwrap_or_else(|| keys.join("audit-signing.pem")),
                 )
@@ -623,7 +634,8 @@ impl Config {
                 (
                     required("tls.cert")?,
                     required("tls.key")?,
-                    required("keys.kek_file")?,
+                    // With an HSM there is no key file.
+                    if raw.values.contains_key("keys.pkcs11_module") { None } else { Some(required("keys.kek_file")?) },
                     required("keys.index_key_file")?,
                     required("keys.audit_signing_key")?,
                 )
@@ -737,7 +749,11 @@ impl Config {
             professional_issuer,
             citizen_issuer,
             development_issuer_key,
-            kek_file,
+            kek: match (keys::token(&raw)?, kek_file) {
+                (Some(token), _) => KekSettings::Token(token),
+                (None, Some(file)) => KekSettings::File(file),
+                (None, None) => return refuse("production mode needs keys.kek_file or keys.pkcs11_module"),
+            },
             index_key_file,
             audit_signing_key,
             max_body_bytes,
@@ -780,7 +796,9 @@ pub fn settings_table() -> String {
     table
 }
 
+mod keys;
 mod portal;
+pub use keys::{KekSettings, TokenConfig, PIN_VARIABLE};
 pub use portal::OidcSettings;
 
 #[cfg(test)]

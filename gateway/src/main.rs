@@ -41,6 +41,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The key-encryption key: make it, rotate it (rewrapping every data key while the gateway
+    /// serves), retire old versions.
+    Keys {
+        #[command(subcommand)]
+        command: vaitio::cli::KeysCommand,
+    },
     /// Move a clinic in: stream an export of v1 records (NDJSON; gzip or zstd) to the
     /// gateway's $import, with a progress bar, a report of refused lines, and resume.
     /// Exits 0 when every line was stored, 2 when some were refused (see the report), 1 when
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::Certs { command, pki } => vaitio::cli::certs(&command, &pki),
         Command::Dev { command: DevCommand::Token(args) } => vaitio::cli::dev_token(&args),
         Command::Audit { command } => vaitio::cli::audit(&command),
+        Command::Keys { command } => vaitio::cli::keys(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

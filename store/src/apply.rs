@@ -26,7 +26,6 @@ use crate::time::now_millis;
 /// What writing needs besides the connection.
 pub(crate) struct WriteContext {
     pub pseudonyms: Pseudonymizer,
-    pub kek_id: String,
     pub signer: Arc<AuditSigner>,
 }
 
@@ -90,7 +89,7 @@ pub(crate) fn write_rows(
     writes: &[Write],
     sealed: &mut [Option<Sealed>],
 ) -> Result<Written, StoreError> {
-    for row in new_key_rows(keys, &context.kek_id, now_millis()) {
+    for row in new_key_rows(keys, now_millis()) {
         let insert = diesel::insert_into(data_keys::table).values(&row);
         on_backend!(&mut *conn, |c| insert.execute(c)).map_err(conflict)?;
     }
@@ -279,9 +278,14 @@ pub(crate) fn new_rows<'a>(
 
 /// The rows of a request's newly generated data keys (those it found stored carry no wrapped
 /// key and write nothing).
-pub(crate) fn new_key_rows<'a>(keys: &'a NewKeys, kek_id: &'a str, now: i64) -> impl Iterator<Item = NewDataKey<'a>> {
+pub(crate) fn new_key_rows(keys: &NewKeys, now: i64) -> impl Iterator<Item = NewDataKey<'_>> {
     keys.iter().filter_map(move |(scope, _, wrapped)| {
-        wrapped.as_ref().map(|wrapped| NewDataKey { scope, kek_id, wrapped_key: wrapped.clone(), created_at: now })
+        wrapped.as_ref().map(|wrapped| NewDataKey {
+            scope,
+            kek_id: &wrapped.kek_id,
+            wrapped_key: wrapped.bytes.clone(),
+            created_at: now,
+        })
     })
 }
 

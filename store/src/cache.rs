@@ -27,4 +27,11 @@ impl<V: Clone> BoundedMap<V> {
             entries.insert(key.to_owned(), value);
         }
     }
+
+    /// Keeps only the entries `keep` holds to; the rest are dropped.
+    pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, value| keep(value));
+        }
+    }
 }

@@ -31,7 +31,7 @@ pub enum StoreError {
     #[error("database: {0}")]
     Database(diesel::result::Error),
     #[error("crypto: {0}")]
-    Crypto(#[from] CryptoError),
+    Crypto(CryptoError),
     /// What is stored is not what this code wrote: a damaged audit head, a body without its
     /// data key, a head without its version.
     #[error("stored data is damaged: {0}")]
@@ -44,6 +44,17 @@ pub enum StoreError {
     /// A bug: something this code should never let happen.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// A key-encryption key that cannot be reached (its token absent or locked) is transient, as a
+/// database that cannot be reached is: 503, and the request may be sent again.
+impl From<CryptoError> for StoreError {
+    fn from(error: CryptoError) -> Self {
+        match error {
+            CryptoError::Unavailable(_) => StoreError::Unavailable(error.to_string()),
+            error => StoreError::Crypto(error),
+        }
+    }
 }
 
 impl From<diesel::r2d2::PoolError> for StoreError {

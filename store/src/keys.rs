@@ -1,71 +1,149 @@
 //! Patients' data keys: found (unwrapped, cached briefly) or made (and wrapped) for a write.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use diesel::prelude::*;
 
 use crate::cache::BoundedMap;
-use crate::crypto::{DataKey, KeyEncryptionKey};
+use crate::crypto::DataKey;
 use crate::db::schema::data_keys;
-use std::sync::Arc;
-
 use crate::db::Database;
 use crate::error::StoreError;
+use crate::kek::{KekCustody, KekRing, KekVersion, KeyEncryptionKey};
 
 /// How many unwrapped data keys are kept in memory.
 const DATA_KEY_CACHE_SIZE: usize = 4096;
 
-/// The key-encryption key and the data keys it unwraps. Unwrapping costs a database read and an
-/// AES operation, and one patient's resources are usually read together, so unwrapped keys are
-/// kept in a small cache.
+/// How long an unwrapped data key stays in memory after it was unwrapped. Long enough for a
+/// patient's resources read together (and for ingest, which writes a patient's documents one
+/// after another); short enough that a key not in use does not linger in the process.
+const DATA_KEY_LIFETIME: Duration = Duration::from_secs(120);
+
+/// A data key in the cache, and when it was unwrapped.
+#[derive(Clone)]
+struct Cached {
+    key: DataKey,
+    at: Instant,
+}
+
+/// A data key wrapped for storing, and the id of the key-encryption key that wrapped it.
+#[derive(Clone, Debug)]
+pub(crate) struct Wrapped {
+    pub kek_id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The key-encryption keys and the data keys they unwrap. Unwrapping costs a database read and
+/// an AES operation (in the token, with an HSM), and one patient's resources are usually read
+/// together, so unwrapped keys are kept in a small cache for a short while; every copy is wiped
+/// from memory when it is dropped (`SecretKey`).
 pub(crate) struct DataKeys {
     db: Arc<Database>,
-    kek: Box<dyn KeyEncryptionKey>,
-    cache: BoundedMap<DataKey>,
+    ring: KekRing,
+    cache: BoundedMap<Cached>,
+    /// When the cache was last swept of keys past their lifetime (milliseconds since `born`).
+    swept: AtomicU64,
+    born: Instant,
 }
 
 impl DataKeys {
-    pub fn new(db: Arc<Database>, kek: Box<dyn KeyEncryptionKey>) -> Self {
-        DataKeys { db, kek, cache: BoundedMap::new(DATA_KEY_CACHE_SIZE) }
+    pub fn new(db: Arc<Database>, custody: Box<dyn KekCustody>) -> Self {
+        DataKeys {
+            db,
+            ring: KekRing::new(custody),
+            cache: BoundedMap::new(DATA_KEY_CACHE_SIZE),
+            swept: AtomicU64::new(0),
+            born: Instant::now(),
+        }
     }
 
-    /// Names the key-encryption key each new data key is wrapped by.
-    pub fn kek_id(&self) -> &str {
-        self.kek.id()
+    /// Reads the key versions (recording version 1 on a database that has none) and checks that
+    /// the version in force opens: at start, so that a wrong or missing key stops the gateway
+    /// rather than its first write.
+    pub fn prepare(&self) -> Result<Vec<KekVersion>, StoreError> {
+        crate::rotation::prepare(&mut *self.db.conn()?, &self.ring)
+    }
+
+    /// The versions as this process last read them.
+    pub fn versions(&self) -> Vec<KekVersion> {
+        self.ring.versions()
+    }
+
+    fn refresh(&self) -> Result<(), StoreError> {
+        let versions = crate::rotation::read_versions(&mut *self.db.conn()?)?;
+        self.ring.learn(versions);
+        Ok(())
     }
 
     /// The key of `scope` when it is in memory, without asking the database.
     pub fn cached(&self, scope: &str) -> Option<DataKey> {
-        self.cache.get(scope)
+        self.cache.get(scope).filter(|c| c.at.elapsed() < DATA_KEY_LIFETIME).map(|c| c.key)
     }
 
     /// Remembers a key that is stored (committed) under `scope`.
     pub fn remember(&self, scope: &str, key: DataKey) {
-        self.cache.put(scope, key);
+        self.sweep();
+        self.cache.put(scope, Cached { key, at: Instant::now() });
+    }
+
+    /// Drops the keys past their lifetime, at most once a lifetime: a key not used again would
+    /// otherwise stay until the cache fills.
+    fn sweep(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.swept.load(Ordering::Relaxed);
+        let lifetime = u64::try_from(DATA_KEY_LIFETIME.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) < lifetime
+            || self.swept.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        self.cache.retain(|cached| cached.at.elapsed() < DATA_KEY_LIFETIME);
     }
 
     /// The stored key of `scope`, `None` when there is none yet.
     pub fn stored(&self, scope: &str) -> Result<Option<DataKey>, StoreError> {
-        if let Some(key) = self.cache.get(scope) {
+        if let Some(key) = self.cached(scope) {
             return Ok(Some(key));
         }
-        let wrapped: Option<Vec<u8>> = data_keys::table
+        let wrapped: Option<(String, Vec<u8>)> = data_keys::table
             .filter(data_keys::scope.eq(scope))
-            .select(data_keys::wrapped_key)
+            .select((data_keys::kek_id, data_keys::wrapped_key))
             .get_result(&mut self.db.conn()?)
             .optional()?;
-        match wrapped {
-            Some(wrapped) => {
-                let key = self.kek.unwrap(scope, &wrapped)?;
-                self.cache.put(scope, key.clone());
-                Ok(Some(key))
-            }
-            None => Ok(None),
+        let Some((kek_id, wrapped)) = wrapped else {
+            return Ok(None);
+        };
+        let key = self.kek(&kek_id)?.unwrap(scope, &wrapped)?;
+        self.remember(scope, key.clone());
+        Ok(Some(key))
+    }
+
+    /// The key-encryption key of `kek_id`: a version this process knows, or one a rotation
+    /// recorded since it last looked.
+    fn kek(&self, kek_id: &str) -> Result<Arc<dyn KeyEncryptionKey>, StoreError> {
+        if let Some(kek) = self.ring.by_id(kek_id) {
+            return Ok(kek?);
+        }
+        self.refresh()?;
+        match self.ring.by_id(kek_id) {
+            Some(kek) => Ok(kek?),
+            None => Err(StoreError::Damaged(format!(
+                "a data key is wrapped by key-encryption key {kek_id}, which is not a version in force"
+            ))),
         }
     }
 
-    /// A new data key for `scope`, and the same key wrapped for storing.
-    pub fn generate(&self, scope: &str) -> Result<(DataKey, Vec<u8>), StoreError> {
+    /// A new data key for `scope`, and the same key wrapped for storing by the version in force
+    /// (read again when what this process knows is more than a few seconds old).
+    pub fn generate(&self, scope: &str) -> Result<(DataKey, Wrapped), StoreError> {
+        if !self.ring.fresh() {
+            self.refresh()?;
+        }
+        let kek = self.ring.current()?;
         let key = DataKey::generate()?;
-        let wrapped = self.kek.wrap(scope, &key)?;
-        Ok((key, wrapped))
+        let bytes = kek.wrap(scope, &key)?;
+        Ok((key, Wrapped { kek_id: kek.id().to_owned(), bytes }))
     }
 }

@@ -9,7 +9,8 @@
 //! that the gateway's enforcement point holds (see `opener.rs`).
 //!
 //! Map: `db/` (connections, pool, migrations, schema), `crypto.rs` (envelope encryption and
-//! pseudonyms), `keys.rs` (data keys), `opener.rs` (decryption), `rows.rs` (the rows as types), `store.rs` (the store),
+//! pseudonyms), `kek.rs` (key-encryption keys and their versions), `keys.rs` (data keys),
+//! `rotation.rs` (rotating the key-encryption key), `opener.rs` (decryption), `rows.rs` (the rows as types), `store.rs` (the store),
 //! `read.rs`, `search.rs`, `write.rs` (its API), `seal.rs`, `apply.rs`, `postgres.rs`,
 //! `writer.rs` (how a write reaches the database), `checkpoint.rs` (SQLite's checkpoints),
 //! `audit.rs` (the audit log's tables).
@@ -21,6 +22,7 @@ mod checkpoint;
 pub mod crypto;
 pub mod db;
 mod error;
+pub mod kek;
 mod keys;
 mod marks;
 mod opener;
@@ -28,6 +30,7 @@ mod postgres;
 mod read;
 mod reserve;
 mod resource;
+pub mod rotation;
 mod rows;
 mod seal;
 mod search;

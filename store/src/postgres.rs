@@ -33,7 +33,7 @@ pub(crate) fn write_created(
     let mut answers: Vec<(usize, usize, bool)> = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
     for (n, job) in jobs.iter().enumerate() {
-        keys.extend(new_key_rows(&job.keys, &context.kek_id, now));
+        keys.extend(new_key_rows(&job.keys, now));
         let mut written = Vec::with_capacity(job.writes.len());
         for (write, sealed) in job.writes.iter().zip(job.sealed.iter()) {
             let resource_type = write.resource.resource_type.as_str();

@@ -54,7 +54,7 @@ pub struct Write {
 pub type Written = Vec<Option<(Head, Vec<u8>)>>;
 
 /// The data keys of a request's writes: scope, key, and the wrapped key when it is new.
-pub(crate) type NewKeys = Vec<(String, DataKey, Option<Vec<u8>>)>;
+pub(crate) type NewKeys = Vec<(String, DataKey, Option<crate::keys::Wrapped>)>;
 
 /// The key of `scope` among a request's keys.
 pub(crate) fn key_of<'k>(keys: &'k NewKeys, scope: &str) -> Option<&'k DataKey> {

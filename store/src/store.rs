@@ -8,9 +8,10 @@ use crate::apply::WriteContext;
 use crate::audit::{search_log, AuditSigner, LogPage, LogQuery};
 use crate::cache::BoundedMap;
 use crate::checkpoint::checkpoint_in_background;
-use crate::crypto::{KeyEncryptionKey, Pseudonymizer};
+use crate::crypto::Pseudonymizer;
 use crate::db::{Database, Manager, Pool};
 use crate::error::StoreError;
+use crate::kek::{KekCustody, KekVersion};
 use crate::keys::DataKeys;
 use crate::opener::Opener;
 use crate::reserve::Reserve;
@@ -63,7 +64,7 @@ impl Store {
     pub fn new(
         pool: Pool,
         limits: Limits,
-        kek: Box<dyn KeyEncryptionKey>,
+        custody: Box<dyn KekCustody>,
         pseudonyms: Pseudonymizer,
         signer: AuditSigner,
     ) -> (Store, Opener) {
@@ -76,10 +77,9 @@ impl Store {
         let audit_key = signer.verifying_key().clone();
         let tick = signer.tick();
         let db = Arc::new(Database::new(pool.clone(), limits.db_wait));
-        let keys = Arc::new(DataKeys::new(db.clone(), kek));
+        let keys = Arc::new(DataKeys::new(db.clone(), custody));
         let signer = Arc::new(signer);
-        let context =
-            WriteContext { pseudonyms: pseudonyms.clone(), kek_id: keys.kek_id().to_owned(), signer: signer.clone() };
+        let context = WriteContext { pseudonyms: pseudonyms.clone(), signer: signer.clone() };
         let writer = WriteQueue::start(db.clone(), context, reserve);
         let alive = Arc::new(());
         if sqlite {
@@ -98,6 +98,17 @@ impl Store {
             _alive: alive,
         };
         (Store { inner: Arc::new(inner) }, opener)
+    }
+
+    /// Reads the key-encryption key's versions (recording the first on a new database) and
+    /// checks that the version in force opens: at start, before anything is served.
+    pub fn prepare_keys(&self) -> Result<Vec<KekVersion>, StoreError> {
+        self.inner.keys.prepare()
+    }
+
+    /// The key-encryption key's versions as this process last read them (`/metrics`).
+    pub fn kek_versions(&self) -> Vec<KekVersion> {
+        self.inner.keys.versions()
     }
 
     pub fn pseudonyms(&self) -> &Pseudonymizer {

@@ -13,7 +13,7 @@ fn no_configuration_means_development_on_loopback() {
     assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(config.database, DatabaseUrl::Sqlite("vaitio-data/vaitio.sqlite3".into()));
     assert_eq!(config.tls_minimum, TlsMinimum::Tls13);
-    assert!(config.kek_file.starts_with("vaitio-data"));
+    assert!(matches!(&config.kek, KekSettings::File(file) if file.starts_with("vaitio-data")));
     assert_eq!(config.policy, consent::Policy::default(), "the declared defaults are the design's");
     assert_eq!(config.audit_checkpoint_entries, store::audit::CHECKPOINT_ENTRIES);
     assert_eq!(config.audit_checkpoint_millis, store::audit::CHECKPOINT_MILLIS);

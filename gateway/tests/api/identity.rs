@@ -242,7 +242,8 @@ fn production_trusts_only_its_configured_issuer() {
     let production = TestGateway::spawn_with(Backend::Sqlite, |config| {
         // What an operator provisions: certificates and key files, made before the start.
         let pki = certs::DevPki::ensure(&config.data_dir.join("pki")).unwrap();
-        store::crypto::SecretKey::generate_file(&config.kek_file).unwrap();
+        let vaitio::config::KekSettings::File(kek_file) = &config.kek else { panic!("a key file") };
+        store::crypto::SecretKey::generate_file(kek_file).unwrap();
         store::crypto::SecretKey::generate_file(&config.index_key_file).unwrap();
         vaitio::audit::generate_signing_key_file(&config.audit_signing_key).unwrap();
         config.tls_cert = pki.server_cert();

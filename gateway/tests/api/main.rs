@@ -12,6 +12,7 @@ mod fhir_api;
 mod harvest;
 mod identity;
 mod import;
+mod keys;
 mod portal;
 mod portal_oidc;
 mod storage;

@@ -316,6 +316,26 @@ fn start(config: Config) -> (u16, actix_web::dev::ServerHandle, thread::JoinHand
 }
 
 impl TestGateway {
+    /// Stops the gateway and starts it again on the same folder and database (a new port):
+    /// what survives a restart is what was stored, not what was in memory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..self.config.clone() };
+        let (port, server, thread) = start(config);
+        self.base_url = format!("https://localhost:{port}");
+        self.client = Self::on_node(&self.client, &self.base_url);
+        self.server = Some(server);
+        self.thread = Some(thread);
+    }
+
+    /// The database as the `vaitio` commands take it (`--database-url`).
+    pub fn database_url(&self) -> String {
+        match &self.config.database {
+            store::db::DatabaseUrl::Sqlite(path) => path.display().to_string(),
+            store::db::DatabaseUrl::Postgres(url) => url.clone(),
+        }
+    }
+
     /// Stops the gateway gracefully, as a signal would, and waits until it has stopped.
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {

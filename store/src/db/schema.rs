@@ -131,3 +131,14 @@ diesel::table! {
         clear_reason -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    key_versions (purpose, version) {
+        purpose -> Text,
+        version -> BigInt,
+        key_id -> Text,
+        created_at -> BigInt,
+        rewrapped_at -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
+    }
+}

@@ -1,0 +1,352 @@
+//! The key-encryption key: rotated under load with no request failing and every document still
+//! opening, resumed after a kill -9, old versions retired; and kept in a PKCS#11 token (SoftHSM2)
+//! from submission to restart, its key never let out, the token unplugged and back.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vaitio_conformance::case::temporary_hetu_number;
+use vaitio_conformance::client::Client;
+
+use super::cli::vaitio;
+use super::submission::{record as example_record, submit};
+use super::support::*;
+
+/// The example record, of the `n`th of many patients.
+fn record(record_id: &str, hetu: &str) -> Value {
+    let mut body = example_record();
+    body["record_id"] = record_id.into();
+    body["patient"]["hetu"] = hetu.into();
+    body["patient"].as_object_mut().unwrap().remove("birth_date");
+    body
+}
+
+/// Submits a record of a new patient (the `n`th); returns its document's id.
+fn submit_new_patient(client: &Client, n: u128) -> Result<String, String> {
+    let body = record(&format!("KEYS-{n}"), &temporary_hetu_number(n));
+    let answer = submit(client, &body);
+    if answer.status != 201 {
+        return Err(format!("submission {n}: {} {}", answer.status, answer.text()));
+    }
+    Ok(answer.json().unwrap()["id"].as_str().unwrap().to_owned())
+}
+
+fn opens(client: &Client, id: &str) -> Result<(), String> {
+    let answer = client.get(&format!("/Bundle/{id}")).unwrap();
+    match answer.status {
+        200 => Ok(()),
+        status => Err(format!("Bundle/{id}: {status} {}", answer.text())),
+    }
+}
+
+/// `vaitio keys …` against the gateway's folder and database.
+fn keys(gateway: &TestGateway, args: &[&str]) -> std::process::Command {
+    let mut command = vaitio(gateway.dir.path());
+    command.arg("keys").args(args).args([
+        "--data-dir",
+        &gateway.config.data_dir.display().to_string(),
+        "--database-url",
+        &gateway.database_url(),
+    ]);
+    command
+}
+
+fn succeeded(output: Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "vaitio keys failed: {text}");
+    text
+}
+
+/// Data keys by the id of the key-encryption key that wraps them, read from the database.
+fn wrapped_by(gateway: &TestGateway) -> BTreeMap<String, i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kek_id: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = "SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id";
+    let mut conn = gateway.database();
+    let rows: Vec<Row> = match &mut *conn {
+        store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
+        store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
+    }
+    .unwrap();
+    rows.into_iter().map(|r| (r.kek_id, r.n)).collect()
+}
+
+/// The key ids of the versions, oldest first.
+fn versions(gateway: &TestGateway) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key_id: String,
+    }
+    let sql = "SELECT key_id FROM key_versions WHERE purpose = 'kek' ORDER BY version";
+    let mut conn = gateway.database();
+    let rows: Vec<Row> = match &mut *conn {
+        store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
+        store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
+    }
+    .unwrap();
+    rows.into_iter().map(|r| r.key_id).collect()
+}
+
+/// Submissions of new patients and reads of stored documents on `threads` threads each, until
+/// `stop`; every id submitted is added to `ids`, and every failure to `failures`.
+fn load(
+    gateway: &TestGateway,
+    ids: &Arc<Mutex<Vec<String>>>,
+    stop: &Arc<AtomicBool>,
+    first: u128,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    let mut threads = Vec::new();
+    for worker in 0..2u128 {
+        let (client, submitted, stopped) =
+            (TestGateway::on_node(&gateway.client, &gateway.base_url), ids.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let (ids, stop) = (submitted, stopped);
+            let mut failures = Vec::new();
+            let mut n = first + worker * 100_000;
+            while !stop.load(Ordering::Relaxed) {
+                match submit_new_patient(&client, n) {
+                    Ok(id) => ids.lock().unwrap().push(id),
+                    Err(failure) => failures.push(failure),
+                }
+                n += 1;
+                // A clinic's pace rather than a flood: a few hundred patients over a rotation.
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            failures
+        }));
+        let (client, submitted, stopped) =
+            (TestGateway::on_node(&gateway.client, &gateway.base_url), ids.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let (ids, stop) = (submitted, stopped);
+            let mut failures = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let id = {
+                    let ids = ids.lock().unwrap();
+                    ids[i % ids.len()].clone()
+                };
+                if let Err(failure) = opens(&client, &id) {
+                    failures.push(failure);
+                }
+                i += 7;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            failures
+        }));
+    }
+    threads
+}
+
+/// A gateway for a load of one clinic's many new patients: the harvesting detection, which
+/// would rightly stop one practitioner reaching hundreds of patients, is off.
+fn busy_clinic(backend: Backend, adjust: impl FnOnce(&mut vaitio::config::Config)) -> Option<TestGateway> {
+    TestGateway::spawn_with(backend, |config| {
+        config.harvest.enabled = false;
+        adjust(config);
+    })
+}
+
+#[test]
+fn the_kek_rotates_under_load_on_sqlite() {
+    rotates_under_load(Backend::Sqlite);
+}
+
+#[test]
+fn the_kek_rotates_under_load_on_postgres() {
+    rotates_under_load(Backend::Postgres);
+}
+
+/// A rotation under load, where no request fails and every document opens; a kill -9 half-way
+/// through the next one, resumed; the old versions retired.
+fn rotates_under_load(backend: Backend) {
+    let Some(mut gateway) = busy_clinic(backend, |_| {}) else { return };
+    let ids: Vec<String> = (0..40).map(|n| submit_new_patient(&gateway.client, n).unwrap()).collect();
+    let first = versions(&gateway);
+    assert_eq!(first.len(), 1, "the first start records version 1");
+    // A data key for each patient, and one for the resources of no patient (the clinic,
+    // the practitioner).
+    assert_eq!(wrapped_by(&gateway), BTreeMap::from([(first[0].clone(), 41)]));
+
+    // A rotation while clinics submit and read.
+    let ids = Arc::new(Mutex::new(ids));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = load(&gateway, &ids, &stop, 1_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let rotated = succeeded(keys(&gateway, &["rotate-kek"]).output().unwrap());
+    assert!(rotated.contains("version 2 is in force"), "{rotated}");
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} requests failed during the rotation: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    let second = versions(&gateway);
+    assert_eq!(second.len(), 2);
+    let total = ids.lock().unwrap().len() as i64 + 1;
+    assert!(total > 41, "the load submitted nothing");
+    assert_eq!(wrapped_by(&gateway), BTreeMap::from([(second[1].clone(), total)]), "every data key rewrapped");
+
+    // With every key unwrapped afresh, every document still opens.
+    gateway.restart();
+    for id in ids.lock().unwrap().iter() {
+        opens(&gateway.client, id).unwrap();
+    }
+    let status = succeeded(keys(&gateway, &["status"]).output().unwrap());
+    assert!(status.contains("version 1") && status.contains("version 2"), "{status}");
+
+    // Version 2 is in force: refused. Version 1 wraps nothing: retired.
+    let refused = keys(&gateway, &["retire-kek", "--version", "2"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in force"));
+    succeeded(keys(&gateway, &["retire-kek", "--version", "1"]).output().unwrap());
+
+    // A rotation to version 3 killed half-way through its batches, then resumed.
+    let mut child = keys(&gateway, &["rotate-kek", "--batch", "2", "--pause-millis", "40"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let third = loop {
+        let versions = versions(&gateway);
+        if let Some(third) = versions.get(2) {
+            if wrapped_by(&gateway).get(third).is_some_and(|n| *n >= 4) {
+                break third.clone();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the rotation to version 3 did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let halfway = wrapped_by(&gateway);
+    assert!(halfway.get(&second[1]).is_some_and(|n| *n > 0), "killed too late to be half-way: {halfway:?}");
+    // Version 2 still unwraps what it wraps, so the gateway reads through the half-way state.
+    gateway.restart();
+    for id in ids.lock().unwrap().iter().take(20) {
+        opens(&gateway.client, id).unwrap();
+    }
+    let resumed = succeeded(keys(&gateway, &["rotate-kek"]).output().unwrap());
+    assert!(resumed.contains("resuming the rotation to key-encryption key version 3"), "{resumed}");
+    assert_eq!(versions(&gateway).len(), 3, "resuming made no new version");
+    assert_eq!(wrapped_by(&gateway), BTreeMap::from([(third, total)]));
+    succeeded(keys(&gateway, &["retire-kek", "--version", "2"]).output().unwrap());
+    gateway.restart();
+    for id in ids.lock().unwrap().iter() {
+        opens(&gateway.client, id).unwrap();
+    }
+
+    // Every key operation is in the audit log, as the operator's, and the log verifies.
+    assert!(gateway.verify_audit_log().is_ok());
+}
+
+/// One test at a time with a SoftHSM2 token: unplugging one initialises the module again,
+/// which ends the sessions of every other user of it in the process.
+static TOKEN_TESTS: Mutex<()> = Mutex::new(());
+
+/// A gateway whose key-encryption key is in a new SoftHSM2 token, its PIN in a file.
+fn with_token(backend: Backend, name: &str) -> Option<(TestGateway, hsm::softhsm::SoftToken)> {
+    let label = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let token = hsm::softhsm::SoftToken::create(&label[..32.min(label.len())], "4711", "vaitio-kek")
+        .unwrap_or_else(|e| panic!("a SoftHSM2 token: {e} (./scripts/test installs SoftHSM2 as root)"));
+    let pins = tempfile::tempdir().unwrap().keep();
+    let pin_file = pins.join("pin");
+    std::fs::write(&pin_file, "4711\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let settings = token.settings.clone();
+    let gateway = busy_clinic(backend, |config| {
+        config.kek = vaitio::config::KekSettings::Token(vaitio::config::TokenConfig {
+            module: settings.module.clone(),
+            token: settings.token.clone(),
+            pin_file: Some(pin_file),
+            key_label: settings.key_label.clone(),
+        });
+    })?;
+    Some((gateway, token))
+}
+
+fn kept_in_a_token(backend: Backend) {
+    let _one = TOKEN_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((mut gateway, token)) = with_token(backend, "e2e") else { return };
+    let ids: Vec<String> = (0..5).map(|n| submit_new_patient(&gateway.client, 50_000 + n).unwrap()).collect();
+    for id in &ids {
+        opens(&gateway.client, id).unwrap();
+    }
+    // Five patients, and the resources of no patient.
+    assert_eq!(wrapped_by(&gateway), BTreeMap::from([("pkcs11:vaitio-kek".to_owned(), 6)]));
+    gateway.restart();
+    for id in &ids {
+        opens(&gateway.client, id).unwrap();
+    }
+
+    // The key does not leave the token, even to a holder of the PIN.
+    let attempt = hsm::Token::load(token.settings.clone()).unwrap().try_extract("vaitio-kek").unwrap();
+    assert!(attempt.refused(), "the token let the key out: {attempt:?}");
+    // The database and the key files together open nothing: the data keys are wrapped by a key
+    // that is not in them.
+    let files = store::kek::KeyFiles::new(&gateway.config.data_dir.join("keys/kek.hex"));
+    assert!(store::kek::KekCustody::open(&files, 1).is_err(), "a key file was written beside the token");
+
+    // The token unplugged while clinics submit and read: what needs the token answers 503 with
+    // an OperationOutcome, never a 500; reads of keys still in memory go on; once the token is
+    // back, so is service.
+    let ids = Arc::new(Mutex::new(ids));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = load(&gateway, &ids, &stop, 60_000);
+    std::thread::sleep(Duration::from_millis(300));
+    token.unplug().unwrap();
+    let mut refused = 0;
+    for n in 0..5 {
+        let answer = submit(&gateway.client, &record(&format!("KEYS-U{n}"), &temporary_hetu_number(65_000 + n)));
+        assert_eq!(answer.status, 503, "a submission with the token unplugged: {}", answer.text());
+        assert!(answer.is_operation_outcome());
+        refused += 1;
+    }
+    assert_eq!(gateway.get("/metadata").status, 200, "what needs no key goes on");
+    token.plug_in().unwrap();
+    let started = Instant::now();
+    loop {
+        let answer = submit(&gateway.client, &record("KEYS-BACK", &temporary_hetu_number(70_000)));
+        if answer.status == 201 || answer.status == 200 {
+            break;
+        }
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert!(started.elapsed() < Duration::from_secs(10), "the token came back and the gateway did not");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let not_503: Vec<&String> = failures.iter().filter(|f| !f.contains(": 503 ")).collect();
+    assert!(not_503.is_empty(), "with the token unplugged, answers other than 503: {not_503:?}");
+    assert!(refused == 5 && !failures.is_empty(), "the load met no unplugged token");
+    let ids: Vec<String> = ids.lock().unwrap().clone();
+    gateway.restart();
+    for id in &ids {
+        opens(&gateway.client, id).unwrap();
+    }
+    let _: Value = gateway.get(&format!("/Bundle/{}", ids[0])).json().unwrap();
+}
+
+#[test]
+fn the_kek_is_kept_in_a_token_on_sqlite() {
+    kept_in_a_token(Backend::Sqlite);
+}
+
+#[test]
+fn the_kek_is_kept_in_a_token_on_postgres() {
+    kept_in_a_token(Backend::Postgres);
+}
