@@ -54,6 +54,7 @@ impl Metrics {
         pool_idle: u32,
         writer: &WriterStats,
         unusual_access: (u64, u64),
+        keys: &[store::kek::KekVersion],
     ) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP vaitio_http_requests_total HTTP requests by method, route pattern and status.");
@@ -128,8 +129,34 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE vaitio_writer_busy_seconds_total counter");
         let _ = writeln!(out, "vaitio_writer_busy_seconds_total {}", writer.busy_seconds());
+        key_versions(&mut out, keys);
         out
     }
+}
+
+/// The key-encryption key's versions: numbers and states only (no key ids).
+fn key_versions(out: &mut String, keys: &[store::kek::KekVersion]) {
+    let in_force = keys.iter().filter(|v| v.retired_at.is_none()).max_by_key(|v| v.version);
+    let _ = writeln!(out, "# HELP vaitio_kek_version_in_force The key-encryption key version that wraps new data keys.");
+    let _ = writeln!(out, "# TYPE vaitio_kek_version_in_force gauge");
+    let _ = writeln!(out, "vaitio_kek_version_in_force {}", in_force.map_or(0, |v| v.version));
+    let _ = writeln!(
+        out,
+        "# HELP vaitio_kek_versions Key-encryption key versions: in force, older (may still wrap data keys), retired."
+    );
+    let _ = writeln!(out, "# TYPE vaitio_kek_versions gauge");
+    let retired = keys.iter().filter(|v| v.retired_at.is_some()).count();
+    let older = keys.len() - retired - usize::from(in_force.is_some());
+    let _ = writeln!(out, "vaitio_kek_versions{{state=\"in_force\"}} {}", usize::from(in_force.is_some()));
+    let _ = writeln!(out, "vaitio_kek_versions{{state=\"older\"}} {older}");
+    let _ = writeln!(out, "vaitio_kek_versions{{state=\"retired\"}} {retired}");
+    let _ = writeln!(
+        out,
+        "# HELP vaitio_kek_rotation_unfinished 1 while a rotation to the version in force has not rewrapped every data key."
+    );
+    let _ = writeln!(out, "# TYPE vaitio_kek_rotation_unfinished gauge");
+    let unfinished = in_force.is_some_and(|v| v.rewrapped_at.is_none());
+    let _ = writeln!(out, "vaitio_kek_rotation_unfinished {}", u8::from(unfinished));
 }
 
 /// Counts, times and logs every request.

@@ -66,8 +66,14 @@ impl DataKeys {
         crate::rotation::prepare(&mut *self.db.conn()?, &self.ring)
     }
 
-    /// The versions as this process last read them.
+    /// The versions, read again when what this process knows is more than a few seconds old
+    /// (as it is on a gateway that has not wrapped a key lately).
     pub fn versions(&self) -> Vec<KekVersion> {
+        if !self.ring.fresh() {
+            if let Err(error) = self.refresh() {
+                tracing::debug!(%error, "the key versions were not read again");
+            }
+        }
         self.ring.versions()
     }
 

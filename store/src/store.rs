@@ -106,7 +106,8 @@ impl Store {
         self.inner.keys.prepare()
     }
 
-    /// The key-encryption key's versions as this process last read them (`/metrics`).
+    /// The key-encryption key's versions, read again when more than a few seconds old
+    /// (`/metrics`).
     pub fn kek_versions(&self) -> Vec<KekVersion> {
         self.inner.keys.versions()
     }

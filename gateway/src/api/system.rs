@@ -51,7 +51,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus' text format.
 pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let up = matches!(web::block(move || store.ping(READY_WAIT)).await, Ok(Ok(())));
+    let (up, keys) = web::block(move || (store.ping(READY_WAIT).is_ok(), store.kek_versions()))
+        .await
+        .unwrap_or_default();
     let (connections, idle) = state.store.pool_state();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
         up,
@@ -59,6 +61,7 @@ pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
         idle,
         state.store.writer_stats(),
         state.enforcement.watch().counters(),
+        &keys,
     ))
 }
 

@@ -411,7 +411,9 @@ on_both_backends! {
         let text = metrics.text();
         assert!(text.contains("vaitio_http_requests_total{method=\"GET\",route=\"/{type}\",status=\"200\"}"), "{text}");
         assert!(text.contains("vaitio_database_up 1"));
+        assert!(text.contains("vaitio_kek_version_in_force 1") && text.contains("vaitio_kek_rotation_unfinished 0"), "{text}");
         assert!(!text.contains(HETU) && !text.contains("identifier"));
+        assert!(!text.contains("file:"), "a key id in the metrics");
     }
 }
 

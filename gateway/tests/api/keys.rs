@@ -203,6 +203,9 @@ fn rotates_under_load(backend: Backend) {
     for id in ids.lock().unwrap().iter() {
         opens(&gateway.client, id).unwrap();
     }
+    let metrics = gateway.get("/metrics").text();
+    assert!(metrics.contains("vaitio_kek_version_in_force 2"), "{metrics}");
+    assert!(metrics.contains("vaitio_kek_versions{state=\"older\"} 1"), "{metrics}");
     let status = succeeded(keys(&gateway, &["status"]).output().unwrap());
     assert!(status.contains("version 1") && status.contains("version 2"), "{status}");
 
@@ -238,6 +241,7 @@ fn rotates_under_load(backend: Backend) {
     for id in ids.lock().unwrap().iter().take(20) {
         opens(&gateway.client, id).unwrap();
     }
+    assert!(gateway.get("/metrics").text().contains("vaitio_kek_rotation_unfinished 1"));
     let resumed = succeeded(keys(&gateway, &["rotate-kek"]).output().unwrap());
     assert!(resumed.contains("resuming the rotation to key-encryption key version 3"), "{resumed}");
     assert_eq!(versions(&gateway).len(), 3, "resuming made no new version");
