@@ -137,7 +137,8 @@ impl Metrics {
 /// The key-encryption key's versions: numbers and states only (no key ids).
 fn key_versions(out: &mut String, keys: &[store::kek::KekVersion]) {
     let in_force = keys.iter().filter(|v| v.retired_at.is_none()).max_by_key(|v| v.version);
-    let _ = writeln!(out, "# HELP vaitio_kek_version_in_force The key-encryption key version that wraps new data keys.");
+    let _ =
+        writeln!(out, "# HELP vaitio_kek_version_in_force The key-encryption key version that wraps new data keys.");
     let _ = writeln!(out, "# TYPE vaitio_kek_version_in_force gauge");
     let _ = writeln!(out, "vaitio_kek_version_in_force {}", in_force.map_or(0, |v| v.version));
     let _ = writeln!(

@@ -6,7 +6,8 @@
 //! by the version it was read under (a compare-and-set), and the data key itself never changes,
 //! so a gateway's cached keys, and everything sealed under them, stay good throughout.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 
@@ -116,13 +117,15 @@ pub struct RotationState {
 pub struct KekRotation {
     db: Arc<Database>,
     ring: KekRing,
+    /// Where the current pass has got to: the last scope rewrapped, by the old key's id.
+    cursor: Mutex<HashMap<String, String>>,
 }
 
 impl KekRotation {
     pub fn new(db: Arc<Database>, custody: Box<dyn KekCustody>) -> Result<Self, StoreError> {
         let ring = KekRing::new(custody);
         prepare(&mut *db.conn()?, &ring)?;
-        Ok(KekRotation { db, ring })
+        Ok(KekRotation { db, ring, cursor: Mutex::new(HashMap::new()) })
     }
 
     pub fn versions(&self) -> Result<Vec<KekVersion>, StoreError> {
@@ -178,16 +181,23 @@ impl KekRotation {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    /// Rewraps up to `batch` data keys of an older version under `target`, in one transaction;
-    /// returns how many. Zero means none was left when it looked.
-    pub fn rewrap_batch(&self, target: &KekVersion, batch: usize) -> Result<usize, StoreError> {
+    /// Rewraps the next `batch` data keys of an older version under `target`, in one
+    /// transaction, and returns how many it rewrapped; `None` when the pass has none left.
+    ///
+    /// A pass reads on from the last key it rewrapped (by scope) rather than from the start:
+    /// on PostgreSQL a rewrapped key leaves a dead entry under the old id in the index until
+    /// vacuum, and starting over every batch made a rotation of a million keys read hundreds of
+    /// millions of them. [`KekRotation::new_pass`] starts again from the first key.
+    pub fn rewrap_batch(&self, target: &KekVersion, batch: usize) -> Result<Option<usize>, StoreError> {
         let new = self.ring.by_id(&target.key_id).ok_or_else(|| {
             StoreError::Crypto(CryptoError::Kek(format!("version {} is not in force", target.version)))
         })??;
         for old in self.ring.versions().iter().filter(|v| v.key_id != target.key_id && v.retired_at.is_none()) {
             let mut conn = self.db.conn()?;
+            let after = self.cursor.lock().ok().and_then(|c| c.get(&old.key_id).cloned()).unwrap_or_default();
             let batch: Vec<(String, Vec<u8>)> = data_keys::table
                 .filter(data_keys::kek_id.eq(&old.key_id))
+                .filter(data_keys::scope.gt(&after))
                 .order(data_keys::scope)
                 .limit(i64::try_from(batch.max(1)).unwrap_or(i64::MAX))
                 .select((data_keys::scope, data_keys::wrapped_key))
@@ -205,22 +215,24 @@ impl KekRotation {
                 let data_key = key.unwrap(scope, wrapped)?;
                 rewrapped.push((scope, new.wrap(scope, &data_key)?));
             }
-            let done = write_transaction(&mut conn, |conn| {
-                let mut done = 0;
-                for (scope, wrapped) in &rewrapped {
-                    done += diesel::update(
-                        data_keys::table.filter(data_keys::scope.eq(*scope)).filter(data_keys::kek_id.eq(&old.key_id)),
-                    )
-                    .set((data_keys::kek_id.eq(&target.key_id), data_keys::wrapped_key.eq(wrapped)))
-                    .execute(conn)?;
-                }
-                Ok(done)
-            })?;
-            // Every key of the batch may have been rewrapped by another run meanwhile: count
-            // what was read, so that the caller's loop moves on rather than stopping early.
-            return Ok(done.max(1));
+            let done =
+                write_transaction(&mut conn, |conn| store_rewrapped(conn, &old.key_id, &target.key_id, &rewrapped))?;
+            if let (Ok(mut cursor), Some((last, _))) = (self.cursor.lock(), batch.last()) {
+                cursor.insert(old.key_id.clone(), last.clone());
+            }
+            // Every key of the batch may have been rewrapped by another run meanwhile (`done`
+            // is then 0), and the pass goes on.
+            return Ok(Some(done));
         }
-        Ok(0)
+        Ok(None)
+    }
+
+    /// Starts the next pass from the first data key: keys made under an old version while a
+    /// pass went on may sort before where it had got to.
+    pub fn new_pass(&self) {
+        if let Ok(mut cursor) = self.cursor.lock() {
+            cursor.clear();
+        }
     }
 
     /// Finishes a rotation once no data key is wrapped by another version: waits until every
@@ -229,12 +241,9 @@ impl KekRotation {
     pub fn finish(&self, target: &KekVersion, batch: usize, mut progress: impl FnMut(usize)) -> Result<(), StoreError> {
         loop {
             std::thread::sleep(VERSIONS_FRESH_FOR + std::time::Duration::from_secs(1));
+            self.new_pass();
             let mut moved = 0;
-            loop {
-                let done = self.rewrap_batch(target, batch)?;
-                if done == 0 {
-                    break;
-                }
+            while let Some(done) = self.rewrap_batch(target, batch)? {
                 moved += done;
                 progress(done);
             }
@@ -291,6 +300,45 @@ impl KekRotation {
             Ok(())
         })?;
         Ok(())
+    }
+}
+
+/// Stores a batch of rewrapped keys, each only if still wrapped by `old` (a compare-and-set).
+/// On PostgreSQL in one statement over arrays (a round trip a key made it twenty times
+/// slower); SQLite, in-process, updates row by row.
+fn store_rewrapped(
+    conn: &mut DbConnection,
+    old: &str,
+    new: &str,
+    rewrapped: &[(&String, Vec<u8>)],
+) -> Result<usize, StoreError> {
+    match conn {
+        DbConnection::Postgres(pg) => {
+            use diesel::sql_types::{Array, Binary, Text};
+            let scopes: Vec<&str> = rewrapped.iter().map(|(scope, _)| scope.as_str()).collect();
+            let wrapped: Vec<&[u8]> = rewrapped.iter().map(|(_, wrapped)| wrapped.as_slice()).collect();
+            Ok(diesel::sql_query(
+                "UPDATE data_keys AS d SET kek_id = $1, wrapped_key = v.wrapped \
+                 FROM unnest($2::text[], $3::bytea[]) AS v(scope, wrapped) \
+                 WHERE d.scope = v.scope AND d.kek_id = $4",
+            )
+            .bind::<Text, _>(new)
+            .bind::<Array<Text>, _>(scopes)
+            .bind::<Array<Binary>, _>(wrapped)
+            .bind::<Text, _>(old)
+            .execute(pg)?)
+        }
+        DbConnection::Sqlite(sqlite) => {
+            let mut done = 0;
+            for (scope, wrapped) in rewrapped {
+                done += diesel::update(
+                    data_keys::table.filter(data_keys::scope.eq(scope.as_str())).filter(data_keys::kek_id.eq(old)),
+                )
+                .set((data_keys::kek_id.eq(new), data_keys::wrapped_key.eq(wrapped)))
+                .execute(sqlite)?;
+            }
+            Ok(done)
+        }
     }
 }
 

@@ -51,9 +51,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus' text format.
 pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let (up, keys) = web::block(move || (store.ping(READY_WAIT).is_ok(), store.kek_versions()))
-        .await
-        .unwrap_or_default();
+    let (up, keys) =
+        web::block(move || (store.ping(READY_WAIT).is_ok(), store.kek_versions())).await.unwrap_or_default();
     let (connections, idle) = state.store.pool_state();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
         up,

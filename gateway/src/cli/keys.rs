@@ -123,10 +123,7 @@ fn rotate(config: &Config, batch: usize, pause: std::time::Duration) -> Result<(
     let started = Instant::now();
     let mut rewrapped = 0u64;
     loop {
-        let done = rotation.rewrap_batch(target, batch)?;
-        if done == 0 {
-            break;
-        }
+        let Some(done) = rotation.rewrap_batch(target, batch)? else { break };
         rewrapped += done as u64;
         bar.inc(done as u64);
         std::thread::sleep(pause);
