@@ -70,8 +70,7 @@ fn main() {
     assert_eq!(state.remaining, count as u64);
     let started = Instant::now();
     let mut done = 0usize;
-    loop {
-        let Some(batch) = rotation.rewrap_batch(&state.target, REWRAP_BATCH).expect("a batch") else { break };
+    while let Some(batch) = rotation.rewrap_batch(&state.target, REWRAP_BATCH).expect("a batch") {
         done += batch;
     }
     let seconds = started.elapsed().as_secs_f64();
