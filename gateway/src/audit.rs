@@ -60,6 +60,13 @@ pub fn record_operator_action(
     command: &str,
     outcome: Outcome,
 ) -> Result<(), StoreError> {
+    let action = operator_event(Action::AdministratorAction, outcome, None, command);
+    append_alone(pool, &[AuditRecord::new(&action)], signer)
+}
+
+/// An operator's action as an audit event: the operator's account as the agent, `what` as the
+/// query, and the patient (a pseudonym) it concerned, if one.
+pub fn operator_event(action: Action, outcome: Outcome, patient: Option<String>, what: &str) -> AuditEvent {
     let agent = Agent {
         who: Who::Operator { account: operator_account() },
         client_certificate: None,
@@ -67,9 +74,9 @@ pub fn record_operator_action(
         purpose: Some(PurposeOfUse::SystemAdministration),
         reason: None,
     };
-    let mut action = event(Action::AdministratorAction, outcome, &agent, None, Vec::new(), now());
-    action.query = Some(command.to_owned());
-    append_alone(pool, &[AuditRecord::new(&action)], signer)
+    let mut action = event(action, outcome, &agent, patient, Vec::new(), now());
+    action.query = Some(what.to_owned());
+    action
 }
 
 /// The time of an event: now.

@@ -17,7 +17,9 @@ use crate::config::{Config, ConfigArgs, ConfigError, FolderArgs, Mode, OperatorL
 use identity::KeyError;
 
 mod keys;
+mod retention;
 pub use keys::{keys, KeysCommand};
+pub use retention::{retention, RetentionCommand};
 
 /// Why an operator's command failed; printed as `vaitio: {error}` with exit status 1.
 #[derive(Debug, thiserror::Error)]

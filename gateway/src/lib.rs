@@ -20,6 +20,7 @@ pub mod http;
 pub mod import_pool;
 pub mod metrics;
 pub mod portal;
+pub mod retention;
 pub mod state;
 pub mod watch;
 pub mod write;

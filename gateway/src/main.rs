@@ -47,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         command: vaitio::cli::KeysCommand,
     },
+    /// The end of retention: destroy the records of patients past it (`run`, or `run --dry-run`
+    /// to count them).
+    Retention {
+        #[command(subcommand)]
+        command: vaitio::cli::RetentionCommand,
+    },
     /// Move a clinic in: stream an export of v1 records (NDJSON; gzip or zstd) to the
     /// gateway's $import, with a progress bar, a report of refused lines, and resume.
     /// Exits 0 when every line was stored, 2 when some were refused (see the report), 1 when
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
         Command::Dev { command: DevCommand::Token(args) } => vaitio::cli::dev_token(&args),
         Command::Audit { command } => vaitio::cli::audit(&command),
         Command::Keys { command } => vaitio::cli::keys(&command),
+        Command::Retention { command } => vaitio::cli::retention(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,7 @@ mod postgres;
 mod read;
 mod reserve;
 mod resource;
+pub mod retention;
 pub mod rotation;
 mod rows;
 mod seal;

@@ -126,6 +126,10 @@ impl Store {
         search_log(&mut *self.conn()?, query)
     }
 
+    pub(crate) fn signer(&self) -> &Arc<AuditSigner> {
+        &self.inner.signer
+    }
+
     pub(crate) fn conn(&self) -> Result<diesel::r2d2::PooledConnection<Manager>, StoreError> {
         self.inner.db.conn()
     }

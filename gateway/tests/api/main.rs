@@ -15,5 +15,6 @@ mod import;
 mod keys;
 mod portal;
 mod portal_oidc;
+mod retention;
 mod storage;
 mod submission;

@@ -1,0 +1,94 @@
+//! `vaitio retention run [--dry-run]`: destroys the records of patients past retention (their
+//! rows removed, their data key destroyed), each destruction recorded in the audit log in the
+//! same transaction. The dry run changes nothing and prints counts only.
+
+use audit_log::{Action, Outcome};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use fhir_profiles::ResourceType;
+use store::audit::AuditRecord;
+use store::crypto::{Pseudonymizer, SecretKey};
+use store::Store;
+
+use super::{operator_log, record, CliError};
+use crate::app::{audit_signer, kek_custody};
+use crate::audit::operator_event;
+use crate::config::{Config, ConfigArgs};
+use crate::retention::RetentionRule;
+
+/// Patients read a page at a time.
+const PAGE: usize = 500;
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Find the patients past retention and destroy their records; `--dry-run` only counts.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Count the patients past retention and their resources; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Years the records are kept after the date of death.
+    #[arg(long, value_name = "YEARS", default_value_t = 12, env = "VAITIO_RETENTION_YEARS_AFTER_DEATH")]
+    years_after_death: u32,
+    /// Years the records are kept after the birth date (from the HETU) when no date of death is
+    /// known.
+    #[arg(long, value_name = "YEARS", default_value_t = 120, env = "VAITIO_RETENTION_YEARS_AFTER_BIRTH")]
+    years_after_birth: u32,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+pub fn retention(command: &RetentionCommand) -> Result<(), CliError> {
+    let RetentionCommand::Run(args) = command;
+    let config = Config::resolve(&args.config)?;
+    let rule = RetentionRule { years_after_death: args.years_after_death, years_after_birth: args.years_after_birth };
+    run(&config, rule, args.dry_run)
+}
+
+fn run(config: &Config, rule: RetentionRule, dry_run: bool) -> Result<(), CliError> {
+    let (pool, signer) = operator_log(&config.operator_log())?;
+    let pseudonyms =
+        Pseudonymizer::new(SecretKey::from_file(&config.index_key_file).map_err(crate::app::StartError::from)?);
+    let limits = store::Limits { db_wait: config.db_wait, disk_reserve: 0 };
+    let (store, opener) = Store::new(pool.clone(), limits, kek_custody(config)?, pseudonyms, audit_signer(config)?);
+    store.prepare_keys()?;
+    let today: NaiveDate = chrono::Utc::now().date_naive();
+    let rule_text = format!("{} years after death, {} after birth", rule.years_after_death, rule.years_after_birth);
+    let (mut patients, mut resources, mut keys) = (0usize, 0usize, 0usize);
+    let mut after = String::new();
+    loop {
+        let heads = store.patients_after(&after, PAGE)?;
+        let Some(last) = heads.last() else { break };
+        after = last.id.clone();
+        for head in &heads {
+            let Some(pseudonym) = head.patient.clone() else { continue };
+            let Some(row) = store.current(ResourceType::Patient, &head.id)? else { continue };
+            let body: serde_json::Value = serde_json::from_slice(&opener.open(&row)?).unwrap_or_default();
+            if !rule.past(&body, today) {
+                continue;
+            }
+            patients += 1;
+            if dry_run {
+                resources += store.patient_resources(&pseudonym)?;
+                continue;
+            }
+            let what =
+                format!("retention run ({rule_text}): the patient's records destroyed and their data key with them");
+            let event = operator_event(Action::Delete, Outcome::Success, Some(pseudonym.clone()), &what);
+            let destroyed = store.destroy_patient(&pseudonym, &[AuditRecord::new(&event)])?;
+            resources += destroyed.resources;
+            keys += destroyed.data_keys;
+        }
+    }
+    let summary = if dry_run {
+        format!("retention run --dry-run ({rule_text}): {patients} patients past retention, {resources} resources")
+    } else {
+        format!("retention run ({rule_text}): {patients} patients destroyed, {resources} resources, {keys} data keys")
+    };
+    record(&pool, &signer, &summary, Outcome::Success)?;
+    println!("{summary}");
+    Ok(())
+}
