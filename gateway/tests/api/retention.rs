@@ -103,9 +103,9 @@ on_both_backends! {
         let kek = KeyFiles::new(&gateway.config.data_dir.join("keys/kek.hex")).open(1).unwrap();
         let (_, wrapped) = data_keys(&gateway).into_iter().find(|(scope, _)| *scope == pseudonym).unwrap();
         let their_key = *kek.unwrap(&pseudonym, &wrapped).unwrap().expose_secret();
-        let audit_before = count(&gateway, "audit_entries", "patient", &pseudonym);
 
         assert_eq!(gateway.get(&format!("/Bundle/{gone_document}")).status, 200);
+        let audit_before = count(&gateway, "audit_entries", "patient", &pseudonym);
         // The dry run counts, names no one, and changes nothing.
         let (bundles, patients) = (gateway.stored("Bundle"), gateway.stored("Patient"));
         let dry = retention_run(&gateway, true);
