@@ -70,13 +70,7 @@ fn wrapped_by(gateway: &TestGateway) -> BTreeMap<String, i64> {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let sql = "SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id";
-    let mut conn = gateway.database();
-    let rows: Vec<Row> = match &mut *conn {
-        store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
-        store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
-    }
-    .unwrap();
+    let rows: Vec<Row> = gateway.query("SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id");
     rows.into_iter().map(|r| (r.kek_id, r.n)).collect()
 }
 
@@ -87,13 +81,7 @@ fn versions(gateway: &TestGateway) -> Vec<String> {
         #[diesel(sql_type = diesel::sql_types::Text)]
         key_id: String,
     }
-    let sql = "SELECT key_id FROM key_versions WHERE purpose = 'kek' ORDER BY version";
-    let mut conn = gateway.database();
-    let rows: Vec<Row> = match &mut *conn {
-        store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
-        store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
-    }
-    .unwrap();
+    let rows: Vec<Row> = gateway.query("SELECT key_id FROM key_versions WHERE purpose = 'kek' ORDER BY version");
     rows.into_iter().map(|r| r.key_id).collect()
 }
 

@@ -34,19 +34,7 @@ fn document_of(gateway: &TestGateway, record_id: &str, hetu: &str) -> String {
 
 /// `SELECT COUNT(*) … WHERE {column} = '{value}'` on the gateway's database.
 fn count(gateway: &TestGateway, table: &str, column: &str, value: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = '{value}'");
-    let mut conn = gateway.database();
-    let found: Count = match &mut *conn {
-        store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::get_result(diesel::sql_query(&sql), c),
-        store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::get_result(diesel::sql_query(&sql), c),
-    }
-    .unwrap();
-    found.n
+    gateway.count(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = '{value}'"))
 }
 
 /// Every data key in the database, with its scope, as wrapped.
@@ -58,13 +46,7 @@ fn data_keys(gateway: &TestGateway) -> Vec<(String, Vec<u8>)> {
         #[diesel(sql_type = diesel::sql_types::Binary)]
         wrapped_key: Vec<u8>,
     }
-    let sql = "SELECT scope, wrapped_key FROM data_keys";
-    let mut conn = gateway.database();
-    let rows: Vec<Row> = match &mut *conn {
-        store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
-        store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
-    }
-    .unwrap();
+    let rows: Vec<Row> = gateway.query("SELECT scope, wrapped_key FROM data_keys");
     rows.into_iter().map(|r| (r.scope, r.wrapped_key)).collect()
 }
 

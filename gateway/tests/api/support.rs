@@ -136,19 +136,30 @@ impl TestGateway {
     /// search may not ask this (it must name what it looks for), and "nothing was stored" is a
     /// fact about the database.
     pub fn stored(&self, resource_type: &str) -> i64 {
+        self.count(&format!("SELECT COUNT(*) AS n FROM resource_heads WHERE resource_type = '{resource_type}'"))
+    }
+
+    /// What `sql` (which names its one column `n`) counts in the database, read as an operator.
+    pub fn count(&self, sql: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let sql = format!("SELECT COUNT(*) AS n FROM resource_heads WHERE resource_type = '{resource_type}'");
+        self.query::<Count>(sql).first().map_or(0, |c| c.n)
+    }
+
+    /// The rows `sql` selects in the database, on either backend, read as an operator would.
+    pub fn query<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: diesel::QueryableByName<diesel::sqlite::Sqlite> + diesel::QueryableByName<diesel::pg::Pg> + 'static,
+    {
         let mut conn = self.database();
-        let count: Count = match &mut *conn {
-            store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::get_result(diesel::sql_query(&sql), c),
-            store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::get_result(diesel::sql_query(&sql), c),
+        match &mut *conn {
+            store::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
+            store::db::DbConnection::Postgres(c) => diesel::RunQueryDsl::load(diesel::sql_query(sql), c),
         }
-        .unwrap();
-        count.n
+        .unwrap()
     }
 
     /// Verifies the audit log in the database against this deployment's checkpoint key.
