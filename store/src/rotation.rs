@@ -28,7 +28,7 @@ pub const REWRAP_BATCH: usize = 500;
 
 /// A row of `key_versions`.
 #[derive(Queryable)]
-struct VersionRow {
+struct KeyVersionRow {
     version: i64,
     key_id: String,
     created_at: i64,
@@ -37,7 +37,7 @@ struct VersionRow {
 }
 
 pub(crate) fn read_versions(conn: &mut DbConnection) -> Result<Vec<KekVersion>, StoreError> {
-    let rows: Vec<VersionRow> = key_versions::table
+    let rows: Vec<KeyVersionRow> = key_versions::table
         .filter(key_versions::purpose.eq(KEK))
         .order(key_versions::version)
         .select((

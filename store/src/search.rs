@@ -7,11 +7,11 @@ use diesel::prelude::*;
 use fhir_profiles::search::DateQuery;
 use fhir_profiles::ResourceType;
 
-use crate::db::schema::{resource_heads, search_dates, search_tokens};
+use crate::db::schema::{resource_heads, resource_versions, search_dates, search_tokens};
 use crate::db::{on_backend, DbConnection};
 use crate::error::StoreError;
 use crate::read::CHUNK;
-use crate::rows::{current_version_of, Head, TokenMatch};
+use crate::rows::{current_version_of, Head, TokenMatch, VersionRow};
 use crate::store::Store;
 
 /// A search criterion; several are ANDed, the values inside one are ORed.
@@ -111,6 +111,41 @@ impl Store {
             .select(Head::as_select())
             .load::<Head>(&mut *conn)?;
         Ok((total, heads))
+    }
+
+    /// [`Store::patient_page`] with each head's current version (its body still sealed), read
+    /// in the same query: the heads joined to their versions on type, id and version, through
+    /// the index by patient and the versions' primary key. No statement depends on the page's
+    /// ids, and no older version is read.
+    pub fn patient_page_versions(
+        &self,
+        resource_type: ResourceType,
+        patient: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<(i64, Vec<VersionRow>), StoreError> {
+        let rt = resource_type.as_str();
+        let mut conn = self.conn()?;
+        let total: i64 = resource_heads::table
+            .filter(resource_heads::patient.eq(patient))
+            .filter(resource_heads::resource_type.eq(rt))
+            .count()
+            .get_result(&mut *conn)?;
+        let rows = resource_heads::table
+            .inner_join(
+                resource_versions::table.on(resource_versions::resource_type
+                    .eq(resource_heads::resource_type)
+                    .and(resource_versions::id.eq(resource_heads::id))
+                    .and(resource_versions::version.eq(resource_heads::version))),
+            )
+            .filter(resource_heads::patient.eq(patient))
+            .filter(resource_heads::resource_type.eq(rt))
+            .order((resource_heads::last_updated.desc(), resource_heads::id.desc()))
+            .offset(i64::try_from(offset).unwrap_or(i64::MAX))
+            .limit(i64::try_from(count).unwrap_or(i64::MAX))
+            .select(VersionRow::as_select())
+            .load::<VersionRow>(&mut *conn)?;
+        Ok((total, rows))
     }
 
     /// The heads matching every criterion, oldest change first. Nothing is decrypted here; the

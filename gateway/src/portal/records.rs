@@ -197,11 +197,10 @@ impl Reader {
         // A patient receives every row of their own (`consent::receives_all_of`): the database
         // pages and counts their documents, and the gate judges the page.
         let me = self.pseudonym();
-        let (total, heads) = self.store().patient_page(ResourceType::Bundle, me, offset, count)?;
-        let page = gate.release_patient_page(me, heads)?;
+        // The page's current versions are read with it, and each is judged as a version.
+        let (total, rows) = self.store().patient_page_versions(ResourceType::Bundle, me, offset, count)?;
+        let rows = gate.release_patient_page(me, rows)?;
         let total = usize::try_from(total).unwrap_or(0);
-        // The page's current versions in one query, each judged again as a version.
-        let rows = gate.release(self.store().current_versions(page.iter().map(Released::get))?)?;
         let mut summaries = Vec::with_capacity(rows.len());
         for row in &rows {
             let body = gate.open(row)?;
