@@ -43,7 +43,7 @@ fn opens(client: &Client, id: &str) -> Result<(), String> {
     }
 }
 
-/// `vaitio keys …` against the gateway's folder and database.
+/// `vaitio keys …` against the gateway's folder, database and key custody.
 fn keys(gateway: &TestGateway, args: &[&str]) -> std::process::Command {
     let mut command = vaitio(gateway.dir.path());
     command.arg("keys").args(args).args([
@@ -52,6 +52,16 @@ fn keys(gateway: &TestGateway, args: &[&str]) -> std::process::Command {
         "--database-url",
         &gateway.database_url(),
     ]);
+    if let vaitio::config::KekSettings::Token(token) = &gateway.config.kek {
+        let hsm::TokenChoice::Label(label) = &token.token else { panic!("a token by label") };
+        let pin_file = token.pin_file.as_ref().expect("a PIN file");
+        command.args(["--pkcs11-module", &token.module.display().to_string(), "--pkcs11-token", label]).args([
+            "--pkcs11-pin-file",
+            &pin_file.display().to_string(),
+            "--pkcs11-key-label",
+            &token.key_label,
+        ]);
+    }
     command
 }
 
@@ -326,6 +336,19 @@ fn kept_in_a_token(backend: Backend) {
     assert!(not_503.is_empty(), "with the token unplugged, answers other than 503: {not_503:?}");
     assert!(refused == 5 && !failures.is_empty(), "the load met no unplugged token");
     let ids: Vec<String> = ids.lock().unwrap().clone();
+    gateway.restart();
+    for id in &ids {
+        opens(&gateway.client, id).unwrap();
+    }
+
+    // Rotated inside the token: a second key made there, every data key rewrapped by it.
+    let rotated = succeeded(keys(&gateway, &["rotate-kek"]).output().unwrap());
+    assert!(rotated.contains("version 2 is in force"), "{rotated}");
+    let wrapped = wrapped_by(&gateway);
+    assert_eq!(wrapped.keys().collect::<Vec<_>>(), ["pkcs11:vaitio-kek.v2"], "{wrapped:?}");
+    succeeded(keys(&gateway, &["retire-kek", "--version", "1"]).output().unwrap());
+    let attempt = hsm::Token::load(token.settings.clone()).unwrap().try_extract("vaitio-kek.v2").unwrap();
+    assert!(attempt.refused(), "the token let the new key out: {attempt:?}");
     gateway.restart();
     for id in &ids {
         opens(&gateway.client, id).unwrap();
