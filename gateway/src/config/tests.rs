@@ -39,6 +39,37 @@ fn unsafe_configurations_are_refused_with_a_reason() {
 }
 
 #[test]
+fn a_token_is_configured_whole_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("module.so");
+    std::fs::write(&module, b"").unwrap();
+    let module = module.display().to_string();
+    let stray = args().with("keys.pkcs11_token", "vaitio");
+    assert!(Config::resolve(&stray).unwrap_err().0.contains("needs keys.pkcs11_module"));
+    let unnamed = args().with("keys.pkcs11_module", module.clone());
+    assert!(Config::resolve(&unnamed).unwrap_err().0.contains("keys.pkcs11_token"));
+    let both =
+        args().with("keys.pkcs11_module", module.clone()).with("keys.pkcs11_token", "v").with("keys.pkcs11_slot", "1");
+    assert!(Config::resolve(&both).unwrap_err().0.contains("not both"));
+    let absent = args().with("keys.pkcs11_module", "/nonexistent/module.so").with("keys.pkcs11_token", "v");
+    assert!(Config::resolve(&absent).unwrap_err().0.contains("does not exist"));
+    let token = Config::resolve(&args().with("keys.pkcs11_module", module.clone()).with("keys.pkcs11_token", "vaitio"))
+        .unwrap();
+    let KekSettings::Token(token) = token.kek else { panic!("a token") };
+    assert_eq!((&token.token, token.key_label.as_str()), (&hsm::TokenChoice::Label("vaitio".into()), "vaitio-kek"));
+    // The PIN: from its file, which others may not read, or from the environment; never a setting.
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "1234\n").unwrap();
+    let with_pin = TokenConfig { pin_file: Some(pin.clone()), ..token };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(with_pin.settings().unwrap_err().contains("chmod 600"));
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(format!("{:?}", with_pin.settings().unwrap().pin), "Pin(<redacted>)");
+    assert!(SETTINGS.iter().all(|s| !s.key.ends_with("pkcs11_pin")), "the PIN itself is never a setting");
+}
+
+#[test]
 fn the_file_is_read_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vaitio.toml");
