@@ -192,7 +192,14 @@ impl KekRing {
         if let Some(key) = self.known.read().ok().and_then(|k| k.keys.get(&version).cloned()) {
             return Ok(key);
         }
-        let key = self.custody.open(version)?;
+        // A version this node cannot open (its key file not here, its token without the key) is
+        // a node not ready for it: 503, as another node or a later try may succeed.
+        let key = self.custody.open(version).map_err(|error| match error {
+            CryptoError::Unavailable(_) => error,
+            other => {
+                CryptoError::Unavailable(format!("key-encryption key version {version} does not open here: {other}"))
+            }
+        })?;
         let recorded = self.versions().into_iter().find(|v| v.version == version).map(|v| v.key_id);
         if recorded.as_deref().is_some_and(|id| id != key.id()) {
             return Err(CryptoError::Mismatch {
