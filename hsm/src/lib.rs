@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cryptoki::context::Pkcs11;
@@ -87,10 +87,6 @@ impl Token {
     pub fn load(settings: TokenSettings) -> Result<Arc<Token>, CryptoError> {
         let module = Module::at(&settings.module)?;
         Ok(Arc::new(Token { module, settings, sessions: Mutex::new(Vec::new()) }))
-    }
-
-    pub fn settings(&self) -> &TokenSettings {
-        &self.settings
     }
 
     fn slot(&self, module: &Pkcs11) -> Result<Slot, CryptoError> {
@@ -217,7 +213,7 @@ impl Token {
     }
 
     /// Tries to read the key's value out of the token, as a thief with the PIN would: the
-    /// token refuses, and this says how. (For the tests and for `vaitio keys check`.)
+    /// token refuses, and this says how. (For the tests: it proves the key is kept in.)
     pub fn try_extract(&self, label: &str) -> Result<ExtractAttempt, CryptoError> {
         self.with_session(|pooled| {
             let Some(handle) = Token::find(pooled, label)? else {
@@ -390,19 +386,6 @@ impl KekCustody for TokenCustody {
     fn describe(&self) -> String {
         format!("PKCS#11 token {} through {}", self.token.describe_token(), self.token.module.path().display())
     }
-}
-
-/// The usual places of Debian's SoftHSM2 module, for development and the tests.
-pub fn softhsm_module() -> Option<PathBuf> {
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(Path::new)
-    .find(|p| p.exists())
-    .map(Path::to_path_buf)
 }
 
 mod module;

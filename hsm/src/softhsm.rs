@@ -14,7 +14,7 @@ use cryptoki::types::AuthPin;
 use store::crypto::CryptoError;
 
 use crate::module::Module;
-use crate::{softhsm_module, Pin, TokenChoice, TokenSettings};
+use crate::{Pin, TokenChoice, TokenSettings};
 
 /// The folder SoftHSM2 keeps its tokens in, read from its configuration (writing one first when
 /// none is set).
@@ -130,4 +130,17 @@ impl SoftToken {
         let _ = std::fs::create_dir_all(&aside);
         aside.join(folder.file_name().unwrap_or_default())
     }
+}
+
+/// The usual places of Debian's SoftHSM2 module, for development and the tests.
+pub fn softhsm_module() -> Option<PathBuf> {
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(Path::new)
+    .find(|p| p.exists())
+    .map(Path::to_path_buf)
 }

@@ -170,28 +170,38 @@ impl KekRing {
         self.known.read().map(|k| k.versions.clone()).unwrap_or_default()
     }
 
+    /// The first version in force (not retired) that `pick` chooses, and its key if opened:
+    /// looked up under the lock, as every wrap and unwrap asks.
+    fn find(&self, pick: impl Fn(&[KekVersion]) -> Option<u32>) -> Option<(u32, Option<Arc<dyn KeyEncryptionKey>>)> {
+        let known = self.known.read().ok()?;
+        let version = pick(&known.versions)?;
+        Some((version, known.keys.get(&version).cloned()))
+    }
+
     /// The version that wraps new data keys: the newest that is not retired.
     pub fn current(&self) -> Result<Arc<dyn KeyEncryptionKey>, CryptoError> {
-        let version = self
-            .versions()
-            .iter()
-            .filter(|v| v.retired_at.is_none())
-            .map(|v| v.version)
-            .max()
-            .ok_or_else(|| CryptoError::Unavailable("no key-encryption key version is recorded".into()))?;
-        self.key(version)
-    }
-
-    /// The key with `key_id`, `None` when no version this process knows has it.
-    pub fn by_id(&self, key_id: &str) -> Option<Result<Arc<dyn KeyEncryptionKey>, CryptoError>> {
-        let version = self.versions().into_iter().find(|v| v.key_id == key_id && v.retired_at.is_none())?;
-        Some(self.key(version.version))
-    }
-
-    fn key(&self, version: u32) -> Result<Arc<dyn KeyEncryptionKey>, CryptoError> {
-        if let Some(key) = self.known.read().ok().and_then(|k| k.keys.get(&version).cloned()) {
-            return Ok(key);
+        let newest =
+            |versions: &[KekVersion]| versions.iter().filter(|v| v.retired_at.is_none()).map(|v| v.version).max();
+        match self.find(newest) {
+            Some((_, Some(key))) => Ok(key),
+            Some((version, None)) => self.open(version),
+            None => Err(CryptoError::Unavailable("no key-encryption key version is recorded".into())),
         }
+    }
+
+    /// The key with `key_id`, `None` when no version in force that this process knows has it.
+    pub fn by_id(&self, key_id: &str) -> Option<Result<Arc<dyn KeyEncryptionKey>, CryptoError>> {
+        let named = |versions: &[KekVersion]| {
+            versions.iter().find(|v| v.key_id == key_id && v.retired_at.is_none()).map(|v| v.version)
+        };
+        match self.find(named)? {
+            (_, Some(key)) => Some(Ok(key)),
+            (version, None) => Some(self.open(version)),
+        }
+    }
+
+    /// Opens `version` from the custody, checks it is the key recorded for it, and keeps it.
+    fn open(&self, version: u32) -> Result<Arc<dyn KeyEncryptionKey>, CryptoError> {
         // A version this node cannot open (its key file not here, its token without the key) is
         // a node not ready for it: 503, as another node or a later try may succeed.
         let key = self.custody.open(version).map_err(|error| match error {

@@ -1,7 +1,6 @@
 //! Patients' data keys: found (unwrapped, cached briefly) or made (and wrapped) for a write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -43,9 +42,8 @@ pub(crate) struct DataKeys {
     db: Arc<Database>,
     ring: KekRing,
     cache: BoundedMap<Cached>,
-    /// When the cache was last swept of keys past their lifetime (milliseconds since `born`).
-    swept: AtomicU64,
-    born: Instant,
+    /// When the cache was last swept of keys past their lifetime.
+    swept: Mutex<Instant>,
 }
 
 impl DataKeys {
@@ -54,8 +52,7 @@ impl DataKeys {
             db,
             ring: KekRing::new(custody),
             cache: BoundedMap::new(DATA_KEY_CACHE_SIZE),
-            swept: AtomicU64::new(0),
-            born: Instant::now(),
+            swept: Mutex::new(Instant::now()),
         }
     }
 
@@ -69,10 +66,8 @@ impl DataKeys {
     /// The versions, read again when what this process knows is more than a few seconds old
     /// (as it is on a gateway that has not wrapped a key lately).
     pub fn versions(&self) -> Vec<KekVersion> {
-        if !self.ring.fresh() {
-            if let Err(error) = self.refresh() {
-                tracing::debug!(%error, "the key versions were not read again");
-            }
+        if let Err(error) = self.refresh_if_stale() {
+            tracing::debug!(%error, "the key versions were not read again");
         }
         self.ring.versions()
     }
@@ -81,6 +76,15 @@ impl DataKeys {
         let versions = crate::rotation::read_versions(&mut *self.db.conn()?)?;
         self.ring.learn(versions);
         Ok(())
+    }
+
+    /// Reads the versions again when what this process knows is older than
+    /// [`crate::kek::VERSIONS_FRESH_FOR`].
+    fn refresh_if_stale(&self) -> Result<(), StoreError> {
+        if self.ring.fresh() {
+            return Ok(());
+        }
+        self.refresh()
     }
 
     /// The key of `scope` when it is in memory, without asking the database.
@@ -97,14 +101,12 @@ impl DataKeys {
     /// Drops the keys past their lifetime, at most once a lifetime: a key not used again would
     /// otherwise stay until the cache fills.
     fn sweep(&self) {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.swept.load(Ordering::Relaxed);
-        let lifetime = u64::try_from(DATA_KEY_LIFETIME.as_millis()).unwrap_or(u64::MAX);
-        if now.saturating_sub(last) < lifetime
-            || self.swept.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
-        {
+        // `try_lock`: a sweep under way is enough; no request waits for another's.
+        let Ok(mut swept) = self.swept.try_lock() else { return };
+        if swept.elapsed() < DATA_KEY_LIFETIME {
             return;
         }
+        *swept = Instant::now();
         self.cache.retain(|cached| cached.at.elapsed() < DATA_KEY_LIFETIME);
     }
 
@@ -144,9 +146,7 @@ impl DataKeys {
     /// A new data key for `scope`, and the same key wrapped for storing by the version in force
     /// (read again when what this process knows is more than a few seconds old).
     pub fn generate(&self, scope: &str) -> Result<(DataKey, Wrapped), StoreError> {
-        if !self.ring.fresh() {
-            self.refresh()?;
-        }
+        self.refresh_if_stale()?;
         let kek = self.ring.current()?;
         let key = DataKey::generate()?;
         let bytes = kek.wrap(scope, &key)?;

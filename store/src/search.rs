@@ -84,39 +84,13 @@ impl Store {
         self.inner.known_ids.put(&format!("{resource_type}|{token}"), id.to_owned());
     }
 
-    /// A page of one patient's heads of a type, the most recently changed first (ties by id),
-    /// and how many there are: paged and counted in the database through the index by patient,
-    /// type and time. Only for a reader who receives every resource of this patient (the
-    /// caller's enforcement point says whether), so that the count and the page are those that
-    /// judging every row would give.
-    pub fn patient_page(
-        &self,
-        resource_type: ResourceType,
-        patient: &str,
-        offset: usize,
-        count: usize,
-    ) -> Result<(i64, Vec<Head>), StoreError> {
-        let rt = resource_type.as_str();
-        let mut conn = self.conn()?;
-        let of_patient = || {
-            resource_heads::table
-                .filter(resource_heads::patient.eq(patient))
-                .filter(resource_heads::resource_type.eq(rt))
-        };
-        let total: i64 = of_patient().count().get_result(&mut *conn)?;
-        let heads = of_patient()
-            .order((resource_heads::last_updated.desc(), resource_heads::id.desc()))
-            .offset(i64::try_from(offset).unwrap_or(i64::MAX))
-            .limit(i64::try_from(count).unwrap_or(i64::MAX))
-            .select(Head::as_select())
-            .load::<Head>(&mut *conn)?;
-        Ok((total, heads))
-    }
-
-    /// [`Store::patient_page`] with each head's current version (its body still sealed), read
-    /// in the same query: the heads joined to their versions on type, id and version, through
-    /// the index by patient and the versions' primary key. No statement depends on the page's
-    /// ids, and no older version is read.
+    /// A page of one patient's resources of a type, the most recently changed first (ties by
+    /// id), each head's current version (its body still sealed), and how many there are: paged
+    /// and counted in the database through the index by patient, type, time, id and version,
+    /// joined to the versions' primary key. Only for a reader who receives every resource of this
+    /// patient (the caller's enforcement point says whether), so that the count and the page are
+    /// those that judging every row would give. No statement depends on the page's ids, and no
+    /// older version is read.
     pub fn patient_page_versions(
         &self,
         resource_type: ResourceType,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use audit_log::Outcome;
 use clap::Subcommand;
-use store::db::Database;
+use store::db::{Database, Pool};
 use store::kek::KekVersion;
 use store::rotation::{KekRotation, RetireRefusal};
 
@@ -61,9 +61,10 @@ pub fn keys(command: &KeysCommand) -> Result<(), CliError> {
     }
 }
 
-fn rotation(config: &Config) -> Result<KekRotation, CliError> {
-    let (pool, _) = operator_log(&config.operator_log())?;
-    let db = Arc::new(Database::new(pool, config.db_wait));
+/// The versions over `pool` (the operator log's, opened once per command) and the configured
+/// custody.
+fn rotation(config: &Config, pool: &Pool) -> Result<KekRotation, CliError> {
+    let db = Arc::new(Database::new(pool.clone(), config.db_wait));
     Ok(KekRotation::new(db, kek_custody(config)?)?)
 }
 
@@ -81,7 +82,8 @@ fn create(config: &Config) -> Result<(), CliError> {
 }
 
 fn status(config: &Config) -> Result<(), CliError> {
-    let rotation = rotation(config)?;
+    let (pool, _) = operator_log(&config.operator_log())?;
+    let rotation = rotation(config, &pool)?;
     let versions = rotation.versions()?;
     let in_force = versions.iter().filter(|v| v.retired_at.is_none()).map(|v| v.version).max();
     println!("key-encryption key: {}", rotation.describe_custody());
@@ -100,7 +102,7 @@ fn status(config: &Config) -> Result<(), CliError> {
 
 fn rotate(config: &Config, batch: usize, pause: std::time::Duration) -> Result<(), CliError> {
     let (pool, signer) = operator_log(&config.operator_log())?;
-    let rotation = rotation(config)?;
+    let rotation = rotation(config, &pool)?;
     let state = rotation.begin()?;
     let target: &KekVersion = &state.target;
     let verb = if state.resumed { "resuming the rotation to" } else { "rotating to" };
@@ -151,7 +153,7 @@ fn rotate(config: &Config, batch: usize, pause: std::time::Duration) -> Result<(
 
 fn retire(config: &Config, version: u32) -> Result<(), CliError> {
     let (pool, signer) = operator_log(&config.operator_log())?;
-    let rotation = rotation(config)?;
+    let rotation = rotation(config, &pool)?;
     match rotation.retire(version) {
         Ok(()) => {
             record(&pool, &signer, &format!("keys retire-kek: version {version} retired"), Outcome::Success)?;

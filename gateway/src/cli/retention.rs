@@ -2,10 +2,11 @@
 //! rows removed, their data key destroyed), each destruction recorded in the audit log in the
 //! same transaction. The dry run changes nothing and prints counts only.
 
+use std::collections::HashSet;
+
 use audit_log::{Action, Outcome};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use fhir_profiles::ResourceType;
 use store::audit::AuditRecord;
 use store::crypto::{Pseudonymizer, SecretKey};
 use store::Store;
@@ -58,18 +59,25 @@ fn run(config: &Config, rule: RetentionRule, dry_run: bool) -> Result<(), CliErr
     let today: NaiveDate = chrono::Utc::now().date_naive();
     let rule_text = format!("{} years after death, {} after birth", rule.years_after_death, rule.years_after_birth);
     let (mut patients, mut resources, mut keys) = (0usize, 0usize, 0usize);
+    // A patient may have more than one Patient resource: each is judged, the patient is counted
+    // (or destroyed) once.
+    let mut past: HashSet<String> = HashSet::new();
     let mut after = String::new();
     loop {
         let heads = store.patients_after(&after, PAGE)?;
         let Some(last) = heads.last() else { break };
         after = last.id.clone();
-        for head in &heads {
-            let Some(pseudonym) = head.patient.clone() else { continue };
-            let Some(row) = store.current(ResourceType::Patient, &head.id)? else { continue };
+        // The page's current versions in one query.
+        for row in store.current_versions(heads.iter())? {
+            let Some(pseudonym) = row.patient.clone() else { continue };
+            if past.contains(&pseudonym) {
+                continue;
+            }
             let body: serde_json::Value = serde_json::from_slice(&opener.open(&row)?).unwrap_or_default();
             if !rule.past(&body, today) {
                 continue;
             }
+            past.insert(pseudonym.clone());
             patients += 1;
             if dry_run {
                 resources += store.patient_resources(&pseudonym)?;
