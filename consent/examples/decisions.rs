@@ -99,7 +99,7 @@ fn main() {
         professional(Role::Psychotherapist, ORG, AUTHOR, Purpose::Treatment),
         professional(Role::Physician, THIRD_ORG, "10077777777", Purpose::EmergencyTreatment),
         professional(Role::Nurse, OTHER_ORG, "10055555555", Purpose::BreakTheGlass),
-        Principal::Patient { pseudonym: "p1".into() },
+        Principal::Patient { pseudonym: "p1".into(), earlier: Vec::new() },
     ];
     let note = [SecurityLabel::PsychotherapyNote, SecurityLabel::Restricted];
     let mental_health = [SecurityLabel::MentalHealth];

@@ -204,7 +204,7 @@ impl<'c> Decision<'c> {
 /// decided before anything else). A caller may then page and count that patient's rows in the
 /// database and judge only the page: its counts are those that judging every row would give.
 pub fn receives_all_of(principal: &Principal, patient: &str) -> bool {
-    matches!(principal, Principal::Patient { pseudonym } if pseudonym == patient)
+    principal.is_patient(patient)
 }
 
 /// Decides whether `principal` may receive the resource described by `meta`, under the
@@ -231,7 +231,7 @@ pub fn decide_with<'c>(
     match principal {
         Principal::Anonymous => Decision::deny(Rule::NoIdentity),
         Principal::Auditor { .. } | Principal::Administrator { .. } => Decision::deny(Rule::StaffSeeNoClinicalContent),
-        Principal::Patient { pseudonym } if pseudonym == patient => Decision::permit(Rule::OwnData),
+        Principal::Patient { .. } if principal.is_patient(patient) => Decision::permit(Rule::OwnData),
         _ if meta.resource_type == "Consent" => Decision::deny(Rule::PrivacyChoicesArePrivate),
         Principal::Patient { .. } => Decision::deny(Rule::AnotherPatientsData),
         Principal::Professional(professional) => {

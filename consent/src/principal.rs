@@ -91,7 +91,11 @@ pub enum Principal {
     Professional(Professional),
     /// A patient, known only by pseudonym: the HETU in the token is turned into it at once.
     Patient {
+        /// Their name under the index key version in force.
         pseudonym: String,
+        /// Their names under older versions, newest first: their rows may still be filed under
+        /// one while a re-index runs, and the audit log keeps them for good.
+        earlier: Vec<String>,
     },
     /// Reads the audit log; never clinical content.
     Auditor {
@@ -106,6 +110,25 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Whether this is the patient named `pseudonym` (under any version of the index key).
+    pub fn is_patient(&self, pseudonym: &str) -> bool {
+        match self {
+            Principal::Patient { pseudonym: current, earlier } => {
+                current == pseudonym || earlier.iter().any(|name| name == pseudonym)
+            }
+            _ => false,
+        }
+    }
+
+    /// A patient's every name, newest first; `None` for anyone else.
+    pub fn own_pseudonyms(&self) -> Option<Vec<String>> {
+        match self {
+            Principal::Patient { pseudonym, earlier } => {
+                Some(std::iter::once(pseudonym).chain(earlier).cloned().collect())
+            }
+            _ => None,
+        }
+    }
     /// A short, non-identifying label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -149,7 +172,7 @@ mod tests {
 
     #[test]
     fn debug_reveals_no_identity() {
-        let patient = Principal::Patient { pseudonym: "abc123".into() };
+        let patient = Principal::Patient { pseudonym: "abc123".into(), earlier: Vec::new() };
         assert_eq!(format!("{patient:?}"), "Principal(patient)");
     }
 }

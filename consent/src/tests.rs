@@ -68,7 +68,7 @@ fn emergency_nurse() -> Principal {
     professional(Role::Nurse, THIRD_ORG, "10077777777", Purpose::BreakTheGlass)
 }
 fn patient(pseudonym: &str) -> Principal {
-    Principal::Patient { pseudonym: pseudonym.into() }
+    Principal::Patient { pseudonym: pseudonym.into(), earlier: Vec::new() }
 }
 fn auditor() -> Principal {
     Principal::Auditor { subject: "a1".into(), organisation: ORG.into() }
@@ -600,8 +600,8 @@ fn a_principal_who_receives_all_of_a_patient_is_permitted_every_row() {
     ]);
     let labels: [&[SecurityLabel]; 3] = [NOTE, &[SecurityLabel::MentalHealth], &[]];
     let principals = [
-        Principal::Patient { pseudonym: "p1".into() },
-        Principal::Patient { pseudonym: "p2".into() },
+        Principal::Patient { pseudonym: "p1".into(), earlier: Vec::new() },
+        Principal::Patient { pseudonym: "p2".into(), earlier: Vec::new() },
         author(),
         gp(),
         emergency_nurse(),
@@ -609,7 +609,7 @@ fn a_principal_who_receives_all_of_a_patient_is_permitted_every_row() {
     ];
     for principal in &principals {
         let all = receives_all_of(principal, "p1");
-        assert_eq!(all, *principal == Principal::Patient { pseudonym: "p1".into() });
+        assert_eq!(all, *principal == Principal::Patient { pseudonym: "p1".into(), earlier: Vec::new() });
         for resource_type in ["Composition", "Bundle", "Consent", "Observation", "Patient"] {
             for labels in labels {
                 for consents in [&every_choice, CompiledConsents::none()] {

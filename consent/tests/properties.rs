@@ -135,7 +135,7 @@ fn principal() -> impl Strategy<Value = Principal> {
         });
     prop_oneof![
         6 => professional,
-        1 => prop::sample::select(PATIENTS.to_vec()).prop_map(|p| Principal::Patient { pseudonym: p.into() }),
+        1 => prop::sample::select(PATIENTS.to_vec()).prop_map(|p| Principal::Patient { pseudonym: p.into(), earlier: Vec::new() }),
         1 => Just(Principal::Auditor { subject: "a1".into(), organisation: ORGANISATIONS[0].into() }),
         1 => Just(Principal::Administrator { subject: "admin1".into(), organisation: ORGANISATIONS[0].into() }),
         1 => Just(Principal::Anonymous),
@@ -296,7 +296,7 @@ proptest! {
     fn a_patient_never_sees_another_patients_data(
         specs in consents(), me in prop::sample::select(PATIENTS.to_vec()), resource in resource(), policy in policy(),
     ) {
-        let principal = Principal::Patient { pseudonym: me.into() };
+        let principal = Principal::Patient { pseudonym: me.into(), earlier: Vec::new() };
         let compiled = compile(&specs);
         let decision = decide_with(&principal, &resource.meta(), &compiled, &policy);
         match resource.patient {

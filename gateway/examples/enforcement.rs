@@ -13,8 +13,9 @@ use fhir_profiles::search::index_facts;
 use fhir_profiles::{parse_resource_value, ResourceType};
 use serde_json::{json, Value};
 use store::audit::AuditSigner;
-use store::crypto::{Pseudonymizer, SecretKey};
+use store::crypto::SecretKey;
 use store::db::{self, DatabaseUrl};
+use store::index_keys::IndexKeys;
 use store::kek::{KekCustody, KeyFiles};
 use store::{Head, NewResource, VersionRow, Write, WriteKind};
 use vaitio::enforce::Enforcement;
@@ -127,14 +128,15 @@ fn main() {
     let url = DatabaseUrl::Sqlite(dir.path().join("enforcement.sqlite3"));
     let pool = db::pool(&url, 4).expect("the database");
     db::migrate(&mut pool.get().expect("a connection")).expect("migrations");
-    let pseudonyms = Pseudonymizer::new(SecretKey::generate().expect("a key"));
+    let pseudonyms = store::crypto::Pseudonymizer::new(SecretKey::generate().expect("a key"));
     let signing_key = dir.path().join("audit-signing.pem");
     vaitio::audit::generate_signing_key_file(&signing_key).expect("an audit signing key");
     let signer = AuditSigner::from_file(&signing_key).expect("the audit signing key");
     let kek = KeyFiles::new(&dir.path().join("kek.hex"));
     kek.create(1).expect("a key-encryption key");
     let limits = store::Limits { db_wait: std::time::Duration::from_secs(2), disk_reserve: 0 };
-    let (store, opener) = store::Store::new(pool, limits, Box::new(kek), pseudonyms.clone(), signer);
+    let (store, opener) =
+        store::Store::new(pool, limits, Box::new(kek), IndexKeys::fixed(SecretKey::generate().expect("a key")), signer);
     store.prepare_keys().expect("the key-encryption key");
     let harvest = vaitio::Config::development(dir.path(), "127.0.0.1:0".parse().expect("an address")).harvest;
     let enforcement = Enforcement::new(store.clone(), opener, consent::Policy::default(), harvest);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use actix_web::{middleware, web, App, HttpServer};
 use store::audit::AuditSigner;
-use store::crypto::{CryptoError, Pseudonymizer, SecretKey};
+use store::crypto::{CryptoError, SecretKey};
 use store::db::{self, Pool};
+use store::index_keys::IndexKeys;
 use store::kek::{KekCustody, KeyFiles};
 use store::{Store, StoreError};
 
@@ -16,6 +17,7 @@ use crate::api::{access_log, alerts, import, read, search, submission, system, w
 use crate::config::{Config, KekSettings, Mode};
 use crate::enforce::Enforcement;
 use crate::import_pool::ImportPool;
+use fhir_profiles::Hetu;
 use identity::{Identity, IssuerKind, KeyError};
 
 use crate::caller::PeerCertificate;
@@ -101,8 +103,9 @@ fn prepare_development(config: &Config) -> Result<bool, StartError> {
 }
 
 /// The trusted token issuers of this configuration.
-fn build_identity(config: &Config, pseudonyms: Pseudonymizer) -> Result<Identity, StartError> {
-    let mut identity = Identity::new(&config.token_audience, Box::new(move |hetu| pseudonyms.patient_from_hetu(hetu)));
+fn build_identity(config: &Config, store: Store) -> Result<Identity, StartError> {
+    let pseudonymise = move |hetu: &Hetu| store.every_pseudonym(|p| p.patient_from_hetu(hetu));
+    let mut identity = Identity::new(&config.token_audience, Box::new(pseudonymise));
     if let Some((issuer, jwks)) = &config.professional_issuer {
         identity.trust_jwks_file(issuer, IssuerKind::Professional, jwks)?;
     }
@@ -172,20 +175,24 @@ impl Application {
             Mode::Production => false,
         };
         let custody = kek_custody(&config)?;
-        let index_key = SecretKey::from_file(&config.index_key_file)?;
+        let index_keys = IndexKeys::from_files(&config.index_key_file)?;
         let (pool, applied) = open_database(&config)?;
         if applied > 0 {
             tracing::info!(applied, backend = config.database.backend_name(), "migrations applied");
         }
-        let pseudonyms = Pseudonymizer::new(index_key);
-        let identity = build_identity(&config, pseudonyms.clone())?;
         let signer = audit_signer(&config)?;
         let limits = store::Limits { db_wait: config.db_wait, disk_reserve: config.disk_reserve };
-        let (store, opener) = Store::new(pool, limits, custody, pseudonyms, signer);
+        let (store, opener) = Store::new(pool, limits, custody, index_keys, signer);
         let versions = store.prepare_keys().map_err(StartError::Keys)?;
         if let Some(current) = versions.iter().filter(|v| v.retired_at.is_none()).max_by_key(|v| v.version) {
             tracing::info!(version = current.version, key = %current.key_id, "key-encryption key in force");
         }
+        let index_versions = store.prepare_index_keys().map_err(StartError::Keys)?;
+        if let Some(current) = index_versions.iter().max_by_key(|v| v.version) {
+            let reindexed = current.rewrapped_at.is_some();
+            tracing::info!(version = current.version, key = %current.key_id, reindexed, "index key in force");
+        }
+        let identity = build_identity(&config, store.clone())?;
         let enforcement = Arc::new(Enforcement::new(store.clone(), opener, config.policy, config.harvest.clone()));
         watch_in_background(&enforcement);
         let tls =

@@ -114,7 +114,7 @@ pub fn agent(principal: &Principal, client_certificate: Option<String>, address:
             }),
             p.reason.clone(),
         ),
-        Principal::Patient { pseudonym } => {
+        Principal::Patient { pseudonym, .. } => {
             (Who::Patient { pseudonym: pseudonym.clone() }, Some(PurposeOfUse::PatientRequested), None)
         }
         Principal::Auditor { subject, organisation } => (

@@ -364,7 +364,9 @@ pub fn operator_signer(log: &OperatorLog) -> Result<AuditSigner, CliError> {
 /// The database, migrated, and the checkpoint key.
 fn operator_log(log: &OperatorLog) -> Result<(Pool, AuditSigner), CliError> {
     let failed = |cause| StartError::Database { database: log.database.redacted(), cause };
-    let pool = store::db::pool(&log.database, 2).map_err(failed)?;
+    // Four: a command that runs a store (a re-index, a retention run) holds one in its
+    // transaction while its writer and its key lookups use others.
+    let pool = store::db::pool(&log.database, 4).map_err(failed)?;
     store::db::migrate(&mut *pool.get().map_err(|e| failed(e.into()))?).map_err(failed)?;
     Ok((pool, operator_signer(log)?))
 }

@@ -128,7 +128,7 @@ settings! {
     "keys.pkcs11_key_label", "pkcs11-key-label", "LABEL", Value("vaitio-kek"),
         "Label of the key-encryption key in the token; version N is labelled `<label>.vN`";
     "keys.index_key_file", "index-key-file", "FILE", Derived("development: <data_dir>/keys/index.hex; production: required"),
-        "Index (HMAC) key file: 64 hex characters, mode 0600";
+        "Index (HMAC) key file (version 1): 64 hex characters, mode 0600; version N is the file beside it with .vN before the extension";
     "keys.audit_signing_key", "audit-signing-key", "FILE", Derived("development: <data_dir>/keys/audit-signing.pem; production: required"),
         "Ed25519 private key (PEM, mode 0600) that signs the audit log's checkpoints; keep it off the database host";
     "audit.checkpoint_entries", "audit-checkpoint-entries", "N", Value("1000"),

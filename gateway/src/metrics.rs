@@ -54,7 +54,7 @@ impl Metrics {
         pool_idle: u32,
         writer: &WriterStats,
         unusual_access: (u64, u64),
-        keys: &[store::kek::KekVersion],
+        keys: &KeyState,
     ) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP vaitio_http_requests_total HTTP requests by method, route pattern and status.");
@@ -129,9 +129,43 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE vaitio_writer_busy_seconds_total counter");
         let _ = writeln!(out, "vaitio_writer_busy_seconds_total {}", writer.busy_seconds());
-        key_versions(&mut out, keys);
+        key_versions(&mut out, &keys.kek);
+        index_key(&mut out, keys);
         out
     }
+}
+
+/// The keys' versions as `/metrics` shows them: the key-encryption key's, and the index key's
+/// version in force with a re-index's progress (counts only).
+#[derive(Clone, Debug, Default)]
+pub struct KeyState {
+    pub kek: Vec<store::kek::KekVersion>,
+    pub index_version: u32,
+    /// Patients moved, of how many, while a re-index is unfinished.
+    pub reindex: Option<(u64, u64)>,
+}
+
+fn index_key(out: &mut String, index: &KeyState) {
+    let _ = writeln!(
+        out,
+        "# HELP vaitio_index_key_version_in_force The index key version that names new patients and tokens."
+    );
+    let _ = writeln!(out, "# TYPE vaitio_index_key_version_in_force gauge");
+    let _ = writeln!(out, "vaitio_index_key_version_in_force {}", index.index_version);
+    let _ =
+        writeln!(out, "# HELP vaitio_reindex_unfinished 1 while a re-index to the index key version in force runs.");
+    let _ = writeln!(out, "# TYPE vaitio_reindex_unfinished gauge");
+    let _ = writeln!(out, "vaitio_reindex_unfinished {}", u8::from(index.reindex.is_some()));
+    let (moved, to_move) = index.reindex.unwrap_or_default();
+    let _ = writeln!(out, "# HELP vaitio_reindex_patients_moved Patients the unfinished re-index has moved, as its command last recorded.");
+    let _ = writeln!(out, "# TYPE vaitio_reindex_patients_moved gauge");
+    let _ = writeln!(out, "vaitio_reindex_patients_moved {moved}");
+    let _ = writeln!(
+        out,
+        "# HELP vaitio_reindex_patients_to_move Patients the unfinished re-index found to move when it began."
+    );
+    let _ = writeln!(out, "# TYPE vaitio_reindex_patients_to_move gauge");
+    let _ = writeln!(out, "vaitio_reindex_patients_to_move {to_move}");
 }
 
 /// The key-encryption key's versions: numbers and states only (no key ids).

@@ -152,7 +152,7 @@ fn visible_after_commit(enforcement: &Enforcement, principal: &Principal, head: 
 /// its choices in the shapes the consent crate enforces, which it refuses naming the element.
 /// Anything else is one answer, so a patient cannot probe which Patient ids exist.
 fn check_own_consent(store: &Store, principal: &Principal, parsed: &ParsedResource) -> Result<(), GatewayError> {
-    let Principal::Patient { pseudonym } = principal else { return Ok(()) };
+    let Principal::Patient { pseudonym, .. } = principal else { return Ok(()) };
     let own = match &parsed.patient {
         PatientLink::Stored(id) => store.patient_pseudonym(id)?.as_deref() == Some(pseudonym.as_str()),
         _ => false,
@@ -207,17 +207,18 @@ fn prepare(
         let message = "the document's custodian is not the organisation of the client certificate";
         return Err(ProfileError::business_rule(message, "Bundle.entry[0].resource.custodian").into());
     }
-    let pseudonyms = store.pseudonyms();
+    // A patient is filed under the name their rows have: the index key version in force's, or
+    // an older one's while a re-index has not yet moved them.
     let patient = match &parsed.patient {
         PatientLink::Itself => Some(match (parsed.hetus.first(), id_for_pseudonym) {
-            (Some(hetu), _) => pseudonyms.patient_from_hetu(hetu),
-            (None, Some(id)) => pseudonyms.patient_from_id(id),
+            (Some(hetu), _) => store.patient_for_write(|p| p.patient_from_hetu(hetu))?,
+            (None, Some(id)) => store.patient_for_write(|p| p.patient_from_id(id))?,
             (None, None) => return Err(GatewayError::Internal("a Patient is always written with an id".into())),
         }),
         PatientLink::Stored(patient_id) => Some(store.patient_pseudonym(patient_id)?.ok_or_else(|| {
             GatewayError::Unprocessable(format!("the referenced Patient/{} does not exist", printable(patient_id)))
         })?),
-        PatientLink::Embedded(hetu) => Some(pseudonyms.patient_from_hetu(hetu)),
+        PatientLink::Embedded(hetu) => Some(store.patient_for_write(|p| p.patient_from_hetu(hetu))?),
         PatientLink::None => None,
     };
     let mut labels: Vec<&str> = parsed
@@ -352,6 +353,28 @@ fn content(mut document: Value) -> Value {
     document
 }
 
+/// A record's document ids and its stored document, if any. Ids are derived from the
+/// organisation and record id under the index key version in force; a record first filed under
+/// an older version keeps the ids it was given then (ids never change), so a repeat looks under
+/// every version, newest first.
+fn document_ids(
+    store: &Store,
+    checked: &CheckedRecord,
+    organisation: &str,
+) -> Result<(DocumentIds, Option<Head>), GatewayError> {
+    let record_id = checked.record.record_id.as_str();
+    let mut newest = None;
+    for pseudonyms in store.index_keys().every() {
+        let ids = DocumentIds::derive(checked, |part| pseudonyms.uuid(&["document", organisation, record_id, part]));
+        if let Some(head) = store.head(ResourceType::Bundle, &ids.document)? {
+            return Ok((ids, Some(head)));
+        }
+        newest.get_or_insert(ids);
+    }
+    let ids = newest.ok_or_else(|| GatewayError::Internal("no index key version is held".into()))?;
+    Ok((ids, None))
+}
+
 /// Files a checked record: resolves its participants, translates it, and stores the document
 /// (new, a new version, or nothing for an identical repeat) with any new participants, in one
 /// transaction. Answers what was done, the document's head and (`with_body`) its body.
@@ -365,9 +388,7 @@ fn file_record(
     let professional = submitter(principal)?;
     let (organisation, practitioner_id) = (professional.organisation.as_str(), professional.practitioner.as_str());
     let store = enforcement.store();
-    let pseudonyms = store.pseudonyms();
-    let record_id = checked.record.record_id.clone();
-    let mut ids = DocumentIds::derive(checked, |part| pseudonyms.uuid(&["document", organisation, &record_id, part]));
+    let (mut ids, existing) = document_ids(store, checked, organisation)?;
     let record = &checked.record;
     let patient = participant(store, ResourceType::Patient, HETU_SYSTEM, checked.hetu.expose())?;
     let practitioner = participant(store, ResourceType::Practitioner, TERHIKKI_SYSTEM, &record.therapist.terhikki)?;
@@ -376,7 +397,6 @@ fn file_record(
     ids.patient = patient.id().to_owned();
     ids.practitioner = practitioner.id().to_owned();
     ids.organization = organization.id().to_owned();
-    let existing = store.head(ResourceType::Bundle, &ids.document)?;
     let document = translate(checked, &ids, &instant(now_millis()));
     // Compared with the stored version only when there is one: a copy of the whole document
     // was a twentieth of a new submission's time.

@@ -39,9 +39,9 @@ pub enum IdentityError {
     Forbidden(String),
 }
 
-/// Turns a patient's HETU into the pseudonym the rest of the gateway knows them by; the HETU
-/// goes no further than this call.
-pub type Pseudonymise = Box<dyn Fn(&Hetu) -> String + Send + Sync>;
+/// Turns a patient's HETU into the pseudonyms the rest of the gateway knows them by, under each
+/// version of the index key, newest first; the HETU goes no further than this call.
+pub type Pseudonymise = Box<dyn Fn(&Hetu) -> Vec<String> + Send + Sync>;
 
 pub const DEV_ISSUER: &str = "urn:vaitio:development-issuer";
 pub const DEV_KID: &str = "vaitio-development-1";
@@ -267,7 +267,9 @@ impl Identity {
         if patient {
             let hetu = Hetu::parse(&claims.sub)
                 .map_err(|_| unauthenticated("a patient token's subject must be a valid HETU"))?;
-            return Ok(Principal::Patient { pseudonym: (self.pseudonymise)(&hetu) });
+            let mut names = (self.pseudonymise)(&hetu).into_iter();
+            let pseudonym = names.next().ok_or_else(|| unauthenticated("no index key names patients"))?;
+            return Ok(Principal::Patient { pseudonym, earlier: names.collect() });
         }
         // Every professional principal is bound to the organisation's certificate.
         let peer = peer.ok_or_else(|| {

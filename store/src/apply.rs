@@ -25,7 +25,7 @@ use crate::time::now_millis;
 
 /// What writing needs besides the connection.
 pub(crate) struct WriteContext {
-    pub pseudonyms: Pseudonymizer,
+    pub index: Arc<crate::index_keys::IndexKeys>,
     pub signer: Arc<AuditSigner>,
 }
 
@@ -89,6 +89,10 @@ pub(crate) fn write_rows(
     writes: &[Write],
     sealed: &mut [Option<Sealed>],
 ) -> Result<Written, StoreError> {
+    // Tokens are made under the version in force now, whichever version named the patient: a
+    // re-index recomputes every token of a patient it moves.
+    let pseudonyms = context.index.current();
+    check_not_moved(conn, context, keys, writes)?;
     for row in new_key_rows(keys, now_millis()) {
         let insert = diesel::insert_into(data_keys::table).values(&row);
         on_backend!(&mut *conn, |c| insert.execute(c)).map_err(conflict)?;
@@ -102,9 +106,39 @@ pub(crate) fn write_rows(
             // Taken, not copied: the writer owns the job. If the group fails and runs again
             // request by request, a write whose body was taken seals it afresh.
             let prepared = sealed.get_mut(n).and_then(Option::take);
-            write_resource(conn, &context.pseudonyms, write, key, prepared)
+            write_resource(conn, &pseudonyms, write, key, prepared)
         })
         .collect()
+}
+
+/// Refuses writes for a patient still named under an older index key version whom a re-index
+/// has moved since the write was prepared (their data key is no longer under that name), so that
+/// no row is left behind under the old name. On PostgreSQL the key row is taken `FOR SHARE`: a
+/// re-index moving the patient waits for this commit, and then moves this write's rows too. The
+/// gateway prepares the write again, and finds the new name.
+pub(crate) fn check_not_moved(
+    conn: &mut DbConnection,
+    context: &WriteContext,
+    keys: &NewKeys,
+    writes: &[Write],
+) -> Result<(), StoreError> {
+    let current = context.index.current().version();
+    if current == 1 {
+        return Ok(());
+    }
+    let mut checked = HashSet::new();
+    for scope in writes.iter().filter_map(|w| w.resource.patient.as_deref()) {
+        let made_now = keys.iter().any(|(s, _, wrapped)| s == scope && wrapped.is_some());
+        if made_now || !crate::reindex::older_than(scope, current) || !checked.insert(scope) {
+            continue;
+        }
+        if crate::reindex::data_key_row(conn, scope, false)?.is_none() {
+            return Err(StoreError::Conflict(
+                "the patient was moved to a new index key version meanwhile; send it again".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn write_resource(
@@ -295,7 +329,10 @@ pub(crate) fn new_key_rows(keys: &NewKeys, now: i64) -> impl Iterator<Item = New
 /// A second identifier with the same value in another system would need the same key again, so
 /// it is filed under its exact token alone, as every identifier was before migration 7 (see
 /// [`TokenMatch`]).
-fn identifier_tokens(pseudonyms: &Pseudonymizer, facts: &[IndexFact]) -> Vec<(&'static str, String, Option<String>)> {
+pub(crate) fn identifier_tokens(
+    pseudonyms: &Pseudonymizer,
+    facts: &[IndexFact],
+) -> Vec<(&'static str, String, Option<String>)> {
     let mut rows = Vec::new();
     let mut keys = HashSet::new();
     let mut exacts = HashSet::new();

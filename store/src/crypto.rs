@@ -215,8 +215,13 @@ pub(crate) fn open_body(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8])
     open(&key.0 .0, &binding.aad(), sealed)
 }
 
-/// Keyed HMAC-SHA256 under the index key: patient pseudonyms and identifier tokens. Each use has
-/// its own prefix so a token of one kind never equals a token of another.
+/// Keyed HMAC-SHA256 under one version of the index key: patient pseudonyms and identifier
+/// tokens. Each use has its own prefix so a token of one kind never equals a token of another.
+///
+/// A pseudonym made under version 2 or later carries its version in front (`v2-…`): every row
+/// and every audit entry that names a patient says which key version named them, so a re-index
+/// knows what it has moved and an auditor knows which key to ask. Version 1's pseudonyms are the
+/// bare digest, as they were before the index key had versions.
 ///
 /// The HMAC is keyed once and cloned for each use: a submission computes some twenty of them,
 /// and keying a new one each time (as an OpenSSL `PKey` and `Signer` did) cost more than the
@@ -224,12 +229,31 @@ pub(crate) fn open_body(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8])
 #[derive(Clone)]
 pub struct Pseudonymizer {
     keyed: Hmac<Sha256>,
+    version: u32,
 }
 
 impl Pseudonymizer {
+    /// The index key's first version (a deployment's `index.key`).
     pub fn new(key: SecretKey) -> Self {
+        Self::of_version(key, 1)
+    }
+
+    pub fn of_version(key: SecretKey, version: u32) -> Self {
         let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes a key of any length");
-        Pseudonymizer { keyed }
+        Pseudonymizer { keyed, version: version.max(1) }
+    }
+
+    /// The index key version this pseudonymizer is.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// A pseudonym: the digest, with the key version in front from version 2 on.
+    fn pseudonym(&self, parts: &[&str]) -> String {
+        match self.version {
+            1 => self.mac(parts),
+            version => format!("v{version}-{}", self.mac(parts)),
+        }
     }
 
     fn digest(&self, parts: &[&str]) -> [u8; 32] {
@@ -249,12 +273,12 @@ impl Pseudonymizer {
 
     /// The patient pseudonym of a HETU: the same person gets the same pseudonym in every row.
     pub fn patient_from_hetu(&self, hetu: &Hetu) -> String {
-        self.mac(&["patient", "hetu", hetu.expose()])
+        self.pseudonym(&["patient", "hetu", hetu.expose()])
     }
 
     /// The pseudonym of a Patient that carries no HETU (a temporary record).
     pub fn patient_from_id(&self, id: &str) -> String {
-        self.mac(&["patient", "id", id])
+        self.pseudonym(&["patient", "id", id])
     }
 
     /// An identifier token: `system` is `None` for identifiers without a system.
@@ -282,6 +306,15 @@ impl Pseudonymizer {
     pub fn token_any_system(&self, param: &str, value: &str) -> String {
         self.mac(&["token", param, "any", value])
     }
+}
+
+/// The index key version that made `pseudonym` (a patient's, or a data key's scope).
+pub fn pseudonym_version(pseudonym: &str) -> u32 {
+    pseudonym
+        .strip_prefix('v')
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(version, _)| version.parse().ok())
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -369,6 +402,21 @@ mod tests {
         assert_ne!(a.patient_from_hetu(&hetu), b.patient_from_hetu(&hetu));
         assert_ne!(a.token("identifier", None, "x"), a.token_any_system("identifier", "x"));
         assert!(!a.patient_from_hetu(&hetu).contains("131052"));
+    }
+
+    #[test]
+    fn a_pseudonym_says_which_key_version_made_it() {
+        let hetu = Hetu::parse("131052-308T").unwrap();
+        let key = SecretKey::generate().unwrap();
+        let first = Pseudonymizer::new(SecretKey(key.0));
+        let second = Pseudonymizer::of_version(SecretKey(key.0), 2);
+        let bare = first.patient_from_hetu(&hetu);
+        assert_eq!(bare.len(), 64, "version 1 keeps the bare digest that stored rows hold");
+        assert_eq!(second.patient_from_hetu(&hetu), format!("v2-{bare}"));
+        assert_eq!(pseudonym_version(&bare), 1);
+        assert_eq!(pseudonym_version(&second.patient_from_id("x")), 2);
+        assert_eq!(pseudonym_version(&Pseudonymizer::of_version(SecretKey(key.0), 12).patient_from_id("x")), 12);
+        assert_eq!(pseudonym_version("shared"), 1);
     }
 
     #[test]

@@ -143,6 +143,31 @@ impl DataKeys {
         }
     }
 
+    /// The data key of a row read from `data_keys` (a re-index reads it locked, in its own
+    /// transaction, rather than through the cache).
+    pub fn unwrap_row(&self, scope: &str, kek_id: &str, wrapped: &[u8]) -> Result<DataKey, StoreError> {
+        Ok(self.kek(kek_id)?.unwrap(scope, wrapped)?)
+    }
+
+    /// `key` wrapped for `scope` by the version in force (a re-index gives a patient's key its
+    /// new scope).
+    pub fn wrap_for(&self, scope: &str, key: &DataKey) -> Result<Wrapped, StoreError> {
+        self.refresh_if_stale()?;
+        let kek = self.ring.current()?;
+        Ok(Wrapped { kek_id: kek.id().to_owned(), bytes: kek.wrap(scope, key)? })
+    }
+
+    /// Whether a data key is stored under `scope`, asked of the database (a cached key may be
+    /// one a re-index has since moved).
+    pub fn exists(&self, scope: &str) -> Result<bool, StoreError> {
+        let found: Option<String> = data_keys::table
+            .filter(data_keys::scope.eq(scope))
+            .select(data_keys::scope)
+            .get_result(&mut self.db.conn()?)
+            .optional()?;
+        Ok(found.is_some())
+    }
+
     /// A new data key for `scope`, and the same key wrapped for storing by the version in force
     /// (read again when what this process knows is more than a few seconds old).
     pub fn generate(&self, scope: &str) -> Result<(DataKey, Wrapped), StoreError> {

@@ -10,7 +10,9 @@
 //!
 //! Map: `db/` (connections, pool, migrations, schema), `crypto.rs` (envelope encryption and
 //! pseudonyms), `kek.rs` (key-encryption keys and their versions), `keys.rs` (data keys),
-//! `rotation.rs` (rotating the key-encryption key), `opener.rs` (decryption), `rows.rs` (the rows as types), `store.rs` (the store),
+//! `rotation.rs` (rotating the key-encryption key), `index_keys.rs` (the index key's versions),
+//! `reindex.rs` (moving patients and tokens to a new index key version), `opener.rs`
+//! (decryption), `rows.rs` (the rows as types), `store.rs` (the store),
 //! `read.rs`, `search.rs`, `write.rs` (its API), `seal.rs`, `apply.rs`, `postgres.rs`,
 //! `writer.rs` (how a write reaches the database), `checkpoint.rs` (SQLite's checkpoints),
 //! `audit.rs` (the audit log's tables).
@@ -22,12 +24,14 @@ mod checkpoint;
 pub mod crypto;
 pub mod db;
 mod error;
+pub mod index_keys;
 pub mod kek;
 mod keys;
 mod marks;
 mod opener;
 mod postgres;
 mod read;
+pub mod reindex;
 mod reserve;
 mod resource;
 pub mod retention;

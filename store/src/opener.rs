@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::crypto::{open_body, BodyBinding};
+use crate::crypto::open_body;
 use crate::error::StoreError;
 use crate::keys::DataKeys;
 use crate::rows::VersionRow;
@@ -25,16 +25,6 @@ impl Opener {
             .keys
             .stored(&row.key_scope)?
             .ok_or_else(|| StoreError::Damaged("a body's data key is missing".into()))?;
-        let binding = BodyBinding {
-            resource_type: &row.resource_type,
-            id: &row.id,
-            version: row.version,
-            key_scope: &row.key_scope,
-            patient: row.patient.as_deref(),
-            security_labels: &row.security_labels,
-            author: (row.author_org.as_deref(), row.author_practitioner.as_deref()),
-            service_event: row.service_event.as_deref(),
-        };
-        Ok(open_body(&key, &binding, &row.body)?)
+        Ok(open_body(&key, &row.binding(), &row.body)?)
     }
 }

@@ -26,6 +26,7 @@ pub(crate) fn write_created(
     jobs: &[&Pending],
 ) -> Result<Vec<Written>, StoreError> {
     let now = now_millis();
+    let pseudonyms = context.index.current();
     let mut planned: HashSet<(&str, &str)> = HashSet::new();
     let (mut keys, mut versions, mut heads, mut tokens, mut dates) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -44,7 +45,7 @@ pub(crate) fn write_created(
                 continue;
             }
             let ready = sealed.as_ref().ok_or_else(|| StoreError::Internal("no version 1 sealed ahead".into()))?;
-            let rows = new_rows(&context.pseudonyms, write, 1, ready.last_updated, ready.sealed.clone(), false);
+            let rows = new_rows(&pseudonyms, write, 1, ready.last_updated, ready.sealed.clone(), false);
             answers.push((n, written.len(), if_absent));
             written.push(Some((rows.head.clone(), ready.plain.clone())));
             versions.push(rows.version);

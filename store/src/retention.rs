@@ -10,7 +10,7 @@ use diesel::prelude::*;
 
 use crate::audit::{append, AuditRecord};
 use crate::db::schema::{
-    consent_generations, data_keys, resource_heads, resource_versions, search_dates, search_tokens,
+    consent_generations, data_keys, patient_aliases, resource_heads, resource_versions, search_dates, search_tokens,
 };
 use crate::db::write_transaction;
 use crate::error::StoreError;
@@ -96,6 +96,7 @@ impl Store {
                 destroyed.data_keys +=
                     diesel::delete(data_keys::table.filter(data_keys::scope.eq(scope))).execute(conn)?;
             }
+            diesel::delete(patient_aliases::table.filter(patient_aliases::patient.eq(patient))).execute(conn)?;
             diesel::update(consent_generations::table.filter(consent_generations::patient.eq(patient)))
                 .set(consent_generations::generation.eq(consent_generations::generation + 1i64))
                 .execute(conn)?;

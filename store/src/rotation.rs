@@ -21,6 +21,9 @@ use crate::time::now_millis;
 /// `key_versions.purpose` of the key-encryption key.
 const KEK: &str = "kek";
 
+/// `key_versions.purpose` of the index (HMAC) key.
+pub(crate) const INDEX: &str = "index";
+
 /// Data keys rewrapped in one transaction, unless the operator says otherwise: short enough that
 /// the gateway's writer never waits long for the database's write lock, long enough that the
 /// commits do not dominate.
@@ -36,9 +39,15 @@ struct KeyVersionRow {
     retired_at: Option<i64>,
 }
 
+/// The key-encryption key's versions, oldest first.
 pub(crate) fn read_versions(conn: &mut DbConnection) -> Result<Vec<KekVersion>, StoreError> {
+    read_versions_of(conn, KEK)
+}
+
+/// The versions of the key of `purpose` (`kek`, `index`), oldest first.
+pub(crate) fn read_versions_of(conn: &mut DbConnection, purpose: &str) -> Result<Vec<KekVersion>, StoreError> {
     let rows: Vec<KeyVersionRow> = key_versions::table
-        .filter(key_versions::purpose.eq(KEK))
+        .filter(key_versions::purpose.eq(purpose))
         .order(key_versions::version)
         .select((
             key_versions::version,
@@ -60,11 +69,23 @@ pub(crate) fn read_versions(conn: &mut DbConnection) -> Result<Vec<KekVersion>, 
         .collect())
 }
 
-/// Records `version` with `key_id`, unless it is recorded already (another process did it).
+/// Records the key-encryption key's `version` with `key_id`, unless it is recorded already
+/// (another process did it).
 fn record_version(conn: &mut DbConnection, version: u32, key_id: &str, rewrapped: bool) -> Result<(), StoreError> {
+    record_version_of(conn, KEK, version, key_id, rewrapped)
+}
+
+/// Records `version` of the key of `purpose`, unless it is recorded already.
+pub(crate) fn record_version_of(
+    conn: &mut DbConnection,
+    purpose: &str,
+    version: u32,
+    key_id: &str,
+    rewrapped: bool,
+) -> Result<(), StoreError> {
     let now = now_millis();
     let row = (
-        key_versions::purpose.eq(KEK),
+        key_versions::purpose.eq(purpose),
         key_versions::version.eq(i64::from(version)),
         key_versions::key_id.eq(key_id),
         key_versions::created_at.eq(now),
@@ -72,7 +93,7 @@ fn record_version(conn: &mut DbConnection, version: u32, key_id: &str, rewrapped
     );
     write_transaction(conn, |conn| {
         let exists = key_versions::table
-            .filter(key_versions::purpose.eq(KEK))
+            .filter(key_versions::purpose.eq(purpose))
             .filter(key_versions::version.eq(i64::from(version)))
             .count()
             .get_result::<i64>(conn)?

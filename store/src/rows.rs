@@ -65,6 +65,22 @@ pub struct VersionRow {
     pub service_event: Option<String>,
 }
 
+impl VersionRow {
+    /// What the version's body was sealed bound to.
+    pub(crate) fn binding(&self) -> crate::crypto::BodyBinding<'_> {
+        crate::crypto::BodyBinding {
+            resource_type: &self.resource_type,
+            id: &self.id,
+            version: self.version,
+            key_scope: &self.key_scope,
+            patient: self.patient.as_deref(),
+            security_labels: &self.security_labels,
+            author: (self.author_org.as_deref(), self.author_practitioner.as_deref()),
+            service_event: self.service_event.as_deref(),
+        }
+    }
+}
+
 /// Heads and versions carry the same decision metadata under the same column names.
 macro_rules! stored {
     ($($row:ty),*) => {$(
@@ -95,11 +111,11 @@ macro_rules! stored {
 }
 stored!(Head, VersionRow);
 
-/// An index row belongs to one version of its resource and is never changed or removed: a
-/// new version adds its own rows, and every query joins the head to keep only the current
-/// version's (`current_version_of!`). So a write never reads or deletes index rows, and the
-/// rows can be keyed for lookup alone (the table is its own search index) rather than also by
-/// resource.
+/// An index row belongs to one version of its resource and a write never changes or removes
+/// one: a new version adds its own rows, and every query joins the head to keep only the
+/// current version's (`current_version_of!`). So a write never reads or deletes index rows, and
+/// the rows can be keyed for lookup alone (the table is its own search index) rather than also
+/// by resource. (Only a re-index to a new index key replaces them, `reindex.rs`.)
 #[derive(Insertable)]
 #[diesel(table_name = search_tokens, treat_none_as_default_value = false)]
 pub(crate) struct TokenRow<'a> {

@@ -35,7 +35,25 @@ impl Store {
         value: &str,
         usable: impl Fn(&str) -> bool,
     ) -> Result<Option<String>, StoreError> {
-        let wanted = TokenMatch::exact(&self.inner.pseudonyms, "identifier", Some(system), value);
+        // Under the version in force, then (while a re-index is unfinished) under older ones.
+        self.index_keys().complete()?;
+        for pseudonyms in self.index_keys().lookup() {
+            if let Some(id) = self.id_by_token(&pseudonyms, resource_type, system, value, &usable)? {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    fn id_by_token(
+        &self,
+        pseudonyms: &crate::crypto::Pseudonymizer,
+        resource_type: ResourceType,
+        system: &str,
+        value: &str,
+        usable: &impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, StoreError> {
+        let wanted = TokenMatch::exact(pseudonyms, "identifier", Some(system), value);
         let exact = wanted.exact.as_deref().unwrap_or_default();
         let key = format!("{resource_type}|{exact}");
         if let Some(id) = self.inner.known_ids.get(&key) {
@@ -80,7 +98,7 @@ impl Store {
 
     /// Remembers the id of a resource just committed with this identifier.
     pub fn remember_identifier(&self, resource_type: ResourceType, system: &str, value: &str, id: &str) {
-        let token = self.inner.pseudonyms.token("identifier", Some(system), value);
+        let token = self.pseudonyms().token("identifier", Some(system), value);
         self.inner.known_ids.put(&format!("{resource_type}|{token}"), id.to_owned());
     }
 

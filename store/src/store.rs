@@ -11,6 +11,7 @@ use crate::checkpoint::checkpoint_in_background;
 use crate::crypto::Pseudonymizer;
 use crate::db::{Database, Manager, Pool};
 use crate::error::StoreError;
+use crate::index_keys::IndexKeys;
 use crate::kek::{KekCustody, KekVersion};
 use crate::keys::DataKeys;
 use crate::opener::Opener;
@@ -38,7 +39,7 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub db: Arc<Database>,
-    pub pseudonyms: Pseudonymizer,
+    pub index: Arc<IndexKeys>,
     pub keys: Arc<DataKeys>,
     /// Every write and every audit record of this node goes to one thread holding one
     /// connection, which commits those of concurrent requests together ([`WriteQueue`]): SQLite
@@ -65,9 +66,10 @@ impl Store {
         pool: Pool,
         limits: Limits,
         custody: Box<dyn KekCustody>,
-        pseudonyms: Pseudonymizer,
+        index: IndexKeys,
         signer: AuditSigner,
     ) -> (Store, Opener) {
+        let index = Arc::new(index);
         let sqlite = pool.sqlite_path().is_some();
         let reserve = pool.sqlite_path().filter(|_| limits.disk_reserve > 0).map(|path| {
             let mut name = path.as_os_str().to_owned();
@@ -79,7 +81,7 @@ impl Store {
         let db = Arc::new(Database::new(pool.clone(), limits.db_wait));
         let keys = Arc::new(DataKeys::new(db.clone(), custody));
         let signer = Arc::new(signer);
-        let context = WriteContext { pseudonyms: pseudonyms.clone(), signer: signer.clone() };
+        let context = WriteContext { index: index.clone(), signer: signer.clone() };
         let writer = WriteQueue::start(db.clone(), context, reserve);
         let alive = Arc::new(());
         if sqlite {
@@ -87,16 +89,8 @@ impl Store {
         }
         tick_audit_checkpoints(Arc::downgrade(&writer), tick);
         let opener = Opener::new(keys.clone());
-        let inner = Inner {
-            db,
-            pseudonyms,
-            keys,
-            writer,
-            known_ids: BoundedMap::new(50_000),
-            audit_key,
-            signer,
-            _alive: alive,
-        };
+        let inner =
+            Inner { db, index, keys, writer, known_ids: BoundedMap::new(50_000), audit_key, signer, _alive: alive };
         (Store { inner: Arc::new(inner) }, opener)
     }
 
@@ -112,8 +106,60 @@ impl Store {
         self.inner.keys.versions()
     }
 
-    pub fn pseudonyms(&self) -> &Pseudonymizer {
-        &self.inner.pseudonyms
+    /// Reads the index key's versions (recording version 1 on a new database) and opens every
+    /// one: at start.
+    pub fn prepare_index_keys(&self) -> Result<Vec<KekVersion>, StoreError> {
+        self.inner.index.prepare(&mut *self.conn()?)
+    }
+
+    /// The index key's version in force: every new pseudonym and token is made under it.
+    pub fn pseudonyms(&self) -> Pseudonymizer {
+        self.index_keys().current()
+    }
+
+    /// Every version of the index key this node holds, read again from the database when a few
+    /// seconds old: a rotation begun by an operator is followed within that time.
+    pub fn index_keys(&self) -> &IndexKeys {
+        let db = &self.inner.db;
+        self.inner
+            .index
+            .refresh_if_stale(|| crate::rotation::read_versions_of(&mut *db.conn()?, crate::rotation::INDEX));
+        &self.inner.index
+    }
+
+    /// The pseudonym a write files a patient under, given how each index key version names them
+    /// (`name`): see [`Store::patient_name_now`]. (The writer refuses the write if a re-index
+    /// moves the patient before it commits.)
+    pub fn patient_for_write(&self, name: impl Fn(&Pseudonymizer) -> String) -> Result<String, StoreError> {
+        self.patient_name_now(&self.every_pseudonym(name))
+    }
+
+    /// Which of a patient's names (`names`, one under each index key version, newest first)
+    /// their rows are filed under now: the newest, unless a re-index has not yet moved a patient
+    /// who has rows under an older one; every row of a patient is under one name at any time.
+    pub fn patient_name_now(&self, names: &[String]) -> Result<String, StoreError> {
+        let newest = names.first().cloned().unwrap_or_default();
+        self.index_keys().complete()?;
+        if self.index_keys().reindexing() {
+            for older in names.iter().skip(1) {
+                if self.inner.keys.exists(older)? {
+                    return Ok(older.clone());
+                }
+            }
+        }
+        Ok(newest)
+    }
+
+    /// A patient's names under every version of the index key, newest first: what the audit log
+    /// may name them by (it is never rewritten).
+    pub fn every_pseudonym(&self, name: impl Fn(&Pseudonymizer) -> String) -> Vec<String> {
+        self.index_keys().every().iter().map(name).collect()
+    }
+
+    /// A patient's names that stored rows may be under: the version in force's, and while a
+    /// re-index is unfinished the older ones'.
+    pub fn lookup_pseudonyms(&self, name: impl Fn(&Pseudonymizer) -> String) -> Vec<String> {
+        self.index_keys().lookup().iter().map(name).collect()
     }
 
     /// The key that verifies this deployment's audit checkpoints.

@@ -37,7 +37,9 @@ pub async fn search(
     // Who may read: a patient their own entries, an auditor all of them. Asked before the
     // parameters, so nobody else learns what the log can be asked.
     let own = match &principal {
-        Principal::Patient { pseudonym } => Some(pseudonym.clone()),
+        // Under every name the index key's versions have given them: the log is never
+        // rewritten, so entries made before a rotation keep the older names.
+        Principal::Patient { .. } => principal.own_pseudonyms(),
         Principal::Auditor { .. } => None,
         other => {
             return Err(GatewayError::Forbidden(format!(
@@ -102,13 +104,20 @@ pub async fn search(
         if let Some(own) = &own {
             let asked = query.patients.take();
             query.patients = Some(match asked {
-                Some(asked) => asked.into_iter().filter(|p| p == own).collect(),
-                None => vec![own.clone()],
+                Some(asked) => asked.into_iter().filter(|p| own.contains(p)).collect(),
+                None => own.clone(),
             });
         }
         let (total, page) = store.read_log(&query)?;
         // Reading the log is an access too, recorded before the answer.
-        let mut event = audit::event(Action::Search, Outcome::Success, &agent, own, Vec::new(), audit::now());
+        let mut event = audit::event(
+            Action::Search,
+            Outcome::Success,
+            &agent,
+            principal.own_pseudonyms().and_then(|names| names.into_iter().next()),
+            Vec::new(),
+            audit::now(),
+        );
         event.query = Some(format!("AuditEvent?{}", names.join("&")));
         store.record(vec![AuditRecord::new(&event)])?;
         Ok((total, page, query))
@@ -175,13 +184,17 @@ fn patients(store: &Store, name: &str, value: &str) -> Result<Vec<String>, Gatew
     for value in values(value) {
         if name == "patient" {
             let id = stored_patient_id(value).unwrap_or(value);
-            found.extend(store.patient_pseudonym(id)?);
+            if let Some(pseudonym) = store.patient_pseudonym(id)? {
+                // And the names a re-index moved them from, under which older entries stand.
+                found.extend(store.earlier_names(&pseudonym)?);
+                found.push(pseudonym);
+            }
             continue;
         }
         match value.split_once('|') {
             Some((HETU_SYSTEM, hetu)) => {
                 let hetu = Hetu::parse(hetu).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-                found.push(store.pseudonyms().patient_from_hetu(&hetu));
+                found.extend(store.every_pseudonym(|p| p.patient_from_hetu(&hetu)));
             }
             Some((PATIENT_PSEUDONYM, pseudonym)) => found.push(pseudonym.to_owned()),
             _ => {
@@ -198,19 +211,24 @@ fn patients(store: &Store, name: &str, value: &str) -> Result<Vec<String>, Gatew
     Ok(found)
 }
 
-/// A paging link. A HETU the reader named is carried as its pseudonym, which finds the same
-/// entries: the identity code is not written back into the response.
+/// A paging link. A HETU the reader named is carried as its pseudonyms (one under each index
+/// key version), which find the same entries: the identity code is not written back into the response.
 fn page_url(base: &str, request: &HttpRequest, store: &Store, offset: usize, count: usize) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (name, value) in http::query_pairs(request) {
         if name == "patient:identifier" {
+            // Every name of the patient, as the first page searched.
             let values: Vec<String> = values(&value)
-                .map(|v| match v.split_once('|') {
+                .flat_map(|v| match v.split_once('|') {
                     Some((HETU_SYSTEM, hetu)) => match Hetu::parse(hetu) {
-                        Ok(hetu) => format!("{PATIENT_PSEUDONYM}|{}", store.pseudonyms().patient_from_hetu(&hetu)),
-                        Err(_) => String::new(),
+                        Ok(hetu) => store
+                            .every_pseudonym(|p| p.patient_from_hetu(&hetu))
+                            .into_iter()
+                            .map(|pseudonym| format!("{PATIENT_PSEUDONYM}|{pseudonym}"))
+                            .collect(),
+                        Err(_) => vec![String::new()],
                     },
-                    _ => v.to_owned(),
+                    _ => vec![v.to_owned()],
                 })
                 .collect();
             query.append_pair(&name, &values.join(","));

@@ -19,14 +19,18 @@ use crate::error::GatewayError;
 use crate::http;
 use crate::state::AppState;
 
+/// Each value's tokens under the index key version in force and, while a re-index is
+/// unfinished, under the older versions too (any of them matches).
 fn tokens(store: &Store, param: &str, values: &[TokenQuery]) -> Vec<TokenMatch> {
-    let pseudonyms = store.pseudonyms();
-    values
+    let versions = store.index_keys().lookup();
+    versions
         .iter()
-        .map(|query| match query {
-            TokenQuery::AnySystem(value) => TokenMatch::any_system(pseudonyms, param, value),
-            TokenQuery::NoSystem(value) => TokenMatch::exact(pseudonyms, param, None, value),
-            TokenQuery::System { system, value } => TokenMatch::exact(pseudonyms, param, Some(system), value),
+        .flat_map(|pseudonyms| {
+            values.iter().map(move |query| match query {
+                TokenQuery::AnySystem(value) => TokenMatch::any_system(pseudonyms, param, value),
+                TokenQuery::NoSystem(value) => TokenMatch::exact(pseudonyms, param, None, value),
+                TokenQuery::System { system, value } => TokenMatch::exact(pseudonyms, param, Some(system), value),
+            })
         })
         .collect()
 }
@@ -55,7 +59,7 @@ fn criteria(store: &Store, filters: Vec<Filter>) -> Result<Vec<Criterion>, Gatew
                     if let TokenQuery::System { system, value } = value {
                         if system == HETU_SYSTEM {
                             let hetu = Hetu::parse(value).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-                            pseudonyms.push(store.pseudonyms().patient_from_hetu(&hetu));
+                            pseudonyms.extend(store.lookup_pseudonyms(|p| p.patient_from_hetu(&hetu)));
                         }
                     }
                 }
@@ -211,9 +215,10 @@ pub async fn search(
         let gate = work.gate();
         let store = work.store();
         let mut criteria = criteria(store, filters)?;
-        if let (Principal::Patient { pseudonym }, true) = (&work.principal, resource_type.is_patient_data()) {
-            // A patient searches their own data: nothing else is judged.
-            criteria.push(Criterion::Patients(vec![pseudonym.clone()]));
+        if let (Some(own), true) = (work.principal.own_pseudonyms(), resource_type.is_patient_data()) {
+            // A patient searches their own data (under every name they have had): nothing else
+            // is judged.
+            criteria.push(Criterion::Patients(own));
         }
         gate.reach(&named_patients(store, resource_type, &criteria, &hetus));
         // Released before counting and paging: the total and the pages cover only what this

@@ -9,6 +9,7 @@ use crate::capability::capability_statement;
 use crate::config::Mode;
 use crate::error::GatewayError;
 use crate::http;
+use crate::metrics::KeyState;
 use crate::state::AppState;
 
 /// `GET /metadata`: the CapabilityStatement.
@@ -51,8 +52,17 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus' text format.
 pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
-    let (up, keys) =
-        web::block(move || (store.ping(READY_WAIT).is_ok(), store.kek_versions())).await.unwrap_or_default();
+    let (up, keys) = web::block(move || {
+        let up = store.ping(READY_WAIT).is_ok();
+        let keys = KeyState {
+            kek: store.kek_versions(),
+            index_version: store.pseudonyms().version(),
+            reindex: store.reindex_progress().ok().flatten().map(|(_, moved, to_move)| (moved, to_move)),
+        };
+        (up, keys)
+    })
+    .await
+    .unwrap_or_default();
     let (connections, idle) = state.store.pool_state();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
         up,

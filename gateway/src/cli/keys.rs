@@ -1,5 +1,6 @@
-//! `vaitio keys`: the key-encryption key's versions, made, rotated and retired by an operator
-//! while the gateway serves. Each command is recorded in the audit log as the operator's action.
+//! `vaitio keys`: the key-encryption key's versions, made, rotated and retired, and the index
+//! key's versions, rotated, by an operator while the gateway serves. Each command is recorded in
+//! the audit log as the operator's action.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,7 +8,9 @@ use std::time::Instant;
 use audit_log::Outcome;
 use clap::Subcommand;
 use store::db::{Database, Pool};
+use store::index_keys::IndexKeys;
 use store::kek::KekVersion;
+use store::reindex::ReindexCursor;
 use store::rotation::{KekRotation, RetireRefusal};
 
 use super::{operator_log, record, CliError};
@@ -40,6 +43,20 @@ pub enum KeysCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Make a new version of the index (HMAC) key: gateways name new patients and tokens under
+    /// it within seconds, and this re-indexes every patient and identifier token stored under
+    /// older versions, in batches, while the gateway serves. Run it again to resume one that
+    /// stopped.
+    RotateIndexKey {
+        /// Patients moved in one transaction.
+        #[arg(long, value_name = "N", default_value_t = store::reindex::REINDEX_BATCH)]
+        batch: usize,
+        /// Pause between batches, to leave more of the database to the gateway.
+        #[arg(long, value_name = "MILLIS", default_value_t = 0)]
+        pause_millis: u64,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Retire version N of the key-encryption key: refused for the version in force and while
     /// any data key is still wrapped by it.
     RetireKek {
@@ -58,6 +75,9 @@ pub fn keys(command: &KeysCommand) -> Result<(), CliError> {
             rotate(&Config::resolve(config)?, *batch, std::time::Duration::from_millis(*pause_millis))
         }
         KeysCommand::RetireKek { version, config } => retire(&Config::resolve(config)?, *version),
+        KeysCommand::RotateIndexKey { batch, pause_millis, config } => {
+            rotate_index(&Config::resolve(config)?, *batch, std::time::Duration::from_millis(*pause_millis))
+        }
     }
 }
 
@@ -97,6 +117,94 @@ fn status(config: &Config) -> Result<(), CliError> {
         };
         println!("  version {}  {}  {wraps} data keys  {state}", version.version, version.key_id);
     }
+    let store = operator_store(config, &pool)?;
+    let index = store.prepare_index_keys()?;
+    let newest = index.iter().map(|v| v.version).max();
+    println!("index key: key files beside {}", config.index_key_file.display());
+    for version in &index {
+        let state = match (Some(version.version) == newest, version.rewrapped_at) {
+            (true, Some(_)) => "in force",
+            (true, None) => "in force, re-index unfinished (`vaitio keys rotate-index-key` resumes it)",
+            (false, _) => "older: kept, for the audit log's older pseudonyms and documents' ids",
+        };
+        println!("  version {}  {}  {state}", version.version, version.key_id);
+    }
+    Ok(())
+}
+
+/// A store over `pool` for an operator's command that reads bodies (the re-index).
+fn operator_store(config: &Config, pool: &Pool) -> Result<store::Store, CliError> {
+    let index_keys = IndexKeys::from_files(&config.index_key_file).map_err(crate::app::StartError::from)?;
+    let limits = store::Limits { db_wait: config.db_wait, disk_reserve: 0 };
+    let signer = crate::app::audit_signer(config)?;
+    let (store, _opener) = store::Store::new(pool.clone(), limits, kek_custody(config)?, index_keys, signer);
+    store.prepare_keys()?;
+    Ok(store)
+}
+
+fn rotate_index(config: &Config, batch: usize, pause: std::time::Duration) -> Result<(), CliError> {
+    let (pool, signer) = operator_log(&config.operator_log())?;
+    let store = operator_store(config, &pool)?;
+    let state = store.begin_index_rotation()?;
+    let target = &state.target;
+    let verb = if state.resumed { "resuming the re-index to" } else { "rotating to" };
+    println!("{verb} index key version {} ({}): {} patients to move", target.version, target.key_id, state.remaining);
+    let begins = if state.resumed { "resumes" } else { "begins" };
+    let what =
+        format!("keys rotate-index-key: {begins} version {} ({} patients to move)", target.version, state.remaining);
+    record(&pool, &signer, &what, Outcome::Success)?;
+    let bar = progress_bar(state.remaining, "patients");
+    // Every gateway names new patients under the new version before the walk begins: one that
+    // had not yet read it could file a moved patient's write under the old name.
+    bar.set_message("waiting for every gateway to read the new version");
+    store.wait_for_gateways();
+    bar.set_message("moving patients");
+    let started = Instant::now();
+    let cursor = ReindexCursor::default();
+    let (mut patients, mut versions) = (0u64, 0u64);
+    let mut unmovable;
+    loop {
+        unmovable = 0u64;
+        while let Some(done) = store.reindex_batch(target, &cursor, batch)? {
+            patients += done.patients as u64;
+            versions += done.versions as u64;
+            unmovable += done.unmovable as u64;
+            bar.inc((done.patients + done.unmovable) as u64);
+            store.record_reindex_progress(target, patients, state.remaining.max(patients))?;
+            std::thread::sleep(pause);
+        }
+        // Anything a gateway named under an older version meanwhile is moved by another pass.
+        if unmovable > 0 || store.index_remaining(target)? == 0 {
+            break;
+        }
+        cursor.new_pass();
+    }
+    if unmovable > 0 {
+        let refusal = format!(
+            "{unmovable} patients could not be moved: their pseudonym was not found again in their bodies (the log names no one); the re-index stays unfinished and lookups keep trying every version"
+        );
+        record(&pool, &signer, &format!("keys rotate-index-key: {refusal}"), Outcome::MinorFailure)?;
+        return Err(CliError::Refused(refusal));
+    }
+    bar.set_message("re-indexing resources of no patient");
+    let (mut shared, mut after) = (0u64, None);
+    while let Some((last, done)) = store.reindex_shared_batch(target, after.as_ref(), batch)? {
+        shared += done as u64;
+        after = Some(last);
+    }
+    store.finish_index_rotation(target)?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = patients as f64 / seconds.max(0.001);
+    let what = format!(
+        "keys rotate-index-key: version {} in force, {patients} patients ({versions} versions) and {shared} other resources re-indexed",
+        target.version
+    );
+    record(&pool, &signer, &what, Outcome::Success)?;
+    println!(
+        "index key version {} is in force: {patients} patients ({versions} versions) moved and {shared} other resources re-indexed in {seconds:.1} s ({rate:.0} patients/s)",
+        target.version
+    );
     Ok(())
 }
 
@@ -121,7 +229,7 @@ fn rotate(config: &Config, batch: usize, pause: std::time::Duration) -> Result<(
         ),
         Outcome::Success,
     )?;
-    let bar = progress_bar(state.remaining);
+    let bar = progress_bar(state.remaining, "data keys");
     let started = Instant::now();
     let mut rewrapped = 0u64;
     loop {
@@ -173,12 +281,12 @@ fn retire(config: &Config, version: u32) -> Result<(), CliError> {
     }
 }
 
-/// Data keys rewrapped, of how many, at what rate.
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
+/// Items (`what`) done, of how many, at what rate.
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} data keys ({per_sec}, ETA {eta})\n  {msg}",
-    )
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}})\n  {{msg}}"
+    ))
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.enable_steady_tick(std::time::Duration::from_millis(200));

@@ -8,7 +8,7 @@ use audit_log::{Action, Outcome};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use store::audit::AuditRecord;
-use store::crypto::{Pseudonymizer, SecretKey};
+use store::index_keys::IndexKeys;
 use store::Store;
 
 use super::{operator_log, record, CliError};
@@ -51,10 +51,9 @@ pub fn retention(command: &RetentionCommand) -> Result<(), CliError> {
 
 fn run(config: &Config, rule: RetentionRule, dry_run: bool) -> Result<(), CliError> {
     let (pool, signer) = operator_log(&config.operator_log())?;
-    let pseudonyms =
-        Pseudonymizer::new(SecretKey::from_file(&config.index_key_file).map_err(crate::app::StartError::from)?);
+    let index_keys = IndexKeys::from_files(&config.index_key_file).map_err(crate::app::StartError::from)?;
     let limits = store::Limits { db_wait: config.db_wait, disk_reserve: 0 };
-    let (store, opener) = Store::new(pool.clone(), limits, kek_custody(config)?, pseudonyms, audit_signer(config)?);
+    let (store, opener) = Store::new(pool.clone(), limits, kek_custody(config)?, index_keys, audit_signer(config)?);
     store.prepare_keys()?;
     let today: NaiveDate = chrono::Utc::now().date_naive();
     let rule_text = format!("{} years after death, {} after birth", rule.years_after_death, rule.years_after_birth);

@@ -178,9 +178,11 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
         let filters = filters(&request)?;
         let lang = visit.lang;
         let live = number == 1 && filters.organisation.is_none() && filters.from.is_none() && filters.to.is_none();
-        let except_agent = filters.hide_mine.then(|| reader.pseudonym().to_owned());
+        // The patient acts under their newest name; their entries are under every name.
+        let names = reader.pseudonyms();
+        let except_agent = filters.hide_mine.then(|| names.first().cloned()).flatten();
         let query = LogQuery {
-            patients: Some(vec![reader.pseudonym().to_owned()]),
+            patients: Some(names),
             organisations: filters.organisation.iter().cloned().collect(),
             from: filters.from.map(|d| millis(d, false)),
             to: filters.to.map(|d| millis(d, true)),
@@ -224,7 +226,7 @@ fn record(reader: &Reader, query: &str) -> Result<(), Failure> {
         Action::Search,
         Outcome::Success,
         &reader.agent,
-        Some(reader.pseudonym().to_owned()),
+        reader.pseudonyms().into_iter().next(),
         Vec::new(),
         crate::audit::now(),
     );
@@ -348,12 +350,13 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
             if !portal.sessions.alive(&session_id) {
                 return None;
             }
+            let names = reader.pseudonyms();
             let query = LogQuery {
-                patients: Some(vec![reader.pseudonym().to_owned()]),
+                except_agent: hide_mine.then(|| names.first().cloned()).flatten(),
+                patients: Some(names),
                 after: Some(after),
                 count: 50,
                 without_total: true,
-                except_agent: hide_mine.then(|| reader.pseudonym().to_owned()),
                 ..LogQuery::default()
             };
             let found = web::block(move || -> Result<Vec<(i64, String)>, Failure> {

@@ -228,7 +228,9 @@ impl Visit {
     /// The signed-in patient's reader, for the blocking pool.
     pub fn reader(&self, request: &HttpRequest) -> Result<Reader, Failure> {
         let session = self.patient()?;
-        let principal = Principal::Patient { pseudonym: session.pseudonym.clone() };
+        let mut names = session.pseudonyms.iter().cloned();
+        let pseudonym = names.next().ok_or(Failure::SignIn)?;
+        let principal = Principal::Patient { pseudonym, earlier: names.collect() };
         let address = request.peer_addr().map(|a| a.ip().to_string());
         let agent = crate::audit::agent(&principal, None, address);
         Ok(Reader { principal, agent, enforcement: self.state.enforcement.clone(), directory: self.directory.clone() })

@@ -173,16 +173,19 @@ impl Reader {
         self.enforcement.store()
     }
 
-    pub fn pseudonym(&self) -> &str {
-        match &self.principal {
-            Principal::Patient { pseudonym } => pseudonym,
-            _ => "",
-        }
+    /// The name the patient's rows are filed under now (see `Store::patient_name_now`).
+    pub fn pseudonym(&self) -> Result<String, GatewayError> {
+        Ok(self.store().patient_name_now(&self.pseudonyms())?)
+    }
+
+    /// Every name the patient has had, newest first: what their audit entries name them by.
+    pub fn pseudonyms(&self) -> Vec<String> {
+        self.principal.own_pseudonyms().unwrap_or_default()
     }
 
     /// The patient's heads of one type, through the index by patient.
     fn heads(&self, resource_type: ResourceType) -> Result<Vec<Head>, GatewayError> {
-        Ok(self.store().search(resource_type, &[Criterion::Patients(vec![self.pseudonym().to_owned()])])?)
+        Ok(self.store().search(resource_type, &[Criterion::Patients(self.pseudonyms())])?)
     }
 
     /// The stored Patient of the signed-in patient, the one their Consents name.
@@ -196,10 +199,10 @@ impl Reader {
         let restrictions = self.restrictions_with(&gate)?;
         // A patient receives every row of their own (`consent::receives_all_of`): the database
         // pages and counts their documents, and the gate judges the page.
-        let me = self.pseudonym();
+        let me = self.pseudonym()?;
         // The page's current versions are read with it, and each is judged as a version.
-        let (total, rows) = self.store().patient_page_versions(ResourceType::Bundle, me, offset, count)?;
-        let rows = gate.release_patient_page(me, rows)?;
+        let (total, rows) = self.store().patient_page_versions(ResourceType::Bundle, &me, offset, count)?;
+        let rows = gate.release_patient_page(&me, rows)?;
         let total = usize::try_from(total).unwrap_or(0);
         let mut summaries = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -280,7 +283,8 @@ impl Reader {
     /// The organisations that hold the patient's data, by OID, and the service events of their
     /// documents with the organisation that recorded each.
     pub fn holders(&self) -> Result<Arc<Holders>, GatewayError> {
-        let key = self.pseudonym();
+        let pseudonyms = self.pseudonyms();
+        let key = pseudonyms.first().map_or("", String::as_str);
         if let Some((at, holders)) = self.directory.holders.get(key) {
             if at.elapsed() < HOLDERS_FOR {
                 return Ok(holders);
@@ -309,7 +313,7 @@ impl Reader {
     /// entries of their access log), for choosing one to deny.
     pub fn readers(&self) -> Result<Vec<String>, GatewayError> {
         let query = store::audit::LogQuery {
-            patients: Some(vec![self.pseudonym().to_owned()]),
+            patients: Some(self.pseudonyms()),
             count: 500,
             without_total: true,
             ..store::audit::LogQuery::default()

@@ -44,7 +44,8 @@ fn key(id: &str) -> String {
 
 #[derive(Clone)]
 pub struct Session {
-    pub pseudonym: String,
+    /// The patient's names, one under each index key version, newest first.
+    pub pseudonyms: Vec<String>,
     pub csrf: String,
     last_seen: Instant,
 }
@@ -72,8 +73,9 @@ impl Sessions {
         self.by_key.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A new session for `pseudonym`: its id (the cookie's value) and its CSRF token.
-    pub fn start(&self, pseudonym: String) -> Result<(String, String), Full> {
+    /// A new session for the patient of `pseudonyms`: its id (the cookie's value) and its CSRF
+    /// token.
+    pub fn start(&self, pseudonyms: Vec<String>) -> Result<(String, String), Full> {
         let (id, csrf) = (random_token(), random_token());
         if id.is_empty() || csrf.is_empty() {
             return Err(Full);
@@ -86,7 +88,7 @@ impl Sessions {
                 return Err(Full);
             }
         }
-        sessions.insert(key(&id), Session { pseudonym, csrf: csrf.clone(), last_seen: Instant::now() });
+        sessions.insert(key(&id), Session { pseudonyms, csrf: csrf.clone(), last_seen: Instant::now() });
         Ok((id, csrf))
     }
 
@@ -144,12 +146,12 @@ mod tests {
     #[test]
     fn sessions_start_expire_and_end() {
         let sessions = Sessions::new(Duration::from_millis(50));
-        let (id, csrf) = sessions.start("p-1".into()).unwrap();
-        let (other, _) = sessions.start("p-1".into()).unwrap();
+        let (id, csrf) = sessions.start(vec!["p-1".into()]).unwrap();
+        let (other, _) = sessions.start(vec!["p-1".into()]).unwrap();
         assert_ne!(id, other, "every sign-in gets a new id");
         assert_eq!(id.len(), 64);
         let session = sessions.get(&id).unwrap();
-        assert_eq!(session.pseudonym, "p-1");
+        assert_eq!(session.pseudonyms, ["p-1"]);
         assert!(same_token(&session.csrf, &csrf));
         assert!(!same_token(&session.csrf, &other));
         assert!(!same_token("", ""));

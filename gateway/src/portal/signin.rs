@@ -74,16 +74,16 @@ pub async fn development(
     let Some(hetu) = form.get("hetu").and_then(|text| Hetu::parse(text).ok()) else {
         return visit.failed(Failure::BadForm(visit.lang.t(Text::BadHetu).to_owned()));
     };
-    let pseudonym = state.store.pseudonyms().patient_from_hetu(&hetu);
-    signed_in(&visit, &request, &portal, pseudonym)
+    let pseudonyms = state.store.every_pseudonym(|p| p.patient_from_hetu(&hetu));
+    signed_in(&visit, &request, &portal, pseudonyms)
 }
 
-/// A new session for `pseudonym`: a new id whatever the browser held before.
-fn signed_in(visit: &Visit, request: &HttpRequest, portal: &Portal, pseudonym: String) -> HttpResponse {
+/// A new session for the patient of `pseudonyms`: a new id whatever the browser held before.
+fn signed_in(visit: &Visit, request: &HttpRequest, portal: &Portal, pseudonyms: Vec<String>) -> HttpResponse {
     if let Some(old) = cookie_value(request, SESSION_COOKIE) {
         portal.sessions.end(&old);
     }
-    let Ok((id, _)) = portal.sessions.start(pseudonym) else {
+    let Ok((id, _)) = portal.sessions.start(pseudonyms) else {
         return visit.failed(Failure::Gateway(crate::error::GatewayError::Unavailable("no room for a session".into())));
     };
     HttpResponse::SeeOther()
@@ -162,8 +162,8 @@ pub async fn callback(request: HttpRequest, state: web::Data<AppState>, portal: 
     });
     match hetu {
         Ok(hetu) => {
-            let pseudonym = state.store.pseudonyms().patient_from_hetu(&hetu);
-            let mut response = signed_in(&visit, &request, &portal, pseudonym);
+            let pseudonyms = state.store.every_pseudonym(|p| p.patient_from_hetu(&hetu));
+            let mut response = signed_in(&visit, &request, &portal, pseudonyms);
             if let Ok(value) = header::HeaderValue::from_str(&format!(
                 "{STATE_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
             )) {

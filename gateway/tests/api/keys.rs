@@ -1,6 +1,7 @@
-//! The key-encryption key: rotated under load with no request failing and every document still
-//! opening, resumed after a kill -9, old versions retired; and kept in a PKCS#11 token (SoftHSM2)
-//! from submission to restart, its key never let out, the token unplugged and back.
+//! The keys: the key-encryption key rotated under load with no request failing and every document
+//! still opening, resumed after a kill -9, old versions retired; kept in a PKCS#11 token
+//! (SoftHSM2) from submission to restart, its key never let out, the token unplugged and back;
+//! and the index key rotated under load, every search and access log finding the same throughout.
 
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -364,4 +365,208 @@ fn the_kek_is_kept_in_a_token_on_sqlite() {
 #[test]
 fn the_kek_is_kept_in_a_token_on_postgres() {
     kept_in_a_token(Backend::Postgres);
+}
+
+#[test]
+fn the_index_key_rotates_under_load_on_sqlite() {
+    index_key_rotates_under_load(Backend::Sqlite);
+}
+
+#[test]
+fn the_index_key_rotates_under_load_on_postgres() {
+    index_key_rotates_under_load(Backend::Postgres);
+}
+
+/// What one patient's data answers to, by HETU: a clinic's searches of their documents (by
+/// `patient:identifier`) and of the Patient (by `identifier`), a document found by its own
+/// identifier, and the audit entries about them that the patient (their own access log) and an
+/// auditor (by HETU) find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Found {
+    documents: Vec<String>,
+    patients: Vec<String>,
+    by_identifier: Vec<String>,
+    own_log: Vec<String>,
+    auditor_log: Vec<String>,
+}
+
+/// The ids of a searchset's entries, sorted; an error for anything but 200.
+fn ids_of(client: &Client, path: &str) -> Result<Vec<String>, String> {
+    let answer = client.get(path).map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!("{path}: {} {}", answer.status, answer.text()));
+    }
+    let json = answer.json().map_err(|e| format!("{path}: not JSON: {e}"))?;
+    let mut ids: Vec<String> = json["entry"]
+        .as_array()
+        .map(|entries| entries.iter().filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    ids.sort();
+    Ok(ids)
+}
+
+fn found(clinic: &Client, patient: &Client, auditor: &Client, hetu: &str, document: &str) -> Result<Found, String> {
+    let hetu_token = format!("urn:oid:1.2.246.21|{hetu}");
+    Ok(Found {
+        documents: ids_of(clinic, &format!("/Bundle?patient:identifier={hetu_token}"))?,
+        patients: ids_of(clinic, &format!("/Patient?identifier={hetu_token}"))?,
+        by_identifier: ids_of(clinic, &format!("/Bundle?identifier=urn:ietf:rfc:3986|urn:uuid:{document}"))?,
+        own_log: ids_of(patient, "/AuditEvent?_count=500")?,
+        auditor_log: ids_of(auditor, &format!("/AuditEvent?patient:identifier={hetu_token}&_count=500"))?,
+    })
+}
+
+/// Whether what is found now is what was found `before`: the same documents and patients, and
+/// every audit entry found before still found, asked for by id (reading the log adds entries of
+/// its own, so a first page moves on).
+fn finds_the_same(
+    clinic: &Client,
+    patient: &Client,
+    auditor: &Client,
+    hetu: &str,
+    document: &str,
+    before: &Found,
+) -> Result<(), String> {
+    let hetu_token = format!("urn:oid:1.2.246.21|{hetu}");
+    let now = Found {
+        documents: ids_of(clinic, &format!("/Bundle?patient:identifier={hetu_token}"))?,
+        patients: ids_of(clinic, &format!("/Patient?identifier={hetu_token}"))?,
+        by_identifier: ids_of(clinic, &format!("/Bundle?identifier=urn:ietf:rfc:3986|urn:uuid:{document}"))?,
+        own_log: ids_of(patient, &format!("/AuditEvent?_id={}&_count=500", before.own_log.join(",")))?,
+        auditor_log: ids_of(
+            auditor,
+            &format!("/AuditEvent?patient:identifier={hetu_token}&_id={}&_count=500", before.auditor_log.join(",")),
+        )?,
+    };
+    if &now != before {
+        return Err(format!("found otherwise: {before:?} then {now:?}"));
+    }
+    Ok(())
+}
+
+/// An index key rotation while clinics submit (new patients, and new documents of patients not
+/// yet moved) and read: searches by HETU and by identifier, and the patient's and an auditor's
+/// access log, find the same before, during and after; a record filed before is still a repeat
+/// after; no request fails; nothing is left under the old key.
+fn index_key_rotates_under_load(backend: Backend) {
+    let Some(mut gateway) = busy_clinic(backend, |_| {}) else { return };
+    let patients = 30u128;
+    let documents: Vec<String> = (0..patients).map(|n| submit_new_patient(&gateway.client, n).unwrap()).collect();
+    let auditor = gateway.professional(ORG, "auditor-1", "auditor");
+    let probes: Vec<(String, String)> =
+        [0usize, 7, 19].iter().map(|&n| (temporary_hetu_number(n as u128), documents[n].clone())).collect();
+    let probe_clients: Vec<Client> = probes.iter().map(|(hetu, _)| gateway.patient(hetu)).collect();
+    for (client, (_, document)) in probe_clients.iter().zip(&probes) {
+        // Each probe patient reads their document, so their log holds their own access too.
+        opens(client, document).unwrap();
+    }
+    let before: Vec<Found> = probes
+        .iter()
+        .zip(&probe_clients)
+        .map(|((hetu, document), client)| found(&gateway.client, client, &auditor, hetu, document).unwrap())
+        .collect();
+    assert!(before.iter().all(|f| f.documents.len() == 1 && f.patients.len() == 1 && f.by_identifier.len() == 1));
+    assert!(before.iter().all(|f| !f.own_log.is_empty() && !f.auditor_log.is_empty()), "{before:?}");
+
+    let ids = Arc::new(Mutex::new(documents.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = load(&gateway, &ids, &stop, 1_000);
+    // New documents of patients already stored (not the probes), filed while they are moved.
+    {
+        let (client, stopped) = (TestGateway::on_node(&gateway.client, &gateway.base_url), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut round = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                for n in (0..patients).filter(|n| ![0, 7, 19].contains(n)) {
+                    let body = record(&format!("INDEX-{round}-{n}"), &temporary_hetu_number(n));
+                    let answer = submit(&client, &body);
+                    if answer.status != 201 {
+                        failures.push(format!("a new document of patient {n}: {} {}", answer.status, answer.text()));
+                    }
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                round += 1;
+            }
+            failures
+        }));
+    }
+    // The searches, asked again and again while the re-index runs.
+    let watching = {
+        let stopped = stop.clone();
+        let client = TestGateway::on_node(&gateway.client, &gateway.base_url);
+        let auditor = TestGateway::on_node(&auditor, &gateway.base_url);
+        let patients: Vec<Client> = probe_clients.iter().map(|c| TestGateway::on_node(c, &gateway.base_url)).collect();
+        let (probes, before) = (probes.clone(), before.clone());
+        std::thread::spawn(move || {
+            let (mut failures, mut rounds) = (Vec::new(), 0);
+            while !stopped.load(Ordering::Relaxed) {
+                for (((hetu, document), patient), was) in probes.iter().zip(&patients).zip(&before) {
+                    if let Err(failure) = finds_the_same(&client, patient, &auditor, hetu, document, was) {
+                        failures.push(failure);
+                    }
+                }
+                rounds += 1;
+            }
+            (failures, rounds)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let rotated =
+        succeeded(keys(&gateway, &["rotate-index-key", "--batch", "3", "--pause-millis", "30"]).output().unwrap());
+    assert!(rotated.contains("index key version 2 is in force"), "{rotated}");
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} requests failed during the re-index: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    let (mismatches, rounds) = watching.join().unwrap();
+    assert!(rounds > 0, "the searches were never asked during the re-index");
+    assert!(mismatches.is_empty(), "{} of {rounds} rounds found otherwise: {:?}", mismatches.len(), &mismatches[..1]);
+
+    // Nothing is named under version 1 any more, but the audit log, which is never rewritten.
+    let old = "NOT LIKE 'v2-%'";
+    assert_eq!(
+        gateway.count(&format!("SELECT COUNT(*) AS n FROM data_keys WHERE scope <> 'shared' AND scope {old}")),
+        0
+    );
+    assert_eq!(gateway.count(&format!("SELECT COUNT(*) AS n FROM resource_heads WHERE patient {old}")), 0);
+    assert_eq!(gateway.count(&format!("SELECT COUNT(*) AS n FROM resource_versions WHERE patient {old}")), 0);
+    assert_eq!(gateway.count(&format!("SELECT COUNT(*) AS n FROM search_tokens WHERE patient {old}")), 0);
+    assert!(gateway.count(&format!("SELECT COUNT(*) AS n FROM audit_entries WHERE patient {old}")) > 0);
+    assert!(
+        gateway.count("SELECT COUNT(*) AS n FROM audit_entries WHERE patient LIKE 'v2-%'") > 0,
+        "new entries say v2"
+    );
+
+    // After, and after a restart: the same, every document opens, and a record filed before the
+    // rotation is a repeat, not a second document.
+    for restarted in [false, true] {
+        if restarted {
+            gateway.restart();
+        }
+        for (((hetu, document), client), was) in probes.iter().zip(&probe_clients).zip(&before) {
+            let client = TestGateway::on_node(client, &gateway.base_url);
+            let auditor = TestGateway::on_node(&auditor, &gateway.base_url);
+            let clinic = TestGateway::on_node(&gateway.client, &gateway.base_url);
+            finds_the_same(&clinic, &client, &auditor, hetu, document, was).unwrap();
+        }
+    }
+    for id in ids.lock().unwrap().iter() {
+        opens(&gateway.client, id).unwrap();
+    }
+    let again = submit(&gateway.client, &record("KEYS-0", &temporary_hetu_number(0)));
+    assert_eq!(again.status, 200, "a record filed before the rotation is found again: {}", again.text());
+    assert_eq!(again.json().unwrap()["id"], documents[0].as_str());
+    let metrics = gateway.get("/metrics").text();
+    assert!(metrics.contains("vaitio_index_key_version_in_force 2"), "{metrics}");
+    assert!(metrics.contains("vaitio_reindex_unfinished 0"), "{metrics}");
+    let status = succeeded(keys(&gateway, &["status"]).output().unwrap());
+    assert!(status.contains("index key") && status.contains("in force"), "{status}");
+    assert!(gateway.verify_audit_log().is_ok());
 }

@@ -140,5 +140,14 @@ diesel::table! {
         created_at -> BigInt,
         rewrapped_at -> Nullable<BigInt>,
         retired_at -> Nullable<BigInt>,
+        moved -> Nullable<BigInt>,
+        to_move -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    patient_aliases (patient, earlier) {
+        patient -> Text,
+        earlier -> Text,
     }
 }
