@@ -570,3 +570,102 @@ fn index_key_rotates_under_load(backend: Backend) {
     assert!(status.contains("index key") && status.contains("in force"), "{status}");
     assert!(gateway.verify_audit_log().is_ok());
 }
+
+#[test]
+fn a_reindex_resumes_and_no_write_stays_behind_on_sqlite() {
+    reindex_resumes_and_leaves_no_write_behind(Backend::Sqlite);
+}
+
+#[test]
+fn a_reindex_resumes_and_no_write_stays_behind_on_postgres() {
+    reindex_resumes_and_leaves_no_write_behind(Backend::Postgres);
+}
+
+/// A re-index killed half-way and resumed; then, step by step, the race a gateway runs when a
+/// patient is moved between preparing a write and committing it: the writer refuses the write
+/// under the old name, and the patient's name now is the new one.
+fn reindex_resumes_and_leaves_no_write_behind(backend: Backend) {
+    use store::index_keys::IndexKeys;
+    use store::reindex::ReindexCursor;
+
+    let Some(gateway) = busy_clinic(backend, |_| {}) else { return };
+    let documents: Vec<String> = (0..12).map(|n| submit_new_patient(&gateway.client, n).unwrap()).collect();
+    let moved =
+        |version: u32| gateway.count(&format!("SELECT COUNT(*) AS n FROM data_keys WHERE scope LIKE 'v{version}-%'"));
+
+    // Killed once some patients are moved (one a batch, slowly), then resumed.
+    let mut child = keys(&gateway, &["rotate-index-key", "--batch", "1", "--pause-millis", "150"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while moved(2) < 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the re-index did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let halfway = moved(2);
+    assert!(halfway < 12, "killed too late to be half-way: {halfway} moved");
+    // Half-way, every document is still found by its patient's HETU, moved or not.
+    std::thread::sleep(Duration::from_secs(6));
+    for (n, document) in documents.iter().enumerate() {
+        let path = format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{}", temporary_hetu_number(n as u128));
+        assert_eq!(ids_of(&gateway.client, &path).unwrap(), std::slice::from_ref(document), "half-way, patient {n}");
+    }
+    assert!(gateway.get("/metrics").text().contains("vaitio_reindex_unfinished 1"));
+    let resumed = succeeded(keys(&gateway, &["rotate-index-key"]).output().unwrap());
+    assert!(resumed.contains("resuming the re-index to index key version 2"), "{resumed}");
+    assert!(resumed.contains("index key version 2 is in force"), "{resumed}");
+    assert_eq!(moved(2), 12, "every patient's data key under their version 2 name");
+
+    // The race, step by step, through a second store on the same database (another node).
+    let config = &gateway.config;
+    let pool = store::db::pool(&store::db::DatabaseUrl::parse(&gateway.database_url()).unwrap(), 4).unwrap();
+    let limits = store::Limits { db_wait: Duration::from_secs(5), disk_reserve: 0 };
+    let (node, _opener) = store::Store::new(
+        pool,
+        limits,
+        vaitio::app::kek_custody(config).unwrap(),
+        IndexKeys::from_files(&config.index_key_file).unwrap(),
+        vaitio::app::audit_signer(config).unwrap(),
+    );
+    node.prepare_keys().unwrap();
+    node.prepare_index_keys().unwrap();
+    let rotation = node.begin_index_rotation().unwrap();
+    assert_eq!(rotation.target.version, 3);
+    let hetu = fhir_profiles::Hetu::parse(&temporary_hetu_number(0)).unwrap();
+    // Prepared while the patient is not yet moved: their rows' name, version 2's.
+    let prepared = node.patient_for_write(|p| p.patient_from_hetu(&hetu)).unwrap();
+    assert!(prepared.starts_with("v2-"), "{prepared}");
+    let encounter = |patient: String| store::NewResource {
+        resource_type: fhir_profiles::ResourceType::Encounter,
+        json: serde_json::from_value(serde_json::json!({"resourceType": "Encounter", "status": "finished"})).unwrap(),
+        patient: Some(patient),
+        security_labels: String::new(),
+        facts: Vec::new(),
+        author_org: Some(ORG.to_owned()),
+        author_practitioner: None,
+        service_event: None,
+    };
+    // The re-index moves every patient, then the prepared write arrives.
+    let cursor = ReindexCursor::default();
+    while node.reindex_batch(&rotation.target, &cursor, 100).unwrap().is_some() {}
+    let late = node.create(encounter(prepared.clone()), "a7d3b1f0-0000-4000-8000-000000000001", Vec::new());
+    assert!(matches!(late, Err(store::StoreError::Conflict(_))), "a write under the old name was kept: {late:?}");
+    let now = node.patient_for_write(|p| p.patient_from_hetu(&hetu)).unwrap();
+    assert!(now.starts_with("v3-"), "{now}");
+    node.create(encounter(now), "a7d3b1f0-0000-4000-8000-000000000001", Vec::new()).unwrap();
+    assert_eq!(gateway.count(&format!("SELECT COUNT(*) AS n FROM resource_heads WHERE patient = '{prepared}'")), 0);
+    let finished = succeeded(keys(&gateway, &["rotate-index-key"]).output().unwrap());
+    assert!(finished.contains("index key version 3 is in force"), "{finished}");
+    std::thread::sleep(Duration::from_secs(6));
+    for (n, document) in documents.iter().enumerate() {
+        let path = format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{}", temporary_hetu_number(n as u128));
+        assert_eq!(ids_of(&gateway.client, &path).unwrap(), std::slice::from_ref(document), "after, patient {n}");
+    }
+    let encounters = format!("/Encounter?patient:identifier=urn:oid:1.2.246.21|{}", temporary_hetu_number(0));
+    assert_eq!(ids_of(&gateway.client, &encounters).unwrap().len(), 1, "the write sent again is the patient's");
+    assert!(gateway.verify_audit_log().is_ok());
+}
