@@ -128,13 +128,13 @@ pub(crate) fn check_not_moved(
     }
     let mut checked = HashSet::new();
     for scope in writes.iter().filter_map(|w| w.resource.patient.as_deref()) {
-        if !crate::reindex::older_than(scope, current) || !checked.insert(scope) {
+        if !crate::resource::older_than(scope, current) || !checked.insert(scope) {
             continue;
         }
         // A key made now under an older name is a moved patient's too: a new patient is named
         // under the version in force.
         let made_now = keys.iter().any(|(s, _, wrapped)| s == scope && wrapped.is_some());
-        if made_now || crate::reindex::data_key_row(conn, scope, false)?.is_none() {
+        if made_now || crate::keys::data_key_row(conn, scope, false)?.is_none() {
             return Err(StoreError::Conflict(
                 "the patient was moved to a new index key version meanwhile; send it again".into(),
             ));

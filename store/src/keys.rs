@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use crate::cache::BoundedMap;
 use crate::crypto::DataKey;
 use crate::db::schema::data_keys;
-use crate::db::Database;
+use crate::db::{Database, DbConnection};
 use crate::error::StoreError;
 use crate::kek::{KekCustody, KekRing, KekVersion, KeyEncryptionKey};
 
@@ -177,4 +177,19 @@ impl DataKeys {
         let bytes = kek.wrap(scope, &key)?;
         Ok((key, Wrapped { kek_id: kek.id().to_owned(), bytes }))
     }
+}
+
+/// A data key's row, on PostgreSQL locked (`FOR UPDATE` when `update`, else `FOR SHARE`).
+pub(crate) fn data_key_row(
+    conn: &mut DbConnection,
+    scope: &str,
+    update: bool,
+) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    let query = data_keys::table.filter(data_keys::scope.eq(scope)).select((data_keys::kek_id, data_keys::wrapped_key));
+    Ok(match conn {
+        DbConnection::Postgres(pg) if update => query.for_update().get_result(pg).optional()?,
+        DbConnection::Postgres(pg) => query.for_share().get_result(pg).optional()?,
+        // SQLite has one writer: the transaction is already alone.
+        DbConnection::Sqlite(sqlite) => query.get_result(sqlite).optional()?,
+    })
 }

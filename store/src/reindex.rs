@@ -24,7 +24,7 @@ use fhir_profiles::ResourceType;
 use serde_json::{Map, Value};
 
 use crate::apply::identifier_tokens;
-use crate::crypto::{pseudonym_version, seal_body, BodyBinding, CryptoError, Pseudonymizer, SecretKey};
+use crate::crypto::{seal_body, BodyBinding, CryptoError, Pseudonymizer, SecretKey};
 use crate::db::schema::{
     consent_generations, data_keys, key_versions, patient_aliases, resource_heads, resource_versions, search_dates,
     search_tokens,
@@ -33,8 +33,9 @@ use crate::db::{on_backend, write_transaction, DbConnection};
 use crate::error::StoreError;
 use crate::index_keys::index_key_id;
 use crate::kek::{KekVersion, VERSIONS_FRESH_FOR};
+use crate::keys::data_key_row;
 use crate::resource::SHARED_SCOPE;
-use crate::rotation::{read_versions_of, record_version_of, INDEX};
+use crate::rotation::{mark_done, read_versions_of, record_version_of, INDEX};
 use crate::rows::{Head, TokenRow, VersionRow};
 use crate::store::Store;
 use crate::time::now_millis;
@@ -386,16 +387,7 @@ impl Store {
         if self.index_remaining(target)? > 0 {
             return Err(StoreError::Conflict("patients remain under an older index key version".into()));
         }
-        write_transaction(&mut *self.conn()?, |conn| {
-            diesel::update(
-                key_versions::table
-                    .filter(key_versions::purpose.eq(INDEX))
-                    .filter(key_versions::version.eq(i64::from(target.version))),
-            )
-            .set(key_versions::rewrapped_at.eq(now_millis()))
-            .execute(conn)?;
-            Ok(())
-        })?;
+        mark_done(&mut *self.conn()?, INDEX, target.version)?;
         self.inner.index.prepare(&mut *self.conn()?)?;
         Ok(())
     }
@@ -529,21 +521,6 @@ fn insert_tokens(
     Ok(())
 }
 
-/// A data key's row, on PostgreSQL locked (`FOR UPDATE` when `update`, else `FOR SHARE`).
-pub(crate) fn data_key_row(
-    conn: &mut DbConnection,
-    scope: &str,
-    update: bool,
-) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-    let query = data_keys::table.filter(data_keys::scope.eq(scope)).select((data_keys::kek_id, data_keys::wrapped_key));
-    Ok(match conn {
-        DbConnection::Postgres(pg) if update => query.for_update().get_result(pg).optional()?,
-        DbConnection::Postgres(pg) => query.for_share().get_result(pg).optional()?,
-        // SQLite has one writer: the transaction is already alone.
-        DbConnection::Sqlite(sqlite) => query.get_result(sqlite).optional()?,
-    })
-}
-
 /// The patient's Consent generation under their new name: above both the old and any new one,
 /// so every node compiles their Consents afresh.
 fn move_consent_generation(conn: &mut DbConnection, from: &str, to: &str) -> Result<(), StoreError> {
@@ -569,9 +546,4 @@ fn move_consent_generation(conn: &mut DbConnection, from: &str, to: &str) -> Res
         }
     }
     Ok(())
-}
-
-/// Whether a write's patient (`scope`) is named under an older index key version than `current`.
-pub(crate) fn older_than(scope: &str, current: u32) -> bool {
-    scope != SHARED_SCOPE && pseudonym_version(scope) < current
 }

@@ -60,3 +60,8 @@ pub(crate) type NewKeys = Vec<(String, DataKey, Option<crate::keys::Wrapped>)>;
 pub(crate) fn key_of<'k>(keys: &'k NewKeys, scope: &str) -> Option<&'k DataKey> {
     keys.iter().find(|(s, _, _)| s == scope).map(|(_, key, _)| key)
 }
+
+/// Whether a write's patient (`scope`) is named under an older index key version than `current`.
+pub(crate) fn older_than(scope: &str, current: u32) -> bool {
+    scope != SHARED_SCOPE && crate::crypto::pseudonym_version(scope) < current
+}

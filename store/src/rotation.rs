@@ -105,6 +105,21 @@ pub(crate) fn record_version_of(
     })
 }
 
+/// Records that every key under an older version of `purpose` has been moved to `version`
+/// (`rewrapped_at`): a KEK rotation's rewrap, an index key's re-index.
+pub(crate) fn mark_done(conn: &mut DbConnection, purpose: &str, version: u32) -> Result<(), StoreError> {
+    write_transaction(conn, |conn| {
+        diesel::update(
+            key_versions::table
+                .filter(key_versions::purpose.eq(purpose))
+                .filter(key_versions::version.eq(i64::from(version))),
+        )
+        .set(key_versions::rewrapped_at.eq(now_millis()))
+        .execute(conn)?;
+        Ok(())
+    })
+}
+
 /// The versions as recorded, and the ring told of them. On a database where none is recorded
 /// (the first start, or a database from before versions were kept), the custody's version 1 is
 /// recorded: every data key there was wrapped by it, and a key of another id is refused when
@@ -272,17 +287,7 @@ impl KekRotation {
                 break;
             }
         }
-        let mut conn = self.db.conn()?;
-        write_transaction(&mut conn, |conn| {
-            diesel::update(
-                key_versions::table
-                    .filter(key_versions::purpose.eq(KEK))
-                    .filter(key_versions::version.eq(i64::from(target.version))),
-            )
-            .set(key_versions::rewrapped_at.eq(now_millis()))
-            .execute(conn)?;
-            Ok(())
-        })
+        mark_done(&mut *self.db.conn()?, KEK, target.version)
     }
 
     /// Retires `version`: refused for the version in force, and while any data key is still
