@@ -28,7 +28,8 @@ fn setup() -> &'static Setup {
     SETUP.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("dev-issuer.pem");
-        let mut identity = Identity::new("vaitio", Box::new(|hetu| format!("pseudonym-of-{}", hetu.expose().len())));
+        let mut identity =
+            Identity::new("vaitio", Box::new(|hetu| vec![format!("pseudonym-of-{}", hetu.expose().len())]));
         identity.trust_development_issuer(&key).unwrap();
         let peer = PeerIdentity {
             thumbprint: THUMBPRINT.to_owned(),

@@ -152,9 +152,10 @@ fn visible_after_commit(enforcement: &Enforcement, principal: &Principal, head: 
 /// its choices in the shapes the consent crate enforces, which it refuses naming the element.
 /// Anything else is one answer, so a patient cannot probe which Patient ids exist.
 fn check_own_consent(store: &Store, principal: &Principal, parsed: &ParsedResource) -> Result<(), GatewayError> {
-    let Principal::Patient { pseudonym, .. } = principal else { return Ok(()) };
+    let Principal::Patient { .. } = principal else { return Ok(()) };
+    // Under any of their names: while a re-index runs, their rows may still have an older one.
     let own = match &parsed.patient {
-        PatientLink::Stored(id) => store.patient_pseudonym(id)?.as_deref() == Some(pseudonym.as_str()),
+        PatientLink::Stored(id) => store.patient_pseudonym(id)?.is_some_and(|stored| principal.is_patient(&stored)),
         _ => false,
     };
     if !own {

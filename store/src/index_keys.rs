@@ -126,6 +126,11 @@ impl IndexKeys {
         Ok(())
     }
 
+    /// What is known; a panic while the lock was held left it between two whole updates.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Known> {
+        self.known.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Takes the versions as just read; a version whose key did not open is left out.
     fn learn(&self, versions: Vec<KekVersion>) {
         if let Ok(mut known) = self.known.write() {
@@ -156,14 +161,19 @@ impl IndexKeys {
 
     /// The version that names new patients and new tokens: the newest.
     pub fn current(&self) -> Pseudonymizer {
-        let known = self.known.read().expect("the index keys' lock is never poisoned");
+        let known = self.read();
         let newest = known.versions.iter().map(|v| v.version).max().unwrap_or(1);
-        known.keys.get(&newest).or_else(|| known.keys.values().next_back()).cloned().expect("version 1 is always held")
+        known
+            .keys
+            .get(&newest)
+            .or_else(|| known.keys.values().next_back())
+            .cloned()
+            .expect("version 1 is held from the start")
     }
 
     /// Whether a re-index to the newest version is unfinished: lookups then try older versions.
     pub fn reindexing(&self) -> bool {
-        let known = self.known.read().expect("the index keys' lock is never poisoned");
+        let known = self.read();
         known.versions.iter().max_by_key(|v| v.version).is_some_and(|v| v.rewrapped_at.is_none())
     }
 
@@ -180,7 +190,7 @@ impl IndexKeys {
     /// Every version held, newest first: for what is never rewritten (the audit log's
     /// pseudonyms, documents' derived ids).
     pub fn every(&self) -> Vec<Pseudonymizer> {
-        let known = self.known.read().expect("the index keys' lock is never poisoned");
+        let known = self.read();
         known.keys.values().rev().cloned().collect()
     }
 

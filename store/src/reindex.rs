@@ -24,7 +24,7 @@ use fhir_profiles::ResourceType;
 use serde_json::{Map, Value};
 
 use crate::apply::identifier_tokens;
-use crate::crypto::{seal_body, BodyBinding, CryptoError, Pseudonymizer, SecretKey};
+use crate::crypto::{pseudonym_version, seal_body, BodyBinding, CryptoError, Pseudonymizer, SecretKey};
 use crate::db::schema::{
     consent_generations, data_keys, key_versions, patient_aliases, resource_heads, resource_versions, search_dates,
     search_tokens,
@@ -64,34 +64,27 @@ pub struct Reindexed {
     pub unmovable: usize,
 }
 
-/// A re-index run's place: the last scope it looked at under each older version, so that a
-/// pass reads on rather than over the dead index entries moved keys leave on PostgreSQL.
+/// A re-index run's place: the last data key (by name) a pass has looked at, so that a pass reads
+/// on rather than over the dead index entries moved keys leave on PostgreSQL.
 #[derive(Default)]
 pub struct ReindexCursor {
-    after: Mutex<Vec<(u32, String)>>,
+    after: Mutex<String>,
 }
 
 impl ReindexCursor {
-    fn get(&self, version: u32) -> String {
-        self.after
-            .lock()
-            .ok()
-            .and_then(|a| a.iter().find(|(v, _)| *v == version).map(|(_, s)| s.clone()))
-            .unwrap_or_default()
+    fn get(&self) -> String {
+        self.after.lock().map(|after| after.clone()).unwrap_or_default()
     }
 
-    fn set(&self, version: u32, scope: &str) {
+    fn set(&self, scope: &str) {
         if let Ok(mut after) = self.after.lock() {
-            after.retain(|(v, _)| *v != version);
-            after.push((version, scope.to_owned()));
+            scope.clone_into(&mut after);
         }
     }
 
-    /// Starts the next pass from the first scope.
+    /// Starts the next pass from the first data key.
     pub fn new_pass(&self) {
-        if let Ok(mut after) = self.after.lock() {
-            after.clear();
-        }
+        self.set("");
     }
 }
 
@@ -99,13 +92,12 @@ impl ReindexCursor {
 /// order of the index by patient).
 pub type SharedCursor = (String, i64, String);
 
-/// The scopes (pseudonyms) named under `version`, as a range of the data keys' primary key:
-/// version 1's are bare hex digests; version N's begin `vN-`.
-fn scope_range(version: u32) -> (String, String) {
-    match version {
-        1 => ("0".to_owned(), "g".to_owned()),
-        n => (format!("v{n}-"), format!("v{n}.")),
-    }
+/// The `LIKE` pattern of the names made under `version` (`vN-…`). Names are compared with
+/// `LIKE` and equality only, never by range: a database's collation may order `-` and `.` as it
+/// likes (PostgreSQL under a locale ignores them at first), so the data keys are walked in
+/// whatever order it keeps and filtered by what a name says of its version.
+fn named_under(version: u32) -> String {
+    format!("v{version}-%")
 }
 
 impl Store {
@@ -115,7 +107,11 @@ impl Store {
     pub fn begin_index_rotation(&self) -> Result<IndexRotation, StoreError> {
         let index = &self.inner.index;
         let versions = index.prepare(&mut *self.conn()?)?;
-        let newest = versions.iter().max_by_key(|v| v.version).cloned().expect("version 1 is always recorded");
+        let newest = versions
+            .iter()
+            .max_by_key(|v| v.version)
+            .cloned()
+            .ok_or_else(|| StoreError::Internal("no index key version is recorded".into()))?;
         if newest.rewrapped_at.is_none() {
             let remaining = self.index_remaining(&newest)?;
             return Ok(IndexRotation { target: newest, resumed: true, remaining });
@@ -145,18 +141,12 @@ impl Store {
     /// Patients (data keys) named under a version older than `target`, counted through the data
     /// keys' primary key. An operator's question, not a request's.
     pub fn index_remaining(&self, target: &KekVersion) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
-        let mut remaining = 0;
-        for version in 1..target.version {
-            let (low, high) = scope_range(version);
-            let count: i64 = data_keys::table
-                .filter(data_keys::scope.ge(&low))
-                .filter(data_keys::scope.lt(&high))
-                .count()
-                .get_result(&mut *conn)?;
-            remaining += u64::try_from(count).unwrap_or(0);
-        }
-        Ok(remaining)
+        let count: i64 = data_keys::table
+            .filter(data_keys::scope.ne(SHARED_SCOPE))
+            .filter(data_keys::scope.not_like(named_under(target.version)))
+            .count()
+            .get_result(&mut *self.conn()?)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Moves the next `batch` patients named under an older version than `target` to it, in one
@@ -171,38 +161,35 @@ impl Store {
         let to = index
             .version(target.version)
             .ok_or_else(|| StoreError::Crypto(CryptoError::Unavailable("the new index key does not open".into())))?;
-        for version in 1..target.version {
-            let (low, high) = scope_range(version);
-            let after = cursor.get(version).max(low);
-            let scopes: Vec<String> = data_keys::table
-                .filter(data_keys::scope.gt(&after))
-                .filter(data_keys::scope.lt(&high))
-                .order(data_keys::scope)
-                .limit(i64::try_from(batch.max(1)).unwrap_or(i64::MAX))
-                .select(data_keys::scope)
-                .load(&mut *self.conn()?)?;
-            let Some(last) = scopes.last() else { continue };
-            cursor.set(version, last);
-            let from = index.version(version).ok_or_else(|| {
-                StoreError::Crypto(CryptoError::Unavailable(format!("index key version {version} does not open")))
-            })?;
-            let mut conn = self.conn()?;
-            let done = write_transaction(&mut conn, |conn| {
-                let mut done = Reindexed::default();
-                for scope in &scopes {
-                    match self.move_patient(conn, scope, &from, &to)? {
-                        Some(versions) => {
-                            done.patients += 1;
-                            done.versions += versions;
-                        }
-                        None => done.unmovable += 1,
+        let scopes: Vec<String> = data_keys::table
+            .filter(data_keys::scope.gt(cursor.get()))
+            .filter(data_keys::scope.ne(SHARED_SCOPE))
+            .filter(data_keys::scope.not_like(named_under(target.version)))
+            .order(data_keys::scope)
+            .limit(i64::try_from(batch.max(1)).unwrap_or(i64::MAX))
+            .select(data_keys::scope)
+            .load(&mut *self.conn()?)?;
+        let Some(last) = scopes.last() else { return Ok(None) };
+        cursor.set(last);
+        let mut conn = self.conn()?;
+        let done = write_transaction(&mut conn, |conn| {
+            let mut done = Reindexed::default();
+            for scope in &scopes {
+                let version = pseudonym_version(scope);
+                let from = index.version(version).ok_or_else(|| {
+                    StoreError::Crypto(CryptoError::Unavailable(format!("index key version {version} does not open")))
+                })?;
+                match self.move_patient(conn, scope, &from, &to)? {
+                    Some(versions) => {
+                        done.patients += 1;
+                        done.versions += versions;
                     }
+                    None => done.unmovable += 1,
                 }
-                Ok(done)
-            })?;
-            return Ok(Some(done));
-        }
-        Ok(None)
+            }
+            Ok(done)
+        })?;
+        Ok(Some(done))
     }
 
     /// Moves the patient of data key `scope` (named under `from`) to their name under `to`;
