@@ -55,7 +55,7 @@ fn references(entry: &Value) -> Vec<String> {
         .collect()
 }
 
-fn deny_organisation(patient_id: &str, org: &str) -> Value {
+pub fn deny_organisation(patient_id: &str, org: &str) -> Value {
     json!({
         "resourceType": "Consent", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},

@@ -615,10 +615,31 @@ fn reindex_resumes_and_leaves_no_write_behind(backend: Backend) {
         assert_eq!(ids_of(&gateway.client, &path).unwrap(), std::slice::from_ref(document), "half-way, patient {n}");
     }
     assert!(gateway.get("/metrics").text().contains("vaitio_reindex_unfinished 1"));
+    // A patient not yet moved writes their own Consent: theirs under the name their rows have.
+    let first =
+        store::crypto::Pseudonymizer::new(store::crypto::SecretKey::from_file(&gateway.config.index_key_file).unwrap());
+    let unmoved = (0..12u128)
+        .find(|n| {
+            let hetu = fhir_profiles::Hetu::parse(&temporary_hetu_number(*n)).unwrap();
+            let name = first.patient_from_hetu(&hetu);
+            gateway.count(&format!("SELECT COUNT(*) AS n FROM data_keys WHERE scope = '{name}'")) == 1
+        })
+        .expect("a patient not yet moved");
+    let hetu = temporary_hetu_number(unmoved);
+    let patient_id =
+        ids_of(&gateway.client, &format!("/Patient?identifier=urn:oid:1.2.246.21|{hetu}")).unwrap()[0].clone();
+    let me = gateway.patient(&hetu);
+    let consent = me
+        .post_json("/Consent", &super::attribution::deny_organisation(&patient_id, "1.2.246.10.99999999.10.1"))
+        .unwrap();
+    assert_eq!(consent.status, 201, "a patient not yet moved writes their own Consent: {}", consent.text());
+    let consent_id = consent.json().unwrap()["id"].as_str().unwrap().to_owned();
     let resumed = succeeded(keys(&gateway, &["rotate-index-key"]).output().unwrap());
     assert!(resumed.contains("resuming the re-index to index key version 2"), "{resumed}");
     assert!(resumed.contains("index key version 2 is in force"), "{resumed}");
     assert_eq!(moved(2), 12, "every patient's data key under their version 2 name");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(me.get(&format!("/Consent/{consent_id}")).unwrap().status, 200, "moved with its patient");
 
     // The race, step by step, through a second store on the same database (another node).
     let config = &gateway.config;
