@@ -90,7 +90,9 @@ impl From<StoreError> for GatewayError {
             StoreError::Conflict(message) => GatewayError::Conflict(message),
             StoreError::NotFound { resource_type, id } => GatewayError::NotFound { resource_type, id },
             StoreError::VersionMismatch { current } => GatewayError::PreconditionFailed { current },
-            error @ StoreError::PatientChanged => GatewayError::Unprocessable(error.to_string()),
+            error @ (StoreError::PatientChanged | StoreError::ResourceChangesPatient) => {
+                GatewayError::Unprocessable(error.to_string())
+            }
             StoreError::Unavailable(cause) => GatewayError::Unavailable(cause),
             StoreError::DiskFull(cause) => GatewayError::InsufficientStorage(cause),
             error @ (StoreError::Database(_)

@@ -168,8 +168,11 @@ fn write_resource(
             if if_match.is_some_and(|expected| expected != head.version) {
                 return Err(StoreError::VersionMismatch { current: head.version });
             }
-            if resource.resource_type == ResourceType::Patient && head.patient != resource.patient {
-                return Err(StoreError::PatientChanged);
+            if head.patient != resource.patient {
+                return Err(match resource.resource_type {
+                    ResourceType::Patient => StoreError::PatientChanged,
+                    _ => StoreError::ResourceChangesPatient,
+                });
             }
             head.version + 1
         }

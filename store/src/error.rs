@@ -19,6 +19,13 @@ pub enum StoreError {
         "a Patient's HETU cannot be changed by an update: the pseudonym every record of this patient is filed under derives from it"
     )]
     PatientChanged,
+    /// An update would move a resource to another patient (or to none, or from none). Each of
+    /// its versions is sealed under its patient's key and bound to their pseudonym, and a
+    /// patient's history, destruction and re-index read it as theirs.
+    #[error(
+        "an update cannot move a resource to another patient: create a new resource for the other patient and delete this one"
+    )]
+    ResourceChangesPatient,
     /// The database could not be reached, or a write (or its audit record) did not commit:
     /// nothing is known to be kept.
     #[error("the database is unavailable: {0}")]

@@ -241,6 +241,14 @@ on_both_backends! {
         assert_eq!(total(&gateway, "/Encounter?identifier=urn:oid:1.2.246.10.12345678.10.1.77.2"), 0);
         assert_eq!(total(&gateway, &format!("/Encounter?patient={aino},{other}&date=2026-03-05")), 1);
         assert_eq!(total(&gateway, &format!("/Encounter?patient={aino},{other}&date=2026-04-01")), 0);
+        // An update cannot move a resource to another patient: its versions are sealed under
+        // its patient's key and bound to their pseudonym.
+        let owner = moved["subject"]["reference"].as_str().unwrap().to_owned();
+        let someone_else = if owner == format!("Patient/{aino}") { other.clone() } else { aino.clone() };
+        let mut elsewhere = moved.clone();
+        elsewhere["subject"]["reference"] = json!(format!("Patient/{someone_else}"));
+        outcome(&gateway.put(&format!("/Encounter/{moved_id}"), &elsewhere, None), 422);
+        assert_eq!(gateway.get(&format!("/Encounter/{moved_id}")).json().unwrap()["subject"]["reference"], owner.as_str());
 
         // One value under two systems, and one with no system: each identifier is found by its
         // own form only, whether its index rows have the current form (one row per identifier)
