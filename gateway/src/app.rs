@@ -46,6 +46,8 @@ pub enum StartError {
     Oidc(crate::portal::oidc::OidcError),
     #[error("the key-encryption key: {0}")]
     Keys(StoreError),
+    #[error("the index key (every version the database records must open here): {0}")]
+    IndexKeys(StoreError),
     #[error("the key-encryption key's token: {0}")]
     Token(String),
 }
@@ -187,7 +189,7 @@ impl Application {
         if let Some(current) = versions.iter().filter(|v| v.retired_at.is_none()).max_by_key(|v| v.version) {
             tracing::info!(version = current.version, key = %current.key_id, "key-encryption key in force");
         }
-        let index_versions = store.prepare_index_keys().map_err(StartError::Keys)?;
+        let index_versions = store.prepare_index_keys().map_err(StartError::IndexKeys)?;
         if let Some(current) = index_versions.iter().max_by_key(|v| v.version) {
             let reindexed = current.rewrapped_at.is_some();
             tracing::info!(version = current.version, key = %current.key_id, reindexed, "index key in force");

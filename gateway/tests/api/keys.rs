@@ -689,4 +689,15 @@ fn reindex_resumes_and_leaves_no_write_behind(backend: Backend) {
     let encounters = format!("/Encounter?patient:identifier=urn:oid:1.2.246.21|{}", temporary_hetu_number(0));
     assert_eq!(ids_of(&gateway.client, &encounters).unwrap().len(), 1, "the write sent again is the patient's");
     assert!(gateway.verify_audit_log().is_ok());
+
+    // Every version the database records must open: without version 3's file, a command (and a
+    // gateway's start) is refused, naming the file.
+    let third = store::kek::KeyFiles::new(&config.index_key_file).path(3);
+    let aside = third.with_extension("aside");
+    std::fs::rename(&third, &aside).unwrap();
+    let refused = keys(&gateway, &["status"]).output().unwrap();
+    std::fs::rename(&aside, &third).unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains(&third.display().to_string()), "{said}");
 }
