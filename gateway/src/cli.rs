@@ -371,6 +371,18 @@ fn operator_log(log: &OperatorLog) -> Result<(Pool, AuditSigner), CliError> {
     Ok((pool, operator_signer(log)?))
 }
 
+/// A store over `pool` (the operator log's) for an operator's command that reads bodies: a
+/// retention run (through its `Opener`) or a re-index (inside the store).
+fn operator_store(config: &Config, pool: &Pool) -> Result<(store::Store, store::Opener), CliError> {
+    let index_keys = store::index_keys::IndexKeys::from_files(&config.index_key_file).map_err(StartError::from)?;
+    let limits = store::Limits { db_wait: config.db_wait, disk_reserve: 0 };
+    let custody = crate::app::kek_custody(config)?;
+    let (store, opener) =
+        store::Store::new(pool.clone(), limits, custody, index_keys, crate::app::audit_signer(config)?);
+    store.prepare_keys()?;
+    Ok((store, opener))
+}
+
 fn read_public_key(path: &Path) -> Result<audit_log::VerifyingKey, CliError> {
     let pem = std::fs::read(path).map_err(|e| CliError::file(path, e))?;
     audit_log::VerifyingKey::from_pem(ORIGIN, &pem).map_err(|e| CliError::file(path, e))

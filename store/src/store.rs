@@ -139,8 +139,9 @@ impl Store {
     /// who has rows under an older one; every row of a patient is under one name at any time.
     pub fn patient_name_now(&self, names: &[String]) -> Result<String, StoreError> {
         let newest = names.first().cloned().unwrap_or_default();
-        self.index_keys().complete()?;
-        if self.index_keys().reindexing() {
+        let index = self.index_keys();
+        index.complete()?;
+        if index.reindexing() {
             for older in names.iter().skip(1) {
                 if self.inner.keys.exists(older)? {
                     return Ok(older.clone());

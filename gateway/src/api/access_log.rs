@@ -114,7 +114,7 @@ pub async fn search(
             Action::Search,
             Outcome::Success,
             &agent,
-            principal.own_pseudonyms().and_then(|names| names.into_iter().next()),
+            own.as_ref().and_then(|names| names.first().cloned()),
             Vec::new(),
             audit::now(),
         );

@@ -13,7 +13,7 @@ use store::kek::KekVersion;
 use store::reindex::ReindexCursor;
 use store::rotation::{KekRotation, RetireRefusal};
 
-use super::{operator_log, record, CliError};
+use super::{operator_log, operator_store, record, CliError};
 use crate::app::kek_custody;
 use crate::config::{Config, ConfigArgs};
 
@@ -117,8 +117,8 @@ fn status(config: &Config) -> Result<(), CliError> {
         };
         println!("  version {}  {}  {wraps} data keys  {state}", version.version, version.key_id);
     }
-    let store = operator_store(config, &pool)?;
-    let index = store.prepare_index_keys()?;
+    let index_keys = IndexKeys::from_files(&config.index_key_file).map_err(crate::app::StartError::from)?;
+    let index = index_keys.prepare(&mut *pool.get().map_err(store::StoreError::from)?)?;
     let newest = index.iter().map(|v| v.version).max();
     println!("index key: key files beside {}", config.index_key_file.display());
     for version in &index {
@@ -132,19 +132,9 @@ fn status(config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A store over `pool` for an operator's command that reads bodies (the re-index).
-fn operator_store(config: &Config, pool: &Pool) -> Result<store::Store, CliError> {
-    let index_keys = IndexKeys::from_files(&config.index_key_file).map_err(crate::app::StartError::from)?;
-    let limits = store::Limits { db_wait: config.db_wait, disk_reserve: 0 };
-    let signer = crate::app::audit_signer(config)?;
-    let (store, _opener) = store::Store::new(pool.clone(), limits, kek_custody(config)?, index_keys, signer);
-    store.prepare_keys()?;
-    Ok(store)
-}
-
 fn rotate_index(config: &Config, batch: usize, pause: std::time::Duration) -> Result<(), CliError> {
     let (pool, signer) = operator_log(&config.operator_log())?;
-    let store = operator_store(config, &pool)?;
+    let (store, _opener) = operator_store(config, &pool)?;
     let state = store.begin_index_rotation()?;
     let target = &state.target;
     let verb = if state.resumed { "resuming the re-index to" } else { "rotating to" };

@@ -8,11 +8,8 @@ use audit_log::{Action, Outcome};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use store::audit::AuditRecord;
-use store::index_keys::IndexKeys;
-use store::Store;
 
-use super::{operator_log, record, CliError};
-use crate::app::{audit_signer, kek_custody};
+use super::{operator_log, operator_store, record, CliError};
 use crate::audit::operator_event;
 use crate::config::{Config, ConfigArgs};
 use crate::retention::RetentionRule;
@@ -51,10 +48,7 @@ pub fn retention(command: &RetentionCommand) -> Result<(), CliError> {
 
 fn run(config: &Config, rule: RetentionRule, dry_run: bool) -> Result<(), CliError> {
     let (pool, signer) = operator_log(&config.operator_log())?;
-    let index_keys = IndexKeys::from_files(&config.index_key_file).map_err(crate::app::StartError::from)?;
-    let limits = store::Limits { db_wait: config.db_wait, disk_reserve: 0 };
-    let (store, opener) = Store::new(pool.clone(), limits, kek_custody(config)?, index_keys, audit_signer(config)?);
-    store.prepare_keys()?;
+    let (store, opener) = operator_store(config, &pool)?;
     let today: NaiveDate = chrono::Utc::now().date_naive();
     let rule_text = format!("{} years after death, {} after birth", rule.years_after_death, rule.years_after_birth);
     let (mut patients, mut resources, mut keys) = (0usize, 0usize, 0usize);
