@@ -14,6 +14,7 @@ mod error;
 mod hetu;
 mod icd10;
 mod json;
+pub mod listing;
 mod parse;
 pub mod profiles;
 pub mod query;

@@ -22,7 +22,7 @@ use fhir_profiles::ResourceType;
 use store::audit::AuditRecord;
 use store::cache::BoundedMap;
 use store::time::now_millis;
-use store::{Criterion, Head, Opener, Store, Stored, VersionRow};
+use store::{Criterion, Head, ListedHead, Opener, Store, Stored, VersionRow};
 
 use crate::audit::{self, Judged};
 use crate::config::HarvestPolicy;
@@ -222,6 +222,34 @@ impl Gate<'_> {
     /// The plaintext of a released version: the only way a body leaves the store.
     pub fn open(&self, row: &Released<VersionRow>) -> Result<Vec<u8>, GatewayError> {
         Ok(self.enforcement.opener.open(&row.0)?)
+    }
+
+    /// The plaintext listing of a released document head; `None` for a head that carries none
+    /// (a document stored before listings).
+    pub fn open_listing(&self, row: &Released<ListedHead>) -> Result<Option<Vec<u8>>, GatewayError> {
+        Ok(self.enforcement.opener.open_listing(&row.0)?)
+    }
+
+    /// The plaintext of the version a released head names, released with it: the same
+    /// resource, version and decision metadata take the same decision. `None` when the stored
+    /// version is another (the resource changed after the head was read).
+    pub fn open_version_of<T: Stored>(
+        &self,
+        head: &Released<T>,
+        row: VersionRow,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        let head = &head.0;
+        let same = row.resource_type() == head.resource_type()
+            && row.id() == head.id()
+            && row.version() == head.version()
+            && row.patient() == head.patient()
+            && row.security_labels() == head.security_labels()
+            && row.author() == head.author()
+            && row.service_event() == head.service_event();
+        if !same {
+            return Ok(None);
+        }
+        Ok(Some(self.enforcement.opener.open(&row)?))
     }
 
     /// Whether the stored version `row`, once `normalised`, equals `expected`: asked by its

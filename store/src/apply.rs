@@ -178,24 +178,21 @@ fn write_resource(
         }
     };
     let updating = current.is_some();
-    let (last_updated, body, sealed) = match prepared.filter(|_| version == 1) {
-        Some(ready) => (ready.last_updated, ready.plain, ready.sealed),
-        None => {
-            let last_updated = now_millis();
-            let (body, sealed) = stamp_and_seal(resource, id, version, last_updated, key)?;
-            (last_updated, body, sealed)
-        }
+    let Sealed { last_updated, plain: body, sealed, listing } = match prepared.filter(|_| version == 1) {
+        Some(ready) => ready,
+        None => stamp_and_seal(resource, id, version, now_millis(), key)?,
     };
     let rows = new_rows(pseudonyms, write, version, last_updated, sealed, updating);
     let head = rows.head;
     if !updating {
+        let new_head = (&head, resource_heads::listing.eq(listing.as_deref()));
         let inserted = if matches!(kind, WriteKind::CreateIfAbsent) {
             on_backend!(&mut *conn, |c| diesel::insert_into(resource_heads::table)
-                .values(&head)
+                .values(new_head)
                 .on_conflict_do_nothing()
                 .execute(c))?
         } else {
-            let insert = diesel::insert_into(resource_heads::table).values(&head);
+            let insert = diesel::insert_into(resource_heads::table).values(new_head);
             on_backend!(&mut *conn, |c| insert.execute(c)).map_err(conflict)?
         };
         if inserted == 0 {
@@ -219,6 +216,7 @@ fn write_resource(
             resource_heads::author_practitioner.eq(&head.author_practitioner),
             resource_heads::last_updated.eq(last_updated),
             resource_heads::service_event.eq(&head.service_event),
+            resource_heads::listing.eq(listing.as_deref()),
         ));
         on_backend!(&mut *conn, |c| update.execute(c))?;
     }

@@ -189,6 +189,16 @@ pub(crate) struct BodyBinding<'a> {
 
 impl BodyBinding<'_> {
     fn aad(&self) -> Vec<u8> {
+        self.aad_for("vaitio:resource:v2:")
+    }
+
+    /// A document's listing is bound to the same metadata as the version it was read from, and
+    /// apart from bodies: a listing cannot be opened as a body, nor a body as a listing.
+    fn listing_aad(&self) -> Vec<u8> {
+        self.aad_for("vaitio:listing:v1:")
+    }
+
+    fn aad_for(&self, domain: &str) -> Vec<u8> {
         // A JSON array: every value delimited, none able to run into the next.
         let bound = serde_json::json!([
             self.resource_type,
@@ -201,12 +211,21 @@ impl BodyBinding<'_> {
             self.author.1,
             self.service_event,
         ]);
-        format!("vaitio:resource:v2:{bound}").into_bytes()
+        format!("{domain}{bound}").into_bytes()
     }
 }
 
 pub(crate) fn seal_body(key: &DataKey, binding: &BodyBinding<'_>, body: &[u8]) -> Result<Vec<u8>, CryptoError> {
     seal(&key.0 .0, &binding.aad(), body)
+}
+
+pub(crate) fn seal_listing(key: &DataKey, binding: &BodyBinding<'_>, listing: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    seal(&key.0 .0, &binding.listing_aad(), listing)
+}
+
+/// Crate-private, like [`open_body`].
+pub(crate) fn open_listing(key: &DataKey, binding: &BodyBinding<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    open(&key.0 .0, &binding.listing_aad(), sealed)
 }
 
 /// Crate-private: a body is opened only through the [`crate::Opener`], whose one instance the
@@ -372,6 +391,35 @@ mod tests {
             BodyBinding { patient: Some("q"), ..at },
         ] {
             assert!(open_body(&key, &changed, &sealed).is_err());
+        }
+    }
+
+    #[test]
+    fn a_listing_opens_only_as_the_listing_of_the_version_it_was_bound_to() {
+        let key = DataKey::generate().unwrap();
+        let at = BodyBinding {
+            resource_type: "Bundle",
+            id: "a",
+            version: 2,
+            key_scope: "p",
+            patient: Some("p"),
+            security_labels: "PSYTHPN R",
+            author: (Some("1.2.246.10.1"), Some("10012345678")),
+            service_event: Some("1.2.246.10.1.77.1"),
+        };
+        let listing = seal_listing(&key, &at, b"{\"kind\":\"note\"}").unwrap();
+        assert_eq!(open_listing(&key, &at, &listing).unwrap(), b"{\"kind\":\"note\"}");
+        // Not as a body, and no body as a listing.
+        assert!(open_body(&key, &at, &listing).is_err());
+        assert!(open_listing(&key, &at, &seal_body(&key, &at, b"{}").unwrap()).is_err());
+        // Not beside another version, resource or patient.
+        for moved in [
+            BodyBinding { version: 1, ..at },
+            BodyBinding { id: "b", ..at },
+            BodyBinding { patient: Some("q"), key_scope: "q", ..at },
+            BodyBinding { security_labels: "R", ..at },
+        ] {
+            assert!(open_listing(&key, &moved, &listing).is_err());
         }
     }
 

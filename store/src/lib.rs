@@ -48,7 +48,7 @@ mod writer;
 pub use error::StoreError;
 pub use opener::Opener;
 pub use resource::{NewResource, Write, WriteKind, Written};
-pub use rows::{Head, Stored, TokenMatch, VersionRow};
+pub use rows::{Head, ListedHead, Stored, TokenMatch, VersionRow};
 pub use search::Criterion;
 pub use store::{Limits, Store};
 pub use writer::WriterStats;

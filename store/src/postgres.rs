@@ -28,8 +28,8 @@ pub(crate) fn write_created(
     let now = now_millis();
     let pseudonyms = context.index.current();
     let mut planned: HashSet<(&str, &str)> = HashSet::new();
-    let (mut keys, mut versions, mut heads, mut tokens, mut dates) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut keys, mut versions, mut heads, mut listings, mut tokens, mut dates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Where each planned resource's answer sits in `results`, and whether it may exist already.
     let mut answers: Vec<(usize, usize, bool)> = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
@@ -50,6 +50,7 @@ pub(crate) fn write_created(
             written.push(Some((rows.head.clone(), ready.plain.clone())));
             versions.push(rows.version);
             heads.push(rows.head);
+            listings.push(ready.listing.as_deref());
             tokens.extend(rows.tokens);
             dates.extend(rows.dates);
         }
@@ -75,7 +76,7 @@ pub(crate) fn write_created(
     let inserted: HashSet<(String, String)> = Unnest::new(
         "resource_heads",
         "resource_type, id, version, patient, security_labels, author_org, author_practitioner, last_updated, \
-         service_event",
+         service_event, listing",
         vec![
             Column::Text(heads.iter().map(|h| h.resource_type.as_str()).collect()),
             Column::Text(heads.iter().map(|h| h.id.as_str()).collect()),
@@ -86,6 +87,7 @@ pub(crate) fn write_created(
             Column::OptionalText(heads.iter().map(|h| h.author_practitioner.as_deref()).collect()),
             Column::BigInt(heads.iter().map(|h| h.last_updated).collect()),
             Column::OptionalText(heads.iter().map(|h| h.service_event.as_deref()).collect()),
+            Column::OptionalBinary(listings),
         ],
     )
     .then(" ON CONFLICT DO NOTHING RETURNING resource_type, id")

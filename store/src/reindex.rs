@@ -37,6 +37,7 @@ use crate::keys::data_key_row;
 use crate::resource::SHARED_SCOPE;
 use crate::rotation::{mark_done, read_versions_of, record_version_of, INDEX};
 use crate::rows::{Head, TokenRow, VersionRow};
+use crate::seal::sealed_listing;
 use crate::store::Store;
 use crate::time::now_millis;
 
@@ -208,12 +209,14 @@ impl Store {
             return Ok(Some(0));
         };
         let key = self.inner.keys.unwrap_row(scope, &kek_id, &wrapped)?;
-        let heads: Vec<(String, String)> = resource_heads::table
+        let heads: Vec<(String, String, i64)> = resource_heads::table
             .filter(resource_heads::patient.eq(scope))
-            .select((resource_heads::resource_type, resource_heads::id))
+            .select((resource_heads::resource_type, resource_heads::id, resource_heads::version))
             .load(conn)?;
+        let current: HashSet<(&str, &str, i64)> =
+            heads.iter().map(|(resource_type, id, version)| (resource_type.as_str(), id.as_str(), *version)).collect();
         let mut rows: Vec<(VersionRow, Vec<u8>, Map<String, Value>)> = Vec::new();
-        for (resource_type, id) in &heads {
+        for (resource_type, id, _) in &heads {
             let versions: Vec<VersionRow> = resource_versions::table
                 .filter(resource_versions::resource_type.eq(resource_type))
                 .filter(resource_versions::id.eq(id))
@@ -269,6 +272,19 @@ impl Store {
                 resource_versions::body.eq(sealed),
             ))
             .execute(conn)?;
+            // A document's listing is bound to the name too: made again from its current
+            // version (which also gives one to a document stored before listings).
+            if current.contains(&(row.resource_type.as_str(), row.id.as_str(), row.version)) {
+                if let Some(listing) = sealed_listing(json, &key, &binding)? {
+                    diesel::update(
+                        resource_heads::table
+                            .filter(resource_heads::resource_type.eq(&row.resource_type))
+                            .filter(resource_heads::id.eq(&row.id)),
+                    )
+                    .set(resource_heads::listing.eq(listing))
+                    .execute(conn)?;
+                }
+            }
             insert_tokens(conn, to, row, json, Some(&name))?;
         }
         diesel::update(resource_heads::table.filter(resource_heads::patient.eq(scope)))

@@ -47,6 +47,63 @@ pub struct Head {
     pub service_event: Option<String>,
 }
 
+/// A head with its document's sealed listing (`seal::sealed_listing`), as the list of a
+/// patient's documents reads it: every other read of heads leaves the listing out. Judged like
+/// its head; its listing is opened only through the [`crate::Opener`].
+#[derive(Clone)]
+pub struct ListedHead {
+    pub head: Head,
+    pub(crate) listing: Option<Vec<u8>>,
+}
+
+impl ListedHead {
+    /// Whether the head carries a listing (documents stored before listings do not).
+    pub fn has_listing(&self) -> bool {
+        self.listing.is_some()
+    }
+
+    /// What its listing was sealed bound to: its current version's binding, under its patient's
+    /// key.
+    pub(crate) fn binding(&self) -> Option<crate::crypto::BodyBinding<'_>> {
+        let head = &self.head;
+        let patient = head.patient.as_deref()?;
+        Some(crate::crypto::BodyBinding {
+            resource_type: &head.resource_type,
+            id: &head.id,
+            version: head.version,
+            key_scope: patient,
+            patient: Some(patient),
+            security_labels: &head.security_labels,
+            author: (head.author_org.as_deref(), head.author_practitioner.as_deref()),
+            service_event: head.service_event.as_deref(),
+        })
+    }
+}
+
+impl Stored for ListedHead {
+    fn resource_type(&self) -> &str {
+        self.head.resource_type()
+    }
+    fn id(&self) -> &str {
+        self.head.id()
+    }
+    fn version(&self) -> i64 {
+        self.head.version()
+    }
+    fn patient(&self) -> Option<&str> {
+        self.head.patient()
+    }
+    fn security_labels(&self) -> &str {
+        self.head.security_labels()
+    }
+    fn author(&self) -> (Option<&str>, Option<&str>) {
+        self.head.author()
+    }
+    fn service_event(&self) -> Option<&str> {
+        self.head.service_event()
+    }
+}
+
 /// One version of a resource: its metadata in clear, its body sealed.
 #[derive(Queryable, Selectable, Insertable, Clone)]
 #[diesel(table_name = resource_versions, treat_none_as_default_value = false)]

@@ -1,21 +1,26 @@
 //! A version's body as stored: the submitted JSON stamped with its id and meta, then sealed
 //! under its patient's data key and bound to the metadata it is filed under.
 
+use fhir_profiles::listing::Listing;
+use fhir_profiles::ResourceType;
 use serde_json::{Map, Value};
 
-use crate::crypto::{seal_body, BodyBinding, DataKey};
+use crate::crypto::{seal_body, seal_listing, BodyBinding, DataKey};
 use crate::error::StoreError;
 use crate::resource::{key_of, NewKeys, NewResource, Write, WriteKind};
 use crate::time::{instant, now_millis};
 
-/// Version 1 of a new resource, stamped and encrypted by the request's own thread before it
-/// queues for the writer: serialising and sealing bodies inside the one writer thread was a
-/// fifth of its time during ingest. Used when the write turns out to create version 1 (a
-/// `CreateIfAbsent` that finds the resource present drops it).
+/// A version stamped and encrypted, with its document's listing. Version 1 of a new resource is
+/// sealed by the request's own thread before it queues for the writer: serialising and sealing
+/// bodies inside the one writer thread was a fifth of its time during ingest. It is used when
+/// the write turns out to create version 1 (a `CreateIfAbsent` that finds the resource present
+/// drops it); later versions are sealed by the writer, which learns their number.
 pub(crate) struct Sealed {
     pub last_updated: i64,
     pub plain: Vec<u8>,
     pub sealed: Vec<u8>,
+    /// A document's listing, sealed (see [`sealed_listing`]).
+    pub listing: Option<Vec<u8>>,
 }
 
 /// Version 1 of each write that may create one, stamped and sealed under its scope's key.
@@ -27,22 +32,20 @@ pub(crate) fn seal_new_versions(writes: &[Write], keys: &NewKeys) -> Result<Vec<
                 return Ok(None);
             }
             let Some(key) = key_of(keys, write.resource.scope()) else { return Ok(None) };
-            let last_updated = now_millis();
-            let (plain, sealed) = stamp_and_seal(&write.resource, &write.id, 1, last_updated, key)?;
-            Ok(Some(Sealed { last_updated, plain, sealed }))
+            Ok(Some(stamp_and_seal(&write.resource, &write.id, 1, now_millis(), key)?))
         })
         .collect()
 }
 
 /// A version's body as stored: stamped with its id and meta, then encrypted and bound to the
-/// metadata it is filed under.
+/// metadata it is filed under; with a document's sealed listing.
 pub(crate) fn stamp_and_seal(
     resource: &NewResource,
     id: &str,
     version: i64,
     last_updated: i64,
     key: &DataKey,
-) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+) -> Result<Sealed, StoreError> {
     let resource_type = resource.resource_type.as_str();
     let body = stamped_body(&resource.json, resource_type, id, version, last_updated)?;
     let binding = BodyBinding {
@@ -56,7 +59,25 @@ pub(crate) fn stamp_and_seal(
         service_event: resource.service_event.as_deref(),
     };
     let sealed = seal_body(key, &binding, &body)?;
-    Ok((body, sealed))
+    let listing = sealed_listing(&resource.json, key, &binding)?;
+    Ok(Sealed { last_updated, plain: body, sealed, listing })
+}
+
+/// The listing of a patient's document (a Bundle), read from its tree and sealed under the same
+/// key and binding as its body, for the head to carry; `None` for anything else. Only a
+/// patient's documents are listed, and the key of a listing is its patient's.
+pub(crate) fn sealed_listing(
+    json: &Map<String, Value>,
+    key: &DataKey,
+    binding: &BodyBinding<'_>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    if binding.resource_type != ResourceType::Bundle.as_str() || binding.patient != Some(binding.key_scope) {
+        return Ok(None);
+    }
+    let Some(listing) = Listing::of_bundle(json, binding.service_event) else { return Ok(None) };
+    let plain = serde_json::to_vec(&listing)
+        .map_err(|e| StoreError::Internal(format!("a listing could not be serialised: {e}")))?;
+    Ok(Some(seal_listing(key, binding, &plain)?))
 }
 
 /// The stored JSON of a resource: the submitted one with the server-assigned `id`,

@@ -7,11 +7,11 @@ use diesel::prelude::*;
 use fhir_profiles::search::DateQuery;
 use fhir_profiles::ResourceType;
 
-use crate::db::schema::{resource_heads, resource_versions, search_dates, search_tokens};
+use crate::db::schema::{resource_heads, search_dates, search_tokens};
 use crate::db::{on_backend, DbConnection};
 use crate::error::StoreError;
 use crate::read::CHUNK;
-use crate::rows::{current_version_of, Head, TokenMatch, VersionRow};
+use crate::rows::{current_version_of, Head, ListedHead, TokenMatch};
 use crate::store::Store;
 
 /// A search criterion; several are ANDed, the values inside one are ORed.
@@ -103,19 +103,18 @@ impl Store {
     }
 
     /// A page of one patient's resources of a type, the most recently changed first (ties by
-    /// id), each head's current version (its body still sealed), and how many there are: paged
-    /// and counted in the database through the index by patient, type, time, id and version,
-    /// joined to the versions' primary key. Only for a reader who receives every resource of this
-    /// patient (the caller's enforcement point says whether), so that the count and the page are
-    /// those that judging every row would give. No statement depends on the page's ids, and no
-    /// older version is read.
-    pub fn patient_page_versions(
+    /// id), each head with its sealed listing, and how many there are: paged and counted in the
+    /// database through the index by patient, type, time, id and version, then each head by its
+    /// key. No version and no body is read. Only for a reader who receives every resource of
+    /// this patient (the caller's enforcement point says whether), so that the count and the page
+    /// are those that judging every row would give.
+    pub fn patient_page_listed(
         &self,
         resource_type: ResourceType,
         patient: &str,
         offset: usize,
         count: usize,
-    ) -> Result<(i64, Vec<VersionRow>), StoreError> {
+    ) -> Result<(i64, Vec<ListedHead>), StoreError> {
         let rt = resource_type.as_str();
         let mut conn = self.conn()?;
         let total: i64 = resource_heads::table
@@ -124,20 +123,14 @@ impl Store {
             .count()
             .get_result(&mut *conn)?;
         let rows = resource_heads::table
-            .inner_join(
-                resource_versions::table.on(resource_versions::resource_type
-                    .eq(resource_heads::resource_type)
-                    .and(resource_versions::id.eq(resource_heads::id))
-                    .and(resource_versions::version.eq(resource_heads::version))),
-            )
             .filter(resource_heads::patient.eq(patient))
             .filter(resource_heads::resource_type.eq(rt))
             .order((resource_heads::last_updated.desc(), resource_heads::id.desc()))
             .offset(i64::try_from(offset).unwrap_or(i64::MAX))
             .limit(i64::try_from(count).unwrap_or(i64::MAX))
-            .select(VersionRow::as_select())
-            .load::<VersionRow>(&mut *conn)?;
-        Ok((total, rows))
+            .select((Head::as_select(), resource_heads::listing))
+            .load::<(Head, Option<Vec<u8>>)>(&mut *conn)?;
+        Ok((total, rows.into_iter().map(|(head, listing)| ListedHead { head, listing }).collect()))
     }
 
     /// The heads matching every criterion, oldest change first. Nothing is decrypted here; the

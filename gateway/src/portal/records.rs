@@ -3,17 +3,16 @@
 //! their restrictions, and the names of the professionals and organisations that appear in
 //! them. Every read of the patient's data is committed to the audit log before it is shown.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use audit_log::{Action, Agent};
 use consent::Principal;
+use fhir_profiles::listing::{person_name, profession, Listing};
 use fhir_profiles::{icd10_text, ResourceType};
-use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 use store::cache::BoundedMap;
-use store::{Criterion, Head, Store};
+use store::{Criterion, Head, ListedHead, Store};
 
 use crate::enforce::{Enforcement, Gate, Released};
 use crate::error::GatewayError;
@@ -124,19 +123,6 @@ impl Directory {
     }
 }
 
-fn person_name(json: &Value) -> Option<String> {
-    let name = json["name"].as_array()?.first()?;
-    let given: Vec<&str> = name["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let family = name["family"].as_str().unwrap_or("");
-    let full = format!("{} {family}", given.join(" "));
-    let full = full.trim();
-    (!full.is_empty()).then(|| full.to_owned())
-}
-
-fn profession(json: &Value) -> Option<String> {
-    json["qualification"].as_array()?.first()?["code"]["text"].as_str().map(str::to_owned)
-}
-
 /// The text of a generated narrative `div`, as paragraphs: tags dropped, entities read. What
 /// comes out is text, escaped again when it is written into a page.
 pub fn paragraphs(div: &str) -> Vec<String> {
@@ -200,18 +186,29 @@ impl Reader {
         // A patient receives every row of their own (`consent::receives_all_of`): the database
         // pages and counts their documents, and the gate judges the page.
         let me = self.pseudonym()?;
-        // The page's current versions are read with it, and each is judged as a version.
-        let (total, rows) = self.store().patient_page_versions(ResourceType::Bundle, &me, offset, count)?;
+        // Each document is listed from the listing its head carries, not from the document.
+        let (total, rows) = self.store().patient_page_listed(ResourceType::Bundle, &me, offset, count)?;
         let rows = gate.release_patient_page(&me, rows)?;
         let total = usize::try_from(total).unwrap_or(0);
         let mut summaries = Vec::with_capacity(rows.len());
         for row in &rows {
-            let body = gate.open(row)?;
-            let row = row.get();
-            summaries.push(summary_of(&row.id, &body, row.service_event.as_deref(), &restrictions));
+            let listing = match gate.open_listing(row)? {
+                Some(listing) => serde_json::from_slice(&listing).ok(),
+                None => self.listing_from_body(&gate, row)?,
+            };
+            let head = &row.get().head;
+            summaries.push(summary_of(&head.id, listing, head.service_event.as_deref(), &restrictions));
         }
         gate.record(Action::Search, &self.agent, Some("portal: my documents"))?;
         Ok((total, summaries))
+    }
+
+    /// The listing of a document stored before listings were: read from its current version.
+    fn listing_from_body(&self, gate: &Gate<'_>, row: &Released<ListedHead>) -> Result<Option<Listing>, GatewayError> {
+        let head = &row.get().head;
+        let Some(version) = self.store().current(ResourceType::Bundle, &head.id)? else { return Ok(None) };
+        let Some(body) = gate.open_version_of(row, version)? else { return Ok(None) };
+        Ok(Listing::of_document(&body, head.service_event.as_deref()))
     }
 
     /// One document of the patient's; `None` for one that is not theirs or does not exist,
@@ -355,98 +352,23 @@ fn entries(bundle: &Value) -> HashMap<&str, &Value> {
         .collect()
 }
 
-/// What the list reads of a document, parsed alone: the rest of the Bundle (the note above
-/// all) is skipped by the parser rather than built into a tree, and the parts that may matter
-/// are kept as raw text, parsed only for the few resources the line names.
-#[derive(serde::Deserialize)]
-struct ListedBundle<'a> {
-    #[serde(default, borrow)]
-    entry: Vec<ListedEntry<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct ListedEntry<'a> {
-    #[serde(default, rename = "fullUrl", borrow)]
-    full_url: Cow<'a, str>,
-    #[serde(borrow)]
-    resource: ListedResource<'a>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct ListedResource<'a> {
-    #[serde(rename = "resourceType", borrow)]
-    resource_type: Cow<'a, str>,
-    date: Option<String>,
-    title: Option<String>,
-    #[serde(rename = "type", borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(borrow)]
-    author: Option<&'a RawValue>,
-    #[serde(borrow)]
-    custodian: Option<&'a RawValue>,
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    qualification: Option<&'a RawValue>,
-    #[serde(borrow)]
-    identifier: Option<&'a RawValue>,
-    #[serde(borrow)]
-    period: Option<&'a RawValue>,
-}
-
-/// A part kept as raw text, parsed now that it is needed (`Null` when it is absent).
-fn parsed(raw: Option<&RawValue>) -> Value {
-    raw.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
-}
-
-/// The service event Encounter of a document (the one whose identifier is the event's OID):
-/// its type's display and the day it began.
-fn event_label<'r, 'a: 'r>(
-    mut resources: impl Iterator<Item = &'r ListedResource<'a>>,
+/// A document's line in the list, from its listing (`None` for one that was unreadable).
+fn summary_of(
+    id: &str,
+    listing: Option<Listing>,
     service_event: Option<&str>,
-) -> Option<(String, String)> {
-    let wanted = format!("urn:oid:{}", service_event?);
-    resources.find_map(|resource| {
-        if resource.resource_type != "Encounter" {
-            return None;
-        }
-        let identifier = parsed(resource.identifier);
-        if !identifier.as_array()?.iter().any(|i| i["value"].as_str() == Some(wanted.as_str())) {
-            return None;
-        }
-        let display = parsed(resource.kind)[0]["coding"][0]["display"].as_str()?.to_owned();
-        let start = parsed(resource.period)["start"].as_str().unwrap_or("").chars().take(10).collect();
-        Some((display, start))
-    })
-}
-
-/// A document's line in the list, from its stored bytes.
-fn summary_of(id: &str, body: &[u8], service_event: Option<&str>, restrictions: &[StoredRestriction]) -> Summary {
-    let bundle: ListedBundle<'_> = serde_json::from_slice(body).unwrap_or(ListedBundle { entry: Vec::new() });
-    let Some(composition) = bundle.entry.first().map(|e| &e.resource) else {
-        return Summary { id: id.to_owned(), ..Summary::default() };
-    };
-    let find = |reference: &Value| -> Option<&ListedResource<'_>> {
-        let reference = reference["reference"].as_str()?;
-        bundle.entry.iter().find(|e| e.full_url == reference).map(|e| &e.resource)
-    };
-    let author = find(&parsed(composition.author)[0]);
-    let person = author.map(|a| json!({"name": parsed(a.name), "qualification": parsed(a.qualification)}));
-    let organisation = find(&parsed(composition.custodian)).filter(|o| o.resource_type == "Organization");
+    restrictions: &[StoredRestriction],
+) -> Summary {
+    let listing = listing.unwrap_or_default();
     Summary {
         id: id.to_owned(),
-        date: composition.date.clone().unwrap_or_default(),
-        organisation: organisation.and_then(|o| parsed(o.name).as_str().map(str::to_owned)).unwrap_or_default(),
+        date: listing.date,
+        organisation: listing.organisation,
         service_event: service_event.map(str::to_owned),
-        service_event_label: event_label(bundle.entry.iter().map(|e| &e.resource), service_event),
-        kind: composition
-            .title
-            .clone()
-            .or_else(|| parsed(composition.kind)["coding"][0]["display"].as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        author: person.as_ref().and_then(person_name).unwrap_or_default(),
-        profession: person.as_ref().and_then(profession),
+        service_event_label: listing.service_event,
+        kind: listing.kind,
+        author: listing.author,
+        profession: listing.profession,
         restricted: restrictions.iter().any(|r| r.restriction.covers(service_event)),
     }
 }
@@ -456,7 +378,9 @@ fn document(id: &str, body: &[u8], service_event: Option<&str>, restrictions: &[
     let bundle = &bundle;
     let entries = entries(bundle);
     let composition = &bundle["entry"][0]["resource"];
-    let mut document = Document { summary: summary_of(id, body, service_event, restrictions), ..Document::default() };
+    let listing = bundle.as_object().and_then(|bundle| Listing::of_bundle(bundle, service_event));
+    let mut document =
+        Document { summary: summary_of(id, listing, service_event, restrictions), ..Document::default() };
     for section in composition["section"].as_array().into_iter().flatten() {
         let text = paragraphs(section["text"]["div"].as_str().unwrap_or(""));
         let referenced = section["entry"]

@@ -560,6 +560,16 @@ fn index_key_rotates_under_load(backend: Backend) {
     for id in ids.lock().unwrap().iter() {
         opens(&gateway.client, id).unwrap();
     }
+    // Every document's listing was sealed again under its patient's new name: the portal lists
+    // a moved patient's documents from them.
+    let unlisted = "SELECT COUNT(*) AS n FROM resource_heads WHERE resource_type = 'Bundle' AND listing IS NULL";
+    assert_eq!(gateway.count(unlisted), 0);
+    let (hetu, document) = &probes[0];
+    let mut browser = super::portal::Browser::new(&gateway);
+    browser.sign_in(hetu);
+    let list = browser.get("/portal/documents");
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert!(list.text().contains(&format!("/portal/documents/{document}")), "{}", list.text());
     let again = submit(&gateway.client, &record("KEYS-0", &temporary_hetu_number(0)));
     assert_eq!(again.status, 200, "a record filed before the rotation is found again: {}", again.text());
     assert_eq!(again.json().unwrap()["id"], documents[0].as_str());

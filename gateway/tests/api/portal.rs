@@ -154,6 +154,30 @@ fn documents(gateway: &TestGateway) -> (String, String) {
     (mine, answer.json().unwrap()["id"].as_str().unwrap().to_owned())
 }
 
+/// The list reads each document's sealed listing, which opens only beside its own document: a
+/// listing moved to another document's head fails the page rather than show it. A document
+/// stored before listings (none on its head) is listed from its body, exactly as from a listing.
+fn listed_from_sealed_listings(gateway: &TestGateway, browser: &mut Browser, html: &str, mine: &str) {
+    use diesel::connection::SimpleConnection;
+    let table = |html: &str| html[html.find("<table").unwrap()..html.find("</table>").unwrap()].to_owned();
+    let without = "SELECT COUNT(*) AS n FROM resource_heads WHERE resource_type = 'Bundle' AND listing IS NULL";
+    assert_eq!(gateway.count(without), 0, "every document's head carries its listing");
+    let mut conn = gateway.database();
+    conn.batch_execute(&format!(
+        "UPDATE resource_heads SET listing = (SELECT listing FROM resource_heads AS other \
+         WHERE other.resource_type = 'Bundle' AND other.id <> '{mine}' AND other.listing IS NOT NULL \
+         AND other.patient = resource_heads.patient) WHERE resource_type = 'Bundle' AND id = '{mine}'"
+    ))
+    .unwrap();
+    let moved = browser.get("/portal/documents");
+    assert!(moved.status >= 500, "a listing beside another document does not open: {}", moved.status);
+    assert!(!moved.text().contains("Clinic B"), "nothing of it is shown");
+    conn.batch_execute("UPDATE resource_heads SET listing = NULL").unwrap();
+    let from_bodies = browser.get("/portal/documents");
+    assert_eq!(from_bodies.status, 200);
+    assert_eq!(table(&from_bodies.text()), table(html), "listed from the bodies alike");
+}
+
 fn count(gateway: &TestGateway, resource_type: &str) -> i64 {
     gateway.stored(resource_type)
 }
@@ -178,6 +202,7 @@ on_both_backends! {
         assert!(html.contains("Clinic B") && html.contains("Example Therapy Clinic"));
         assert!(html.contains("Psychotherapy (regime/therapy), from 10 Jan 2026"), "the service event for a person");
         assert_eq!(html.matches("<h1").count(), 1);
+        listed_from_sealed_listings(&gateway, &mut browser, &html, &mine);
 
         let page = browser.get(&format!("/portal/documents/{mine}"));
         assert_eq!(page.status, 200);

@@ -37,6 +37,7 @@ diesel::table! {
         author_practitioner -> Nullable<Text>,
         last_updated -> BigInt,
         service_event -> Nullable<Text>,
+        listing -> Nullable<Binary>,
     }
 }
 

@@ -17,6 +17,7 @@ pub enum Column<'a> {
     OptionalText(Vec<Option<&'a str>>),
     BigInt(Vec<i64>),
     Binary(Vec<&'a [u8]>),
+    OptionalBinary(Vec<Option<&'a [u8]>>),
 }
 
 /// `INSERT INTO {table} ({columns}) SELECT * FROM unnest({one array per column}){suffix}`.
@@ -54,6 +55,7 @@ impl<'a> Unnest<'a> {
             Some(Column::OptionalText(v)) => v.is_empty(),
             Some(Column::BigInt(v)) => v.is_empty(),
             Some(Column::Binary(v)) => v.is_empty(),
+            Some(Column::OptionalBinary(v)) => v.is_empty(),
             None => true,
         }
     }
@@ -75,6 +77,7 @@ impl QueryFragment<Pg> for Unnest<'_> {
                 Column::OptionalText(values) => out.push_bind_param::<Array<Nullable<Text>>, _>(values)?,
                 Column::BigInt(values) => out.push_bind_param::<Array<BigInt>, _>(values)?,
                 Column::Binary(values) => out.push_bind_param::<Array<Binary>, _>(values)?,
+                Column::OptionalBinary(values) => out.push_bind_param::<Array<Nullable<Binary>>, _>(values)?,
             }
         }
         out.push_sql(")");

@@ -1,0 +1,1 @@
+ALTER TABLE resource_heads DROP COLUMN listing;
