@@ -440,6 +440,7 @@ mod tests {
         assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('DEFAULT_MEMSTATUS=0') AS TEXT) AS answer"), "1");
         assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('ENABLE_MEMORY_MANAGEMENT') AS TEXT) AS answer"), "0");
         assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('THREADSAFE=1') AS TEXT) AS answer"), "1");
+        assert_eq!(ask("SELECT CAST(sqlite_compileoption_used('DEFAULT_PCACHE_INITSZ=256') AS TEXT) AS answer"), "1");
         assert_eq!(ask("SELECT journal_mode AS answer FROM pragma_journal_mode"), "wal");
         // NORMAL is 1.
         assert_eq!(ask("SELECT CAST(synchronous AS TEXT) AS answer FROM pragma_synchronous"), "1");
