@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// What a list shows of a document. Only what the document itself says: whether a patient's
-/// restriction covers it is decided when it is shown.
+/// restriction covers it is decided when it is shown. Stored listings outlive this type: a
+/// field added later is read as its default from those sealed before.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
 pub struct Listing {
     /// The Composition's date, as written.
     pub date: String,

@@ -274,16 +274,17 @@ impl Store {
             .execute(conn)?;
             // A document's listing is bound to the name too: made again from its current
             // version (which also gives one to a document stored before listings).
-            if current.contains(&(row.resource_type.as_str(), row.id.as_str(), row.version)) {
-                if let Some(listing) = sealed_listing(json, &key, &binding)? {
-                    diesel::update(
-                        resource_heads::table
-                            .filter(resource_heads::resource_type.eq(&row.resource_type))
-                            .filter(resource_heads::id.eq(&row.id)),
-                    )
-                    .set(resource_heads::listing.eq(listing))
-                    .execute(conn)?;
-                }
+            let listed = row.resource_type == ResourceType::Bundle.as_str();
+            if listed && current.contains(&(row.resource_type.as_str(), row.id.as_str(), row.version)) {
+                // None for a Bundle that is no document: no listing left bound to the old name.
+                let listing = sealed_listing(json, &key, &binding)?;
+                diesel::update(
+                    resource_heads::table
+                        .filter(resource_heads::resource_type.eq(&row.resource_type))
+                        .filter(resource_heads::id.eq(&row.id)),
+                )
+                .set(resource_heads::listing.eq(listing))
+                .execute(conn)?;
             }
             insert_tokens(conn, to, row, json, Some(&name))?;
         }

@@ -192,8 +192,9 @@ impl Reader {
         let total = usize::try_from(total).unwrap_or(0);
         let mut summaries = Vec::with_capacity(rows.len());
         for row in &rows {
-            let listing = match gate.open_listing(row)? {
-                Some(listing) => serde_json::from_slice(&listing).ok(),
+            // A listing that does not read (none should) is made again from the document.
+            let listing = match gate.open_listing(row)?.and_then(|l| serde_json::from_slice(&l).ok()) {
+                Some(listing) => Some(listing),
                 None => self.listing_from_body(&gate, row)?,
             };
             let head = &row.get().head;
@@ -203,10 +204,13 @@ impl Reader {
         Ok((total, summaries))
     }
 
-    /// The listing of a document stored before listings were: read from its current version.
+    /// The listing of a document stored before listings were: read from the version its head
+    /// names.
     fn listing_from_body(&self, gate: &Gate<'_>, row: &Released<ListedHead>) -> Result<Option<Listing>, GatewayError> {
         let head = &row.get().head;
-        let Some(version) = self.store().current(ResourceType::Bundle, &head.id)? else { return Ok(None) };
+        let Some(version) = self.store().version(ResourceType::Bundle, &head.id, head.version)? else {
+            return Ok(None);
+        };
         let Some(body) = gate.open_version_of(row, version)? else { return Ok(None) };
         Ok(Listing::of_document(&body, head.service_event.as_deref()))
     }

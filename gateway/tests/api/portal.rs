@@ -176,6 +176,19 @@ fn listed_from_sealed_listings(gateway: &TestGateway, browser: &mut Browser, htm
     let from_bodies = browser.get("/portal/documents");
     assert_eq!(from_bodies.status, 200);
     assert_eq!(table(&from_bodies.text()), table(html), "listed from the bodies alike");
+
+    // A new version of a document carries its own listing, and the list shows the new one.
+    let mut amended = record();
+    amended["organization"]["name"] = json!("Example Therapy Clinic Annex");
+    let answer = submit(&gateway.client, &amended);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json().unwrap()["id"].as_str(), Some(mine));
+    let listed =
+        format!("SELECT COUNT(*) AS n FROM resource_heads WHERE id = '{mine}' AND version = 2 AND listing IS NOT NULL");
+    assert_eq!(gateway.count(&listed), 1, "the new version's listing");
+    let amended = browser.get("/portal/documents");
+    assert_eq!(amended.status, 200);
+    assert!(amended.text().contains("Example Therapy Clinic Annex"), "{}", amended.text());
 }
 
 fn count(gateway: &TestGateway, resource_type: &str) -> i64 {
