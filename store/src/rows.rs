@@ -57,50 +57,10 @@ pub struct ListedHead {
 }
 
 impl ListedHead {
-    /// Whether the head carries a listing (documents stored before listings do not).
-    pub fn has_listing(&self) -> bool {
-        self.listing.is_some()
-    }
-
     /// What its listing was sealed bound to: its current version's binding, under its patient's
-    /// key.
+    /// key (only a patient's documents have listings).
     pub(crate) fn binding(&self) -> Option<crate::crypto::BodyBinding<'_>> {
-        let head = &self.head;
-        let patient = head.patient.as_deref()?;
-        Some(crate::crypto::BodyBinding {
-            resource_type: &head.resource_type,
-            id: &head.id,
-            version: head.version,
-            key_scope: patient,
-            patient: Some(patient),
-            security_labels: &head.security_labels,
-            author: (head.author_org.as_deref(), head.author_practitioner.as_deref()),
-            service_event: head.service_event.as_deref(),
-        })
-    }
-}
-
-impl Stored for ListedHead {
-    fn resource_type(&self) -> &str {
-        self.head.resource_type()
-    }
-    fn id(&self) -> &str {
-        self.head.id()
-    }
-    fn version(&self) -> i64 {
-        self.head.version()
-    }
-    fn patient(&self) -> Option<&str> {
-        self.head.patient()
-    }
-    fn security_labels(&self) -> &str {
-        self.head.security_labels()
-    }
-    fn author(&self) -> (Option<&str>, Option<&str>) {
-        self.head.author()
-    }
-    fn service_event(&self) -> Option<&str> {
-        self.head.service_event()
+        Some(binding_of(&self.head, self.head.patient.as_deref()?))
     }
 }
 
@@ -125,21 +85,52 @@ pub struct VersionRow {
 impl VersionRow {
     /// What the version's body was sealed bound to.
     pub(crate) fn binding(&self) -> crate::crypto::BodyBinding<'_> {
-        crate::crypto::BodyBinding {
-            resource_type: &self.resource_type,
-            id: &self.id,
-            version: self.version,
-            key_scope: &self.key_scope,
-            patient: self.patient.as_deref(),
-            security_labels: &self.security_labels,
-            author: (self.author_org.as_deref(), self.author_practitioner.as_deref()),
-            service_event: self.service_event.as_deref(),
-        }
+        binding_of(self, &self.key_scope)
+    }
+}
+
+/// What a row's sealed bytes are bound to: its decision metadata, under the key of `key_scope`.
+fn binding_of<'a>(row: &'a impl Stored, key_scope: &'a str) -> crate::crypto::BodyBinding<'a> {
+    crate::crypto::BodyBinding {
+        resource_type: row.resource_type(),
+        id: row.id(),
+        version: row.version(),
+        key_scope,
+        patient: row.patient(),
+        security_labels: row.security_labels(),
+        author: row.author(),
+        service_event: row.service_event(),
     }
 }
 
 /// Heads and versions carry the same decision metadata under the same column names.
 macro_rules! stored {
+    // A row that wraps one of these, judged as it.
+    ($row:ty => $inner:ident) => {
+        impl Stored for $row {
+            fn resource_type(&self) -> &str {
+                self.$inner.resource_type()
+            }
+            fn id(&self) -> &str {
+                self.$inner.id()
+            }
+            fn version(&self) -> i64 {
+                self.$inner.version()
+            }
+            fn patient(&self) -> Option<&str> {
+                self.$inner.patient()
+            }
+            fn security_labels(&self) -> &str {
+                self.$inner.security_labels()
+            }
+            fn author(&self) -> (Option<&str>, Option<&str>) {
+                self.$inner.author()
+            }
+            fn service_event(&self) -> Option<&str> {
+                self.$inner.service_event()
+            }
+        }
+    };
     ($($row:ty),*) => {$(
         impl Stored for $row {
             fn resource_type(&self) -> &str {
@@ -167,6 +158,7 @@ macro_rules! stored {
     )*};
 }
 stored!(Head, VersionRow);
+stored!(ListedHead => head);
 
 /// An index row belongs to one version of its resource and a write never changes or removes
 /// one: a new version adds its own rows, and every query joins the head to keep only the
