@@ -363,10 +363,9 @@ mod tests {
         assert_ne!(seal(&key, aad, plain).unwrap()[..NONCE_LEN], by_ring[..NONCE_LEN], "a fresh nonce each time");
     }
 
-    #[test]
-    fn a_sealed_body_opens_only_where_it_was_bound() {
-        let key = DataKey::generate().unwrap();
-        let at = BodyBinding {
+    /// A patient's therapy note's metadata, as a test's sealed bytes are bound to it.
+    fn note_binding() -> BodyBinding<'static> {
+        BodyBinding {
             resource_type: "Composition",
             id: "a",
             version: 1,
@@ -375,7 +374,13 @@ mod tests {
             security_labels: "PSYTHPN R",
             author: (Some("1.2.246.10.1"), Some("10012345678")),
             service_event: Some("1.2.246.10.1.77.1"),
-        };
+        }
+    }
+
+    #[test]
+    fn a_sealed_body_opens_only_where_it_was_bound() {
+        let key = DataKey::generate().unwrap();
+        let at = note_binding();
         let sealed = seal_body(&key, &at, b"note text").unwrap();
         assert!(!sealed.windows(9).any(|w| w == b"note text"));
         assert_eq!(open_body(&key, &at, &sealed).unwrap(), b"note text");
@@ -397,16 +402,7 @@ mod tests {
     #[test]
     fn a_listing_opens_only_as_the_listing_of_the_version_it_was_bound_to() {
         let key = DataKey::generate().unwrap();
-        let at = BodyBinding {
-            resource_type: "Bundle",
-            id: "a",
-            version: 2,
-            key_scope: "p",
-            patient: Some("p"),
-            security_labels: "PSYTHPN R",
-            author: (Some("1.2.246.10.1"), Some("10012345678")),
-            service_event: Some("1.2.246.10.1.77.1"),
-        };
+        let at = BodyBinding { resource_type: "Bundle", version: 2, ..note_binding() };
         let listing = seal_listing(&key, &at, b"{\"kind\":\"note\"}").unwrap();
         assert_eq!(open_listing(&key, &at, &listing).unwrap(), b"{\"kind\":\"note\"}");
         // Not as a body, and no body as a listing.
