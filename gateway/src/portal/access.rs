@@ -61,9 +61,13 @@ fn what_happened(event: &AuditEvent) -> Text {
     }
 }
 
-fn entry(reader: &Reader, lang: Lang, seq: i64, bytes: &[u8]) -> Option<Entry> {
+/// One entry of the log of the patient known by `own` (their names under every index key
+/// version): a patient agent is "you" only under one of those names. Another patient who tried
+/// to reach this one's data is shown as such, not as the reader's own visit.
+fn entry(reader: &Reader, own: &[String], lang: Lang, seq: i64, bytes: &[u8]) -> Option<Entry> {
     let event = AuditEvent::from_canonical(bytes).ok()?;
-    let purpose = event.agent.purpose.map(|p| match p {
+    let another_patient = matches!(&event.agent.who, Who::Patient { pseudonym } if !own.contains(pseudonym));
+    let purpose = event.agent.purpose.filter(|_| !another_patient).map(|p| match p {
         PurposeOfUse::Treatment => Text::PurposeTreat,
         PurposeOfUse::EmergencyTreatment => Text::PurposeEmergency,
         PurposeOfUse::BreakTheGlass => Text::PurposeBtg,
@@ -81,6 +85,7 @@ fn entry(reader: &Reader, lang: Lang, seq: i64, bytes: &[u8]) -> Option<Entry> {
             let org = reader.name(ResourceType::Organization, organisation).unwrap_or_else(|| organisation.clone());
             (name, Some(org), Some(role_name(lang, role)))
         }
+        Who::Patient { .. } if another_patient => (lang.t(Text::AnotherPatient).to_owned(), None, None),
         Who::Patient { .. } => (lang.t(Text::You).to_owned(), None, None),
         Who::Auditor { subject, organisation } => {
             (lang.fill(Text::Auditor, &[subject]), Some(organisation.clone()), None)
@@ -200,9 +205,10 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             page.truncate(PAGE_SIZE);
             record(&reader, "portal: access log")?;
             let newest = page.first().map(|(seq, _)| *seq).unwrap_or(0);
+            let own = reader.pseudonyms();
             let rows: Vec<String> = page
                 .iter()
-                .filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes))
+                .filter_map(|(seq, bytes)| entry(&reader, &own, lang, *seq, bytes))
                 .map(|e| row(lang, &e))
                 .collect();
             let holders = reader.holders()?.0.clone();
@@ -362,9 +368,10 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let found = web::block(move || -> Result<Vec<(i64, String)>, Failure> {
                 let (_, mut page) = reader.store().read_log(&query)?;
                 page.reverse();
+                let own = reader.pseudonyms();
                 Ok(page
                     .iter()
-                    .filter_map(|(seq, bytes)| entry(&reader, lang, *seq, bytes))
+                    .filter_map(|(seq, bytes)| entry(&reader, &own, lang, *seq, bytes))
                     .map(|e| (e.seq, row(lang, &e)))
                     .collect())
             })

@@ -213,6 +213,7 @@ texts! {
     Refused => "Pääsy evättiin", "Åtkomst nekades", "Access refused";
     Unusual => "Poikkeava käyttö havaittiin", "Ovanlig användning upptäcktes", "Unusual access detected";
     You => "Sinä (portaalissa)", "Du (i portalen)", "You (in the portal)";
+    AnotherPatient => "Toinen potilas", "En annan patient", "Another patient";
     Auditor => "Tarkastaja, {}", "Granskare, {}", "Auditor, {}";
     Administrator => "Ylläpitäjä, {}", "Administratör, {}", "Administrator, {}";
     Operator => "Palvelun ylläpito", "Tjänstens drift", "Service operations";

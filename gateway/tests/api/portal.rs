@@ -243,6 +243,18 @@ on_both_backends! {
         let others = browser.get("/portal/access-log?others=1");
         assert!(!others.text().contains("You (in the portal)"), "the patient's own visits hidden when asked");
         assert!(others.text().contains("Anna Korhonen"));
+        assert!(!log.text().contains("Another patient"), "every patient entry of this log is the reader's own");
+
+        // The other patient's log shows this patient's tries at their document (in the portal
+        // and through the API) as another patient's, never as the reader's own visit, also when
+        // their own visits are hidden.
+        let tried = gateway.patient(HETU).get(&format!("/Bundle/{theirs}")).unwrap();
+        assert_eq!(tried.status, 404);
+        let mut victim = Browser::new(&gateway);
+        victim.sign_in(OTHER_HETU);
+        let theirs_log = victim.get("/portal/access-log?others=1").text();
+        assert!(theirs_log.contains("Another patient"), "{theirs_log}");
+        assert!(!theirs_log.contains("You (in the portal)") && !theirs_log.contains("Your own request"), "{theirs_log}");
 
         // Signing out ends the session on the server: the old cookie is worth nothing.
         let csrf = browser.csrf();
