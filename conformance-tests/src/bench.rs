@@ -155,8 +155,19 @@ impl Minter {
     }
 
     fn mint(&self, nonce: usize) -> Result<String, BenchError> {
-        let now = chrono::Utc::now().timestamp();
+        self.mint_claims(self.claims.clone(), nonce)
+    }
+
+    /// A token of the service's operator (an administrator), who alone reads `/metrics`.
+    fn mint_operator(&self) -> Result<String, BenchError> {
         let mut claims = self.claims.clone();
+        claims["sub"] = json!("bench-operator");
+        claims["role"] = json!("administrator");
+        self.mint_claims(claims, usize::MAX)
+    }
+
+    fn mint_claims(&self, mut claims: serde_json::Value, nonce: usize) -> Result<String, BenchError> {
+        let now = chrono::Utc::now().timestamp();
         claims["iat"] = json!(now);
         claims["exp"] = json!(now + 3600);
         claims["jti"] = json!(format!("bench-{nonce}"));
@@ -296,7 +307,8 @@ fn run(args: Args) -> Result<(), BenchError> {
     );
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
-    let audit_before = audit_appended(&base);
+    let operator = base.with_token(minter.mint_operator()?);
+    let audit_before = audit_appended(&operator);
     let started = Instant::now();
     let timed: Vec<(Step, u64)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.concurrency)
@@ -377,7 +389,7 @@ fn run(args: Args) -> Result<(), BenchError> {
     let latencies: Vec<u64> = timed.into_iter().map(|(_, t)| t).collect();
     // What the audit log grew by, per request (from the gateway's own counters; other clients'
     // requests meanwhile would count too).
-    let audit = audit_before.zip(audit_appended(&base)).map(|((entries0, bytes0), (entries1, bytes1))| {
+    let audit = audit_before.zip(audit_appended(&operator)).map(|((entries0, bytes0), (entries1, bytes1))| {
         let n = latencies.len().max(1) as f64;
         ((entries1 - entries0) as f64 / n, (bytes1 - bytes0) as f64 / n)
     });

@@ -3,8 +3,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use consent::Principal;
 use serde_json::json;
 
+use crate::caller::Caller;
 use crate::capability::capability_statement;
 use crate::config::Mode;
 use crate::error::GatewayError;
@@ -49,8 +51,18 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// `GET /metrics`: Prometheus' text format.
-pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics`: Prometheus' text format, for the service's operators (administrators) alone.
+/// Its counters move with every request, and how far they move says what a request did (an audit
+/// record naming a withheld resource is longer than one naming nothing): open to anyone, they
+/// would tell whether a patient or a note exists to a caller the enforcement point answers 404.
+pub async fn prometheus(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let Caller(principal, _) = caller;
+    if !matches!(principal, Principal::Administrator { .. }) {
+        return Err(GatewayError::Forbidden(format!(
+            "the metrics are for the service's operators (administrators), not a {}",
+            principal.kind()
+        )));
+    }
     let store = state.store.clone();
     let (up, keys) = web::block(move || {
         let up = store.ping(READY_WAIT).is_ok();
@@ -64,14 +76,14 @@ pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     .await
     .unwrap_or_default();
     let (connections, idle) = state.store.pool_state();
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(
         up,
         connections,
         idle,
         state.store.writer_stats(),
         state.enforcement.watch().counters(),
         &keys,
-    ))
+    )))
 }
 
 /// A path that matches no route.

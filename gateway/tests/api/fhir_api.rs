@@ -414,7 +414,13 @@ on_both_backends! {
         assert_eq!(gateway.get("/health/live").status, 200);
         assert_eq!(gateway.get("/health/ready").status, 200);
         gateway.get(&format!("/Patient?identifier=urn:oid:1.2.246.21|{HETU}"));
-        let metrics = gateway.get("/metrics");
+        // For the operator alone: its counters would tell anyone else what their requests found.
+        assert_eq!(gateway.get("/metrics").status, 403, "a therapist");
+        assert_eq!(gateway.patient(HETU).get("/metrics").unwrap().status, 403, "a patient");
+        assert_eq!(gateway.professional(ORG, "auditor-1", "auditor").get("/metrics").unwrap().status, 403);
+        let anonymous = gateway.client_with(None, None).get("/metrics").unwrap();
+        assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+        let metrics = gateway.operator().get("/metrics").unwrap();
         assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
         let text = metrics.text();
         assert!(text.contains("vaitio_http_requests_total{method=\"GET\",route=\"/{type}\",status=\"200\"}"), "{text}");

@@ -102,7 +102,7 @@ on_both_backends! {
         assert!(log.contains("unusual access pattern: alert"), "the alert is in the log");
         assert!(log.contains("refused: an unusual-access alert holds"), "the refusals are in the log");
         // The metrics count it, without identifiers.
-        let metrics = gateway.get("/metrics").text();
+        let metrics = gateway.metrics();
         assert!(metrics.contains("vaitio_unusual_access_alerts_total 1"), "{metrics}");
         assert!(!metrics.contains(GP));
 
@@ -184,6 +184,6 @@ on_both_backends! {
         }
         let auditor = gateway.professional(ORG, "auditor-1", "auditor");
         assert!(alerts(&auditor, "").is_empty());
-        assert!(gateway.get("/metrics").text().contains("vaitio_unusual_access_alerts_total 0"));
+        assert!(gateway.metrics().contains("vaitio_unusual_access_alerts_total 0"));
     }
 }

@@ -202,7 +202,7 @@ fn rotates_under_load(backend: Backend) {
     for id in ids.lock().unwrap().iter() {
         opens(&gateway.client, id).unwrap();
     }
-    let metrics = gateway.get("/metrics").text();
+    let metrics = gateway.metrics();
     assert!(metrics.contains("vaitio_kek_version_in_force 2"), "{metrics}");
     assert!(metrics.contains("vaitio_kek_versions{state=\"older\"} 1"), "{metrics}");
     let status = succeeded(keys(&gateway, &["status"]).output().unwrap());
@@ -240,7 +240,7 @@ fn rotates_under_load(backend: Backend) {
     for id in ids.lock().unwrap().iter().take(20) {
         opens(&gateway.client, id).unwrap();
     }
-    assert!(gateway.get("/metrics").text().contains("vaitio_kek_rotation_unfinished 1"));
+    assert!(gateway.metrics().contains("vaitio_kek_rotation_unfinished 1"));
     let resumed = succeeded(keys(&gateway, &["rotate-kek"]).output().unwrap());
     assert!(resumed.contains("resuming the rotation to key-encryption key version 3"), "{resumed}");
     assert_eq!(versions(&gateway).len(), 3, "resuming made no new version");
@@ -581,7 +581,7 @@ fn index_key_rotates_under_load(backend: Backend) {
     let again = submit(&gateway.client, &record("KEYS-0", &temporary_hetu_number(0)));
     assert_eq!(again.status, 200, "a record filed before the rotation is found again: {}", again.text());
     assert_eq!(again.json().unwrap()["id"], documents[0].as_str());
-    let metrics = gateway.get("/metrics").text();
+    let metrics = gateway.metrics();
     assert!(metrics.contains("vaitio_index_key_version_in_force 2"), "{metrics}");
     assert!(metrics.contains("vaitio_reindex_unfinished 0"), "{metrics}");
     let status = succeeded(keys(&gateway, &["status"]).output().unwrap());
@@ -632,7 +632,7 @@ fn reindex_resumes_and_leaves_no_write_behind(backend: Backend) {
         let path = format!("/Bundle?patient:identifier=urn:oid:1.2.246.21|{}", temporary_hetu_number(n as u128));
         assert_eq!(ids_of(&gateway.client, &path).unwrap(), std::slice::from_ref(document), "half-way, patient {n}");
     }
-    assert!(gateway.get("/metrics").text().contains("vaitio_reindex_unfinished 1"));
+    assert!(gateway.metrics().contains("vaitio_reindex_unfinished 1"));
     // A patient not yet moved writes their own Consent: theirs under the name their rows have.
     let first =
         store::crypto::Pseudonymizer::new(store::crypto::SecretKey::from_file(&gateway.config.index_key_file).unwrap());

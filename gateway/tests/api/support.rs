@@ -289,6 +289,16 @@ impl TestGateway {
         self.client.get(path).unwrap()
     }
 
+    /// The service's operator: an administrator of the clinic's organisation.
+    pub fn operator(&self) -> Client {
+        self.professional(ORG, "operator-1", "administrator")
+    }
+
+    /// `GET /metrics`, as the operator (the metrics are for administrators alone).
+    pub fn metrics(&self) -> String {
+        self.operator().get("/metrics").unwrap().text()
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Answer {
         self.client.post_json(path, body).unwrap()
     }
