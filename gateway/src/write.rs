@@ -47,14 +47,16 @@ impl Filing {
     }
 }
 
-/// What a write stored and what its writer may see of it.
+/// What a write stored, and the body its writer gets back: what they wrote, as stored. It is
+/// theirs whatever the patient's restrictions (they sent it), and an answer that depended on
+/// them would tell a clinic the patient has restricted it, and so that the patient is in the
+/// register. Only a repeat of a stored record answers with the stored document, released
+/// through the enforcement point (and empty where it is not).
 pub struct Filed {
     /// Whether a new resource (or document) was created, rather than a new version or nothing.
     pub created: bool,
     pub head: Head,
     pub body: Vec<u8>,
-    /// Whether the enforcement point releases what was written to its writer.
-    pub visible: bool,
 }
 
 /// Only the types a client may write: the access log is the gateway's own.
@@ -101,9 +103,7 @@ pub fn create(
     let resource = prepare(store, parsed, Some(&id), writer)?;
     let record = write_record(agent, resource_type, &id, 1, resource.patient.clone());
     let (head, body) = store.create(resource, &id, vec![record])?;
-    // The caller wrote it, but what they get back still passes the enforcement point.
-    let visible = visible_after_commit(enforcement, principal, &head);
-    Ok(Filed { created: true, head, body, visible })
+    Ok(Filed { created: true, head, body })
 }
 
 /// `PUT /{type}/{id}`: a new version of a resource the writer may see. `expected` is the
@@ -133,19 +133,7 @@ pub fn update(
     let resource = prepare(store, parsed, Some(id), writer)?;
     let record = write_record(agent, resource_type, id, current.get().version + 1, resource.patient.clone());
     let (head, body) = store.update(resource, id, expected, vec![record])?;
-    // Judged afresh: a patient's new Consent may have changed what the writer may read.
-    let visible = visible_after_commit(enforcement, principal, &head);
-    Ok(Filed { created: false, head, body, visible })
-}
-
-/// Whether the writer may read what they just wrote. Asked after the commit: a failure here (the
-/// database went away a moment after the commit) must not turn a kept write into an error, so
-/// the writer then gets the headers without the body, as one who may not read it would.
-fn visible_after_commit(enforcement: &Enforcement, principal: &Principal, head: &Head) -> bool {
-    enforcement.gate(principal).permits(head).unwrap_or_else(|error| {
-        tracing::warn!(%error, "a committed write is answered without its body: the enforcement point could not be asked");
-        false
-    })
+    Ok(Filed { created: false, head, body })
 }
 
 /// A Consent is the patient's own: it must name the patient whose token wrote it, and express
@@ -275,10 +263,7 @@ pub fn submit_record(
     checked: &CheckedRecord,
 ) -> Result<Filed, GatewayError> {
     let (filing, head, body) = file_retrying(enforcement, principal, agent, checked, true)?;
-    // The author wrote it, but what they get back still passes the enforcement point (a
-    // patient may have denied even the author).
-    let visible = visible_after_commit(enforcement, principal, &head);
-    Ok(Filed { created: filing == Filing::Created, head, body, visible })
+    Ok(Filed { created: filing == Filing::Created, head, body })
 }
 
 /// One record of a bulk import (`$import`): the same checks, translation, idempotency,

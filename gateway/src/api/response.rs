@@ -15,13 +15,11 @@ use crate::enforce::Released;
 use crate::error::GatewayError;
 use crate::http::{self, Output, Return};
 
-/// The answer to a write: `Location`, `ETag`, `Last-Modified`, and the body `Prefer` asks for.
-/// `visible`: whether the writer may read what they wrote (the enforcement point's answer,
-/// asked in the blocking pool); a writer who may not gets the headers and no body.
+/// The answer to a write: `Location`, `ETag`, `Last-Modified`, and the body `Prefer` asks for
+/// (none where the write has none to give: a repeat whose stored document is not released).
 pub fn written_document(
     request: &HttpRequest,
     config: &Config,
-    visible: bool,
     output: Output,
     status: StatusCode,
     head: &Head,
@@ -35,7 +33,7 @@ pub fn written_document(
         .insert_header((header::ETAG, http::etag(head.version)))
         .insert_header((header::LAST_MODIFIED, http_date(head.last_updated)));
     let body = match http::prefer_return(request) {
-        Return::Representation if visible => body,
+        Return::Representation if !body.is_empty() => body,
         Return::OperationOutcome => {
             json!({"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational",
                 "diagnostics": format!("stored as {}/{} version {}", head.resource_type, head.id, head.version)}]})

@@ -47,7 +47,7 @@ pub async fn submit(
     })
     .await??;
     let status = if filed.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(written_document(&request, &state.config, filed.visible, output, status, &filed.head, filed.body))
+    Ok(written_document(&request, &state.config, output, status, &filed.head, filed.body))
 }
 
 /// `POST /$validate` and `POST /{type}/$validate`: the same checks as a write, nothing stored,

@@ -28,15 +28,7 @@ pub async fn create(
     let filed =
         web::block(move || write::create(&work.enforcement, &work.principal, &work.agent, resource_type, &bytes))
             .await??;
-    Ok(written_document(
-        &request,
-        &state.config,
-        filed.visible,
-        ctx.output,
-        StatusCode::CREATED,
-        &filed.head,
-        filed.body,
-    ))
+    Ok(written_document(&request, &state.config, ctx.output, StatusCode::CREATED, &filed.head, filed.body))
 }
 
 /// `PUT /{type}/{id}`
@@ -58,5 +50,5 @@ pub async fn update(
         write::update(&work.enforcement, &work.principal, &work.agent, resource_type, &id, expected, &bytes)
     })
     .await??;
-    Ok(written_document(&request, &state.config, filed.visible, ctx.output, StatusCode::OK, &filed.head, filed.body))
+    Ok(written_document(&request, &state.config, ctx.output, StatusCode::OK, &filed.head, filed.body))
 }

@@ -384,6 +384,38 @@ on_both_backends! {
         }
     }
 
+    fn a_write_is_answered_alike_whatever_the_patients_restrictions(gateway) {
+        // A clinic the patient has restricted writes about them: its answer must not say so (and
+        // so that the patient is in the register). It gets back what it wrote, exactly as a
+        // clinic writing about a patient unknown to the gateway does.
+        let fixture = fixture(&gateway);
+        let consent = Choice::DenyOrganisation.consent(&fixture.patient.id).unwrap();
+        assert_eq!(gateway.patient(HETU).post_json("/Consent", &consent).unwrap().status, 201);
+        let gp = Who::GpElsewhere.client(&gateway);
+        let shape = |answer: Answer| -> (u16, Option<String>, Vec<String>) {
+            let status = answer.status;
+            let media = answer.header("content-type").map(str::to_owned);
+            let body = answer.json().unwrap_or(Value::Null);
+            let keys = body.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            (status, media, keys)
+        };
+        let restricted = shape(gp.post_json("/Patient", &patient(HETU)).unwrap());
+        let unknown = shape(gp.post_json("/Patient", &patient("131052-308T")).unwrap());
+        assert_eq!(restricted, unknown);
+        assert_eq!(restricted.0, 201);
+        assert!(restricted.2.contains(&"identifier".to_owned()), "the Patient written: {restricted:?}");
+        let other = gateway.post("/Patient", &patient(OTHER_HETU));
+        assert_eq!(other.status, 201, "{}", other.text());
+        let other_id = other.json().unwrap()["id"].as_str().unwrap().to_owned();
+        let about_restricted = shape(gp.post_json("/Encounter", &encounter(&fixture.patient.id, "2026-03-01")).unwrap());
+        let about_other = shape(gp.post_json("/Encounter", &encounter(&other_id, "2026-03-01")).unwrap());
+        assert_eq!(about_restricted, about_other);
+        assert_eq!(about_restricted.0, 201);
+        // Reading is still refused: what was written stays behind the patient's restriction.
+        let written = gp.get(&format!("/Encounter?patient={}", fixture.patient.id)).unwrap().json().unwrap();
+        assert_eq!(written["total"], 0, "{written}");
+    }
+
     fn patients_write_and_read_only_their_own_consents(gateway) {
         let fixture = fixture(&gateway);
         let me = gateway.patient(HETU);
