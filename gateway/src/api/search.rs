@@ -126,10 +126,13 @@ fn bounded(principal: &Principal, resource_type: ResourceType, query: &SearchQue
 
 /// What the audit log keeps of a search: the type, each parameter, and its values with every
 /// identifier replaced by its keyed token (a HETU never reaches the log); other values (ids,
-/// dates, paging) as far as they are printable, each bounded.
+/// dates, paging) as far as they are printable, each bounded. A HETU typed where an id belongs
+/// (`patient=`, `_id=`) is replaced by its keyed token too: the log is kept for years and
+/// shown to auditors, and such a search still says which person someone looked for.
 fn audited_query(store: &Store, resource_type: ResourceType, params: &[(String, String)]) -> String {
     let value = |text: &str| -> String {
-        text.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:./".contains(*c)).take(64).collect()
+        let kept: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:./".contains(*c)).take(64).collect();
+        without_hetus(&kept, |hetu| store.pseudonyms().token_any_system("identifier", hetu))
     };
     let pairs: Vec<String> = params
         .iter()
@@ -156,6 +159,34 @@ fn audited_query(store: &Store, resource_type: ResourceType, params: &[(String, 
         })
         .collect();
     format!("{resource_type}?{}", pairs.join("&"))
+}
+
+/// `text` (ASCII) with every run shaped like a HETU (six digits, a century sign, three digits
+/// and a check character, valid or not: a mistyped code is still a person's) replaced by
+/// `token` of it.
+fn without_hetus(text: &str, token: impl Fn(&str) -> String) -> String {
+    const LEN: usize = 11;
+    let bytes = text.as_bytes();
+    let shaped = |at: usize| {
+        let w = &bytes[at..at + LEN];
+        w[..6].iter().all(u8::is_ascii_digit)
+            && b"-+ABCDEFUVWXY".contains(&w[6])
+            && w[7..10].iter().all(u8::is_ascii_digit)
+            && (w[10].is_ascii_digit() || w[10].is_ascii_uppercase())
+    };
+    let (mut out, mut at, mut copied) = (String::new(), 0, 0);
+    while text.is_ascii() && at + LEN <= bytes.len() {
+        if shaped(at) {
+            out.push_str(&text[copied..at]);
+            out.push_str(&token(&text[at..at + LEN]));
+            at += LEN;
+            copied = at;
+        } else {
+            at += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// The patients a search names by HETU, as pseudonyms: its attempt is theirs to see even when it
@@ -301,4 +332,24 @@ pub async fn everything(
     let Some((total, matches, paging)) = found else { return Err(not_found(ResourceType::Patient, &id)) };
     let links = page_links(&base, &format!("Patient/{id}/$everything"), &params, &paging, total);
     Ok(http::fhir_json(StatusCode::OK, searchset(&base, total, links, &matches, &[])?, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_hetus;
+
+    #[test]
+    fn hetu_shaped_runs_are_replaced_wherever_they_stand() {
+        let token = |hetu: &str| format!("<{}>", hetu.len());
+        assert_eq!(without_hetus("131052-308T", token), "<11>");
+        assert_eq!(without_hetus("Patient/131052-308T", token), "Patient/<11>");
+        // A wrong check character is still a person's code.
+        assert_eq!(without_hetus("010101A900X,010101A900R", token), "<11>,<11>");
+        assert_eq!(without_hetus("x131052-308Tx", token), "x<11>x");
+        // Ids, dates and numbers stay as they are.
+        let kept = ["8c0e2a6e-5b4f-4c3e-9a51-2f7f0c7e1d11", "2026-03-01", "ge2026-03-01T10:00:00", "12345678901", "100"];
+        for text in kept {
+            assert_eq!(without_hetus(text, token), text);
+        }
+    }
 }

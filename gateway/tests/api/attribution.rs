@@ -197,6 +197,22 @@ on_both_backends! {
         // The patient sees it.
         let log = gateway.patient(HETU).get("/AuditEvent?_count=100").unwrap().text();
         assert!(log.contains(&format!("\"id\":\"{}\"", entries[0]["id"].as_str().unwrap())));
+
+        // Nor is a HETU kept where it was typed in place of an id: it is kept as its keyed token.
+        let by_gp = format!("agent={GP}");
+        let before = ids(&new_entries(&auditor, &by_gp, &BTreeSet::new()));
+        for probe in [format!("/Bundle?patient={HETU}"), format!("/Bundle?patient=Patient/{HETU}"), format!("/Patient?_id={HETU}")]
+        {
+            let answer = gp.get(&probe).unwrap();
+            assert!(answer.status < 500, "{probe}: {}", answer.status);
+        }
+        let probes = new_entries(&auditor, &by_gp, &before);
+        assert_eq!(probes.len(), 3, "{probes:?}");
+        for entry in &probes {
+            let text = entry.to_string();
+            assert!(text.contains("?patient=") || text.contains("?_id="), "the query is recorded: {text}");
+            assert!(!text.contains(HETU) && !text.contains("131052"), "the query holds the HETU: {text}");
+        }
     }
 
     fn what_a_search_appends_is_bounded_by_its_page(gateway) {
