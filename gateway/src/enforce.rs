@@ -252,25 +252,28 @@ impl Gate<'_> {
         Ok(Some(self.enforcement.opener.open(&row)?))
     }
 
-    /// Whether the stored version `row`, once `normalised`, equals `expected`: asked by its
-    /// author when they send the same record again. The body is opened for the comparison only,
-    /// here, and only for the professional whose organisation and practitioner wrote it; the
-    /// answer is one bit about what they sent. It is asked of authorship, not of the patient's
-    /// choices: a patient's denial may hide the document even from its author, and must not
-    /// freeze the author's record.
-    pub fn authored_version_equals(
+    /// The stored version `row`, if once `normalised` it equals `expected`: asked by its author
+    /// when they send the same record again. The body is opened here only for the professional
+    /// whose organisation and practitioner wrote it, and given back only when it is what they
+    /// sent (but for the ids, times and metadata of its first filing, which the answer's headers
+    /// carry anyway). It is asked of authorship, not of the patient's choices: a patient's denial
+    /// may hide the document even from its author, but must neither freeze the author's record
+    /// nor shape the answer to a resent record (an empty one would tell the clinic the patient
+    /// has restricted it).
+    pub fn authored_version_if_equal(
         &self,
         row: &VersionRow,
         normalised: fn(serde_json::Value) -> serde_json::Value,
         expected: &serde_json::Value,
-    ) -> Result<bool, GatewayError> {
-        let Principal::Professional(author) = self.principal else { return Ok(false) };
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        let Principal::Professional(author) = self.principal else { return Ok(None) };
         if row.author() != (Some(author.organisation.as_str()), Some(author.practitioner.as_str())) {
-            return Ok(false);
+            return Ok(None);
         }
-        let stored: serde_json::Value = serde_json::from_slice(&self.enforcement.opener.open(row)?)
+        let body = self.enforcement.opener.open(row)?;
+        let stored: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| GatewayError::Internal(format!("a stored version is not JSON: {e}")))?;
-        Ok(normalised(stored) == *expected)
+        Ok((normalised(stored) == *expected).then_some(body))
     }
 
     pub fn principal(&self) -> &Principal {

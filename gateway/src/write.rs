@@ -1,8 +1,10 @@
 //! The write path, shared by every way data comes in: `POST /{type}` (a document Bundle among
 //! them), `PUT /{type}/{id}` and `POST /psychotherapy-records`. A resource is read and checked
 //! (`fhir-profiles`), filed under its patient's pseudonym with its labels, author and service
-//! event (`prepare`), and stored with the audit record of the change in one transaction; what
-//! the writer gets back still passes the enforcement point.
+//! event (`prepare`), and stored with the audit record of the change in one transaction. The
+//! writer gets back what they wrote, as stored, whatever the patient's restrictions: an answer
+//! shaped by them would tell a clinic the patient has restricted it. Reading it afterwards
+//! passes the enforcement point like any read.
 //!
 //! A clinic's record becomes a document whose ids derive from the organisation and the record
 //! id with the index key, so the same record sent again yields the same document (nothing new
@@ -50,8 +52,7 @@ impl Filing {
 /// What a write stored, and the body its writer gets back: what they wrote, as stored. It is
 /// theirs whatever the patient's restrictions (they sent it), and an answer that depended on
 /// them would tell a clinic the patient has restricted it, and so that the patient is in the
-/// register. Only a repeat of a stored record answers with the stored document, released
-/// through the enforcement point (and empty where it is not).
+/// register. A resent record answers with the stored document, which is what was sent.
 pub struct Filed {
     /// Whether a new resource (or document) was created, rather than a new version or nothing.
     pub created: bool,
@@ -421,26 +422,16 @@ fn file_record(
             let current = store
                 .version(ResourceType::Bundle, &id, head.version)?
                 .ok_or_else(|| GatewayError::Internal("the current version vanished".into()))?;
-            if enforcement.gate(principal).authored_version_equals(&current, content, &compared)? {
+            if let Some(body) = enforcement.gate(principal).authored_version_if_equal(&current, content, &compared)? {
                 // Nothing written, but the submission (and what it answered) is recorded. The
-                // stored body is what the author gets back, if the enforcement point lets them.
+                // author gets back the stored document: what they sent, as first filed.
                 let resource = ResourceRef {
                     resource_type: "Bundle".into(),
                     id: head.id.clone(),
                     version: Some(head.version.to_string()),
                 };
                 store.record(vec![submission_record(agent, resource, head.patient.clone())])?;
-                if !with_body {
-                    return Ok((Filing::Unchanged, head, Vec::new()));
-                }
-                let body = match enforcement.gate(principal).open_if_released(current) {
-                    Ok(body) => body.unwrap_or_default(),
-                    Err(error) => {
-                        tracing::warn!(%error, "a repeated record's stored document could not be opened for its author");
-                        Vec::new()
-                    }
-                };
-                return Ok((Filing::Unchanged, head, body));
+                return Ok((Filing::Unchanged, head, if with_body { body } else { Vec::new() }));
             }
             WriteKind::Update(Some(head.version))
         }

@@ -16,7 +16,7 @@ use crate::error::GatewayError;
 use crate::http::{self, Output, Return};
 
 /// The answer to a write: `Location`, `ETag`, `Last-Modified`, and the body `Prefer` asks for
-/// (none where the write has none to give: a repeat whose stored document is not released).
+/// (none where the write has none to give).
 pub fn written_document(
     request: &HttpRequest,
     config: &Config,

@@ -400,7 +400,7 @@ on_both_backends! {
             (status, media, keys)
         };
         let restricted = shape(gp.post_json("/Patient", &patient(HETU)).unwrap());
-        let unknown = shape(gp.post_json("/Patient", &patient("131052-308T")).unwrap());
+        let unknown = shape(gp.post_json("/Patient", &patient("150580-2469")).unwrap());
         assert_eq!(restricted, unknown);
         assert_eq!(restricted.0, 201);
         assert!(restricted.2.contains(&"identifier".to_owned()), "the Patient written: {restricted:?}");
@@ -414,6 +414,22 @@ on_both_backends! {
         // Reading is still refused: what was written stays behind the patient's restriction.
         let written = gp.get(&format!("/Encounter?patient={}", fixture.patient.id)).unwrap().json().unwrap();
         assert_eq!(written["total"], 0, "{written}");
+
+        // Its author resends the record after the patient has denied everyone: the same answer,
+        // the stored document, as before the denial.
+        let resend = || {
+            let author = Who::Author.client(&gateway);
+            let body = record().to_string();
+            author.send("POST", "/psychotherapy-records", &[("Content-Type", "application/json")], Some(body.as_bytes())).unwrap()
+        };
+        let before = resend();
+        assert_eq!(before.status, 200, "{}", before.text());
+        let deny_all = Choice::DenyEverything.consent(&fixture.patient.id).unwrap();
+        assert_eq!(gateway.patient(HETU).post_json("/Consent", &deny_all).unwrap().status, 201);
+        let after = resend();
+        assert_eq!(after.status, 200, "{}", after.text());
+        assert_eq!(after.json().unwrap(), before.json().unwrap());
+        assert_eq!(gateway.get(&format!("/Bundle/{}", after.json().unwrap()["id"].as_str().unwrap())).status, 404);
     }
 
     fn patients_write_and_read_only_their_own_consents(gateway) {
