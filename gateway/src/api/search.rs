@@ -131,8 +131,9 @@ fn bounded(principal: &Principal, resource_type: ResourceType, query: &SearchQue
 /// shown to auditors, and such a search still says which person someone looked for.
 fn audited_query(store: &Store, resource_type: ResourceType, params: &[(String, String)]) -> String {
     let value = |text: &str| -> String {
-        let kept: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:./".contains(*c)).take(64).collect();
-        without_hetus(&kept, |hetu| store.pseudonyms().token_any_system("identifier", hetu))
+        // HETUs first, in the whole value: cut or filtered first, part of one could stay.
+        let masked = without_hetus(text, |hetu| store.pseudonyms().token_any_system("identifier", hetu));
+        masked.chars().filter(|c| c.is_ascii_alphanumeric() || "_-:./".contains(*c)).take(64).collect()
     };
     let pairs: Vec<String> = params
         .iter()
@@ -161,24 +162,27 @@ fn audited_query(store: &Store, resource_type: ResourceType, params: &[(String, 
     format!("{resource_type}?{}", pairs.join("&"))
 }
 
-/// `text` (ASCII) with every run shaped like a HETU (six digits, a century sign, three digits
-/// and a check character, valid or not: a mistyped code is still a person's) replaced by
-/// `token` of it.
+/// `text` with every run shaped like a HETU replaced by `token` of it (in capitals): six digits
+/// that begin a date (day 01-31, month 01-12), a century sign, three digits and a check
+/// character, in either case, valid or not (a mistyped code is still a person's).
 fn without_hetus(text: &str, token: impl Fn(&str) -> String) -> String {
     const LEN: usize = 11;
     let bytes = text.as_bytes();
-    let shaped = |at: usize| {
-        let w = &bytes[at..at + LEN];
+    let number = |w: &[u8]| w.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    let shaped = |w: &[u8]| {
         w[..6].iter().all(u8::is_ascii_digit)
-            && b"-+ABCDEFUVWXY".contains(&w[6])
+            && (1..=31).contains(&number(&w[0..2]))
+            && (1..=12).contains(&number(&w[2..4]))
+            && b"-+ABCDEFUVWXY".contains(&w[6].to_ascii_uppercase())
             && w[7..10].iter().all(u8::is_ascii_digit)
-            && (w[10].is_ascii_digit() || w[10].is_ascii_uppercase())
+            && w[10].is_ascii_alphanumeric()
     };
+    // A match is ASCII throughout, so its ends are character boundaries of `text`.
     let (mut out, mut at, mut copied) = (String::new(), 0, 0);
-    while text.is_ascii() && at + LEN <= bytes.len() {
-        if shaped(at) {
+    while at + LEN <= bytes.len() {
+        if shaped(&bytes[at..at + LEN]) {
             out.push_str(&text[copied..at]);
-            out.push_str(&token(&text[at..at + LEN]));
+            out.push_str(&token(&text[at..at + LEN].to_ascii_uppercase()));
             at += LEN;
             copied = at;
         } else {
@@ -346,8 +350,26 @@ mod tests {
         // A wrong check character is still a person's code.
         assert_eq!(without_hetus("010101A900X,010101A900R", token), "<11>,<11>");
         assert_eq!(without_hetus("x131052-308Tx", token), "x<11>x");
+        // The 1800s' sign, small letters, and text around it that is not ASCII.
+        assert_eq!(without_hetus("010185+123a", token), "<11>");
+        assert_eq!(without_hetus("ä131052a308tä", token), "ä<11>ä");
+        let seen = std::cell::RefCell::new(Vec::new());
+        without_hetus("131052a308t", |hetu| {
+            seen.borrow_mut().push(hetu.to_owned());
+            String::new()
+        });
+        assert_eq!(seen.into_inner(), ["131052A308T"], "the token is of the code in capitals");
         // Ids, dates and numbers stay as they are.
-        let kept = ["8c0e2a6e-5b4f-4c3e-9a51-2f7f0c7e1d11", "2026-03-01", "ge2026-03-01T10:00:00", "12345678901", "100"];
+        // (A uuid's first hyphen can stand where a century sign would, after six digits: those
+        // are a HETU's only where they begin a date.)
+        let kept = [
+            "8c0e2a6e-5b4f-4c3e-9a51-2f7f0c7e1d11",
+            "123456-7890-4c3e-9a51-2f7f0c7e1d11",
+            "2026-03-01",
+            "ge2026-03-01T10:00:00",
+            "12345678901",
+            "100",
+        ];
         for text in kept {
             assert_eq!(without_hetus(text, token), text);
         }
