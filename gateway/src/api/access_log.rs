@@ -6,7 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use audit_log::{Action, AuditEvent, Outcome, PATIENT_PSEUDONYM};
+use audit_log::{Action, AuditEvent, Outcome, Who, PATIENT_PSEUDONYM};
 use consent::Principal;
 use fhir_profiles::search::{DatePrefix, DateQuery};
 use fhir_profiles::{stored_patient_id, Hetu, HETU_SYSTEM};
@@ -53,6 +53,7 @@ pub async fn search(
     let base = http::base_url(&request, &state.config);
     let (store, max_count) = (state.store.clone(), state.config.max_count);
     let names: Vec<String> = params.iter().map(|(name, _)| printable_name(name)).collect();
+    let reader = own.clone();
     let (total, page, query) = web::block(move || -> Result<_, GatewayError> {
         for (name, value) in &params {
             match name.as_str() {
@@ -126,7 +127,7 @@ pub async fn search(
     let entries: Vec<Value> = page
         .into_iter()
         .map(|(seq, bytes)| {
-            let mut resource = rendered(seq, &bytes)?;
+            let mut resource = rendered(seq, &bytes, reader.as_deref())?;
             // The stored bytes carry no id; the entry's position is its id.
             let mut with_id = Map::with_capacity(resource.len() + 1);
             with_id.insert("resourceType".into(), resource.remove("resourceType").unwrap_or(json!("AuditEvent")));
@@ -153,11 +154,17 @@ pub async fn search(
     Ok(http::fhir_json(StatusCode::OK, bundle.to_string().into_bytes(), output))
 }
 
-/// The FHIR AuditEvent of a stored entry. Entries written before events were stored compact
-/// hold the FHIR rendering itself, and are served as they are.
-fn rendered(seq: i64, bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+/// The FHIR AuditEvent of a stored entry, as `reader` (a patient's names, or none for an
+/// auditor) may see it. Entries written before events were stored compact hold the FHIR
+/// rendering itself, and are served as they are.
+fn rendered(seq: i64, bytes: &[u8], reader: Option<&[String]>) -> Result<Map<String, Value>, GatewayError> {
     let rendering = match AuditEvent::from_canonical(bytes) {
-        Ok(event) => event.to_fhir(),
+        Ok(mut event) => {
+            if let Some(own) = reader {
+                seen_by_patient(&mut event, own);
+            }
+            event.to_fhir()
+        }
         Err(error) => match serde_json::from_slice::<Value>(bytes) {
             Ok(stored) if stored["resourceType"] == "AuditEvent" => stored,
             _ => return Err(GatewayError::Internal(format!("audit entry {seq}: {error}"))),
@@ -168,6 +175,20 @@ fn rendered(seq: i64, bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> 
         _ => Err(GatewayError::Internal(format!("audit entry {seq} is not a JSON object"))),
     }
 }
+
+/// What a patient reading their log sees of an entry: another patient who tried to reach their
+/// data appears as [`ANOTHER_PATIENT`], without that patient's pseudonym, network address or
+/// certificate, which are the other's own data (an auditor sees the entry whole).
+fn seen_by_patient(event: &mut AuditEvent, own: &[String]) {
+    if matches!(&event.agent.who, Who::Patient { pseudonym } if !own.contains(pseudonym)) {
+        event.agent.who = Who::Patient { pseudonym: ANOTHER_PATIENT.into() };
+        event.agent.address = None;
+        event.agent.client_certificate = None;
+    }
+}
+
+/// The agent a patient's log names for another patient.
+const ANOTHER_PATIENT: &str = "another-patient";
 
 fn values(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').filter(|v| !v.is_empty())
@@ -266,11 +287,23 @@ mod tests {
             consent: None,
             count: None,
         };
-        let compact = rendered(7, &event.canonical_bytes()).unwrap();
-        let earlier = rendered(8, event.to_fhir().to_string().as_bytes()).unwrap();
+        let compact = rendered(7, &event.canonical_bytes(), None).unwrap();
+        let earlier = rendered(8, event.to_fhir().to_string().as_bytes(), None).unwrap();
         assert_eq!(compact, earlier);
         assert_eq!(compact["resourceType"], "AuditEvent");
-        assert!(rendered(9, br#"{"action":"read"}"#).is_err());
-        assert!(rendered(10, b"not json").is_err());
+        assert!(rendered(9, br#"{"action":"read"}"#, None).is_err());
+        assert!(rendered(10, b"not json", None).is_err());
+
+        // The patient p-1 sees their own request whole; p-2, whose data it tried to reach, sees
+        // another patient without p-1's name or address; an auditor sees it whole.
+        let own = rendered(7, &event.canonical_bytes(), Some(&["p-1".to_owned()])).unwrap();
+        assert_eq!(own, compact);
+        let tried = AuditEvent { patient: Some("p-2".into()), ..event.clone() };
+        let theirs =
+            Value::Object(rendered(7, &tried.canonical_bytes(), Some(&["p-2".to_owned()])).unwrap()).to_string();
+        assert!(theirs.contains(ANOTHER_PATIENT) && theirs.contains("PAT"), "{theirs}");
+        assert!(!theirs.contains("p-1") && !theirs.contains("127.0.0.1"), "{theirs}");
+        let whole = Value::Object(compact).to_string();
+        assert!(whole.contains("p-1") && whole.contains("127.0.0.1"));
     }
 }

@@ -40,13 +40,13 @@ struct Entry {
 fn what_happened(event: &AuditEvent) -> Text {
     match event.action {
         Action::ConsentDecision => match &event.consent {
-            Some(decision) if decision.decision == Decision::Deny => {
-                if matches!(decision.rule.as_str(), "PatientDenied" | "EmergencyAccessRefused") {
-                    Text::WithheldByYou
-                } else {
-                    Text::WithheldByRule
-                }
-            }
+            Some(decision) if decision.decision == Decision::Deny => match decision.rule.as_str() {
+                "PatientDenied" | "EmergencyAccessRefused" => Text::WithheldByYou,
+                "NoteRestrictedToAuthor" => Text::WithheldByRule,
+                // Another patient, staff, a professional outside the patient's care: the data
+                // is not theirs to receive.
+                _ => Text::WithheldNotTheirs,
+            },
             _ => Text::Released,
         },
         Action::Create | Action::Update | Action::Submission | Action::Delete => Text::Written,

@@ -207,6 +207,7 @@ texts! {
     Released => "Tietoja luovutettiin", "Uppgifter lämnades ut", "Data released";
     WithheldByYou => "Rajoituksesi esti luovutuksen", "Din begränsning hindrade utlämnandet", "Withheld by your restriction";
     WithheldByRule => "Terapiamuistiinpanojen sääntö esti luovutuksen", "Regeln för terapianteckningar hindrade utlämnandet", "Withheld by the therapy-note rule";
+    WithheldNotTheirs => "Ei luovutettu: tiedot eivät kuulu pyytäjälle", "Lämnades inte ut: uppgifterna hör inte till den som frågade", "Withheld: not theirs to receive";
     NothingFound => "Ei löytynyt tietoja", "Inga uppgifter hittades", "Nothing found";
     Written => "Tietoja tallennettiin", "Uppgifter sparades", "Data recorded";
     ChoiceChanged => "Rajoitus muuttui", "Begränsningen ändrades", "Restriction changed";

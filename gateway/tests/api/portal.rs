@@ -255,6 +255,22 @@ on_both_backends! {
         let theirs_log = victim.get("/portal/access-log?others=1").text();
         assert!(theirs_log.contains("Another patient"), "{theirs_log}");
         assert!(!theirs_log.contains("You (in the portal)") && !theirs_log.contains("Your own request"), "{theirs_log}");
+        assert!(theirs_log.contains("Withheld: not theirs to receive"), "{theirs_log}");
+        assert!(!theirs_log.contains("therapy-note rule"), "another patient's try is not the therapy-note rule's");
+        // Through the API the same: another patient, without that patient's name or address.
+        let api_log = gateway.patient(OTHER_HETU).get("/AuditEvent?_count=100").unwrap().json().unwrap();
+        let tries: Vec<&serde_json::Value> = api_log["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|r| r.to_string().contains("AnotherPatientsData"))
+            .collect();
+        assert!(!tries.is_empty(), "{api_log}");
+        for entry in tries {
+            assert_eq!(entry["agent"][0]["who"]["identifier"]["value"], "another-patient", "{entry}");
+            assert!(entry["agent"][0].get("network").is_none(), "{entry}");
+        }
 
         // Signing out ends the session on the server: the old cookie is worth nothing.
         let csrf = browser.csrf();
