@@ -415,6 +415,18 @@ fn file_record(
             // document even from its author, and must not freeze the author's record.
             let authored = head.author() == (Some(organisation), Some(practitioner_id));
             if !authored {
+                // A try at another therapist's document is a use of the patient's record: it is
+                // in their log and the auditors', as a refused submission.
+                let document = ResourceRef { resource_type: "Bundle".into(), id: head.id.clone(), version: None };
+                let refused = audit::event(
+                    Action::Submission,
+                    Outcome::MinorFailure,
+                    agent,
+                    head.patient.clone(),
+                    vec![document],
+                    audit::now(),
+                );
+                store.record(vec![AuditRecord::new(&refused)])?;
                 return Err(GatewayError::Forbidden(
                     "this record id belongs to a document only its authoring therapist may change".into(),
                 ));

@@ -55,11 +55,16 @@ pub async fn search(
     let names: Vec<String> = params.iter().map(|(name, _)| printable_name(name)).collect();
     let reader = own.clone();
     let (total, page, query) = web::block(move || -> Result<_, GatewayError> {
+        // Each patient the query names, by their names (the current one first).
+        let mut named: Vec<Vec<String>> = Vec::new();
         for (name, value) in &params {
             match name.as_str() {
                 "patient" | "patient:identifier" => {
-                    let found = patients(&store, name, value)?;
-                    query.patients.get_or_insert_with(Vec::new).extend(found);
+                    for one in values(value) {
+                        let found = patients(&store, name, one)?;
+                        named.push(found.clone());
+                        query.patients.get_or_insert_with(Vec::new).extend(found);
+                    }
                 }
                 "agent" => query.agents.extend(values(value).map(|v| token_value(v).to_owned())),
                 "organization" => query.organisations.extend(values(value).map(|v| {
@@ -110,17 +115,24 @@ pub async fn search(
             });
         }
         let (total, page) = store.read_log(&query)?;
-        // Reading the log is an access too, recorded before the answer.
-        let mut event = audit::event(
-            Action::Search,
-            Outcome::Success,
-            &agent,
-            own.as_ref().and_then(|names| names.first().cloned()),
-            Vec::new(),
-            audit::now(),
-        );
+        // Reading the log is an access too, recorded before the answer: a patient's in their own
+        // log; an auditor's in the log of each patient it named, so that the patient sees whose
+        // eyes their history passed before.
+        let mut event = audit::event(Action::Search, Outcome::Success, &agent, None, Vec::new(), audit::now());
         event.query = Some(format!("AuditEvent?{}", names.join("&")));
-        store.record(vec![AuditRecord::new(&event)])?;
+        event.count = Some(page.len() as u64);
+        let concerned: Vec<Option<String>> = match &own {
+            Some(own) => vec![own.first().cloned()],
+            None => {
+                named.iter().filter_map(|names| names.first().filter(|n| !n.is_empty()).cloned()).map(Some).collect()
+            }
+        };
+        let records: Vec<AuditRecord> = if concerned.is_empty() {
+            vec![AuditRecord::new(&event)]
+        } else {
+            concerned.into_iter().map(|patient| AuditRecord::new(&AuditEvent { patient, ..event.clone() })).collect()
+        };
+        store.record(records)?;
         Ok((total, page, query))
     })
     .await??;
@@ -199,7 +211,8 @@ fn token_value(token: &str) -> &str {
     token.rsplit_once('|').map_or(token, |(_, value)| value)
 }
 
-/// The pseudonyms a `patient` parameter names: a stored Patient, a HETU, or a pseudonym.
+/// The pseudonyms a `patient` parameter's values name (a stored Patient, a HETU, or a
+/// pseudonym), each patient's current name first.
 fn patients(store: &Store, name: &str, value: &str) -> Result<Vec<String>, GatewayError> {
     let mut found = Vec::new();
     for value in values(value) {
@@ -207,8 +220,9 @@ fn patients(store: &Store, name: &str, value: &str) -> Result<Vec<String>, Gatew
             let id = stored_patient_id(value).unwrap_or(value);
             if let Some(pseudonym) = store.patient_pseudonym(id)? {
                 // And the names a re-index moved them from, under which older entries stand.
-                found.extend(store.earlier_names(&pseudonym)?);
+                let earlier = store.earlier_names(&pseudonym)?;
                 found.push(pseudonym);
+                found.extend(earlier);
             }
             continue;
         }

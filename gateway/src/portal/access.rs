@@ -49,7 +49,10 @@ fn what_happened(event: &AuditEvent) -> Text {
             },
             _ => Text::Released,
         },
-        Action::Create | Action::Update | Action::Submission | Action::Delete => Text::Written,
+        Action::Create | Action::Update | Action::Submission | Action::Delete if event.outcome == Outcome::Success => {
+            Text::Written
+        }
+        Action::Create | Action::Update | Action::Submission | Action::Delete => Text::Refused,
         Action::ConsentChange => Text::ChoiceChanged,
         Action::AuthenticationRefused => Text::Refused,
         Action::UnusualAccess => Text::Unusual,

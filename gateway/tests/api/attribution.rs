@@ -188,7 +188,10 @@ on_both_backends! {
         // Nothing of the kind exists for this patient: the attempt is recorded against them.
         let empty = gp.get(&format!("/Observation?patient:identifier=urn:oid:1.2.246.21|{HETU}")).unwrap();
         assert_eq!(empty.json().unwrap()["total"], 0);
-        let entries = new_entries(&auditor, &format!("patient=Patient/{p}"), &seen);
+        let (readings, entries): (Vec<Value>, Vec<Value>) = new_entries(&auditor, &format!("patient=Patient/{p}"), &seen)
+            .into_iter()
+            .partition(|entry| entry.to_string().contains("\"auditor-1\""));
+        assert_eq!(readings.len(), 1, "the auditor's first reading of the patient's log is in it: {readings:?}");
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert_eq!(detail(&entries[0], "count"), ["0"]);
         let text = entries[0].to_string();
@@ -197,6 +200,12 @@ on_both_backends! {
         // The patient sees it.
         let log = gateway.patient(HETU).get("/AuditEvent?_count=100").unwrap().text();
         assert!(log.contains(&format!("\"id\":\"{}\"", entries[0]["id"].as_str().unwrap())));
+        // And the auditor's readings of their log, by Patient id and by HETU, each in it.
+        let mine = |log: &str| log.matches("\"auditor-1\"").count();
+        let before = mine(&log);
+        new_entries(&auditor, &format!("patient:identifier=urn:oid:1.2.246.21|{HETU}"), &BTreeSet::new());
+        let log = gateway.patient(HETU).get("/AuditEvent?_count=100").unwrap().text();
+        assert!(before >= 2 && mine(&log) > before, "{before}: {log}");
 
         // Nor is a HETU kept where it was typed in place of an id: it is kept as its keyed token.
         let by_gp = format!("agent={GP}");

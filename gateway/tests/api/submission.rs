@@ -89,6 +89,12 @@ on_both_backends! {
         let mut theirs = record();
         theirs["therapist"]["terhikki"] = json!("10099999999");
         assert_eq!(submit(&colleague, &theirs).status, 403);
+        // The try is in the patient's log, as a refused submission by the colleague.
+        let log = gateway.patient(HETU).get("/AuditEvent?_count=100").unwrap().json().unwrap();
+        let tried = log["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).any(|r| {
+            r.to_string().contains("10099999999") && r["outcome"] != "0" && r.to_string().contains(id.as_str())
+        });
+        assert!(tried, "{log}");
         assert_eq!(submit(&gateway.patient(HETU), &record()).status, 403);
         assert!(gateway.get("/psychotherapy-records/schema").json().unwrap()["properties"]["patient"].is_object());
     }
