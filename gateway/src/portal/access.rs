@@ -9,7 +9,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use audit_log::{Action, AuditEvent, Decision, Outcome, PurposeOfUse, Who};
 use chrono::NaiveDate;
-use fhir_profiles::ResourceType;
 use maud::html;
 use store::audit::{AuditRecord, LogQuery};
 
@@ -83,9 +82,9 @@ fn entry(reader: &Reader, own: &[String], lang: Lang, seq: i64, bytes: &[u8]) ->
     let (who, organisation, role) = match &event.agent.who {
         Who::Practitioner { terhikki, role, organisation } => {
             let name = reader
-                .name(ResourceType::Practitioner, terhikki)
+                .practitioner_name(terhikki, organisation)
                 .unwrap_or_else(|| lang.fill(Text::Terhikki, &[terhikki]));
-            let org = reader.name(ResourceType::Organization, organisation).unwrap_or_else(|| organisation.clone());
+            let org = reader.organisation_name(organisation).unwrap_or_else(|| organisation.clone());
             (name, Some(org), Some(role_name(lang, role)))
         }
         Who::Patient { .. } if another_patient => (lang.t(Text::AnotherPatient).to_owned(), None, None),
@@ -217,7 +216,7 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let holders = reader.holders()?.0.clone();
             let organisations: Vec<(String, String)> = holders
                 .into_iter()
-                .map(|oid| (reader.name(ResourceType::Organization, &oid).unwrap_or_else(|| oid.clone()), oid))
+                .map(|oid| (reader.organisation_name(&oid).unwrap_or_else(|| oid.clone()), oid))
                 .collect();
             Ok((more, rows, newest, organisations))
         })

@@ -12,7 +12,7 @@ use fhir_profiles::listing::{person_name, profession, Listing};
 use fhir_profiles::{icd10_text, ResourceType};
 use serde_json::Value;
 use store::cache::BoundedMap;
-use store::{Criterion, Head, ListedHead, Store};
+use store::{Criterion, Head, ListedHead, Store, Stored};
 
 use crate::enforce::{Enforcement, Gate, Released};
 use crate::error::GatewayError;
@@ -88,10 +88,20 @@ impl Default for Directory {
 }
 
 impl Directory {
-    /// The name of a practitioner (Terhikki number) or organisation (OID), if a clinic has
-    /// submitted one. Directory resources are nobody's clinical data: this gate is not recorded.
-    pub fn name(&self, gate: &Gate<'_>, store: &Store, kind: ResourceType, identifier: &str) -> Option<String> {
-        let key = format!("{kind}|{identifier}");
+    /// The name of a practitioner (Terhikki number) or organisation (OID), if `vouching` (an
+    /// organisation's OID: the practitioner's, or the organisation itself) has submitted one.
+    /// Any clinic may file a directory resource under any identifier, so a name another clinic
+    /// filed is not shown: it could put any name on a clinic's staff in patients' logs.
+    /// Directory resources are nobody's clinical data: this gate is not recorded.
+    pub fn name(
+        &self,
+        gate: &Gate<'_>,
+        store: &Store,
+        kind: ResourceType,
+        identifier: &str,
+        vouching: &str,
+    ) -> Option<String> {
+        let key = format!("{kind}|{identifier}|{vouching}");
         if let Some(known) = self.names.get(&key) {
             return known;
         }
@@ -102,6 +112,9 @@ impl Directory {
         let found = (|| -> Result<Option<String>, GatewayError> {
             let Some(id) = store.id_by_identifier(kind, system, &value, |_| true)? else { return Ok(None) };
             let Some(row) = store.current(kind, &id)? else { return Ok(None) };
+            if row.author().0 != Some(vouching) {
+                return Ok(None);
+            }
             let Some(body) = gate.open_if_released(row)? else { return Ok(None) };
             let json: Value = serde_json::from_slice(&body).unwrap_or_default();
             Ok(match kind {
@@ -335,14 +348,20 @@ impl Reader {
         Ok(organisations)
     }
 
-    /// The name of a practitioner or an organisation, or `None`.
-    pub fn name(&self, kind: ResourceType, identifier: &str) -> Option<String> {
-        self.directory.name(&self.enforcement.gate(&self.principal), self.store(), kind, identifier)
+    /// The name of a practitioner of `organisation`, as that organisation filed it, or `None`.
+    pub fn practitioner_name(&self, terhikki: &str, organisation: &str) -> Option<String> {
+        let gate = self.enforcement.gate(&self.principal);
+        self.directory.name(&gate, self.store(), ResourceType::Practitioner, terhikki, organisation)
+    }
+
+    /// The name of an organisation, as it filed it itself, or `None`.
+    pub fn organisation_name(&self, oid: &str) -> Option<String> {
+        self.directory.name(&self.enforcement.gate(&self.principal), self.store(), ResourceType::Organization, oid, oid)
     }
 
     /// The names of the organisation OIDs, in a map (each looked up once).
     pub fn organisation_names(&self, oids: impl IntoIterator<Item = String>) -> HashMap<String, String> {
-        oids.into_iter().filter_map(|oid| self.name(ResourceType::Organization, &oid).map(|name| (oid, name))).collect()
+        oids.into_iter().filter_map(|oid| self.organisation_name(&oid).map(|name| (oid, name))).collect()
     }
 }
 

@@ -423,7 +423,7 @@ async fn show_preview(visit: &Visit, reader: Reader, form: &Form, change: Change
         if let Some((Some(org), Some(practitioner))) =
             latest.map(|h| (h.author_org.clone(), h.author_practitioner.clone()))
         {
-            let label = match reader.name(ResourceType::Practitioner, &practitioner) {
+            let label = match reader.practitioner_name(&practitioner, &org) {
                 Some(person) => format!("{} ({person})", lang.t(Text::AudienceTherapist)),
                 None => lang.t(Text::AudienceTherapist).to_owned(),
             };

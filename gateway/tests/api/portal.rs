@@ -234,8 +234,25 @@ on_both_backends! {
         // Alike but for the page's own address in its language links.
         assert_eq!(other.text().replace(&theirs, "ID"), none.text().replace("no-such-document", "ID"));
 
+        // A clinic cannot name another clinic's staff in patients' logs: this clinic's GP, who
+        // tries the note, was first named by the other clinic, in a record of someone else's.
+        let gp = gateway.professional(ORG, GP_HERE, "physician");
+        assert_eq!(gp.get(&format!("/Bundle/{mine}")).unwrap().status, 404);
+        let elsewhere = gateway.professional(OTHER_ORG, THERAPIST_ELSEWHERE, "psychotherapist");
+        let mut spoof = record();
+        spoof["record_id"] = json!("SPOOF-1");
+        spoof["organization"] = json!({"oid": OTHER_ORG, "name": "Clinic B"});
+        spoof["therapist"] = json!({"terhikki": GP_HERE, "given": ["Spoofed"], "family": "Name", "profession": "your relative"});
+        spoof["service_event"]["oid"] = json!(SECOND_EVENT);
+        spoof["patient"]["hetu"] = json!("150580-2469");
+        spoof["patient"]["birth_date"] = json!("1980-05-15");
+        let answer = submit(&elsewhere, &spoof);
+        assert_eq!(answer.status, 201, "{}", answer.text());
+
         // The reads are in the patient's access log, as their own.
         let log = browser.get("/portal/access-log");
+        assert!(!log.text().contains("Spoofed") && !log.text().contains("your relative"), "{}", log.text());
+        assert!(log.text().contains(&format!("Terhikki number {GP_HERE}")), "{}", log.text());
         assert_eq!(log.status, 200);
         assert_page_headers(&log);
         assert!(log.text().contains("Anna Korhonen"), "the submitting therapist, by name");
