@@ -10,7 +10,7 @@
 //!
 //! A line is read, checked and filed on the import threads (`import_pool.rs`), a window of lines at once,
 //! so the group-commit writer sees many records together; the answers wait for one another to
-//! keep the input's order. What is in flight is bounded (the window, each line at most
+//! keep the input's order. The lines of one record are filed one after another, in order. What is in flight is bounded (the window, each line at most
 //! `max_body_bytes`), and the answer is written only as fast as the client reads it: memory stays
 //! flat however long the stream. A refused line does not stop the stream. A failure that is not
 //! the record's (the database went away) ends it with a `failed` line: every line before it has
@@ -209,6 +209,20 @@ struct Run {
 /// A line's answer to come, from the import threads.
 type Pending = tokio::sync::oneshot::Receiver<Answer>;
 
+/// The lines being filed, in input order, each with its record id where it could be read; and a
+/// line held back until the line of the same record before it is answered (reading waits
+/// meanwhile).
+struct InFlight {
+    lines: VecDeque<(u64, Option<String>, Pending)>,
+    held: Option<(Line, Option<String>)>,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        InFlight { lines: VecDeque::new(), held: None }
+    }
+}
+
 /// A line's result: what was done, or why not; with the record's id where it could be read.
 struct Answer {
     number: u64,
@@ -218,18 +232,18 @@ struct Answer {
 
 impl Run {
     async fn go(self, first: Line, mut lines: Lines, answers: mpsc::Sender<Bytes>) {
-        let mut in_flight: VecDeque<(u64, Pending)> = VecDeque::new();
+        let mut in_flight = InFlight::new();
         let mut counts = Counts::default();
         let (mut reading, mut read_error) = (true, None);
         self.take(first, &mut in_flight);
         loop {
-            let may_read = reading && in_flight.len() < self.window;
+            let may_read = reading && in_flight.held.is_none() && in_flight.lines.len() < self.window;
             // The oldest line's answer goes out as soon as it is ready, while more lines are read:
             // a client that waits for answers before it sends more is not kept waiting.
             tokio::select! {
                 biased;
-                joined = async { (&mut in_flight.front_mut().expect("guarded").1).await }, if !in_flight.is_empty() => {
-                    let (number, _) = in_flight.pop_front().expect("polled");
+                joined = async { (&mut in_flight.lines.front_mut().expect("guarded").2).await }, if !in_flight.lines.is_empty() => {
+                    let (number, _, _) = in_flight.lines.pop_front().expect("polled");
                     let answer = joined.unwrap_or_else(|_| Answer {
                         number,
                         record_id: None,
@@ -240,6 +254,9 @@ impl Run {
                         // The client has gone, or the import cannot go on: what is in flight
                         // finishes, nothing more is read.
                         return;
+                    }
+                    if let Some((line, id)) = in_flight.held.take() {
+                        self.start(line, id, &mut in_flight);
                     }
                 }
                 line = lines.next(), if may_read => match line {
@@ -258,9 +275,25 @@ impl Run {
     }
 
     /// Starts a line's work, unless it is blank.
-    fn take(&self, line: Line, in_flight: &mut VecDeque<(u64, Pending)>) {
-        if !matches!(&line.bytes, Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace)) {
-            in_flight.push_back((line.number, self.spawn(line)));
+    fn take(&self, line: Line, in_flight: &mut InFlight) {
+        if let Ok(bytes) = &line.bytes {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return;
+            }
+            let id = record_id(bytes);
+            return self.start(line, id, in_flight);
+        }
+        self.start(line, None, in_flight)
+    }
+
+    /// Starts a line's work, or holds it while a line of the same record is in flight: the lines
+    /// of one record are filed in the order they come, so that the last is its current version
+    /// (filed at once, they met as version conflicts, and any of them could end up current).
+    fn start(&self, line: Line, id: Option<String>, in_flight: &mut InFlight) {
+        if id.is_some() && in_flight.lines.iter().any(|(_, other, _)| *other == id) {
+            in_flight.held = Some((line, id));
+        } else {
+            in_flight.lines.push_back((line.number, id, self.spawn(line)));
         }
     }
 

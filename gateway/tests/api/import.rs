@@ -251,6 +251,35 @@ on_both_backends! {
         // The same lines again: unchanged.
         let again = send(&gateway.client, &ndjson, good.as_bytes());
         assert!(again.text().contains("\"status\":\"unchanged\""), "{}", again.text());
+
+        // One record's lines, edited between them and mixed with others', are filed in their
+        // order: each a new version of the one before, and the last line is the record's current
+        // version.
+        let mut body = String::new();
+        for n in 1..=12 {
+            let mut line = record();
+            line["record_id"] = json!("EDITED-1");
+            line["plan"] = json!(format!("Plan as of edit {n}."));
+            body.push_str(&format!("{line}\n"));
+            let mut other = record();
+            other["record_id"] = json!(format!("BESIDE-{n}"));
+            body.push_str(&format!("{other}\n"));
+        }
+        let answer = send(&gateway.client, &ndjson, body.as_bytes());
+        let edits: Vec<String> = answer
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["record_id"] == "EDITED-1")
+            .map(|l| l["status"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: Vec<&str> = std::iter::once("created").chain(std::iter::repeat("new version").take(11)).collect();
+        assert_eq!(edits, expected, "{}", answer.text());
+        let mut last = record();
+        last["record_id"] = json!("EDITED-1");
+        last["plan"] = json!("Plan as of edit 12.");
+        let current = submit(&gateway.client, &last);
+        assert_eq!((current.status, current.header("etag")), (200, Some("W/\"12\"")), "the last line is current");
     }
 }
 
