@@ -273,7 +273,7 @@ on_both_backends! {
             .filter(|l| l["record_id"] == "EDITED-1")
             .map(|l| l["status"].as_str().unwrap().to_owned())
             .collect();
-        let expected: Vec<&str> = std::iter::once("created").chain(std::iter::repeat("new version").take(11)).collect();
+        let expected: Vec<&str> = std::iter::once("created").chain(std::iter::repeat_n("new version", 11)).collect();
         assert_eq!(edits, expected, "{}", answer.text());
         let mut last = record();
         last["record_id"] = json!("EDITED-1");
