@@ -416,9 +416,9 @@ pub struct LogQuery {
     /// Leave the total uncounted (answered as -1): a reader that pages by "is there more"
     /// spares the count over every matching entry.
     pub without_total: bool,
-    /// Leave out the entries of this agent (a patient reading their log without their own
-    /// visits).
-    pub except_agent: Option<String>,
+    /// Leave out the entries of these agents (a patient reading their log without their own
+    /// visits, under every name they have had).
+    pub except_agents: Vec<String>,
 }
 
 /// How many entries match, and a page of them: position and event bytes, newest first.
@@ -452,8 +452,8 @@ pub fn search_log(conn: &mut DbConnection, query: &LogQuery) -> Result<LogPage, 
             if let Some(after) = query.after {
                 q = q.filter(e::seq.gt(after));
             }
-            if let Some(agent) = &query.except_agent {
-                q = q.filter(e::agent.is_null().or(e::agent.ne(agent.clone())));
+            if !query.except_agents.is_empty() {
+                q = q.filter(e::agent.is_null().or(e::agent.ne_all(query.except_agents.clone())));
             }
             q
         }};

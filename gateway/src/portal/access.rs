@@ -187,7 +187,8 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
         let live = number == 1 && filters.organisation.is_none() && filters.from.is_none() && filters.to.is_none();
         // The patient acts under their newest name; their entries are under every name.
         let names = reader.pseudonyms();
-        let except_agent = filters.hide_mine.then(|| names.first().cloned()).flatten();
+        // Under every name: visits made before a re-index stand under an older one.
+        let except_agents = if filters.hide_mine { names.clone() } else { Vec::new() };
         let query = LogQuery {
             patients: Some(names),
             organisations: filters.organisation.iter().cloned().collect(),
@@ -197,7 +198,7 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             // One more than a page: whether there is a next page, without counting them all.
             count: PAGE_SIZE + 1,
             without_total: true,
-            except_agent,
+            except_agents,
             ..LogQuery::default()
         };
         let (more, rows, newest, organisations) = web::block(move || -> Result<_, Failure> {
@@ -360,7 +361,7 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
             }
             let names = reader.pseudonyms();
             let query = LogQuery {
-                except_agent: hide_mine.then(|| names.first().cloned()).flatten(),
+                except_agents: if hide_mine { names.clone() } else { Vec::new() },
                 patients: Some(names),
                 after: Some(after),
                 count: 50,
