@@ -278,3 +278,78 @@ pub fn event(
         count: None,
     }
 }
+
+/// The ids a patient sees their log's entries by. An entry's position in the log counts every
+/// entry of every patient, and how far it moves across a request says how many entries that
+/// request appended, which depends on what the enforcement point decided (a withheld note adds
+/// one): shown to patients, it would tell anyone who can sign in as one what a probe found. So
+/// a patient sees each position encrypted (one AES block under a key derived from the index
+/// key's first version: stable for good, unreadable without the key); auditors see positions.
+pub struct EntryIds {
+    key: [u8; 32],
+}
+
+/// The first half of an id's block: what tells one of ours from any other 16 bytes.
+const ENTRY_ID_MARK: &[u8; 8] = b"vaitio:e";
+
+impl EntryIds {
+    pub fn of(store: &store::Store) -> Result<EntryIds, StoreError> {
+        let first = store
+            .index_keys()
+            .first()
+            .ok_or_else(|| StoreError::Internal("the index key's first version is not held".into()))?;
+        Ok(EntryIds { key: first.derived_key("audit-entry-ids") })
+    }
+
+    /// The id of the entry at `seq`, as a patient sees it: 32 hexadecimal digits.
+    pub fn show(&self, seq: i64) -> String {
+        let mut block = [0u8; 16];
+        block[..8].copy_from_slice(ENTRY_ID_MARK);
+        block[8..].copy_from_slice(&seq.to_be_bytes());
+        self.crypt(openssl::symm::Mode::Encrypt, &block).map(hex::encode).unwrap_or_default()
+    }
+
+    /// The position an id a patient sent stands for; `None` for anything not made by `show`.
+    pub fn read(&self, id: &str) -> Option<i64> {
+        let bytes = hex::decode(id).ok()?;
+        let block: [u8; 16] = bytes.try_into().ok()?;
+        let plain = self.crypt(openssl::symm::Mode::Decrypt, &block)?;
+        let (mark, seq) = plain.split_at(8);
+        (mark == ENTRY_ID_MARK).then(|| i64::from_be_bytes(seq.try_into().unwrap_or_default()))
+    }
+
+    /// One block through AES-256, no padding: a unique position in, a unique block out.
+    fn crypt(&self, mode: openssl::symm::Mode, block: &[u8; 16]) -> Option<Vec<u8>> {
+        let cipher = openssl::symm::Cipher::aes_256_ecb();
+        let mut crypter = openssl::symm::Crypter::new(cipher, mode, &self.key, None).ok()?;
+        crypter.pad(false);
+        let mut out = vec![0u8; 32];
+        let written = crypter.update(block, &mut out).ok()?;
+        let finished = crypter.finalize(&mut out[written..]).ok()?;
+        out.truncate(written + finished);
+        (out.len() == 16).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod entry_id_tests {
+    use super::{EntryIds, ENTRY_ID_MARK};
+
+    #[test]
+    fn an_entry_id_hides_its_position_and_reads_back() {
+        let ids = EntryIds { key: [7; 32] };
+        let shown: Vec<String> = (0..1000).map(|seq| ids.show(seq)).collect();
+        for (seq, id) in shown.iter().enumerate() {
+            assert_eq!(id.len(), 32);
+            assert_eq!(ids.read(id), Some(seq as i64));
+        }
+        // Neighbouring positions share nothing visible.
+        assert_ne!(shown[41][..8], shown[42][..8]);
+        // Anything else reads as nothing: a position, other hex, another key's id.
+        for other in ["42", "00000000000000000000000000000000", "zz", &"a".repeat(32)] {
+            assert_eq!(ids.read(other), None, "{other}");
+        }
+        assert_eq!(EntryIds { key: [8; 32] }.read(&shown[42]), None);
+        assert_eq!(ENTRY_ID_MARK.len(), 8);
+    }
+}

@@ -290,6 +290,13 @@ impl Pseudonymizer {
         hex::encode(self.digest(parts))
     }
 
+    /// A key for `purpose` derived from this version of the index key (HMAC with the purpose as
+    /// its label, apart from every pseudonym and token): for what must be as stable as the
+    /// version, and as secret.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        self.digest(&["derived-key", purpose])
+    }
+
     /// The patient pseudonym of a HETU: the same person gets the same pseudonym in every row.
     pub fn patient_from_hetu(&self, hetu: &Hetu) -> String {
         self.pseudonym(&["patient", "hetu", hetu.expose()])

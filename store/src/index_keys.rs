@@ -194,6 +194,12 @@ impl IndexKeys {
         known.keys.values().rev().cloned().collect()
     }
 
+    /// The first version, held for good (the audit log keeps the names it made): what must stay
+    /// the same across rotations derives from it.
+    pub fn first(&self) -> Option<Pseudonymizer> {
+        self.version(1)
+    }
+
     /// The key of `version`, if held.
     pub fn version(&self, version: u32) -> Option<Pseudonymizer> {
         self.known.read().ok()?.keys.get(&version).cloned()

@@ -16,7 +16,7 @@ use store::audit::{AuditRecord, LogQuery};
 use store::time::{instant, now_millis};
 use store::Store;
 
-use crate::audit;
+use crate::audit::{self, EntryIds};
 use crate::caller::Caller;
 use crate::error::{printable_name, GatewayError};
 use crate::http;
@@ -54,7 +54,8 @@ pub async fn search(
     let (store, max_count) = (state.store.clone(), state.config.max_count);
     let names: Vec<String> = params.iter().map(|(name, _)| printable_name(name)).collect();
     let reader = own.clone();
-    let (total, page, query) = web::block(move || -> Result<_, GatewayError> {
+    let (total, page, query, ids) = web::block(move || -> Result<_, GatewayError> {
+        let ids = EntryIds::of(&store)?;
         // Each patient the query names, by their names (the current one first).
         let mut named: Vec<Vec<String>> = Vec::new();
         for (name, value) in &params {
@@ -71,8 +72,12 @@ pub async fn search(
                     let v = token_value(v);
                     v.strip_prefix("urn:oid:").unwrap_or(v).to_owned()
                 })),
-                // An entry's id is its position in the log; anything else matches nothing.
-                "_id" => query.ids.get_or_insert_with(Vec::new).extend(values(value).map(|v| v.parse().unwrap_or(-1))),
+                // An entry's id is its position in the log (for a patient, encrypted: see
+                // `EntryIds`); anything else matches nothing.
+                "_id" => query.ids.get_or_insert_with(Vec::new).extend(values(value).map(|v| match &own {
+                    Some(_) => ids.read(v).unwrap_or(-1),
+                    None => v.parse().unwrap_or(-1),
+                })),
                 "date" | "_lastUpdated" => {
                     let date = DateQuery::parse(value).ok_or_else(|| {
                         GatewayError::BadRequest(
@@ -133,19 +138,20 @@ pub async fn search(
             concerned.into_iter().map(|patient| AuditRecord::new(&AuditEvent { patient, ..event.clone() })).collect()
         };
         store.record(records)?;
-        Ok((total, page, query))
+        Ok((total, page, query, ids))
     })
     .await??;
     let entries: Vec<Value> = page
         .into_iter()
         .map(|(seq, bytes)| {
             let mut resource = rendered(seq, &bytes, reader.as_deref())?;
-            // The stored bytes carry no id; the entry's position is its id.
+            // The stored bytes carry no id; the entry's position is its id, a patient's encrypted.
+            let id = if reader.is_some() { ids.show(seq) } else { seq.to_string() };
             let mut with_id = Map::with_capacity(resource.len() + 1);
             with_id.insert("resourceType".into(), resource.remove("resourceType").unwrap_or(json!("AuditEvent")));
-            with_id.insert("id".into(), json!(seq.to_string()));
+            with_id.insert("id".into(), json!(id));
             with_id.extend(resource);
-            Ok(json!({"fullUrl": format!("{base}/AuditEvent/{seq}"), "resource": with_id, "search": {"mode": "match"}}))
+            Ok(json!({"fullUrl": format!("{base}/AuditEvent/{id}"), "resource": with_id, "search": {"mode": "match"}}))
         })
         .collect::<Result<_, GatewayError>>()?;
     let total = usize::try_from(total).unwrap_or(0);

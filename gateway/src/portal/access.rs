@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use maud::html;
 use store::audit::{AuditRecord, LogQuery};
 
+use crate::audit::EntryIds;
 use crate::portal::i18n::{Lang, Text};
 use crate::portal::records::Reader;
 use crate::portal::views::{self, role_name, Page, Section};
@@ -26,6 +27,8 @@ const KEEP_ALIVE_POLLS: u32 = 40;
 /// One entry as the patient reads it.
 struct Entry {
     seq: i64,
+    /// The entry's id as the patient sees it (its position, encrypted: see `EntryIds`).
+    id: String,
     when: i64,
     who: String,
     organisation: Option<String>,
@@ -66,7 +69,7 @@ fn what_happened(event: &AuditEvent) -> Text {
 /// One entry of the log of the patient known by `own` (their names under every index key
 /// version): a patient agent is "you" only under one of those names. Another patient who tried
 /// to reach this one's data is shown as such, not as the reader's own visit.
-fn entry(reader: &Reader, own: &[String], lang: Lang, seq: i64, bytes: &[u8]) -> Option<Entry> {
+fn entry(reader: &Reader, own: &[String], ids: &EntryIds, lang: Lang, seq: i64, bytes: &[u8]) -> Option<Entry> {
     let event = AuditEvent::from_canonical(bytes).ok()?;
     let another_patient = matches!(&event.agent.who, Who::Patient { pseudonym } if !own.contains(pseudonym));
     let purpose = event.agent.purpose.filter(|_| !another_patient).map(|p| match p {
@@ -100,6 +103,7 @@ fn entry(reader: &Reader, own: &[String], lang: Lang, seq: i64, bytes: &[u8]) ->
     };
     Some(Entry {
         seq,
+        id: ids.show(seq),
         when: i64::try_from(event.recorded.as_millis()).unwrap_or(0),
         who,
         organisation,
@@ -114,7 +118,7 @@ fn entry(reader: &Reader, own: &[String], lang: Lang, seq: i64, bytes: &[u8]) ->
 /// One row of the log's table; the live stream sends the same markup.
 fn row(lang: Lang, entry: &Entry) -> String {
     html! {
-        tr data-seq=(entry.seq) class=[entry.emergency.then_some("emergency")] {
+        tr data-entry=(entry.id) class=[entry.emergency.then_some("emergency")] {
             td { (lang.date_time(entry.when)) }
             td {
                 (entry.who)
@@ -207,11 +211,12 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let more = page.len() > PAGE_SIZE;
             page.truncate(PAGE_SIZE);
             record(&reader, "portal: access log")?;
-            let newest = page.first().map(|(seq, _)| *seq).unwrap_or(0);
+            let ids = EntryIds::of(reader.store())?;
+            let newest = ids.show(page.first().map(|(seq, _)| *seq).unwrap_or(0));
             let own = reader.pseudonyms();
             let rows: Vec<String> = page
                 .iter()
-                .filter_map(|(seq, bytes)| entry(&reader, &own, lang, *seq, bytes))
+                .filter_map(|(seq, bytes)| entry(&reader, &own, &ids, lang, *seq, bytes))
                 .map(|e| row(lang, &e))
                 .collect();
             let holders = reader.holders()?.0.clone();
@@ -251,7 +256,7 @@ fn view(
     more: bool,
     number: usize,
     rows: &[String],
-    live_after: Option<i64>,
+    live_after: Option<String>,
 ) -> String {
     let lang = page.lang;
     let date = |d: &Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default();
@@ -327,8 +332,9 @@ fn views_pager(page: &Page<'_>, base: &str, number: usize, more: bool) -> maud::
     }
 }
 
-/// `GET /portal/access-log/live?after=SEQ`: `text/event-stream`, one `entry` event per new entry
-/// (its table row), oldest first. The stream ends when the session does.
+/// `GET /portal/access-log/live?after=ID`: `text/event-stream`, one `entry` event per new entry
+/// (its table row), oldest first, after the entry `ID` (as the page showed it). The stream ends
+/// when the session does.
 pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web::Data<Portal>) -> HttpResponse {
     let visit = Visit::of(&request, &state, &portal);
     let reader = match visit.reader(&request) {
@@ -341,19 +347,26 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
         return HttpResponse::Unauthorized().finish();
     };
     let params = crate::http::query_pairs(&request);
-    let after = params.iter().find(|(n, _)| n == "after").and_then(|(_, v)| v.parse::<i64>().ok()).unwrap_or(0);
+    let after = params.iter().find(|(n, _)| n == "after").map(|(_, v)| v.clone());
     let hide_mine = params.iter().any(|(n, v)| n == "others" && v == "1");
     let reader = std::sync::Arc::new(reader);
     let opened = reader.clone();
-    if let Err(failure) =
-        web::block(move || record(&opened, "portal: access log, live")).await.map_err(Failure::from).and_then(|r| r)
-    {
-        return visit.failed(failure);
-    }
+    let opening = web::block(move || -> Result<(i64, EntryIds), Failure> {
+        record(&opened, "portal: access log, live")?;
+        let ids = EntryIds::of(opened.store())?;
+        // An id the page did not show starts from the newest entries (the page drops repeats).
+        let after = after.and_then(|id| ids.read(&id)).unwrap_or(0);
+        Ok((after, ids))
+    });
+    let (after, ids) = match opening.await.map_err(Failure::from).and_then(|r| r) {
+        Ok(opened) => opened,
+        Err(failure) => return visit.failed(failure),
+    };
+    let ids = std::sync::Arc::new(ids);
     let lang = visit.lang;
     let portal = portal.into_inner();
     let stream = futures_util::stream::unfold((after, 0u32), move |(after, polls)| {
-        let (reader, portal, session_id) = (reader.clone(), portal.clone(), session_id.clone());
+        let (reader, portal, session_id, ids) = (reader.clone(), portal.clone(), session_id.clone(), ids.clone());
         async move {
             actix_web::rt::time::sleep(LIVE_POLL).await;
             if !portal.sessions.alive(&session_id) {
@@ -368,14 +381,14 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
                 without_total: true,
                 ..LogQuery::default()
             };
-            let found = web::block(move || -> Result<Vec<(i64, String)>, Failure> {
+            let found = web::block(move || -> Result<Vec<(i64, String, String)>, Failure> {
                 let (_, mut page) = reader.store().read_log(&query)?;
                 page.reverse();
                 let own = reader.pseudonyms();
                 Ok(page
                     .iter()
-                    .filter_map(|(seq, bytes)| entry(&reader, &own, lang, *seq, bytes))
-                    .map(|e| (e.seq, row(lang, &e)))
+                    .filter_map(|(seq, bytes)| entry(&reader, &own, &ids, lang, *seq, bytes))
+                    .map(|e| (e.seq, row(lang, &e), e.id))
                     .collect())
             })
             .await;
@@ -383,9 +396,9 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let mut newest = after;
             // A failed look (the database away a moment) sends nothing; the next one tries again.
             if let Ok(Ok(rows)) = found {
-                for (seq, row) in rows {
+                for (seq, row, id) in rows {
                     newest = newest.max(seq);
-                    chunk.push_str(&format!("event: entry\nid: {seq}\n"));
+                    chunk.push_str(&format!("event: entry\nid: {id}\n"));
                     for line in row.lines() {
                         chunk.push_str(&format!("data: {line}\n"));
                     }

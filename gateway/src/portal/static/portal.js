@@ -12,7 +12,7 @@
     var holder = document.createElement("tbody");
     holder.innerHTML = event.data;
     var row = holder.firstElementChild;
-    if (row && !body.querySelector('tr[data-seq="' + row.dataset.seq + '"]')) {
+    if (row && !body.querySelector('tr[data-entry="' + row.dataset.entry + '"]')) {
       body.insertBefore(row, body.firstElementChild);
     }
   });
