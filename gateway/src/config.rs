@@ -93,6 +93,8 @@ settings! {
         "SQLite only: space kept back beside the database file (`<database>-reserve`). When the disk fills, it is released so that reads and their audit records go on while writes answer 507; once twice as much is free again, it is written anew and writes are taken. 0: none";
     "request_threads", "request-threads", "N", Derived("8 per CPU core"),
         "Requests worked on at once (parsing, validation, sealing, the database), split among the per-core workers, rounded up; the rest queue. Bounds memory under many clients";
+    "operator_organisation", "operator-organisation", "OID", Derived("development: 1.2.246.10.12345678.10.1, the example clinic; production: none"),
+        "The organisation (OID) whose administrators operate the service: only they read `/metrics`, whose counters would tell anyone else what their requests found. Unset: `/metrics` answers no one";
     "log_format", "log-format", "FORMAT", Value("text"),
         "Log format: `text` or `json` (the log filter is `VAITIO_LOG`, default `info`)";
     "tls.cert", "tls-cert", "FILE", Derived("development: <data_dir>/pki/server/cert.pem; production: required"),
@@ -412,7 +414,21 @@ pub struct Config {
     pub portal_idle: std::time::Duration,
     /// The portal's production sign-in, when configured.
     pub oidc: Option<OidcSettings>,
+    /// The organisation whose administrators read `/metrics`, if any.
+    pub operator_organisation: Option<String>,
 }
+
+/// An OID as a setting or a portal form may give it: at least two arcs of digits, at most 64
+/// characters.
+pub fn is_oid(text: &str) -> bool {
+    text.len() <= 64
+        && text.split('.').count() >= 2
+        && text.split('.').all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The organisation development mode's examples and first-run certificates name: its
+/// administrators operate a development gateway.
+pub const DEVELOPMENT_ORGANISATION: &str = "1.2.246.10.12345678.10.1";
 
 /// The CPU cores the gateway may use: one server worker (event loop) each.
 pub fn cores() -> usize {
@@ -570,6 +586,11 @@ impl Config {
         if request_threads == 0 {
             return refuse("request_threads must be at least 1");
         }
+        let operator_organisation = match raw.text("operator_organisation") {
+            Some(oid) if is_oid(&oid) => Some(oid),
+            Some(_) => return refuse("operator_organisation must be an OID (digits and dots)"),
+            None => (mode == Mode::Development).then(|| DEVELOPMENT_ORGANISATION.to_owned()),
+        };
         let default_count: usize = raw.required("search.default_count", "a whole number")?;
         let max_count: usize = raw.required("search.max_count", "a whole number")?;
         if default_count == 0 || default_count > max_count {
@@ -718,6 +739,7 @@ impl Config {
             audit_checkpoint_millis,
             harvest,
             portal_idle: std::time::Duration::from_secs(idle_minutes * 60),
+            operator_organisation,
             oidc: portal::oidc(&raw)?,
         })
     }

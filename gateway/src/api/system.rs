@@ -51,15 +51,22 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// `GET /metrics`: Prometheus' text format, for the service's operators (administrators) alone.
-/// Its counters move with every request, and how far they move says what a request did (an audit
-/// record naming a withheld resource is longer than one naming nothing): open to anyone, they
-/// would tell whether a patient or a note exists to a caller the enforcement point answers 404.
+/// `GET /metrics`: Prometheus' text format, for the service's operators alone: administrators
+/// of `operator_organisation`. Its counters move with every request, and how far they move says
+/// what a request did (an audit record naming a withheld resource is longer than one naming
+/// nothing): open to anyone else, even a clinic's own administrator, they would tell whether a
+/// patient or a note exists to a caller the enforcement point answers 404.
 pub async fn prometheus(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
     let Caller(principal, _) = caller;
-    if !matches!(principal, Principal::Administrator { .. }) {
+    let operator = match &principal {
+        Principal::Administrator { organisation, .. } => {
+            state.config.operator_organisation.as_deref() == Some(organisation.as_str())
+        }
+        _ => false,
+    };
+    if !operator {
         return Err(GatewayError::Forbidden(format!(
-            "the metrics are for the service's operators (administrators), not a {}",
+            "the metrics are for the administrators of the operator organisation (operator_organisation), not a {}",
             principal.kind()
         )));
     }

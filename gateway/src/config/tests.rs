@@ -18,6 +18,19 @@ fn no_configuration_means_development_on_loopback() {
     assert_eq!(config.audit_checkpoint_entries, store::audit::CHECKPOINT_ENTRIES);
     assert_eq!(config.audit_checkpoint_millis, store::audit::CHECKPOINT_MILLIS);
     assert_eq!((config.default_count, config.max_count, config.max_body_bytes), (20, 100, 2 * 1024 * 1024));
+    assert_eq!(
+        config.operator_organisation.as_deref(),
+        Some(DEVELOPMENT_ORGANISATION),
+        "the example clinic operates it"
+    );
+}
+
+#[test]
+fn the_operator_organisation_is_an_oid() {
+    let named = Config::resolve(&args().with("operator_organisation", "1.2.246.10.99999999.10.1")).unwrap();
+    assert_eq!(named.operator_organisation.as_deref(), Some("1.2.246.10.99999999.10.1"));
+    let wrong = Config::resolve(&args().with("operator_organisation", "urn:oid:1.2.3")).unwrap_err();
+    assert!(wrong.0.contains("operator_organisation must be an OID"), "{}", wrong.0);
 }
 
 #[test]

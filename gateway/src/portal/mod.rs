@@ -349,12 +349,7 @@ impl Form {
     }
 }
 
-/// An organisation or service event OID as a form may give it.
-pub fn is_oid(text: &str) -> bool {
-    text.len() <= 64
-        && text.split('.').count() >= 2
-        && text.split('.').all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()))
-}
+pub use crate::config::is_oid;
 
 /// A page number from `?page=`, from 1.
 pub fn page_number(request: &HttpRequest) -> Result<usize, Failure> {

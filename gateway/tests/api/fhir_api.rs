@@ -418,6 +418,8 @@ on_both_backends! {
         assert_eq!(gateway.get("/metrics").status, 403, "a therapist");
         assert_eq!(gateway.patient(HETU).get("/metrics").unwrap().status, 403, "a patient");
         assert_eq!(gateway.professional(ORG, "auditor-1", "auditor").get("/metrics").unwrap().status, 403);
+        let elsewhere = gateway.professional(OTHER_ORG, "admin-2", "administrator").get("/metrics").unwrap();
+        assert_eq!(elsewhere.status, 403, "an administrator of another organisation than the operator's");
         let anonymous = gateway.client_with(None, None).get("/metrics").unwrap();
         assert_eq!(anonymous.status, 401, "{}", anonymous.text());
         let metrics = gateway.operator().get("/metrics").unwrap();
