@@ -263,20 +263,20 @@ pub fn submit_record(
     agent: &Agent,
     checked: &CheckedRecord,
 ) -> Result<Filed, GatewayError> {
-    let (filing, head, body) = file_retrying(enforcement, principal, agent, checked, true)?;
+    let (filing, head, body) = file_retrying(enforcement, principal, agent, checked)?;
     Ok(Filed { created: filing == Filing::Created, head, body })
 }
 
 /// One record of a bulk import (`$import`): the same checks, translation, idempotency,
 /// encryption and audit as `submit_record`, answered with what was done alone (the import
-/// answers no bodies, so none is opened).
+/// answers no bodies).
 pub fn import_record(
     enforcement: &Enforcement,
     principal: &Principal,
     agent: &Agent,
     checked: &CheckedRecord,
 ) -> Result<Filing, GatewayError> {
-    Ok(file_retrying(enforcement, principal, agent, checked, false)?.0)
+    Ok(file_retrying(enforcement, principal, agent, checked)?.0)
 }
 
 /// Only a healthcare professional submits a clinic's records.
@@ -319,10 +319,9 @@ fn file_retrying(
     principal: &Principal,
     agent: &Agent,
     checked: &CheckedRecord,
-    with_body: bool,
 ) -> Result<(Filing, Head, Vec<u8>), GatewayError> {
     own_record(principal, checked)?;
-    let file = || file_record(enforcement, principal, checked, agent, with_body);
+    let file = || file_record(enforcement, principal, checked, agent);
     match file() {
         Err(GatewayError::Conflict(_)) => file(),
         other => other,
@@ -364,13 +363,12 @@ fn document_ids(
 
 /// Files a checked record: resolves its participants, translates it, and stores the document
 /// (new, a new version, or nothing for an identical repeat) with any new participants, in one
-/// transaction. Answers what was done, the document's head and (`with_body`) its body.
+/// transaction. Answers what was done, the document's head and its body.
 fn file_record(
     enforcement: &Enforcement,
     principal: &Principal,
     checked: &CheckedRecord,
     agent: &Agent,
-    with_body: bool,
 ) -> Result<(Filing, Head, Vec<u8>), GatewayError> {
     let professional = submitter(principal)?;
     let (organisation, practitioner_id) = (professional.organisation.as_str(), professional.practitioner.as_str());
@@ -418,15 +416,7 @@ fn file_record(
                 // A try at another therapist's document is a use of the patient's record: it is
                 // in their log and the auditors', as a refused submission.
                 let document = ResourceRef { resource_type: "Bundle".into(), id: head.id.clone(), version: None };
-                let refused = audit::event(
-                    Action::Submission,
-                    Outcome::MinorFailure,
-                    agent,
-                    head.patient.clone(),
-                    vec![document],
-                    audit::now(),
-                );
-                store.record(vec![AuditRecord::new(&refused)])?;
+                store.record(vec![submission_record(agent, document, head.patient.clone(), Outcome::MinorFailure)])?;
                 return Err(GatewayError::Forbidden(
                     "this record id belongs to a document only its authoring therapist may change".into(),
                 ));
@@ -442,8 +432,8 @@ fn file_record(
                     id: head.id.clone(),
                     version: Some(head.version.to_string()),
                 };
-                store.record(vec![submission_record(agent, resource, head.patient.clone())])?;
-                return Ok((Filing::Unchanged, head, if with_body { body } else { Vec::new() }));
+                store.record(vec![submission_record(agent, resource, head.patient.clone(), Outcome::Success)])?;
+                return Ok((Filing::Unchanged, head, body));
             }
             WriteKind::Update(Some(head.version))
         }
@@ -458,6 +448,7 @@ fn file_record(
         agent,
         ResourceRef { resource_type: "Bundle".into(), id: id.clone(), version: Some(version.to_string()) },
         resource.patient.clone(),
+        Outcome::Success,
     );
     writes.push(Write { resource, id, kind });
     // The participants, the document and the audit record commit together, or not at all.
@@ -474,8 +465,9 @@ fn file_record(
     Ok((filing, head, body))
 }
 
-fn submission_record(agent: &Agent, document: ResourceRef, patient: Option<String>) -> AuditRecord {
-    AuditRecord::new(&audit::event(Action::Submission, Outcome::Success, agent, patient, vec![document], audit::now()))
+/// The audit record of a clinic's submission of `document`: done, or refused (`outcome`).
+fn submission_record(agent: &Agent, document: ResourceRef, patient: Option<String>, outcome: Outcome) -> AuditRecord {
+    AuditRecord::new(&audit::event(Action::Submission, outcome, agent, patient, vec![document], audit::now()))
 }
 
 /// A document's Patient, Practitioner or Organization: one stored resource per identifier,

@@ -191,6 +191,7 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
         let live = number == 1 && filters.organisation.is_none() && filters.from.is_none() && filters.to.is_none();
         // The patient acts under their newest name; their entries are under every name.
         let names = reader.pseudonyms();
+        let own = names.clone();
         // Under every name: visits made before a re-index stand under an older one.
         let except_agents = if filters.hide_mine { names.clone() } else { Vec::new() };
         let query = LogQuery {
@@ -213,7 +214,6 @@ pub async fn page(request: HttpRequest, state: web::Data<AppState>, portal: web:
             record(&reader, "portal: access log")?;
             let ids = EntryIds::of(reader.store())?;
             let newest = ids.show(page.first().map(|(seq, _)| *seq).unwrap_or(0));
-            let own = reader.pseudonyms();
             let rows: Vec<String> = page
                 .iter()
                 .filter_map(|(seq, bytes)| entry(&reader, &own, &ids, lang, *seq, bytes))
@@ -373,6 +373,7 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
                 return None;
             }
             let names = reader.pseudonyms();
+            let own = names.clone();
             let query = LogQuery {
                 except_agents: if hide_mine { names.clone() } else { Vec::new() },
                 patients: Some(names),
@@ -384,7 +385,6 @@ pub async fn live(request: HttpRequest, state: web::Data<AppState>, portal: web:
             let found = web::block(move || -> Result<Vec<(i64, String, String)>, Failure> {
                 let (_, mut page) = reader.store().read_log(&query)?;
                 page.reverse();
-                let own = reader.pseudonyms();
                 Ok(page
                     .iter()
                     .filter_map(|(seq, bytes)| entry(&reader, &own, &ids, lang, *seq, bytes))
